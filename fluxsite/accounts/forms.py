@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
+
+User = get_user_model()
+
+
+class SignUpForm(forms.Form):
+    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+    password1 = forms.CharField(label="Password", max_length=128, strip=False,
+                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                                help_text=password_validation.password_validators_help_text_html())
+    password2 = forms.CharField(label="Password again", max_length=128, strip=False,
+                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip().lower()
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this e-mail address already exists. Log in instead?")
+        return email
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        p1, p2 = cleaned.get("password1"), cleaned.get("password2")
+        if p1 and p2 and p1 != p2:
+            self.add_error("password2", "The two passwords differ.")
+        elif p1:
+            try:
+                password_validation.validate_password(p1, User(email=cleaned.get("email", "")))
+            except forms.ValidationError as exc:
+                self.add_error("password1", exc)
+        return cleaned
+
+
+class LoginForm(AuthenticationForm):
+    username = forms.EmailField(label="E-mail", max_length=254,
+                                widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+
+
+class EmailChangeForm(forms.Form):
+    email = forms.EmailField(label="New e-mail address", max_length=254)
+    password = forms.CharField(label="Current password", strip=False, widget=forms.PasswordInput)
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        self.user = user
+        super().__init__(*args, **kwargs)
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip().lower()
+        if User.objects.filter(email__iexact=email).exclude(pk=self.user.pk).exists():
+            raise forms.ValidationError("Another account uses this e-mail address.")
+        return email
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your current password.")
+        return password
+
+
+class AccountDeleteForm(forms.Form):
+    confirm = forms.CharField(label='Type "delete my account" to confirm', max_length=64)
+    password = forms.CharField(label="Current password", strip=False, widget=forms.PasswordInput)
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        self.user = user
+        super().__init__(*args, **kwargs)
+
+    def clean_confirm(self) -> str:
+        value = self.cleaned_data["confirm"].strip().lower()
+        if value != "delete my account":
+            raise forms.ValidationError('Type the words "delete my account" exactly.')
+        return value
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your current password.")
+        return password
+
+
+__all__ = ["SignUpForm", "LoginForm", "EmailChangeForm", "AccountDeleteForm", "PasswordChangeForm"]

@@ -1,0 +1,27 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path, reverse_lazy
+
+from fluxsite.accounts import views
+from fluxsite.accounts.forms import LoginForm
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("signup/", views.signup, name="signup"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm, redirect_authenticated_user=True),
+         name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.account, name="account"),
+    path("email/", views.email_change, name="email_change"),
+    path("password/", views.password_change, name="password_change"),
+    path("delete/", views.account_delete, name="delete"),
+    path("password-reset/", auth_views.PasswordResetView.as_view(
+        success_url=reverse_lazy("accounts:password_reset_done"),
+        email_template_name="registration/password_reset_email.txt",
+        subject_template_name="registration/password_reset_subject.txt",
+    ), name="password_reset"),
+    path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(
+        success_url=reverse_lazy("accounts:password_reset_complete")), name="password_reset_confirm"),
+    path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+]

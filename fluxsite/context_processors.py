@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def site(request: HttpRequest) -> dict:
+    """What the base layout needs on every page: the sandbox banner and the credit balance."""
+    balance = None
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        from billing.selectors import balance_for_user
+
+        balance = balance_for_user(user)
+    return {"SANDBOX_MODE": settings.SANDBOX_MODE, "credit_balance": balance}

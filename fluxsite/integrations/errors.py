@@ -1,0 +1,92 @@
+"""The one error type every vendor module raises.
+
+Modelled on healthchecks' TransportError(permanent=): callers need to know *what kind* of
+failure happened (to show a hint and to decide about retrying), not which SDK raised it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Category(StrEnum):
+    NETWORK = "network"
+    AUTHENTICATION = "authentication"
+    VALIDATION = "validation"
+    RATE_LIMIT = "rate_limit"
+    SERVICE_ERROR = "service_error"
+    FILE_ERROR = "file_error"
+    TIMEOUT = "timeout"
+
+
+# What a person is told for each category, and whether retrying later can help by default.
+HINTS: dict[Category, str] = {
+    Category.NETWORK: "The service could not be reached. This is usually brief; it will be retried.",
+    Category.AUTHENTICATION: "The service refused our credentials: an operator must update the API token.",
+    Category.VALIDATION: "The service refused the request as invalid: check the settings and try again.",
+    Category.RATE_LIMIT: "The service asked us to slow down. It will be retried shortly.",
+    Category.SERVICE_ERROR: "The service had an internal problem. It will be retried; if it persists, try later.",
+    Category.FILE_ERROR: "A file could not be read, downloaded or stored. Check the files and try again.",
+    Category.TIMEOUT: "The service took too long to answer. It will be retried.",
+}
+RETRYABLE: dict[Category, bool] = {
+    Category.NETWORK: True,
+    Category.AUTHENTICATION: False,
+    Category.VALIDATION: False,
+    Category.RATE_LIMIT: True,
+    Category.SERVICE_ERROR: True,
+    Category.FILE_ERROR: False,
+    Category.TIMEOUT: True,
+}
+
+
+@dataclass
+class IntegrationError(Exception):
+    """A failure talking to an external service.
+
+    `message` is safe to show a user; `detail` is the vendor's text for the log (never shown,
+    never containing a token); `retryable` says whether trying again later can help.
+    """
+
+    service: str
+    category: Category
+    message: str
+    detail: str = ""
+    status: int | None = None
+    retryable: bool | None = None
+    retry_after: float | None = None
+    invalid_fields: list[dict] | None = None
+
+    def __post_init__(self) -> None:
+        if self.retryable is None:
+            self.retryable = RETRYABLE[self.category]
+        super().__init__(self.message)
+
+    @property
+    def hint(self) -> str:
+        return HINTS[self.category]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.category}: {self.message}"
+
+
+def category_for_status(status: int) -> Category:
+    """Map an HTTP status from any vendor to a category (each vendor module may refine it)."""
+    if status in (401, 403):
+        return Category.AUTHENTICATION
+    if status == 429:
+        return Category.RATE_LIMIT
+    if status in (408, 504):
+        return Category.TIMEOUT
+    if status >= 500:
+        return Category.SERVICE_ERROR
+    return Category.VALIDATION
+
+
+def redact(text: str, *secrets: str) -> str:
+    """Remove every secret from a text meant for a log or an error."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return text

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+DEMO_EMAIL = "demo@fluxsite.local"
+DEMO_PASSWORD = "fluxsite-demo-password"
+
+
+class Command(BaseCommand):
+    help = "Make sure the demo account exists (local development and the sandbox only)."
+
+    def handle(self, *args, **options) -> None:
+        if not settings.DEBUG:
+            self.stdout.write("DEBUG is off: no demo account is created.")
+            return
+        from fluxsite.accounts.services import user_sign_up
+
+        User = get_user_model()
+        user = User.objects.filter(email=DEMO_EMAIL).first()
+        if user is None:
+            user = user_sign_up(email=DEMO_EMAIL, password=DEMO_PASSWORD)
+            user.is_staff = True
+            user.is_superuser = True
+            user.save(update_fields=["is_staff", "is_superuser"])
+        self.stdout.write(self.style.SUCCESS(
+            f"\n  Log in at {settings.SITE_URL}/account/login/ with\n"
+            f"    e-mail:   {DEMO_EMAIL}\n    password: {DEMO_PASSWORD}\n"
+            f"  (the demo account is staff too: {settings.SITE_URL}/admin/)\n"
+        ))

@@ -1,0 +1,351 @@
+"""Fluxsite settings: the one settings file, reading only the environment.
+
+Defaults run on a laptop with nothing set (SQLite under var/, local files, django-q2's
+database broker, console email, the sandbox stand-ins for every vendor). Production is
+switched on by environment variables, documented one by one in .env.example.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from fluxsite.env import (
+    database_from_url,
+    env_bool,
+    env_decimal_str,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("FLUXSITE_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+TESTING = "pytest" in sys.modules or env_bool("FLUXSITE_TESTING", False)
+
+# --- Core ---------------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env_secret("SECRET_KEY")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
+if not DEBUG:
+    missing = [name for name, value in (("SECRET_KEY", SECRET_KEY), ("ALLOWED_HOSTS", ALLOWED_HOSTS)) if not value]
+    if missing:
+        raise ImproperlyConfigured(
+            f"DEBUG is off, so {' and '.join(missing)} must be set in the environment (see .env.example)."
+        )
+    if len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured("SECRET_KEY must be at least 50 random characters when DEBUG is off.")
+else:
+    SECRET_KEY = SECRET_KEY or "django-insecure-local-development-only-key-never-use-this-in-production-0123"
+    ALLOWED_HOSTS = ALLOWED_HOSTS or ["127.0.0.1", "localhost", "[::1]", "testserver"]
+
+# Where the site is reachable from the outside: webhooks and e-mail links are built on it.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL] if SITE_URL.startswith("https://") else [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "template_partials",
+    "django_q",
+    "storages",
+    "fluxsite.accounts",
+    "fluxsite",
+    "training",
+    "models_app",
+    "billing",
+    "sandbox",
+    "sandbox.replicate",
+    "sandbox.huggingface",
+    "sandbox.stripe",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "fluxsite.middleware.ContentSecurityPolicyMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "fluxsite.urls"
+WSGI_APPLICATION = "fluxsite.wsgi.application"
+ASGI_APPLICATION = "fluxsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "fluxsite.context_processors.site",
+            ],
+        },
+    },
+]
+
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "training:list"
+LOGOUT_REDIRECT_URL = "accounts:login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Database ---------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+else:
+    # WAL and a busy timeout let the web server and the django-q2 worker share one file;
+    # IMMEDIATE transactions take the write lock up front instead of failing on upgrade.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("SQLITE_PATH", str(VAR_DIR / "db.sqlite3")),
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": str(VAR_DIR / "test-db.sqlite3")},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache and queue --------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# django-q2: `timeout` must stay below `retry`, or a long task is delivered again while it
+# still runs; max_attempts bounds redelivery (0 would mean forever). A worker killed by the
+# OS is not counted by django-q2, so our pipeline keeps its own attempt counter on each job.
+Q_CLUSTER = {
+    "name": "fluxsite",
+    "workers": env_int("Q_WORKERS", 2),
+    "recycle": 200,
+    "timeout": env_int("Q_TIMEOUT", 600),
+    "retry": env_int("Q_RETRY", 720),
+    "max_attempts": env_int("Q_MAX_ATTEMPTS", 3),
+    "catch_up": False,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "label": "Task queue",
+    "poll": 0.5,
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Static and media files ---------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+
+# Object storage: S3 or Cloudflare R2 when a bucket is named, local files otherwise.
+# "default" holds public things (generated images, thumbnails); "private" holds datasets and
+# weights and only ever hands out expiring signed URLs, so it never gets a custom domain.
+S3_BUCKET = env_str("S3_BUCKET")
+S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL")  # https://<account>.r2.cloudflarestorage.com for R2
+S3_REGION = env_str("S3_REGION", "auto")
+S3_ACCESS_KEY_ID = env_secret("S3_ACCESS_KEY_ID")
+S3_SECRET_ACCESS_KEY = env_secret("S3_SECRET_ACCESS_KEY")
+S3_PUBLIC_DOMAIN = env_str("S3_PUBLIC_DOMAIN")
+SIGNED_URL_SECONDS = env_int("SIGNED_URL_SECONDS", 3600)
+
+_static_backend = (
+    "django.contrib.staticfiles.storage.StaticFilesStorage"
+    if TESTING or DEBUG
+    else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+)
+if S3_BUCKET:
+    _s3_common = {
+        "bucket_name": S3_BUCKET,
+        "endpoint_url": S3_ENDPOINT_URL or None,
+        "region_name": S3_REGION,
+        "access_key": S3_ACCESS_KEY_ID or None,
+        "secret_key": S3_SECRET_ACCESS_KEY or None,
+        "signature_version": "s3v4",
+        "addressing_style": "path",
+        "file_overwrite": False,
+        "default_acl": None,
+    }
+    STORAGES = {
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                **_s3_common,
+                "location": "public",
+                "custom_domain": S3_PUBLIC_DOMAIN or None,
+                "querystring_auth": not S3_PUBLIC_DOMAIN,
+                "querystring_expire": SIGNED_URL_SECONDS,
+            },
+        },
+        "private": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                **_s3_common,
+                "location": "private",
+                "querystring_auth": True,
+                "querystring_expire": SIGNED_URL_SECONDS,
+            },
+        },
+        "staticfiles": {"BACKEND": _static_backend},
+    }
+else:
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "private": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(MEDIA_ROOT / "private"), "base_url": None},
+        },
+        "staticfiles": {"BACKEND": _static_backend},
+    }
+
+# --- Uploads and datasets -----------------------------------------------------------------------
+DATASET_MIN_IMAGES = env_int("DATASET_MIN_IMAGES", 10)
+DATASET_MAX_IMAGES = env_int("DATASET_MAX_IMAGES", 50)
+DATASET_MAX_FILE_BYTES = env_int("DATASET_MAX_FILE_BYTES", 30 * 1024 * 1024)
+DATASET_MAX_TOTAL_BYTES = env_int("DATASET_MAX_TOTAL_BYTES", 600 * 1024 * 1024)
+DATASET_MAX_PIXELS = env_int("DATASET_MAX_PIXELS", 40_000_000)
+DATASET_LONG_SIDE = env_int("DATASET_LONG_SIDE", 1024)
+DATA_UPLOAD_MAX_NUMBER_FILES = DATASET_MAX_IMAGES + 10
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = None
+
+# --- Vendors: real services when tokens are set, the sandbox otherwise ----------------------------
+REPLICATE_API_TOKEN = env_secret("REPLICATE_API_TOKEN")
+REPLICATE_WEBHOOK_SECRET = env_secret("REPLICATE_WEBHOOK_SECRET")
+HF_TOKEN = env_secret("HF_TOKEN")
+STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET")
+_any_token = any((REPLICATE_API_TOKEN, HF_TOKEN, STRIPE_SECRET_KEY))
+
+# Sandbox mode: the local stand-ins under /sandbox/ answer for Replicate, Hugging Face and Stripe.
+# A system check (fluxsite.checks) refuses it when DEBUG is off.
+SANDBOX_MODE = env_bool("SANDBOX_MODE", DEBUG and not _any_token)
+SANDBOX_TRAINING_SECONDS = env_int("SANDBOX_TRAINING_SECONDS", 60)  # a demo training's length
+SANDBOX_WEBHOOK_DELAY_SECONDS = env_int("SANDBOX_WEBHOOK_DELAY_SECONDS", 0)
+
+if SANDBOX_MODE:
+    REPLICATE_BASE_URL = env_str("REPLICATE_BASE_URL", f"{SITE_URL}/sandbox/replicate")
+    HF_ENDPOINT = env_str("HF_ENDPOINT", f"{SITE_URL}/sandbox/hf")
+    STRIPE_API_BASE = env_str("STRIPE_API_BASE", f"{SITE_URL}/sandbox/stripe")
+    REPLICATE_API_TOKEN = REPLICATE_API_TOKEN or "r8_sandbox_token_for_local_use_only"
+    # Standard Webhooks secrets: "whsec_" + base64 of the key bytes.
+    REPLICATE_WEBHOOK_SECRET = REPLICATE_WEBHOOK_SECRET or "whsec_c2FuZGJveC1yZXBsaWNhdGUta2V5LTAxMjM0NTY3"
+    HF_TOKEN = HF_TOKEN or "hf_sandbox_token_for_local_use_only"
+    STRIPE_SECRET_KEY = STRIPE_SECRET_KEY or "sk_test_sandbox_key_for_local_use_only"
+    STRIPE_WEBHOOK_SECRET = STRIPE_WEBHOOK_SECRET or "whsec_sandbox_stripe_signing_secret"
+else:
+    REPLICATE_BASE_URL = env_str("REPLICATE_BASE_URL", "https://api.replicate.com")
+    HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co")
+    STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com")
+
+REPLICATE_TRAINER_MODEL = env_str("REPLICATE_TRAINER_MODEL", "ostris/flux-dev-lora-trainer")
+REPLICATE_TRAINER_VERSION = env_str("REPLICATE_TRAINER_VERSION")  # empty: the model's latest version
+REPLICATE_OWNER = env_str("REPLICATE_OWNER", "fluxsite")  # where destination models are created
+REPLICATE_GENERATION_MODEL = env_str("REPLICATE_GENERATION_MODEL", "black-forest-labs/flux-dev-lora")
+REPLICATE_TIMEOUT_SECONDS = env_int("REPLICATE_TIMEOUT_SECONDS", 30)
+REPLICATE_WEIGHTS_MAX_BYTES = env_int("REPLICATE_WEIGHTS_MAX_BYTES", 2 * 1024 * 1024 * 1024)
+REPLICATE_DOWNLOAD_HOSTS = env_list("REPLICATE_DOWNLOAD_HOSTS", ["replicate.delivery", "pbxt.replicate.delivery"])
+HF_NAMESPACE = env_str("HF_NAMESPACE", "fluxsite")
+HF_TIMEOUT_SECONDS = env_int("HF_TIMEOUT_SECONDS", 60)
+STRIPE_API_VERSION = env_str("STRIPE_API_VERSION", "2025-03-31.basil")
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20)
+# Key for encrypting users' own Hugging Face tokens at rest (Fernet); derived from SECRET_KEY if unset.
+FIELD_ENCRYPTION_KEY = env_secret("FIELD_ENCRYPTION_KEY")
+
+# --- Credits and prices ---------------------------------------------------------------------------
+GPU_PRICE_PER_SECOND = env_decimal_str("GPU_PRICE_PER_SECOND", "0.001525")  # H100, dollars
+TRAINER_SECONDS_PER_STEP = env_decimal_str("TRAINER_SECONDS_PER_STEP", "1.1")
+CREDIT_VALUE_CENTS = env_int("CREDIT_VALUE_CENTS", 1)  # one credit is worth this many US cents
+SIGNUP_CREDITS = env_int("SIGNUP_CREDITS", 500)
+GENERATION_CREDITS_PER_IMAGE = env_int("GENERATION_CREDITS_PER_IMAGE", 4)
+LOW_BALANCE_THRESHOLD = env_int("LOW_BALANCE_THRESHOLD", 100)
+
+# --- Pipeline -------------------------------------------------------------------------------------
+PIPELINE_MAX_ATTEMPTS = env_int("PIPELINE_MAX_ATTEMPTS", 5)
+PIPELINE_STALE_MINUTES = env_int("PIPELINE_STALE_MINUTES", 3)
+
+# --- E-mail ------------------------------------------------------------------------------------
+EMAIL_HOST = env_str("EMAIL_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Fluxsite <noreply@fluxsite.local>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+ADMINS = [("Operators", a) for a in env_list("ADMIN_EMAILS")]
+
+# --- Security ------------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx reads nothing from it; the token is put in hx-headers
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SECURE_SSL_REDIRECT_EXEMPT = [r"^healthz$"]
+CSP_EXTRA_IMG_SOURCES = [f"https://{S3_PUBLIC_DOMAIN}"] if S3_PUBLIC_DOMAIN else []
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "werkzeug": {"level": "WARNING"},
+        "botocore": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,27 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from fluxsite import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("files/<str:token>", views.signed_file, name="signed_file"),
+    path("admin/", admin.site.urls),
+    path("account/", include("fluxsite.accounts.urls")),
+    path("trainings/", include("training.urls")),
+    path("models/", include("models_app.urls")),
+    path("billing/", include("billing.urls")),
+]
+
+if settings.SANDBOX_MODE:
+    urlpatterns.append(path("sandbox/", include("sandbox.urls")))
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+
+handler404 = "fluxsite.views.page_not_found"
+handler500 = "fluxsite.views.server_error"

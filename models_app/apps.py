@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ModelsAppConfig(AppConfig):
+    name = "models_app"
+    verbose_name = "Models and generations"

@@ -1,0 +1,159 @@
+"""Shared fixtures: personas, isolated storage, synchronous tasks, the sandbox over HTTP.
+
+Markers `postgres` and `redis` skip a test with a reason when that service is not configured,
+and fail it instead when CI=true, so CI can never pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Hugging Face and Stripe read these at import time: set them before anything imports the SDKs.
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="fluxsite-hf-"))
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+import pytest  # noqa: E402
+from django.conf import settings as django_settings  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _service_missing(marker: str) -> str | None:
+    if marker == "postgres":
+        if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+            return "needs PostgreSQL: set DATABASE_URL (for example postgres://postgres@127.0.0.1:5432/test)"
+    if marker == "redis":
+        if not django_settings.REDIS_URL:
+            return "needs Redis: set REDIS_URL (for example redis://127.0.0.1:6379/0)"
+        try:
+            import redis
+
+            redis.Redis.from_url(django_settings.REDIS_URL, socket_connect_timeout=2).ping()
+        except Exception as exc:
+            return f"Redis at REDIS_URL does not answer: {exc}"
+    return None
+
+
+def pytest_runtest_setup(item) -> None:
+    for marker in ("postgres", "redis"):
+        if item.get_closest_marker(marker):
+            reason = _service_missing(marker)
+            if reason and IN_CI:
+                pytest.fail(f"CI must not skip this test: {reason}", pytrace=False)
+            elif reason:
+                pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings, tmp_path):
+    """Fast hashing, files under a temporary folder, and tasks run in-process."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.STORAGES = {
+        **django_settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                    "OPTIONS": {"location": str(tmp_path / "media"), "base_url": "/media/"}},
+        "private": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                    "OPTIONS": {"location": str(tmp_path / "private"), "base_url": None}},
+    }
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    yield settings
+
+
+@pytest.fixture(autouse=True)
+def _sync_tasks(request, monkeypatch):
+    """django-q2 tasks run synchronously unless the test drives the real worker (marker qcluster)."""
+    if request.node.get_closest_marker("qcluster"):
+        yield
+        return
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    yield
+
+
+# --- Personas -------------------------------------------------------------------------------------
+PASSWORD = "correct-horse-battery-staple"
+
+
+def _make_user(email: str, **extra):
+    from fluxsite.accounts.services import user_sign_up
+
+    user = user_sign_up(email=email, password=PASSWORD)
+    for key, value in extra.items():
+        setattr(user, key, value)
+    if extra:
+        user.save()
+    return user
+
+
+@pytest.fixture
+def alice(db):
+    """The owner in most tests."""
+    return _make_user("alice@example.com")
+
+
+@pytest.fixture
+def bob(db):
+    """Another user, who must never see alice's things."""
+    return _make_user("bob@example.com")
+
+
+@pytest.fixture
+def staff(db):
+    return _make_user("staff@example.com", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def anon_client(client):
+    """An anonymous visitor."""
+    return client
+
+
+def _client_for(user):
+    from django.test import Client
+
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+@pytest.fixture
+def alice_client(alice):
+    return _client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob):
+    return _client_for(bob)
+
+
+@pytest.fixture
+def staff_client(staff):
+    return _client_for(staff)
+
+
+# --- The sandbox over real HTTP --------------------------------------------------------------------
+@pytest.fixture
+def sandbox(live_server, settings):
+    """Point every vendor client at the sandbox served by a real HTTP server thread.
+
+    Tests that use it must be `django_db(transaction=True)` (live_server shares the database).
+    Returns the live server's base URL.
+    """
+    from sandbox.faults import fault_clear
+
+    base = live_server.url
+    settings.SITE_URL = base
+    settings.SANDBOX_MODE = True
+    settings.REPLICATE_BASE_URL = f"{base}/sandbox/replicate"
+    settings.HF_ENDPOINT = f"{base}/sandbox/hf"
+    settings.STRIPE_API_BASE = f"{base}/sandbox/stripe"
+    settings.SANDBOX_TRAINING_SECONDS = 3
+    fault_clear()
+    yield base
+    fault_clear()

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+
+@login_required
+@require_GET
+def training_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "training/list.html", {})
