@@ -26,7 +26,7 @@ from fluxsite.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("FLUXSITE_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
-TESTING = "pytest" in sys.modules or env_bool("FLUXSITE_TESTING", False)
+TESTING = "pytest" in sys.modules
 
 # --- Core ---------------------------------------------------------------------------------
 DEBUG = env_bool("DEBUG", True)
@@ -258,7 +258,6 @@ _any_token = any((REPLICATE_API_TOKEN, HF_TOKEN, STRIPE_SECRET_KEY))
 # A system check (fluxsite.checks) refuses it when DEBUG is off.
 SANDBOX_MODE = env_bool("SANDBOX_MODE", DEBUG and not _any_token)
 SANDBOX_TRAINING_SECONDS = env_int("SANDBOX_TRAINING_SECONDS", 60)  # a demo training's length
-SANDBOX_WEBHOOK_DELAY_SECONDS = env_int("SANDBOX_WEBHOOK_DELAY_SECONDS", 0)
 
 if SANDBOX_MODE:
     REPLICATE_BASE_URL = env_str("REPLICATE_BASE_URL", f"{SITE_URL}/sandbox/replicate")
@@ -295,6 +294,8 @@ TRAINER_SECONDS_PER_STEP = env_decimal_str("TRAINER_SECONDS_PER_STEP", "1.1")
 CREDIT_VALUE_CENTS = env_int("CREDIT_VALUE_CENTS", 1)  # one credit is worth this many US cents
 SIGNUP_CREDITS = env_int("SIGNUP_CREDITS", 500)
 GENERATION_CREDITS_PER_IMAGE = env_int("GENERATION_CREDITS_PER_IMAGE", 4)
+# Training price = GPU cost x this margin (a decimal string; Decimal math only, never float).
+TRAINING_PRICE_MARGIN = env_decimal_str("TRAINING_PRICE_MARGIN", "1.5")
 LOW_BALANCE_THRESHOLD = env_int("LOW_BALANCE_THRESHOLD", 100)
 
 # --- Pipeline -------------------------------------------------------------------------------------

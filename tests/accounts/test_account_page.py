@@ -1,0 +1,74 @@
+import pytest
+from django.contrib.auth import get_user_model
+
+from billing.models import CreditEntry, Wallet
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def test_alice_sees_her_account_page(alice_client):
+    response = alice_client.get("/account/")
+    assert response.status_code == 200
+    assert b"alice@example.com" in response.content
+
+
+def test_alice_changes_her_email_with_her_password(alice_client, alice):
+    response = alice_client.post("/account/email/", {"email": "alice.new@example.com", "password": PASSWORD})
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.email == "alice.new@example.com"
+
+
+def test_an_email_taken_by_bob_is_refused(alice_client, alice, bob):
+    response = alice_client.post("/account/email/", {"email": "bob@example.com", "password": PASSWORD})
+    assert response.status_code == 400
+    assert b"Another account uses" in response.content
+    alice.refresh_from_db()
+    assert alice.email == "alice@example.com"
+
+
+def test_a_wrong_current_password_changes_nothing(alice_client, alice):
+    response = alice_client.post("/account/email/", {"email": "x@example.com", "password": "wrong"})
+    assert response.status_code == 400
+    alice.refresh_from_db()
+    assert alice.email == "alice@example.com"
+
+
+def test_alice_changes_her_password_and_stays_logged_in(alice_client, alice):
+    new = "another-unusual-passphrase-77"
+    response = alice_client.post("/account/password/", {"old_password": PASSWORD, "new_password1": new,
+                                                        "new_password2": new})
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.check_password(new)
+    assert alice_client.get("/account/").status_code == 200
+
+
+def test_a_weak_new_password_is_refused(alice_client, alice):
+    response = alice_client.post("/account/password/", {"old_password": PASSWORD, "new_password1": "123",
+                                                        "new_password2": "123"})
+    assert response.status_code == 400
+    assert b"too short" in response.content
+
+
+def test_deleting_the_account_needs_the_confirmation_words(alice_client, alice):
+    response = alice_client.post("/account/delete/", {"confirm": "yes", "password": PASSWORD})
+    assert response.status_code == 400
+    assert get_user_model().objects.filter(pk=alice.pk).exists()
+
+
+def test_deleting_the_account_removes_it_and_its_data(alice_client, alice, bob, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_client.post("/account/delete/", {"confirm": "delete my account", "password": PASSWORD})
+    assert response.status_code == 302
+    assert not get_user_model().objects.filter(pk=alice.pk).exists()
+    assert not Wallet.objects.filter(user_id=alice.pk).exists()
+    assert not CreditEntry.objects.filter(wallet__user_id=alice.pk).exists()
+    assert Wallet.objects.filter(user=bob).exists()
+    assert alice_client.get("/account/").status_code == 302
+
+
+def test_account_actions_refuse_get(alice_client):
+    assert alice_client.get("/account/email/").status_code == 405
+    assert alice_client.get("/account/password/").status_code == 405

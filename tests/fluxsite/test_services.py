@@ -1,0 +1,91 @@
+"""The production parts: PostgreSQL, Redis as django-q2 broker and cache, and the run command."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_database_is_postgresql_when_database_url_is_set():
+    from django.db import connection
+
+    assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version_num")
+        assert int(cursor.fetchone()[0]) >= 130000
+
+
+@pytest.mark.redis
+def test_the_cache_is_redis_when_redis_url_is_set():
+    from django.core.cache import cache
+
+    assert settings.CACHES["default"]["BACKEND"].endswith("RedisCache")
+    cache.set("fluxsite-test-key", {"n": 1}, 30)
+    assert cache.get("fluxsite-test-key") == {"n": 1}
+    cache.delete("fluxsite-test-key")
+
+
+@pytest.mark.redis
+def test_django_q_uses_redis_as_its_broker_when_redis_url_is_set():
+    from django_q.brokers import get_broker
+    from django_q.brokers.redis_broker import Redis
+
+    broker = get_broker("fluxsite-test-queue")
+    assert isinstance(broker, Redis)
+    broker.purge_queue()
+    broker.enqueue("payload-1")
+    assert broker.queue_size() == 1
+    task = broker.dequeue()
+    assert task[0][1] in (b"payload-1", "payload-1")
+    broker.purge_queue()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_run_command_serves_the_login_page_and_stops_both_processes_on_ctrl_c(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
+    env.update({"FLUXSITE_VAR_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"})
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=180)
+    demo = subprocess.run([*manage, "ensure_demo_account"], cwd=ROOT, env=env, check=True, capture_output=True,
+                          text=True, timeout=60)
+    assert "demo@fluxsite.local" in demo.stdout
+    port = _free_port()
+    proc = subprocess.Popen([*manage, "devserver", "--addr", f"127.0.0.1:{port}"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/account/login/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the web server did not start"
+                time.sleep(0.3)
+        assert response.status_code == 200
+        assert "Log in" in response.text
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2  # runserver and qcluster
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        time.sleep(0.5)
+        for pid in children:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
