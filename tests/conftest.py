@@ -139,7 +139,7 @@ def staff_client(staff):
 
 # --- The sandbox over real HTTP --------------------------------------------------------------------
 @pytest.fixture
-def sandbox(live_server, settings):
+def sandbox(live_server, settings, tmp_path):
     """Point every vendor client at the sandbox served by a real HTTP server thread.
 
     Tests that use it must be `django_db(transaction=True)` (live_server shares the database).
@@ -154,6 +154,40 @@ def sandbox(live_server, settings):
     settings.HF_ENDPOINT = f"{base}/sandbox/hf"
     settings.STRIPE_API_BASE = f"{base}/sandbox/stripe"
     settings.SANDBOX_TRAINING_SECONDS = 3
+    settings.SANDBOX_HF_ROOT = tmp_path / "sandbox-hf"
     fault_clear()
     yield base
     fault_clear()
+
+
+# --- A real browser ------------------------------------------------------------------------------
+CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def _chromium():
+    if CHROMIUM is None:
+        if IN_CI:
+            pytest.fail("chromium is missing in CI (.ci/run installs Debian's chromium)")
+        pytest.skip("needs Debian's chromium: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(_chromium):
+    """A fresh browser page; console errors (CSP violations included) are collected in page.errors."""
+    context = _chromium.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.errors = []
+    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.set_default_timeout(15000)
+    yield page
+    context.close()

@@ -1,0 +1,124 @@
+"""Reading progress out of the trainer's logs, and drawing the loss curve.
+
+The trainer (replicate/flux-fine-tuner, ai-toolkit underneath) prints tqdm bars; Replicate turns
+carriage returns into newlines, so the log holds one line per refresh:
+
+    flux_train_replicate:  10%|█         | 100/1000 [01:41<15:12,  1.01s/it, lr: 4.0e-04 loss: 4.123e-01]
+
+Other N/M bars (captioning, loading checkpoints) are not training progress and are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+
+_TRAIN_LINE = re.compile(
+    r"flux_train_replicate:\s*(?P<pct>\d+)%\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+)\s*"
+    r"\[(?P<elapsed>[\d:]+)<(?P<eta>[\d:?]+),\s*(?P<rate>[\d.]+)(?P<unit>s/it|it/s)"
+    r"(?:,\s*lr:\s*(?P<lr>[-+\d.eE]+))?(?:\s*loss:\s*(?P<loss>[-+\d.eE]+|nan|inf))?"
+)
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int = 0
+    total: int = 0
+    seconds_per_step: float | None = None
+    eta_seconds: int | None = None
+    loss: float | None = None
+    loss_history: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def percent(self) -> int:
+        return int(self.step * 100 / self.total) if self.total else 0
+
+    @property
+    def steps_per_second(self) -> float | None:
+        return 1 / self.seconds_per_step if self.seconds_per_step else None
+
+
+def _seconds(clock: str) -> int | None:
+    if "?" in clock:
+        return None
+    seconds = 0
+    for part in clock.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+def progress_from_logs(logs: str | None) -> Progress:
+    """The latest training progress in `logs`, with the loss at each step seen (by step, no repeats)."""
+    if not logs:
+        return Progress()
+    history: dict[int, float] = {}
+    last = None
+    for line in logs.replace("\r", "\n").splitlines():
+        match = _TRAIN_LINE.search(line)
+        if not match:
+            continue
+        last = match
+        loss = match.group("loss")
+        if loss is not None:
+            try:
+                value = float(loss)
+            except ValueError:
+                continue
+            if value == value and value not in (float("inf"), float("-inf")):
+                history[int(match.group("step"))] = value
+    if last is None:
+        return Progress()
+    rate = float(last.group("rate"))
+    seconds_per_step = rate if last.group("unit") == "s/it" else (1 / rate if rate else None)
+    loss_value = history.get(int(last.group("step")))
+    return Progress(
+        step=int(last.group("step")),
+        total=int(last.group("total")),
+        seconds_per_step=seconds_per_step,
+        eta_seconds=_seconds(last.group("eta")),
+        loss=loss_value,
+        loss_history=sorted(history.items()),
+    )
+
+
+def loss_chart_svg(points: list[tuple[int, float]], *, width: int = 600, height: int = 180) -> SafeString:
+    """An inline SVG line chart of loss over steps (no script, no inline style: CSS classes only)."""
+    if len(points) < 2:
+        return mark_safe("")  # noqa: S308  (a constant empty string)
+    pad = 28
+    steps = [p[0] for p in points]
+    losses = [p[1] for p in points]
+    x0, x1 = min(steps), max(steps)
+    y0, y1 = min(losses), max(losses)
+    if y1 == y0:
+        y1 = y0 + 1e-9
+    if x1 == x0:
+        x1 = x0 + 1
+
+    def sx(step: int) -> float:
+        return pad + (step - x0) * (width - 2 * pad) / (x1 - x0)
+
+    def sy(loss: float) -> float:
+        return height - pad - (loss - y0) * (height - 2 * pad) / (y1 - y0)
+
+    coords = " ".join(f"{sx(s):.1f},{sy(v):.1f}" for s, v in points)
+    labels = format_html_join(
+        "",
+        '<text x="{}" y="{}">{}</text>',
+        [
+            (2, pad - 6, f"{y1:.3g}"),
+            (2, height - pad + 4, f"{y0:.3g}"),
+            (pad, height - 6, f"step {x0}"),
+            (width - pad - 60, height - 6, f"step {x1}"),
+        ],
+    )
+    return format_html(
+        '<svg viewBox="0 0 {w} {h}" role="img" aria-label="Training loss from step {a} to {b}">'
+        '<line class="axis" x1="{p}" y1="{bottom}" x2="{right}" y2="{bottom}"/>'
+        '<line class="axis" x1="{p}" y1="{p}" x2="{p}" y2="{bottom}"/>'
+        '<polyline class="line" points="{coords}"/>{labels}</svg>',
+        w=width, h=height, a=x0, b=x1, p=pad, bottom=height - pad, right=width - pad, coords=coords, labels=labels,
+    )
