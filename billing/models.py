@@ -50,6 +50,9 @@ class CreditEntry(models.Model):
     note = models.CharField(max_length=300, blank=True)
     amount_cents = models.BigIntegerField(null=True, blank=True, help_text="Money paid, if any, in minor units.")
     currency = models.CharField(max_length=3, blank=True)
+    shortfall = models.BigIntegerField(
+        default=0, help_text="Credits that should have been taken back but were already spent (refunded payments)."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -59,3 +62,146 @@ class CreditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount:+d} {self.get_kind_display()} ({self.reference})"
+
+
+class CreditPack(models.Model):
+    """A one-time purchase of credits, sold through a Stripe price (mode=payment)."""
+
+    name = models.CharField(max_length=100)
+    credits = models.PositiveIntegerField()
+    stripe_price_id = models.CharField(max_length=100, unique=True)
+    # Shown on the pricing page; Stripe's price is what is actually charged.
+    amount_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="usd")
+    active = models.BooleanField(default=True)
+    sort_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "credits"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.credits} credits)"
+
+
+class Plan(models.Model):
+    """A subscription: a monthly allowance of credits, sold through a recurring Stripe price."""
+
+    name = models.CharField(max_length=100)
+    credits_per_period = models.PositiveIntegerField()
+    stripe_price_id = models.CharField(max_length=100, unique=True)
+    amount_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="usd")
+    interval = models.CharField(max_length=10, default="month")
+    active = models.BooleanField(default=True)
+    sort_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "amount_cents"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.credits_per_period} credits / {self.interval})"
+
+
+class StripeCustomer(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stripe_customer")
+    customer_id = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.customer_id}"
+
+
+class SubscriptionStatus(models.TextChoices):
+    # Stripe's own statuses, stored as Stripe reports them after a re-read.
+    INCOMPLETE = "incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired"
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELED = "canceled"
+    UNPAID = "unpaid"
+    PAUSED = "paused"
+
+
+class Subscription(models.Model):
+    """Our copy of a Stripe subscription, always written from a fresh subscription_retrieve()."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions")
+    stripe_subscription_id = models.CharField(max_length=100, unique=True)
+    stripe_customer_id = models.CharField(max_length=100, blank=True)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="subscriptions")
+    status = models.CharField(max_length=20, choices=SubscriptionStatus.choices, default=SubscriptionStatus.INCOMPLETE)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.plan or '?'} ({self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE)
+
+
+class CheckoutStatus(models.TextChoices):
+    OPEN = "open", "Waiting for payment"
+    PROCESSING = "processing", "Payment processing"
+    PAID = "paid", "Paid"
+    FAILED = "failed", "Payment failed"
+    EXPIRED = "expired", "Expired"
+    REFUNDED = "refunded", "Refunded"
+
+
+class CheckoutRecord(models.Model):
+    """One Stripe Checkout Session we created, linking it to the user and what they bought."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="checkouts")
+    session_id = models.CharField(max_length=200, unique=True)
+    mode = models.CharField(max_length=20)  # payment | subscription
+    pack = models.ForeignKey(CreditPack, on_delete=models.PROTECT, null=True, blank=True, related_name="checkouts")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="checkouts")
+    # Snapshot at checkout time, so an operator editing the pack later does not change this sale.
+    credits = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=CheckoutStatus.choices, default=CheckoutStatus.OPEN)
+    amount_cents = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    payment_intent_id = models.CharField(max_length=200, blank=True, db_index=True)
+    stripe_subscription_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} ({self.get_status_display()})"
+
+
+class StripeEventStatus(models.TextChoices):
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+class StripeEvent(models.Model):
+    """Every verified Stripe webhook, stored once by its event id before any work is done."""
+
+    event_id = models.CharField(max_length=200, unique=True)
+    type = models.CharField(max_length=100, db_index=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=20, choices=StripeEventStatus.choices, default=StripeEventStatus.RECEIVED)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type} ({self.status})"

@@ -1,8 +1,120 @@
 from __future__ import annotations
 
-from billing.models import Wallet
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+from django.shortcuts import get_object_or_404
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from billing.models import CheckoutRecord, CreditEntry, CreditKind, Subscription, SubscriptionStatus, Wallet
 
 
 def balance_for_user(user) -> int:
     """The user's cached balance (0 when no wallet exists yet)."""
     return Wallet.objects.filter(user=user).values_list("balance", flat=True).first() or 0
+
+
+def get_checkout_for_user(user, session_id: str) -> CheckoutRecord:
+    """The user's own checkout; 404 (never 403) for anybody else's."""
+    return get_object_or_404(CheckoutRecord.objects.select_related("pack", "plan"), user=user, session_id=session_id)
+
+
+def subscription_for_user(user) -> Subscription | None:
+    """The user's live subscription if any, else the most recent one."""
+    subs = Subscription.objects.filter(user=user).select_related("plan")
+    live = subs.filter(status__in=(SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING,
+                                   SubscriptionStatus.PAST_DUE)).first()
+    return live or subs.first()
+
+
+def ledger_for_user(user):
+    return CreditEntry.objects.filter(wallet__user=user).order_by("-created_at", "-id")
+
+
+def _try_reverse(name: str, pk: str) -> str:
+    try:
+        return reverse(name, args=[int(pk)])
+    except (NoReverseMatch, ValueError):
+        return ""
+
+
+def entry_source(entry: CreditEntry) -> tuple[str, str]:
+    """(label, url) of what caused an entry, read from its reference; url is "" when there is no page."""
+    ref = entry.reference
+    kind, _, rest = ref.partition(":")
+    if ref.startswith("refund:"):
+        label, url = entry_source(CreditEntry(reference=rest))
+        return f"Refund of {label}", url
+    if kind == "training":
+        # The training app may not have a detail page yet: then the label stays plain text.
+        return f"Training #{rest}", _try_reverse("training:detail", rest)
+    if kind == "generation":
+        return f"Generation #{rest}", _try_reverse("models_app:generation", rest)
+    if ref.startswith("stripe:checkout:"):
+        return "Credit pack purchase", ""
+    if ref.startswith("stripe:invoice:"):
+        return f"Subscription invoice {ref.removeprefix('stripe:invoice:')}", ""
+    if ref.startswith("stripe:charge:"):
+        return "Refunded payment", ""
+    if kind == "signup":
+        return "Welcome credits", ""
+    if kind == "adjustment":
+        return "Adjustment by our team", ""
+    return ref, ""
+
+
+@dataclass(frozen=True)
+class Bar:
+    day: date
+    credits: int
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+CHART_WIDTH = 600
+CHART_HEIGHT = 120
+
+
+def spend_by_day(user, *, days: int = 30, today: date | None = None) -> list[Bar]:
+    """Credits spent per day over the last `days` days, laid out as SVG bars (no script, no styles)."""
+    today = today or timezone.localdate()
+    start = today - timedelta(days=days - 1)
+    rows = (
+        CreditEntry.objects.filter(wallet__user=user, kind__in=(CreditKind.SPEND_TRAINING, CreditKind.SPEND_GENERATION),
+                                   created_at__date__gte=start)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(total=Sum("amount"))
+    )
+    per_day = {row["day"]: -row["total"] for row in rows}
+    peak = max(per_day.values(), default=0) or 1
+    slot = CHART_WIDTH // days
+    bars = []
+    for i in range(days):
+        day = start + timedelta(days=i)
+        credits = per_day.get(day, 0)
+        height = round(credits * (CHART_HEIGHT - 10) / peak)
+        bars.append(Bar(day=day, credits=credits, x=i * slot + 1, y=CHART_HEIGHT - height, width=max(slot - 2, 1),
+                        height=height))
+    return bars
+
+
+def spend_summary(user) -> list[dict]:
+    """Per spend kind: how many jobs, total and average credits (refunds netted out)."""
+    entries = CreditEntry.objects.filter(wallet__user=user)
+    out = []
+    for kind in (CreditKind.SPEND_TRAINING, CreditKind.SPEND_GENERATION):
+        agg = entries.filter(kind=kind).aggregate(n=Count("id"), total=Sum("amount"))
+        refs = entries.filter(kind=kind).values_list("reference", flat=True)
+        refunded = entries.filter(kind=CreditKind.REFUND, reference__in=[f"refund:{r}" for r in refs]).aggregate(
+            n=Count("id"), total=Sum("amount"))
+        count = (agg["n"] or 0) - (refunded["n"] or 0)
+        total = -(agg["total"] or 0) - (refunded["total"] or 0)
+        out.append({"label": kind.label, "count": count, "total": total,
+                    "average": total // count if count > 0 else 0})
+    return out

@@ -7,4 +7,9 @@ app_name = "billing"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("pricing/", views.pricing, name="pricing"),
+    path("checkout/pack/<int:pk>/", views.checkout_pack, name="checkout_pack"),
+    path("checkout/plan/<int:pk>/", views.checkout_plan, name="checkout_plan"),
+    path("checkout/success/", views.checkout_success, name="checkout_success"),
+    path("portal/", views.portal, name="portal"),
+    path("webhooks/stripe/", views.stripe_webhook, name="stripe_webhook"),
 ]

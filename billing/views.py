@@ -1,22 +1,132 @@
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
 
-from billing.models import CreditEntry
+from billing import selectors
+from billing.models import CheckoutStatus, CreditPack, Plan
+from billing.pricing import generation_cost_credits, training_cost_credits, training_cost_dollars
+from billing.services import WebhookLockTimeout, billing_portal_url, checkout_start, stripe_event_record
+from billing.services.payments import CheckoutRefused
+from fluxsite.integrations.errors import IntegrationError
+
+logger = logging.getLogger(__name__)
+
+# Polling stops with this status (htmx's "stop polling" code).
+HTMX_STOP_POLLING = 286
+FINISHED_CHECKOUT = (CheckoutStatus.PAID, CheckoutStatus.FAILED, CheckoutStatus.EXPIRED, CheckoutStatus.REFUNDED)
 
 
 @login_required
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    entries = CreditEntry.objects.filter(wallet__user=request.user).order_by("-created_at", "-id")
-    page = Paginator(entries, 25).get_page(request.GET.get("page"))
-    return render(request, "billing/overview.html", {"page": page})
+    page = Paginator(selectors.ledger_for_user(request.user), 25).get_page(request.GET.get("page"))
+    rows = [(entry, *selectors.entry_source(entry)) for entry in page.object_list]
+    context = {
+        "page": page,
+        "rows": rows,
+        "subscription": selectors.subscription_for_user(request.user),
+        "packs": CreditPack.objects.filter(active=True),
+        "plans": Plan.objects.filter(active=True),
+        "bars": selectors.spend_by_day(request.user),
+        "chart_width": selectors.CHART_WIDTH,
+        "chart_height": selectors.CHART_HEIGHT,
+        "summary": selectors.spend_summary(request.user),
+        "has_customer": hasattr(request.user, "stripe_customer"),
+    }
+    template = "billing/overview.html#ledger" if request.htmx else "billing/overview.html"
+    return render(request, template, context)
 
 
 @require_GET
 def pricing(request: HttpRequest) -> HttpResponse:
-    return render(request, "billing/pricing.html", {})
+    examples = [
+        {"steps": steps, "credits": training_cost_credits(steps=steps), "gpu_dollars": training_cost_dollars(steps=steps)}
+        for steps in (500, 1000, 2000)
+    ]
+    return render(request, "billing/pricing.html", {
+        "packs": CreditPack.objects.filter(active=True),
+        "plans": Plan.objects.filter(active=True),
+        "training_examples": examples,
+        "image_credits": generation_cost_credits(num_images=1),
+        "signup_credits": settings.SIGNUP_CREDITS,
+        "credit_value_cents": settings.CREDIT_VALUE_CENTS,
+    })
+
+
+def _start_checkout(request: HttpRequest, **item) -> HttpResponse:
+    try:
+        url = checkout_start(user=request.user, **item)
+    except CheckoutRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("billing:overview")
+    except IntegrationError as exc:
+        logger.warning("checkout failed: %s", exc.detail or exc)
+        messages.error(request, f"Payment could not be started: {exc.hint}")
+        return redirect("billing:overview")
+    return HttpResponseRedirect(url)
+
+
+@login_required
+@require_POST
+def checkout_pack(request: HttpRequest, pk: int) -> HttpResponse:
+    return _start_checkout(request, pack=get_object_or_404(CreditPack, pk=pk, active=True))
+
+
+@login_required
+@require_POST
+def checkout_plan(request: HttpRequest, pk: int) -> HttpResponse:
+    return _start_checkout(request, plan=get_object_or_404(Plan, pk=pk, active=True))
+
+
+@login_required
+@require_POST
+def portal(request: HttpRequest) -> HttpResponse:
+    try:
+        url = billing_portal_url(user=request.user)
+    except CheckoutRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("billing:overview")
+    except IntegrationError as exc:
+        logger.warning("billing portal failed: %s", exc.detail or exc)
+        messages.error(request, f"The billing portal could not be opened: {exc.hint}")
+        return redirect("billing:overview")
+    return HttpResponseRedirect(url)
+
+
+@login_required
+@require_GET
+def checkout_success(request: HttpRequest) -> HttpResponse:
+    """Grants nothing: the webhook does. This page only waits, politely, until it has."""
+    checkout = selectors.get_checkout_for_user(request.user, request.GET.get("session_id", ""))
+    context = {"checkout": checkout, "finished": checkout.status in FINISHED_CHECKOUT,
+               "balance": selectors.balance_for_user(request.user)}
+    if request.htmx:
+        response = render(request, "billing/checkout_success.html#status", context)
+        if context["finished"]:
+            response.status_code = HTMX_STOP_POLLING
+        return response
+    return render(request, "billing/checkout_success.html", context)
+
+
+@csrf_exempt  # Stripe cannot send our CSRF token; the signature on the raw body authenticates it.
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    try:
+        _event, created = stripe_event_record(
+            payload=request.body, sig_header=request.headers.get("Stripe-Signature", "")
+        )
+    except (IntegrationError, ValueError) as exc:
+        logger.warning("stripe webhook refused: %s", getattr(exc, "detail", "") or exc)
+        return HttpResponseBadRequest("invalid signature", content_type="text/plain")
+    except WebhookLockTimeout:
+        return HttpResponse("busy, retry", status=503, content_type="text/plain", headers={"Retry-After": "5"})
+    return HttpResponse("ok" if created else "duplicate", content_type="text/plain")

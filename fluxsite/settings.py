@@ -258,6 +258,11 @@ _any_token = any((REPLICATE_API_TOKEN, HF_TOKEN, STRIPE_SECRET_KEY))
 # A system check (fluxsite.checks) refuses it when DEBUG is off.
 SANDBOX_MODE = env_bool("SANDBOX_MODE", DEBUG and not _any_token)
 SANDBOX_TRAINING_SECONDS = env_int("SANDBOX_TRAINING_SECONDS", 60)  # a demo training's length
+# Where the Stripe stand-in delivers its webhooks; empty means f"{SITE_URL}/billing/webhooks/stripe/",
+# worked out at send time (tests move SITE_URL to their live server).
+SANDBOX_STRIPE_WEBHOOK_URL = env_str("SANDBOX_STRIPE_WEBHOOK_URL")
+# Where the Hugging Face stand-in keeps uploaded files (content-addressed blobs).
+SANDBOX_HF_ROOT = Path(env_str("SANDBOX_HF_ROOT", str(VAR_DIR / "sandbox-hf")))
 
 if SANDBOX_MODE:
     REPLICATE_BASE_URL = env_str("REPLICATE_BASE_URL", f"{SITE_URL}/sandbox/replicate")

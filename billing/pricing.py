@@ -1,0 +1,31 @@
+"""What things cost, in credits. Decimal arithmetic from decimal strings only: never a float."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, Decimal
+
+from django.conf import settings
+
+
+def training_cost_dollars(*, steps: int) -> Decimal:
+    """The GPU cost of a training of `steps` steps in US dollars, before our margin (unrounded)."""
+    if steps <= 0:
+        raise ValueError("a training has a positive number of steps")
+    return Decimal(steps) * Decimal(settings.TRAINER_SECONDS_PER_STEP) * Decimal(settings.GPU_PRICE_PER_SECOND)
+
+
+def training_cost_credits(*, steps: int) -> int:
+    """The credits a training of `steps` steps costs: GPU cost × TRAINING_PRICE_MARGIN, rounded up."""
+    cents = training_cost_dollars(steps=steps) * Decimal(settings.TRAINING_PRICE_MARGIN) * 100
+    credits = (cents / Decimal(settings.CREDIT_VALUE_CENTS)).to_integral_value(rounding=ROUND_CEILING)
+    return max(int(credits), 1)
+
+
+def generation_cost_credits(*, num_images: int) -> int:
+    if num_images <= 0:
+        raise ValueError("a generation makes at least one image")
+    return num_images * settings.GENERATION_CREDITS_PER_IMAGE
+
+
+def credits_value_cents(*, credits: int) -> int:
+    return credits * settings.CREDIT_VALUE_CENTS
