@@ -258,6 +258,7 @@ _any_token = any((REPLICATE_API_TOKEN, HF_TOKEN, STRIPE_SECRET_KEY))
 # A system check (fluxsite.checks) refuses it when DEBUG is off.
 SANDBOX_MODE = env_bool("SANDBOX_MODE", DEBUG and not _any_token)
 SANDBOX_TRAINING_SECONDS = env_int("SANDBOX_TRAINING_SECONDS", 60)  # a demo training's length
+SANDBOX_PREDICTION_SECONDS = env_int("SANDBOX_PREDICTION_SECONDS", 2)  # a demo prediction's length
 # Where the Stripe stand-in delivers its webhooks; empty means f"{SITE_URL}/billing/webhooks/stripe/",
 # worked out at send time (tests move SITE_URL to their live server).
 SANDBOX_STRIPE_WEBHOOK_URL = env_str("SANDBOX_STRIPE_WEBHOOK_URL")

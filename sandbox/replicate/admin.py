@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from sandbox.replicate import simulation
+from sandbox.replicate.models import SandboxModel, SandboxPrediction, SandboxTraining, SandboxVersion
+
+
+class VersionInline(admin.TabularInline):
+    model = SandboxVersion
+    extra = 0
+    fields = ("version_id", "kind", "training_id", "created_at")
+    readonly_fields = fields
+
+
+@admin.register(SandboxModel)
+class SandboxModelAdmin(admin.ModelAdmin):
+    list_display = ("owner", "name", "visibility", "hardware", "created_at")
+    search_fields = ("owner", "name")
+    inlines = [VersionInline]
+
+
+@admin.register(SandboxVersion)
+class SandboxVersionAdmin(admin.ModelAdmin):
+    list_display = ("version_id", "model", "kind", "training_id", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("version_id", "model__name", "training_id")
+
+
+@admin.register(SandboxTraining)
+class SandboxTrainingAdmin(admin.ModelAdmin):
+    list_display = ("id", "destination", "status", "created_at", "duration_seconds", "fail_midway")
+    list_filter = ("fail_midway",)
+    search_fields = ("id", "destination")
+    readonly_fields = ("status",)
+
+    @admin.display(description="status (derived from the clock)")
+    def status(self, obj: SandboxTraining) -> str:
+        return simulation.training_state(obj).status
+
+
+@admin.register(SandboxPrediction)
+class SandboxPredictionAdmin(admin.ModelAdmin):
+    list_display = ("id", "model", "status", "created_at")
+    search_fields = ("id", "model", "version")
+    readonly_fields = ("status",)
+
+    @admin.display(description="status (derived from the clock)")
+    def status(self, obj: SandboxPrediction) -> str:
+        return simulation.prediction_state(obj).status

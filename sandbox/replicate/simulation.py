@@ -1,0 +1,595 @@
+"""How the Replicate stand-in simulates runs: state from elapsed time, logs, files, webhooks.
+
+A training's status is a function of the clock: `starting` until the dataset has been checked
+(and at least a moment has passed), then `processing` with tqdm-style log lines appended as
+steps go by, then `succeeded` (or `failed` / `canceled`). A background daemon thread per run
+checks the dataset at start, registers the trained version and delivers the webhooks; it runs
+inside the web server process, so it closes its own database connections when done.
+
+Output files (weights tar, images) are not stored: they are rendered from the run's stored
+facts when downloaded, like a CDN in front of a bucket.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import logging
+import math
+import secrets
+import struct
+import tarfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, connections
+from django.utils import timezone
+from PIL import Image, ImageDraw, ImageFont
+
+from sandbox.faults import fault_take
+from sandbox.models import FaultKind
+from sandbox.replicate import schemas
+from sandbox.replicate.models import (
+    SandboxModel,
+    SandboxPrediction,
+    SandboxTraining,
+    SandboxVersion,
+    VersionKind,
+)
+
+logger = logging.getLogger(__name__)
+
+TRAINER = "ostris/flux-dev-lora-trainer"
+GENERATOR = "black-forest-labs/flux-dev-lora"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+NSFW_ERROR = "NSFW content detected. Try running it again, or try a different prompt."
+DOWNLOAD_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+MAX_DATASET_BYTES = 200 * 1024 * 1024
+# The completed webhook is retried (Replicate: about a minute at most; here short, for tests).
+WEBHOOK_ATTEMPTS = 4
+WEBHOOK_BACKOFF_SECONDS = 0.2
+WEBHOOK_KINDS = (FaultKind.DROP_WEBHOOK, FaultKind.DUPLICATE_WEBHOOK, FaultKind.REORDER_WEBHOOKS,
+                 FaultKind.BAD_SIGNATURE)
+TERMINAL = ("succeeded", "failed", "canceled")
+
+
+# --- Identifiers and built-in models -------------------------------------------------------------
+def new_id() -> str:
+    """A Replicate-style id: 26 lowercase base32 characters."""
+    return base64.b32encode(secrets.token_bytes(20)).decode().lower().rstrip("=")[:26]
+
+
+def fixed_version_id(label: str) -> str:
+    return hashlib.sha256(f"fluxsite-sandbox:{label}".encode()).hexdigest()
+
+
+def trained_version_id(training_id: str) -> str:
+    return hashlib.sha256(f"fluxsite-sandbox-training:{training_id}".encode()).hexdigest()
+
+
+def builtin_models_ensure() -> None:
+    """The trainer and the base generator always exist (recreated if a test flushed the database)."""
+    for ref, kind, schema in ((TRAINER, VersionKind.TRAINER, schemas.openapi_schema(schemas.TRAINING_INPUT, training=True)),
+                              (GENERATOR, VersionKind.GENERATOR, schemas.openapi_schema(schemas.GENERATOR_INPUT, training=False))):
+        owner, name = ref.split("/")
+        try:
+            model, _ = SandboxModel.objects.get_or_create(owner=owner, name=name,
+                                                          defaults={"visibility": "public", "hardware": "gpu-h100"})
+            SandboxVersion.objects.get_or_create(version_id=fixed_version_id(ref),
+                                                 defaults={"model": model, "kind": kind, "openapi_schema": schema})
+        except IntegrityError:  # another request created it at the same moment
+            pass
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+def version_json(version: SandboxVersion) -> dict[str, Any]:
+    return {"id": version.version_id, "created_at": rfc3339(version.created_at), "cog_version": "0.9.13",
+            "openapi_schema": version.openapi_schema}
+
+
+def model_json(model: SandboxModel, base_url: str) -> dict[str, Any]:
+    latest = model.versions.order_by("-created_at", "-id").first()
+    return {
+        "url": f"{base_url}/{model.owner}/{model.name}",
+        "owner": model.owner, "name": model.name, "description": model.description or None,
+        "visibility": model.visibility, "github_url": None, "paper_url": None, "license_url": None,
+        "run_count": 0, "cover_image_url": None, "default_example": None,
+        "latest_version": version_json(latest) if latest else None,
+    }
+
+
+# --- Trainings: state from the clock -------------------------------------------------------------
+@dataclass(frozen=True)
+class RunState:
+    status: str
+    started_at: datetime | None
+    completed_at: datetime | None
+    progress: float  # 0..1 of the training steps done
+    error: str | None
+
+
+def training_duration(steps: int) -> float:
+    return max(2.0, float(settings.SANDBOX_TRAINING_SECONDS) * steps / 1000)
+
+
+def training_state(training: SandboxTraining, now: datetime | None = None) -> RunState:
+    now = now or timezone.now()
+    start_delay = timedelta(seconds=min(0.5, training.duration_seconds * 0.15))
+    span = timedelta(seconds=training.duration_seconds) - start_delay
+    checked = training.dataset_checked_at
+    started = max(training.created_at + start_delay, checked) if checked else None
+    # When the run would end on its own, and how.
+    if checked and training.dataset_error:
+        natural = RunState("failed", checked, checked, 0.0, training.dataset_error)
+    elif started and training.fail_midway:
+        natural = RunState("failed", started, started + span / 2, 0.5, "RuntimeError: CUDA error: an illegal "
+                           "memory access was encountered (sandbox fault: fail_training)")
+    elif started:
+        natural = RunState("succeeded", started, started + span, 1.0, None)
+    else:
+        natural = None
+    canceled = training.canceled_at
+    if canceled and (natural is None or canceled < natural.completed_at):
+        started_then = started if started and started <= canceled else None
+        return RunState("canceled", started_then, canceled, _fraction(canceled, started_then, span), None)
+    if natural is None or now < natural.started_at:
+        return RunState("starting", None, None, 0.0, None)
+    if now < natural.completed_at:
+        return RunState("processing", started, None, _fraction(now, started, span), None)
+    return natural
+
+
+def _fraction(now: datetime, started: datetime | None, span: timedelta) -> float:
+    if started is None or span.total_seconds() <= 0:
+        return 0.0
+    return max(0.0, min(1.0, (now - started) / span))
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def _bar(fraction: float, width: int = 10) -> str:
+    """tqdm's bar: full blocks, one partial block, then spaces."""
+    parts = " ▏▎▍▌▋▊▉"
+    filled = fraction * width
+    full = int(filled)
+    if full >= width:
+        return "█" * width
+    partial = parts[int((filled - full) * 8)]
+    return ("█" * full + partial + " " * width)[:width]
+
+
+def progress_line(desc: str, n: int, total: int, seconds_per_it: float, postfix: str = "") -> str:
+    fraction = n / total if total else 1.0
+    elapsed = n * seconds_per_it
+    remaining = (total - n) * seconds_per_it
+    rate = f"{seconds_per_it:5.2f}s/it" if seconds_per_it >= 1 else f"{1 / seconds_per_it:5.2f}it/s"
+    return (f"{desc}: {fraction * 100:3.0f}%|{_bar(fraction)}| {n}/{total} "
+            f"[{_clock(elapsed)}<{_clock(remaining)}, {rate}{postfix}]")
+
+
+def training_logs(training: SandboxTraining, state: RunState) -> str:
+    if state.status == "starting" or (state.started_at is None and not training.dataset_error):
+        return ""
+    params = schemas.with_defaults(training.input, schemas.TRAINING_INPUT)
+    images = training.dataset_images
+    lines = [f"Downloading input_images from {training.input.get('input_images', '')[:60]}...",
+             "Extracting input_images zip"]
+    if training.dataset_error:
+        return "\n".join([*lines, "Traceback (most recent call last):", f"  {training.dataset_error}", ""])
+    lines.append(f"Found {len(images)} images and {len(training.captions)} captions")
+    uncaptioned = [n for n in images if PurePosixPath(n).stem not in _given_captions(training)]
+    if params.get("autocaption") and uncaptioned:
+        lines.append(progress_line("Captioning", len(uncaptioned), len(uncaptioned), 0.4))
+    lines.append(progress_line("Loading checkpoint shards", 3, 3, 1.52))
+    steps = int(params["steps"])
+    lr = float(params["learning_rate"])
+    ticks = 20
+    reached = math.floor(state.progress * ticks + 1e-9)
+    for tick in range(reached + 1):
+        n = min(steps, round(steps * tick / ticks))
+        loss = 0.45 * math.exp(-2.2 * n / max(steps, 1)) + 0.05 + 0.01 * math.sin(n)
+        lines.append(progress_line("flux_train_replicate", n, steps, 1.01, f", lr: {lr:.1e} loss: {loss:.3e}"))
+    if state.status == "succeeded":
+        lines += ["Saved to output/flux_train_replicate/lora.safetensors", "Training completed"]
+    if state.status == "failed" and state.error:
+        lines += ["Traceback (most recent call last):", f"  {state.error}"]
+    if state.status == "canceled":
+        lines.append("Training canceled")
+    return "\n".join(lines) + "\n"
+
+
+def _given_captions(training: SandboxTraining) -> set[str]:
+    return set((training.captions or {}).get("__given__", []))
+
+
+def training_json(training: SandboxTraining, now: datetime | None = None) -> dict[str, Any]:
+    """The training object exactly as GET /v1/trainings/{id} (and the webhooks) show it."""
+    state = training_state(training, now)
+    output = None
+    metrics: dict[str, Any] = {}
+    if state.status == "succeeded":
+        output = {"version": f"{training.destination}:{trained_version_id(training.id)}",
+                  "weights": f"{training.base_url}/v1/files/trainings/{training.id}/trained_model.tar"}
+    if state.status in TERMINAL and state.completed_at:
+        metrics["total_time"] = round((state.completed_at - training.created_at).total_seconds(), 3)
+        if state.started_at:
+            metrics["predict_time"] = round((state.completed_at - state.started_at).total_seconds(), 3)
+    return {
+        "id": training.id, "model": training.trainer, "version": training.trainer_version,
+        "destination": training.destination, "status": state.status, "input": training.input,
+        "output": output, "logs": training_logs(training, state), "error": state.error,
+        "metrics": metrics, "created_at": rfc3339(training.created_at), "started_at": rfc3339(state.started_at),
+        "completed_at": rfc3339(state.completed_at), "source": "api", "data_removed": False,
+        "webhook": training.webhook or None, "webhook_events_filter": training.webhook_events_filter or None,
+        "urls": {"get": f"{training.base_url}/v1/trainings/{training.id}",
+                 "cancel": f"{training.base_url}/v1/trainings/{training.id}/cancel",
+                 "web": f"{training.base_url}/p/{training.id}"},
+    }
+
+
+# --- Dataset check, like the trainer's own ----------------------------------------------------------
+def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, Any]]:
+    """Download and inspect input_images; returns (error or "", image names, captions by stem)."""
+    params = schemas.with_defaults(training.input, schemas.TRAINING_INPUT)
+    try:
+        resolutions = [int(part) for part in str(params["resolution"]).split(",") if part.strip()]
+        if not resolutions or any(r < 256 or r > 2048 for r in resolutions):
+            raise ValueError
+    except ValueError:
+        return f"ValueError: invalid resolution {params['resolution']!r}: expected comma-separated sizes like 512,768,1024", [], {}
+    url = str(params.get("input_images", ""))
+    if not url.startswith(("http://", "https://")):
+        return f"ValueError: input_images must be an http(s) URL, got {url[:80]!r}", [], {}
+    try:
+        with httpx.stream("GET", url, timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as response:
+            if response.status_code != 200:
+                return f"Exception: failed to download input_images: HTTP {response.status_code}", [], {}
+            buffer = io.BytesIO()
+            for chunk in response.iter_bytes():
+                buffer.write(chunk)
+                if buffer.tell() > MAX_DATASET_BYTES:
+                    return "Exception: input_images is too large", [], {}
+    except httpx.HTTPError as exc:
+        return f"Exception: failed to download input_images: {type(exc).__name__}", [], {}
+    try:
+        archive = zipfile.ZipFile(buffer)
+        names = [info.filename for info in archive.infolist() if not info.is_dir()]
+    except zipfile.BadZipFile as exc:
+        return f"zipfile.BadZipFile: {exc}", [], {}
+    visible = [n for n in names if not n.startswith("__MACOSX/") and not PurePosixPath(n).name.startswith(".")]
+    images = sorted(n for n in visible if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        return ("ValueError: No images found in input_images zip: expected at least one of "
+                + ", ".join(IMAGE_SUFFIXES)), [], {}
+    trigger = str(params.get("trigger_word") or "TOK")
+    image_stems = {PurePosixPath(n).stem for n in images}
+    captions: dict[str, Any] = {}
+    for name in visible:
+        path = PurePosixPath(name)
+        if path.suffix.lower() == ".txt" and path.stem in image_stems:
+            text = archive.read(name).decode("utf-8", errors="replace").strip()
+            captions[path.stem] = text.replace("[trigger]", trigger)
+    given = sorted(captions)
+    prefix = str(params.get("autocaption_prefix") or "").strip()
+    suffix = str(params.get("autocaption_suffix") or "").strip()
+    for name in images:
+        stem = PurePosixPath(name).stem
+        if stem not in captions:
+            if params.get("autocaption"):
+                captions[stem] = " ".join(p for p in (prefix, f"a photo of {trigger}", suffix) if p)
+            else:
+                captions[stem] = trigger
+    captions["__given__"] = given
+    return "", images, captions
+
+
+# --- Output files ----------------------------------------------------------------------------------
+def safetensors_bytes(*, rank: int, seed: str) -> bytes:
+    """A small but valid safetensors file with a few LoRA A/B tensors (F32, little endian)."""
+    rank = max(1, min(int(rank), 16))  # real ranks go to 128: keep the sandbox file small
+    features = 64
+    tensors: list[tuple[str, list[int]]] = []
+    for block in range(2):
+        base = f"transformer.single_transformer_blocks.{block}.attn.to_q"
+        tensors.append((f"{base}.lora_A.weight", [rank, features]))
+        tensors.append((f"{base}.lora_B.weight", [features, rank]))
+    header: dict[str, Any] = {"__metadata__": {"format": "pt", "sandbox": "true"}}
+    blobs: list[bytes] = []
+    offset = 0
+    digest = hashlib.sha256(seed.encode()).digest()
+    for name, shape in tensors:
+        count = shape[0] * shape[1]
+        values = [((digest[i % 32] / 255.0) - 0.5) * 0.02 for i in range(count)]
+        blob = struct.pack(f"<{count}f", *values)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)  # the format pads the header to 8 bytes
+    return struct.pack("<Q", len(header_bytes)) + header_bytes + b"".join(blobs)
+
+
+def weights_tar(training: SandboxTraining) -> bytes:
+    """The uncompressed tar a real training outputs."""
+    params = schemas.with_defaults(training.input, schemas.TRAINING_INPUT)
+    root = "output/flux_train_replicate"
+    config = (
+        "job: extension\nconfig:\n  name: flux_train_replicate\n  process:\n  - type: sd_trainer\n"
+        f"    trigger_word: {params['trigger_word']}\n    network:\n      type: lora\n"
+        f"      linear: {params['lora_rank']}\n      linear_alpha: {params['lora_rank']}\n"
+        f"    train:\n      batch_size: {params['batch_size']}\n      steps: {params['steps']}\n"
+        f"      lr: {params['learning_rate']}\n      optimizer: {params['optimizer']}\n"
+        f"    datasets:\n    - caption_dropout_rate: {params['caption_dropout_rate']}\n"
+        f"      resolution: [{params['resolution']}]\n    model:\n      name_or_path: black-forest-labs/FLUX.1-dev\n"
+    )
+    files = {f"{root}/lora.safetensors": safetensors_bytes(rank=params["lora_rank"], seed=training.id),
+             f"{root}/config.yaml": config.encode()}
+    for stem, text in sorted((training.captions or {}).items()):
+        if stem != "__given__":
+            files[f"{root}/captions/{PurePosixPath(stem).name}.txt"] = str(text).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:  # "w": no compression, like the real output
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = int(training.created_at.timestamp())
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+ASPECT_SIZES = {"1:1": (1, 1), "16:9": (16, 9), "21:9": (21, 9), "3:2": (3, 2), "2:3": (2, 3), "4:5": (4, 5),
+                "5:4": (5, 4), "3:4": (3, 4), "4:3": (4, 3), "9:16": (9, 16), "9:21": (9, 21)}
+
+
+def image_size(aspect_ratio: str, long_side: int = 512) -> tuple[int, int]:
+    w, h = ASPECT_SIZES.get(aspect_ratio, (1, 1))
+    scale = long_side / max(w, h)
+    return max(16, round(w * scale / 16) * 16), max(16, round(h * scale / 16) * 16)
+
+
+def prediction_image(prediction: SandboxPrediction, index: int) -> tuple[bytes, str]:
+    """Draw a picture that shows the prompt and says plainly that it is a sandbox image."""
+    params = prediction.input
+    fmt = params.get("output_format") or "webp"
+    size = image_size(params.get("aspect_ratio") or "1:1")
+    seed = hashlib.sha256(f"{prediction.id}:{index}".encode()).digest()
+    image = Image.new("RGB", size, (seed[0] // 2 + 40, seed[1] // 2 + 40, seed[2] // 2 + 60))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=22)
+    small = ImageFont.load_default(size=14)
+    draw.rectangle([0, 0, size[0], 40], fill=(200, 30, 30))
+    draw.text((10, 8), "SANDBOX", fill="white", font=font)
+    words, line, y = str(params.get("prompt", "")).split(), "", 60
+    for word in words:
+        if draw.textlength(f"{line} {word}", font=small) > size[0] - 20 and line:
+            draw.text((10, y), line, fill="white", font=small)
+            line, y = word, y + 20
+        else:
+            line = f"{line} {word}".strip()
+    if line:
+        draw.text((10, y), line, fill="white", font=small)
+    draw.text((10, size[1] - 24), f"{prediction.model} #{index + 1}", fill=(230, 230, 230), font=small)
+    out = io.BytesIO()
+    pil_format = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt]
+    image.save(out, format=pil_format, quality=int(params.get("output_quality") or 80))
+    return out.getvalue(), {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[fmt]
+
+
+# --- Predictions ------------------------------------------------------------------------------------
+def prediction_state(prediction: SandboxPrediction, now: datetime | None = None) -> RunState:
+    now = now or timezone.now()
+    start_delay = timedelta(seconds=min(0.2, prediction.duration_seconds * 0.2))
+    started = prediction.created_at + start_delay
+    finish = prediction.created_at + timedelta(seconds=prediction.duration_seconds)
+    if prediction.canceled_at and prediction.canceled_at < finish:
+        started_then = started if started <= prediction.canceled_at else None
+        return RunState("canceled", started_then, prediction.canceled_at, 0.0, None)
+    if now < started:
+        return RunState("starting", None, None, 0.0, None)
+    if now < finish:
+        return RunState("processing", started, None, (now - started) / (finish - started), None)
+    if prediction.error:
+        return RunState("failed", started, finish, 1.0, prediction.error)
+    return RunState("succeeded", started, finish, 1.0, None)
+
+
+def prediction_json(prediction: SandboxPrediction, now: datetime | None = None) -> dict[str, Any]:
+    state = prediction_state(prediction, now)
+    fmt = prediction.input.get("output_format") or "webp"
+    output = None
+    if state.status == "succeeded":
+        count = int(prediction.input.get("num_outputs") or 1)
+        output = [f"{prediction.base_url}/v1/files/predictions/{prediction.id}/out-{i}.{fmt}" for i in range(count)]
+    logs = ""
+    if state.started_at:
+        steps = int(prediction.input.get("num_inference_steps") or 28)
+        bar = progress_line("", round(steps * state.progress), steps, 0.05).removeprefix(": ")
+        logs = f"Using seed: {prediction.input.get('seed', 1234)}\n{bar}\n"
+        if state.status == "failed":
+            logs += f"{state.error}\n"
+    metrics: dict[str, Any] = {}
+    if state.completed_at and state.started_at:
+        metrics = {"predict_time": round((state.completed_at - state.started_at).total_seconds(), 3),
+                   "total_time": round((state.completed_at - prediction.created_at).total_seconds(), 3)}
+    return {
+        "id": prediction.id, "model": prediction.model, "version": prediction.version, "status": state.status,
+        "input": prediction.input, "output": output, "logs": logs, "error": state.error, "metrics": metrics,
+        "created_at": rfc3339(prediction.created_at), "started_at": rfc3339(state.started_at),
+        "completed_at": rfc3339(state.completed_at), "source": "api", "data_removed": False,
+        "urls": {"get": f"{prediction.base_url}/v1/predictions/{prediction.id}",
+                 "cancel": f"{prediction.base_url}/v1/predictions/{prediction.id}/cancel",
+                 "web": f"{prediction.base_url}/p/{prediction.id}"},
+    }
+
+
+# --- Webhooks ---------------------------------------------------------------------------------------
+def webhook_signature(*, secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks: v1,base64(HMAC-SHA256(base64decode(secret after whsec_), "{id}.{ts}.{body}"))."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def _deliver(url: str, payload: dict[str, Any], *, msg_id: str, retry: bool, bad_signature: bool) -> bool:
+    body = json.dumps(payload).encode()
+    secret = settings.REPLICATE_WEBHOOK_SECRET
+    if bad_signature:
+        secret = "whsec_" + base64.b64encode(b"not-the-real-signing-key-00000").decode()
+    attempts = WEBHOOK_ATTEMPTS if retry else 1
+    for attempt in range(attempts):
+        timestamp = int(time.time())
+        headers = {"Content-Type": "application/json", "User-Agent": "Replicate-Webhooks/1.0 (sandbox)",
+                   "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+                   "webhook-signature": webhook_signature(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body)}
+        try:
+            response = httpx.post(url, content=body, headers=headers, timeout=10.0, follow_redirects=False)
+            if 200 <= response.status_code < 300:
+                return True
+            logger.info("sandbox replicate webhook %s answered %s", msg_id, response.status_code)
+        except httpx.HTTPError as exc:
+            logger.info("sandbox replicate webhook %s failed: %r", msg_id, exc)
+        if attempt + 1 < attempts:
+            time.sleep(WEBHOOK_BACKOFF_SECONDS * (2**attempt))
+    return False
+
+
+@dataclass
+class _Outbox:
+    """Webhooks of one run, with the faults armed for them."""
+
+    url: str
+    events: list[str]
+    held_start: tuple[dict[str, Any], str, bool] | None = None
+
+    def send(self, event: str, payload: dict[str, Any]) -> None:
+        if not self.url or (self.events and event not in self.events):
+            return
+        delay = float(getattr(settings, "SANDBOX_WEBHOOK_DELAY_SECONDS", 0) or 0)
+        if delay:
+            time.sleep(delay)
+        fault = fault_take(service="replicate", operation=f"webhook.{event}", kinds=WEBHOOK_KINDS)
+        if fault is None and event == "start":
+            # A reorder armed on the completed webhook also means: hold the start one back.
+            fault = fault_take(service="replicate", operation="webhook.completed", kinds=(FaultKind.REORDER_WEBHOOKS,))
+        kind = fault.kind if fault else None
+        msg_id = "msg_" + secrets.token_urlsafe(18)
+        bad = kind == FaultKind.BAD_SIGNATURE
+        if kind == FaultKind.DROP_WEBHOOK:
+            return
+        if kind == FaultKind.REORDER_WEBHOOKS and event == "start":
+            self.held_start = (payload, msg_id, bad)
+            return
+        _deliver(self.url, payload, msg_id=msg_id, retry=event == "completed", bad_signature=bad)
+        if kind == FaultKind.DUPLICATE_WEBHOOK:
+            _deliver(self.url, payload, msg_id=msg_id, retry=event == "completed", bad_signature=bad)
+        if event == "completed" and self.held_start:
+            held, held_id, held_bad = self.held_start
+            self.held_start = None
+            _deliver(self.url, held, msg_id=held_id, retry=False, bad_signature=held_bad)
+
+
+# --- Background runners -----------------------------------------------------------------------------
+def _in_thread(target, *args: Any) -> None:
+    def run() -> None:
+        close_old_connections()
+        try:
+            target(*args)
+        except Exception:
+            logger.exception("sandbox replicate runner failed")
+        finally:
+            connections.close_all()
+
+    threading.Thread(target=run, daemon=True, name=f"sandbox-replicate-{args[0]}").start()
+
+
+def training_runner_start(training_id: str) -> None:
+    _in_thread(_training_run, training_id)
+
+
+def _training_run(training_id: str) -> None:
+    training = SandboxTraining.objects.filter(pk=training_id).first()
+    if training is None:
+        return
+    outbox = _Outbox(training.webhook, list(training.webhook_events_filter or []))
+    outbox.send("start", training_json(training))
+    error, images, captions = dataset_check(training)
+    SandboxTraining.objects.filter(pk=training_id).update(
+        dataset_checked_at=timezone.now(), dataset_error=error, dataset_images=images, captions=captions)
+    deadline = time.monotonic() + training.duration_seconds + 120
+    last_logs = ""
+    while time.monotonic() < deadline:
+        training = SandboxTraining.objects.filter(pk=training_id).first()
+        if training is None:  # deleted (a test flushed the database)
+            return
+        payload = training_json(training)
+        if payload["status"] in TERMINAL:
+            if payload["status"] == "succeeded":
+                trained_version_register(training)
+                outbox.send("output", payload)
+            outbox.send("completed", payload)
+            return
+        if payload["logs"] != last_logs and "logs" in outbox.events:
+            last_logs = payload["logs"]
+            outbox.send("logs", payload)
+        time.sleep(0.1)
+
+
+def trained_version_register(training: SandboxTraining) -> SandboxVersion | None:
+    """Succeeding registers a version on the destination, so predictions can run it."""
+    owner, _, name = training.destination.partition("/")
+    model = SandboxModel.objects.filter(owner=owner, name=name).first()
+    if model is None:
+        return None
+    try:
+        version, _ = SandboxVersion.objects.get_or_create(
+            version_id=trained_version_id(training.id),
+            defaults={"model": model, "kind": VersionKind.LORA, "training_id": training.id,
+                      "openapi_schema": schemas.openapi_schema(schemas.LORA_INPUT, training=False),
+                      "created_at": training_state(training).completed_at or timezone.now()})
+    except IntegrityError:
+        version = SandboxVersion.objects.filter(version_id=trained_version_id(training.id)).first()
+    return version
+
+
+def prediction_runner_start(prediction_id: str) -> None:
+    _in_thread(_prediction_run, prediction_id)
+
+
+def _prediction_run(prediction_id: str) -> None:
+    prediction = SandboxPrediction.objects.filter(pk=prediction_id).first()
+    if prediction is None or not prediction.webhook:
+        return  # nothing to do in the background: the state is derived from the clock
+    outbox = _Outbox(prediction.webhook, list(prediction.webhook_events_filter or []))
+    outbox.send("start", prediction_json(prediction))
+    deadline = time.monotonic() + prediction.duration_seconds + 60
+    while time.monotonic() < deadline:
+        prediction = SandboxPrediction.objects.filter(pk=prediction_id).first()
+        if prediction is None:
+            return
+        payload = prediction_json(prediction)
+        if payload["status"] in TERMINAL:
+            if payload["status"] == "succeeded":
+                outbox.send("output", payload)
+            outbox.send("completed", payload)
+            return
+        time.sleep(0.1)
