@@ -154,6 +154,7 @@ def sandbox(live_server, settings, tmp_path):
     settings.HF_ENDPOINT = f"{base}/sandbox/hf"
     settings.STRIPE_API_BASE = f"{base}/sandbox/stripe"
     settings.SANDBOX_TRAINING_SECONDS = 3
+    settings.SANDBOX_PREDICTION_SECONDS = 1
     settings.SANDBOX_HF_ROOT = tmp_path / "sandbox-hf"
     fault_clear()
     yield base
