@@ -6,4 +6,11 @@ app_name = "training"
 
 urlpatterns = [
     path("", views.training_list, name="list"),
+    path("new/", views.training_new, name="new"),
+    path("<int:pk>/dataset/", views.dataset_detail, name="dataset"),
+    path("<int:pk>/dataset/upload/", views.dataset_upload, name="dataset_upload"),
+    path("<int:pk>/dataset/captions/", views.dataset_caption_template, name="caption_template"),
+    path("<int:pk>/dataset/images/<int:image_pk>/caption/", views.image_caption, name="image_caption"),
+    path("<int:pk>/dataset/images/<int:image_pk>/delete/", views.image_delete, name="image_delete"),
+    path("<int:pk>/dataset/images/<int:image_pk>/thumbnail/", views.image_thumbnail, name="image_thumbnail"),
 ]

@@ -1,0 +1,359 @@
+"""Writes for trainings and datasets: create, upload, caption, delete, build the ZIP.
+
+Uploads give one verdict per file: a bad file is refused with a message and never costs the
+others. Images are decoded outside any transaction (it is the slow part); the count and
+duplicate checks and the insert happen under a lock on the dataset row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+import secrets
+import tempfile
+import unicodedata
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from fluxsite.integrations import storage
+from fluxsite.integrations.storage import PRIVATE
+from training.dataset_zip import ZipMember, zip_stream_to_storage
+from training.imaging import ImageRejected, dhash_distance, image_prepare
+from training.models import Dataset, DatasetImage, TrainingJob
+
+logger = logging.getLogger(__name__)
+
+TRIGGER_TOKEN = "[trigger]"
+NEAR_DUPLICATE_BITS = 6  # dHash bits that may differ for two photos to count as near-identical
+CAPTION_MAX = 1000
+DISPLAY_NAME_MAX = 100
+_ZIP_MAGIC = b"PK\x03\x04"
+_CAPTION_FILE_MAX = 10_000
+
+
+class DatasetError(Exception):
+    """A refused dataset operation; the message is safe to show."""
+
+
+@dataclass
+class FileVerdict:
+    name: str  # the sanitised display name
+    ok: bool
+    message: str
+    image_id: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- Trainings ------------------------------------------------------------------------------------
+def training_create(
+    *, owner, name: str, trigger_word: str, subject_kind: str, description: str = ""
+) -> TrainingJob:
+    """A draft training with its empty dataset."""
+    with transaction.atomic():
+        job = TrainingJob.objects.create(
+            owner=owner,
+            name=name.strip(),
+            trigger_word=trigger_word,
+            subject_kind=subject_kind,
+            description=description.strip(),
+        )
+        Dataset.objects.create(training=job, caption_template=f"a photo of {TRIGGER_TOKEN}")
+    return job
+
+
+def _require_editable(dataset: Dataset) -> None:
+    if dataset.training.status != TrainingJob.Status.DRAFT:
+        raise DatasetError("This training has started: its photos can no longer be changed.")
+
+
+# --- Names and captions ---------------------------------------------------------------------------
+def display_name_sanitise(raw: str) -> str:
+    """A file name fit for display: no folders, no control characters, at most 100 characters."""
+    name = unicodedata.normalize("NFC", raw or "")
+    name = re.split(r"[\\/]", name)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip(" .")
+    if len(name) > DISPLAY_NAME_MAX:
+        stem, dot, ext = name.rpartition(".")
+        ext = ext[:10] if dot and stem else ""
+        keep = DISPLAY_NAME_MAX - len(ext) - 2
+        name = f"{(stem if ext else name)[:keep]}…" + (f".{ext}" if ext else "")
+    return name or "unnamed"
+
+
+def caption_render(caption: str, trigger_word: str) -> str:
+    return caption.replace(TRIGGER_TOKEN, trigger_word).strip()
+
+
+def dataset_image_caption_set(*, image: DatasetImage, caption: str) -> DatasetImage:
+    _require_editable(image.dataset)
+    image.caption = caption.strip()[:CAPTION_MAX]
+    image.save(update_fields=["caption"])
+    return image
+
+
+def dataset_caption_template_apply(*, dataset: Dataset, template: str) -> int:
+    """Set every image's caption from the template; returns how many images changed."""
+    _require_editable(dataset)
+    template = template.strip()[:CAPTION_MAX]
+    with transaction.atomic():
+        dataset.caption_template = template
+        dataset.save(update_fields=["caption_template"])
+        return dataset.images.update(caption=template)
+
+
+# --- Uploads --------------------------------------------------------------------------------------
+def dataset_upload_files(*, dataset: Dataset, files: Sequence[UploadedFile]) -> list[FileVerdict]:
+    """Add uploaded photos (or ZIPs of photos with .txt captions) to a dataset: one verdict per file."""
+    _require_editable(dataset)
+    verdicts: list[FileVerdict] = []
+    total = 0
+    for upload in files:
+        name = display_name_sanitise(upload.name or "")
+        size = upload.size or 0
+        if size > settings.DATASET_MAX_FILE_BYTES:
+            verdicts.append(FileVerdict(name, False, f"Too large: {_mb(size)}; the most per file is "
+                                                     f"{_mb(settings.DATASET_MAX_FILE_BYTES)}."))
+            continue
+        total += size
+        if total > settings.DATASET_MAX_TOTAL_BYTES:
+            verdicts.append(FileVerdict(name, False, "Not added: this upload is over the total of "
+                                                     f"{_mb(settings.DATASET_MAX_TOTAL_BYTES)}."))
+            continue
+        upload.seek(0)
+        if upload.read(4) == _ZIP_MAGIC:
+            upload.seek(0)
+            verdicts += _upload_zip(dataset, upload, name)
+        else:
+            upload.seek(0)
+            verdicts.append(_add_image(dataset, upload, name, caption=None))
+    return verdicts
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.0f} MB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KB"
+
+
+def _add_image(dataset: Dataset, source: BinaryIO, name: str, *, caption: str | None) -> FileVerdict:
+    if dataset.images.count() >= settings.DATASET_MAX_IMAGES:  # cheap early refusal; rechecked below
+        return FileVerdict(name, False, _full_message())
+    try:
+        prepared = image_prepare(
+            source, long_side=settings.DATASET_LONG_SIDE, max_pixels=settings.DATASET_MAX_PIXELS
+        )
+    except ImageRejected as exc:
+        return FileVerdict(name, False, str(exc))
+
+    base = f"datasets/{dataset.training_id}/{secrets.token_hex(16)}"
+    file_name = storage.file_save(alias=PRIVATE, name=f"{base}.jpg", content=io.BytesIO(prepared.jpeg))
+    thumb_name = storage.file_save(alias=PRIVATE, name=f"{base}_t.jpg", content=io.BytesIO(prepared.thumbnail))
+    refusal = None
+    try:
+        with transaction.atomic():
+            # Parallel uploads into one dataset take turns here, so the count cannot overshoot.
+            Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+            others = list(dataset.images.values_list("original_name", "pixel_sha256", "dhash"))
+            if len(others) >= settings.DATASET_MAX_IMAGES:
+                refusal = _full_message()
+            elif same := next((o for o in others if o[1] == prepared.pixel_sha256), None):
+                refusal = f"Same picture as “{same[0]}”, already in the dataset."
+            else:
+                warnings = list(prepared.warnings)
+                near = [o[0] for o in others if dhash_distance(o[2], prepared.dhash) <= NEAR_DUPLICATE_BITS]
+                if near:
+                    warnings.append(f"Nearly the same as “{near[0]}”.")
+                position = (dataset.images.aggregate(m=Max("position"))["m"] or 0) + 1
+                image = DatasetImage.objects.create(
+                    dataset=dataset,
+                    file_name=file_name,
+                    thumbnail_name=thumb_name,
+                    original_name=name,
+                    width=prepared.width,
+                    height=prepared.height,
+                    original_width=prepared.original_width,
+                    original_height=prepared.original_height,
+                    byte_size=len(prepared.jpeg),
+                    pixel_sha256=prepared.pixel_sha256,
+                    dhash=prepared.dhash,
+                    warnings=warnings,
+                    caption=(caption if caption is not None else dataset.caption_template)[:CAPTION_MAX],
+                    position=position,
+                )
+    except IntegrityError:  # a parallel upload of the same picture won the race
+        refusal = "Same picture as one already in the dataset."
+    if refusal:
+        _delete_files([file_name, thumb_name])
+        return FileVerdict(name, False, refusal)
+    message = f"Added ({image.width}×{image.height})."
+    return FileVerdict(name, True, message, image_id=image.pk, warnings=warnings)
+
+
+def _full_message() -> str:
+    return f"Not added: the dataset already has {settings.DATASET_MAX_IMAGES} photos, the most allowed."
+
+
+def _delete_files(names: list[str]) -> None:
+    for name in names:
+        try:
+            storage.file_delete(alias=PRIVATE, name=name)
+        except Exception:  # a leftover file is harmless; a failed upload verdict is not
+            logger.warning("could not delete %s", name, exc_info=True)
+
+
+def _safe_member(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return not (name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]) or "\x00" in name)
+
+
+def _upload_zip(dataset: Dataset, upload: BinaryIO, zip_name: str) -> list[FileVerdict]:
+    """Each image member gets its own verdict; `photo.txt` beside `photo.jpg` is its caption.
+
+    Nothing is extracted to disk. Declared sizes are checked before reading (a bomb is refused
+    whole) and actual sizes are counted while reading, in case the declared ones lie.
+    """
+    try:
+        archive = zipfile.ZipFile(upload)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return [FileVerdict(zip_name, False, "This ZIP archive is damaged and cannot be read.")]
+    with archive:
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+        declared = sum(i.file_size for i in infos)
+        if declared > settings.DATASET_MAX_TOTAL_BYTES:
+            return [FileVerdict(zip_name, False, f"This ZIP expands to {_mb(declared)}, over the limit of "
+                                                 f"{_mb(settings.DATASET_MAX_TOTAL_BYTES)}: nothing was added.")]
+        verdicts: list[FileVerdict] = []
+        captions: dict[str, str] = {}
+        images: list[zipfile.ZipInfo] = []
+        for info in infos:
+            label = f"{zip_name} › {display_name_sanitise(info.filename)}"
+            base = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
+            if base.startswith(".") or info.filename.startswith("__MACOSX/"):
+                continue  # Finder and editor droppings, not the user's photos
+            if not _safe_member(info.filename):
+                verdicts.append(FileVerdict(label, False, "Skipped: the path inside the ZIP is unsafe."))
+            elif base.lower().endswith(".txt"):
+                if info.file_size <= _CAPTION_FILE_MAX:
+                    data = _read_member(archive, info, _CAPTION_FILE_MAX)
+                    if data is not None:
+                        captions[info.filename.rsplit(".", 1)[0]] = data.decode("utf-8", "replace").strip()
+            else:
+                images.append(info)
+        for info in images:
+            label = f"{zip_name} › {display_name_sanitise(info.filename)}"
+            if info.file_size > settings.DATASET_MAX_FILE_BYTES:
+                verdicts.append(FileVerdict(label, False, f"Too large: {_mb(info.file_size)}."))
+                continue
+            with tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024) as spool:
+                data_ok = _copy_member(archive, info, spool, settings.DATASET_MAX_FILE_BYTES)
+                if not data_ok:
+                    verdicts.append(FileVerdict(label, False, "Skipped: this entry is damaged or larger "
+                                                              "than its declared size."))
+                    continue
+                spool.seek(0)
+                caption = captions.get(info.filename.rsplit(".", 1)[0])
+                verdict = _add_image(dataset, spool, label, caption=caption)
+                verdicts.append(verdict)
+        if not verdicts:
+            verdicts.append(FileVerdict(zip_name, False, "This ZIP holds no photos."))
+        return verdicts
+
+
+def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: BinaryIO, limit: int) -> bool:
+    read = 0
+    try:
+        with archive.open(info) as member:
+            while chunk := member.read(256 * 1024):
+                read += len(chunk)
+                if read > limit or read > info.file_size:
+                    return False
+                out.write(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):
+        return False  # bad CRC, unsupported compression, encrypted entry
+    return True
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes | None:
+    buffer = io.BytesIO()
+    return buffer.getvalue() if _copy_member(archive, info, buffer, limit) else None
+
+
+def dataset_image_delete(*, image: DatasetImage) -> None:
+    _require_editable(image.dataset)
+    names = [image.file_name, image.thumbnail_name]
+    with transaction.atomic():
+        image.delete()
+        transaction.on_commit(lambda: _delete_files(names))
+
+
+# --- The training ZIP -----------------------------------------------------------------------------
+def _zip_members(dataset: Dataset) -> list[ZipMember]:
+    trigger = dataset.training.trigger_word
+    return [
+        ZipMember(image_name=image.file_name, caption=caption_render(image.caption, trigger))
+        for image in dataset.images.all()
+    ]
+
+
+def _fingerprint(members: list[ZipMember]) -> str:
+    digest = hashlib.sha256()
+    for member in members:
+        digest.update(f"{member.image_name}\x00{member.caption}\x01".encode())
+    return digest.hexdigest()
+
+
+def dataset_build_zip(*, dataset_id: int) -> Dataset:
+    """Build (or reuse) the training ZIP of a dataset; safe to call twice.
+
+    The archive is streamed into the private storage; size and sha256 are recorded. If the
+    images and captions have not changed since the last build, nothing is written. Raises
+    DatasetError if the dataset has too few or too many photos.
+    """
+    dataset = Dataset.objects.select_related("training").get(pk=dataset_id)
+    members = _zip_members(dataset)
+    count = len(members)
+    if not settings.DATASET_MIN_IMAGES <= count <= settings.DATASET_MAX_IMAGES:
+        raise DatasetError(
+            f"A dataset needs {settings.DATASET_MIN_IMAGES}-{settings.DATASET_MAX_IMAGES} photos; this one has {count}."
+        )
+    fingerprint = _fingerprint(members)
+    if (
+        dataset.zip_name
+        and dataset.zip_fingerprint == fingerprint
+        and storage.get_storage(PRIVATE).exists(dataset.zip_name)
+    ):
+        return dataset
+    name = f"datasets/{dataset.training_id}/dataset-{secrets.token_hex(16)}.zip"
+    try:
+        result = zip_stream_to_storage(alias=PRIVATE, name=name, members=members)
+    except Exception:
+        _delete_files([name])  # never leave a half-written archive behind
+        raise
+    old = dataset.zip_name
+    with transaction.atomic():
+        Dataset.objects.filter(pk=dataset.pk).update(
+            zip_name=name,
+            zip_size=result.size,
+            zip_sha256=result.sha256,
+            zip_fingerprint=fingerprint,
+            zip_built_at=timezone.now(),
+        )
+        if old and old != name:
+            transaction.on_commit(lambda: _delete_files([old]))
+    dataset.refresh_from_db()
+    return dataset
+
+
+def dataset_zip_url(*, dataset: Dataset, expires: int | None = None) -> str:
+    """An expiring, unguessable URL of the built ZIP (for the trainer to download)."""
+    if not dataset.zip_name:
+        raise DatasetError("The dataset ZIP has not been built yet.")
+    return storage.signed_url(alias=PRIVATE, name=dataset.zip_name, expires=expires)
