@@ -1,15 +1,168 @@
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from fluxsite.integrations import storage
+from fluxsite.integrations.errors import IntegrationError
+from models_app import selectors, services
+from models_app.forms import DeleteForm, HfAccountForm, RenameForm, VisibilityForm
+from models_app.models import LoraModel
+
+DETAIL = "models_app/detail.html"
+
+
+def _error_text(exc: IntegrationError) -> str:
+    return f"{exc.message} {exc.hint}"
 
 
 @login_required
 @require_GET
 def model_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "models_app/list.html", {})
+    models = list(selectors.models_for_user(request.user))
+    cards = [(model, selectors.model_thumbnail_url(model)) for model in models]
+    return render(request, "models_app/list.html", {"cards": cards})
+
+
+def _detail_context(request: HttpRequest, model: LoraModel, **extra) -> dict:
+    return {
+        "model": model,
+        "thumbnail_url": selectors.model_thumbnail_url(model),
+        "hf_account": selectors.hf_account_for_user(request.user),
+        "public_url": request.build_absolute_uri(model_public_path(model)) if model.is_public else "",
+        "rename_form": extra.pop("rename_form", None) or RenameForm(initial={"name": model.name}),
+        "visibility_choices": LoraModel.Visibility.choices,
+        **extra,
+    }
+
+
+def model_public_path(model: LoraModel) -> str:
+    from django.urls import reverse
+
+    return reverse("models_app:public", args=[model.public_id])
+
+
+@login_required
+@require_GET
+def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    model = selectors.get_model_for_user(request.user, pk)
+    return render(request, DETAIL, _detail_context(request, model))
+
+
+@login_required
+@require_GET
+def model_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """The status fragment, polled while publishing; HTTP 286 tells htmx to stop polling."""
+    model = selectors.get_model_for_user(request.user, pk)
+    status = 200 if model.status == LoraModel.Status.PUBLISHING else 286
+    return render(request, f"{DETAIL}#status", _detail_context(request, model), status=status)
+
+
+@login_required
+@require_POST
+def model_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    model = selectors.get_model_for_user(request.user, pk)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        model = services.lora_rename(model=model, name=form.cleaned_data["name"])
+        form = None
+    elif not request.htmx:
+        messages.error(request, "A model needs a name of at most 80 characters.")
+    if request.htmx:
+        return render(request, f"{DETAIL}#title", _detail_context(request, model, rename_form=form),
+                      status=200 if form is None else 422)
+    return redirect("models_app:detail", pk=model.pk)
+
+
+@login_required
+@require_POST
+def model_visibility(request: HttpRequest, pk: int) -> HttpResponse:
+    model = selectors.get_model_for_user(request.user, pk)
+    form = VisibilityForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose private or public.")
+        return redirect("models_app:detail", pk=model.pk)
+    try:
+        services.lora_set_visibility(model=model, visibility=form.cleaned_data["visibility"])
+        messages.success(request, f"The model is now {form.cleaned_data['visibility']}.")
+    except IntegrationError as exc:
+        messages.error(request, f"Hugging Face did not accept the change: {_error_text(exc)}")
+    return redirect("models_app:detail", pk=model.pk)
+
+
+@login_required
+@require_POST
+def model_publish_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    model = selectors.get_model_for_user(request.user, pk)
+    try:
+        services.lora_publish_retry(model=model)
+    except services.LoraStateError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, "Publishing again to Hugging Face.")
+    return redirect("models_app:detail", pk=model.pk)
+
+
+@login_required
+@require_GET
+def model_download(request: HttpRequest, pk: int) -> HttpResponse:
+    """Redirect the owner to an expiring signed link to our own copy of the weights."""
+    model = selectors.get_model_for_user(request.user, pk)
+    return redirect(storage.signed_url(alias=storage.PRIVATE, name=model.weights_file_name, absolute=False))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    model = selectors.get_model_for_user(request.user, pk)
+    # An unticked box posts nothing: bind on the method, not on a non-empty body.
+    form = DeleteForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.lora_delete(model=model, delete_hf_repo=form.cleaned_data["delete_hf_repo"])
+        except IntegrationError as exc:
+            messages.error(request, f"The Hugging Face repository could not be deleted: {_error_text(exc)}")
+            return redirect("models_app:delete", pk=model.pk)
+        messages.success(request, f"“{model.name}” was deleted.")
+        return redirect("models_app:list")
+    return render(request, "models_app/delete.html", {"model": model, "form": form})
+
+
+@require_GET
+def model_public(request: HttpRequest, public_id) -> HttpResponse:
+    """The shareable page: no login for a public model; a private one is 404 except for its owner."""
+    model = selectors.get_public_model(public_id, request.user)
+    return render(request, "models_app/public.html", {
+        "model": model, "thumbnail_url": selectors.model_thumbnail_url(model),
+    })
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def hf_account(request: HttpRequest) -> HttpResponse:
+    form = HfAccountForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            account = services.hf_account_connect(user=request.user, token=form.cleaned_data["token"])
+        except IntegrationError as exc:
+            form.add_error("token", exc.message)
+        else:
+            messages.success(request, f"Connected to Hugging Face as {account.username}.")
+            return redirect("models_app:hf_account")
+    return render(request, "models_app/hf_account.html", {
+        "form": form, "account": selectors.hf_account_for_user(request.user),
+    })
+
+
+@login_required
+@require_POST
+def hf_account_disconnect(request: HttpRequest) -> HttpResponse:
+    services.hf_account_disconnect(user=request.user)
+    messages.success(request, "Your Hugging Face account was disconnected.")
+    return redirect("models_app:hf_account")
 
 
 @login_required

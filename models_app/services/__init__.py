@@ -1,0 +1,32 @@
+"""Writes of the models app. The pipeline and views import from here.
+
+weights: fetching and checking a training's output; publishing: the LoraModel life cycle;
+hf_accounts: users' own Hugging Face tokens; model_card: the README.md we publish.
+"""
+
+from models_app.services.hf_accounts import hf_account_connect, hf_account_disconnect
+from models_app.services.publishing import (
+    LoraStateError,
+    lora_delete,
+    lora_model_create_from_training,
+    lora_publish,
+    lora_publish_retry,
+    lora_rename,
+    lora_set_visibility,
+)
+from models_app.services.weights import safetensors_check, weights_extract_lora, weights_fetch
+
+__all__ = [
+    "LoraStateError",
+    "hf_account_connect",
+    "hf_account_disconnect",
+    "lora_delete",
+    "lora_model_create_from_training",
+    "lora_publish",
+    "lora_publish_retry",
+    "lora_rename",
+    "lora_set_visibility",
+    "safetensors_check",
+    "weights_extract_lora",
+    "weights_fetch",
+]

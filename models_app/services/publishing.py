@@ -1,0 +1,257 @@
+"""A LoRA model's life: created from a training, published to Hugging Face, renamed, deleted.
+
+Status machine (LoraModel.Status): publishing -> ready | publish_failed; publish_failed ->
+publishing (a retry). Transitions are compare-and-swap updates, because the pipeline's worker,
+a retry task and the owner's retry button may run at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import uuid
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.text import slugify
+
+from fluxsite.integrations import huggingface_client as hf
+from fluxsite.integrations import storage
+from fluxsite.integrations.errors import IntegrationError
+from models_app.models import LoraModel
+from models_app.services.hf_accounts import hf_account_token_for_use
+from models_app.services.model_card import CardImage, model_card_render
+from models_app.services.weights import (
+    CONFIG_NAME,
+    LORA_NAME,
+    weights_extract_lora,
+    weights_fetch,
+    weights_store,
+)
+from training.models import TrainingJob
+
+logger = logging.getLogger(__name__)
+Status = LoraModel.Status
+
+
+class LoraStateError(Exception):
+    """The model is not in a state that allows this action (shown to the user as is)."""
+
+
+# --- Creation ------------------------------------------------------------------------------------
+def _free_slug(owner_id: int, name: str) -> str:
+    base = (slugify(name) or "model")[:80].strip("-") or "model"
+    taken = set(LoraModel.objects.filter(owner_id=owner_id, slug__startswith=base).values_list("slug", flat=True))
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def lora_model_create_from_training(*, training_id: int, weights_url: str, replicate_version: str,
+                                    params: dict) -> LoraModel:
+    """Download, check and store the training's weights; create its model in status publishing.
+
+    Idempotent per training: a second call returns the existing model without downloading.
+    Raises IntegrationError from the download or the checks (weights_fetch / weights_extract_lora);
+    nothing is created then. Publishing is the caller's next step (lora_publish).
+    """
+    existing = LoraModel.objects.filter(training_id=training_id).first()
+    if existing is not None:
+        return existing
+    training = TrainingJob.objects.get(pk=training_id)
+    prefix = f"weights/{training.owner_id}/{uuid.uuid4().hex}"
+    with tempfile.TemporaryDirectory(prefix="fluxsite-weights-") as tmp:
+        tar_path = weights_fetch(url=weights_url, dest_dir=Path(tmp))
+        lora_path = weights_extract_lora(tar_path=tar_path, dest_dir=Path(tmp) / "extracted")
+        tar_path.unlink(missing_ok=True)
+        stored = weights_store(lora_path=lora_path, prefix=prefix)
+
+    for _attempt in range(5):
+        try:
+            with transaction.atomic():
+                return LoraModel.objects.create(
+                    owner_id=training.owner_id, name=training.name, slug=_free_slug(training.owner_id, training.name),
+                    trigger_word=training.trigger_word, subject_kind=training.subject_kind,
+                    description=training.description, replicate_version=replicate_version,
+                    weights_file_name=stored.weights_name, weights_size=stored.size, weights_sha256=stored.sha256,
+                    config_file_name=stored.config_name, training_params=dict(params or {}), training=training,
+                    status=Status.PUBLISHING,
+                )
+        except IntegrityError:
+            # Either another worker created this training's model meanwhile (keep theirs, drop
+            # our copy of the files), or another model took the slug (pick again).
+            existing = LoraModel.objects.filter(training_id=training_id).first()
+            if existing is not None:
+                _delete_files([(storage.PRIVATE, stored.weights_name), (storage.PRIVATE, stored.config_name)])
+                return existing
+    raise IntegrityError("Could not find a free slug for the model.")
+
+
+# --- Publishing ---------------------------------------------------------------------------------
+def _hf_target(model: LoraModel) -> tuple[str, str | None, bool]:
+    """(repo id, token or None for ours, via the user's account) for this model."""
+    via_user = model.hf_via_user_account if model.hf_repo_id else hasattr(model.owner, "hf_account")
+    if via_user:
+        username, token = hf_account_token_for_use(user=model.owner)
+        repo_id = model.hf_repo_id or f"{username}/{model.slug}"
+        return repo_id, token, True
+    # Our namespace is shared by every user: the public id keeps repo names apart.
+    repo_id = model.hf_repo_id or f"{settings.HF_NAMESPACE}/{model.slug}-{model.public_id.hex[:8]}"
+    return repo_id, None, False
+
+
+def _hf_token(model: LoraModel) -> str | None:
+    if model.hf_via_user_account:
+        return hf_account_token_for_use(user=model.owner)[1]
+    return None
+
+
+def _read_bytes(alias: str, name: str) -> bytes:
+    return b"".join(storage.file_iter(alias=alias, name=name))
+
+
+def _local_weights(model: LoraModel, tmp: Path) -> Path:
+    if storage.is_local(storage.PRIVATE):
+        return Path(storage.get_storage(storage.PRIVATE).path(model.weights_file_name))
+    path = tmp / LORA_NAME
+    with open(path, "wb") as out:
+        for chunk in storage.file_iter(alias=storage.PRIVATE, name=model.weights_file_name):
+            out.write(chunk)
+    return path
+
+
+def _publish_files(model: LoraModel, repo_id: str, tmp: Path) -> list[tuple[str, Path | bytes]]:
+    from models_app.selectors import model_sample_images
+
+    files: list[tuple[str, Path | bytes]] = [(LORA_NAME, _local_weights(model, tmp))]
+    card_images = []
+    for index, sample in enumerate(model_sample_images(model), start=1):
+        path_in_repo = f"images/example_{index}{PurePosixPath(sample.name).suffix.lower() or '.webp'}"
+        files.append((path_in_repo, _read_bytes(sample.alias, sample.name)))
+        card_images.append(CardImage(path_in_repo=path_in_repo, prompt=sample.prompt or model.trigger_word))
+    files.append(("README.md", model_card_render(model=model, repo_id=repo_id, images=card_images).encode()))
+    if model.config_file_name:
+        files.append((CONFIG_NAME, _read_bytes(storage.PRIVATE, model.config_file_name)))
+    files.append(("training_params.json", json.dumps(model.training_params, indent=2, sort_keys=True).encode()))
+    return files
+
+
+def lora_publish(*, model_id: int) -> LoraModel:
+    """Publish the model's weights, card, samples and config to Hugging Face in one commit.
+
+    Idempotent: a ready model is returned as is, and a model some other worker is not allowed to
+    claim is returned unchanged. On success the status is ready with the repo and commit; on
+    failure it is publish_failed with the error's category and message stored, and the
+    IntegrationError is raised again so the caller can retry retryable ones. The weights stay in
+    our storage either way.
+    """
+    model = LoraModel.objects.select_related("owner").get(pk=model_id)
+    if model.status == Status.READY:
+        return model
+    claimed = LoraModel.objects.filter(pk=model_id, status__in=[Status.PUBLISHING, Status.PUBLISH_FAILED]).update(
+        status=Status.PUBLISHING, publish_attempts=F("publish_attempts") + 1, updated_at=timezone.now())
+    model.refresh_from_db()
+    if not claimed:
+        return model
+    try:
+        repo_id, token, via_user = _hf_target(model)
+        if not model.hf_repo_id:
+            LoraModel.objects.filter(pk=model.pk, hf_repo_id="").update(hf_repo_id=repo_id,
+                                                                        hf_via_user_account=via_user)
+            model.refresh_from_db()
+            repo_id = model.hf_repo_id
+        private = not model.is_public
+        hf.repo_ensure(repo_id=repo_id, private=private, token=token)
+        if model.publish_attempts > 1:
+            # The repo may be left over from a failed attempt, made before a visibility change.
+            hf.repo_set_private(repo_id=repo_id, private=private, token=token)
+        with tempfile.TemporaryDirectory(prefix="fluxsite-publish-") as tmp:
+            commit = hf.repo_upload(repo_id=repo_id, files=_publish_files(model, repo_id, Path(tmp)),
+                                    commit_message=f"Publish {model.name} (trigger word {model.trigger_word})",
+                                    token=token)
+    except IntegrationError as exc:
+        logger.warning("Publishing LoRA model %s failed: %s (%s)", model.pk, exc, exc.detail)
+        LoraModel.objects.filter(pk=model.pk, status=Status.PUBLISHING).update(
+            status=Status.PUBLISH_FAILED, publish_error_category=str(exc.category),
+            publish_error_message=exc.message[:1000], updated_at=timezone.now())
+        raise
+    LoraModel.objects.filter(pk=model.pk, status=Status.PUBLISHING).update(
+        status=Status.READY, hf_commit=commit.oid, published_at=timezone.now(), publish_error_category="",
+        publish_error_message="", updated_at=timezone.now())
+    model.refresh_from_db()
+    return model
+
+
+def lora_publish_retry(*, model: LoraModel) -> None:
+    """Move a failed model back to publishing and enqueue the publish task after commit."""
+    from django_q.tasks import async_task
+
+    with transaction.atomic():
+        moved = LoraModel.objects.filter(pk=model.pk, status=Status.PUBLISH_FAILED).update(
+            status=Status.PUBLISHING, updated_at=timezone.now())
+        if not moved:
+            raise LoraStateError("Only a model whose publishing failed can be retried.")
+        transaction.on_commit(lambda: async_task("models_app.tasks.lora_publish_task", model.pk,
+                                                 task_name=f"lora-publish-{model.pk}"))
+
+
+# --- Changes by the owner ---------------------------------------------------------------------------
+def lora_rename(*, model: LoraModel, name: str) -> LoraModel:
+    """Rename on our site; the slug and the Hugging Face repo name stay (links keep working)."""
+    name = name.strip()
+    if not name:
+        raise LoraStateError("A model needs a name.")
+    LoraModel.objects.filter(pk=model.pk).update(name=name[:80], updated_at=timezone.now())
+    model.refresh_from_db()
+    return model
+
+
+def lora_set_visibility(*, model: LoraModel, visibility: str) -> LoraModel:
+    """Make the model private or public, here and on Hugging Face.
+
+    A published repo is changed first (repo_set_private); if Hugging Face refuses, the
+    IntegrationError is raised and nothing changes here. An unpublished model's repo gets the
+    visibility when it is published.
+    """
+    if visibility not in LoraModel.Visibility.values:
+        raise LoraStateError("Unknown visibility.")
+    if model.visibility == visibility:
+        return model
+    if model.status == Status.READY and model.hf_repo_id:
+        hf.repo_set_private(repo_id=model.hf_repo_id, private=visibility == LoraModel.Visibility.PRIVATE,
+                            token=_hf_token(model))
+    LoraModel.objects.filter(pk=model.pk).update(visibility=visibility, updated_at=timezone.now())
+    model.refresh_from_db()
+    return model
+
+
+def _delete_files(files: list[tuple[str, str]]) -> None:
+    for alias, name in files:
+        if not name:
+            continue
+        try:
+            storage.file_delete(alias=alias, name=name)
+        except IntegrationError as exc:
+            # An orphan file is a cost, not a failure the user can act on: log it for the prune job.
+            logger.warning("Could not delete %s/%s: %s", alias, name, exc.detail)
+
+
+def lora_delete(*, model: LoraModel, delete_hf_repo: bool) -> None:
+    """Delete the model and our copy of its files; with `delete_hf_repo`, its repo too.
+
+    The repo is deleted first: if Hugging Face refuses, IntegrationError is raised and the model
+    stays, so the owner can try again or keep the repo and delete only here.
+    """
+    if delete_hf_repo and model.hf_repo_id:
+        hf.repo_delete(repo_id=model.hf_repo_id, token=_hf_token(model), missing_ok=True)
+    files = [(storage.PRIVATE, model.weights_file_name), (storage.PRIVATE, model.config_file_name)]
+    with transaction.atomic():
+        LoraModel.objects.filter(pk=model.pk).delete()
+        transaction.on_commit(lambda: _delete_files(files))
