@@ -17,6 +17,14 @@ class TrainingJob(models.Model):
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
+        INITIALIZING = "initializing", "Initializing"
+        ZIP_CREATION = "zip_creation", "Preparing the dataset"
+        REPLICATE_TRAINING = "replicate_training", "Training on Replicate"
+        HUGGINGFACE_UPLOAD = "huggingface_upload", "Publishing the weights"
+        COMPLETION = "completion", "Finishing"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trainings")
     name = models.CharField(max_length=80)
@@ -27,11 +35,121 @@ class TrainingJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # --- The pipeline (training.pipeline owns every write below) ---
+    params = models.JSONField(default=dict, blank=True, help_text="The trainer's inputs, validated.")
+    preset = models.CharField(max_length=20, blank=True)
+    duplicated_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    cost_credits = models.PositiveIntegerField(null=True, blank=True)
+    cost_estimate_dollars = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    credit_reference = models.CharField(max_length=80, blank=True, help_text="The ledger spend this run holds.")
+    runs = models.PositiveSmallIntegerField(default=0)
+    stage_times = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Attempts at the current stage.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    failed_stage = models.CharField(max_length=24, blank=True)
+    error_category = models.CharField(max_length=20, blank=True)
+    error_message = models.TextField(blank=True)
+    error_hint = models.CharField(max_length=500, blank=True)
+    # Replicate
+    replicate_training_id = models.CharField(max_length=64, blank=True, db_index=True)
+    replicate_create_started_at = models.DateTimeField(null=True, blank=True)
+    replicate_destination = models.CharField(max_length=200, blank=True)
+    replicate_status = models.CharField(max_length=20, blank=True)
+    replicate_version = models.CharField(max_length=300, blank=True)
+    weights_url = models.URLField(max_length=1000, blank=True)
+    predict_time = models.FloatField(null=True, blank=True, help_text="Billed GPU seconds.")
+    last_news_at = models.DateTimeField(null=True, blank=True)
+    # Progress read from the trainer's logs
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(null=True, blank=True)
+    seconds_per_step = models.FloatField(null=True, blank=True)
+    eta_seconds = models.PositiveIntegerField(null=True, blank=True)
+    current_loss = models.FloatField(null=True, blank=True)
+    loss_history = models.JSONField(default=list, blank=True)
+    logs_tail = models.TextField(blank=True)
+
     class Meta:
         ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["owner", "status", "-created_at"])]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.trigger_word})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELED)
+
+    @property
+    def progress_percent(self) -> int:
+        return int(self.progress_step * 100 / self.progress_total) if self.progress_total else 0
+
+    @property
+    def actual_cost_dollars(self):
+        from decimal import Decimal
+
+        if self.predict_time is None:
+            return None
+        return (Decimal(str(self.predict_time)) * Decimal(settings.GPU_PRICE_PER_SECOND)).quantize(Decimal("0.01"))
+
+
+ACTIVE_STATUSES = (
+    TrainingJob.Status.INITIALIZING,
+    TrainingJob.Status.ZIP_CREATION,
+    TrainingJob.Status.REPLICATE_TRAINING,
+    TrainingJob.Status.HUGGINGFACE_UPLOAD,
+    TrainingJob.Status.COMPLETION,
+)
+
+
+class TrainingEvent(models.Model):
+    """One entry of a training's debugger: what happened, at which stage, and what to do about it."""
+
+    class Level(models.TextChoices):
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning"
+        ERROR = "error", "Error"
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    stage = models.CharField(max_length=24)
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    category = models.CharField(max_length=20, blank=True)
+    message = models.TextField()
+    hint = models.CharField(max_length=500, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["job", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.stage}: {self.message[:60]}"
+
+
+class ReplicateWebhook(models.Model):
+    """Every verified Replicate delivery, once: `webhook_id` is the same on retries."""
+
+    webhook_id = models.CharField(max_length=100, unique=True)
+    replicate_id = models.CharField(max_length=64, db_index=True)
+    job_hint = models.PositiveIntegerField(null=True, blank=True, help_text="The job id in our webhook URL.")
+    kind = models.CharField(max_length=20, default="training")
+    status = models.CharField(max_length=20, blank=True)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} ({self.replicate_id} {self.status})"
 
 
 class Dataset(models.Model):

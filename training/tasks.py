@@ -1,0 +1,32 @@
+"""Thin django-q2 tasks: primary keys in, one service call, safe to run twice."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from fluxsite.integrations import replicate_client
+from training import pipeline
+from training.models import ReplicateWebhook
+
+
+def training_advance_task(job_id: int) -> None:
+    pipeline.training_advance(job_id=job_id)
+
+
+def replicate_webhook_process_task(delivery_id: int) -> None:
+    delivery = ReplicateWebhook.objects.filter(pk=delivery_id, processed_at__isnull=True).first()
+    if delivery is None:
+        return
+    pipeline.training_apply_replicate(info=replicate_client.training_from_payload(delivery.payload),
+                                      job_hint=delivery.job_hint,
+                                      destination=str(delivery.payload.get("destination") or ""))
+    ReplicateWebhook.objects.filter(pk=delivery_id).update(processed_at=timezone.now())
+
+
+def trainings_reconcile_task() -> dict[str, int]:
+    """Scheduled every minute (catch_up off): polls quiet trainings and resumes stalled stages."""
+    return pipeline.trainings_reconcile()
+
+
+def training_notify_task(job_id: int) -> None:
+    pipeline.training_notify(job_id=job_id)
