@@ -54,7 +54,8 @@ def _error(exc: HubError) -> JsonResponse:
     return response
 
 
-def _fault_error(status: int, retry_after: int | None, operation: str, base: str) -> HubError:
+def _fault_error(status: int, retry_after: int | None, operation: str, base: str,
+                 request: HttpRequest | None = None) -> HubError:
     headers = {}
     if status in (429, 503):
         headers["Retry-After"] = str(retry_after if retry_after is not None else 1)
@@ -62,7 +63,13 @@ def _fault_error(status: int, retry_after: int | None, operation: str, base: str
     code = "RepoNotFound" if status == 404 else None
     if status == 409 and operation == "repos.create":
         # huggingface_hub reads "url" from a 409 when exist_ok is set.
-        return HubError(409, "You already created this model repo", extra={"url": base}, headers=headers)
+        try:
+            body = _json_body(request) if request is not None else {}
+        except HubError:
+            body = {}
+        repo_id = "/".join(p for p in (body.get("organization"), body.get("name")) if p)
+        return HubError(409, "You already created this model repo", extra={"url": f"{base}/{repo_id}"},
+                        headers=headers)
     return HubError(status, _FAULT_MESSAGES.get(status, "Sandbox fault"), code=code, extra=extra, headers=headers)
 
 
@@ -76,7 +83,8 @@ def hub_endpoint(operation: str) -> Callable:
             fault = fault_take(service="huggingface", operation=operation, kinds=HTTP_FAULT_KINDS)
             if fault is not None:
                 if fault.kind == FaultKind.STATUS:
-                    return _error(_fault_error(fault.status or 500, fault.retry_after, operation, _base(request)))
+                    return _error(_fault_error(fault.status or 500, fault.retry_after, operation, _base(request),
+                                                        request))
                 fault_delay(fault)
                 if fault.kind == FaultKind.TIMEOUT:
                     return _error(HubError(504, _FAULT_MESSAGES[504]))

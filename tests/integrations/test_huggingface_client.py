@@ -157,3 +157,10 @@ def test_a_missing_token_is_a_configuration_error(settings):
     settings.HF_TOKEN = ""
     with pytest.raises(ImproperlyConfigured, match="HF_TOKEN"):
         hf.whoami()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_409_fault_on_create_still_names_the_repo_so_exist_ok_works(sandbox):
+    fault_inject(service="huggingface", operation="repos.create", status=409)
+    url = hf.repo_ensure(repo_id="fluxsite/conflicted", private=True)
+    assert url.rstrip("/").endswith("fluxsite/conflicted")
