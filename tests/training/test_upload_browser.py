@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
@@ -11,28 +9,12 @@ from playwright.sync_api import expect
 from tests.conftest import PASSWORD
 from tests.training import images
 
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"),
-]
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    return {
-        **browser_type_launch_args,
-        "executable_path": CHROMIUM,
-        "args": [
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-        ],
-    }
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_photos_chosen_in_the_browser_upload_and_fill_the_grid(live_server, page, alice, tmp_path):
+def test_photos_chosen_in_the_browser_upload_and_fill_the_grid(live_server, browser_page, alice, tmp_path):
+    page = browser_page
     from training.services import training_create
 
     job = training_create(owner=alice, name="Anna", trigger_word="ohwx_anna", subject_kind="subject")
