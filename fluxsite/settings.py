@@ -259,6 +259,7 @@ _any_token = any((REPLICATE_API_TOKEN, HF_TOKEN, STRIPE_SECRET_KEY))
 SANDBOX_MODE = env_bool("SANDBOX_MODE", DEBUG and not _any_token)
 SANDBOX_TRAINING_SECONDS = env_int("SANDBOX_TRAINING_SECONDS", 60)  # a demo training's length
 SANDBOX_PREDICTION_SECONDS = env_int("SANDBOX_PREDICTION_SECONDS", 2)  # a demo prediction's length
+SANDBOX_WEBHOOK_DELAY_SECONDS = env_int("SANDBOX_WEBHOOK_DELAY_SECONDS", 0)  # network latency to imitate
 # Where the Stripe stand-in delivers its webhooks; empty means f"{SITE_URL}/billing/webhooks/stripe/",
 # worked out at send time (tests move SITE_URL to their live server).
 SANDBOX_STRIPE_WEBHOOK_URL = env_str("SANDBOX_STRIPE_WEBHOOK_URL")
@@ -307,6 +308,14 @@ LOW_BALANCE_THRESHOLD = env_int("LOW_BALANCE_THRESHOLD", 100)
 # --- Pipeline -------------------------------------------------------------------------------------
 PIPELINE_MAX_ATTEMPTS = env_int("PIPELINE_MAX_ATTEMPTS", 5)
 PIPELINE_STALE_MINUTES = env_int("PIPELINE_STALE_MINUTES", 3)
+
+# Generations: attempts, backoff, and the image downloads from Replicate's expiring URLs.
+GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", PIPELINE_MAX_ATTEMPTS)
+GENERATION_RETRY_BASE_SECONDS = env_int("GENERATION_RETRY_BASE_SECONDS", 2)
+GENERATION_INLINE_RETRY_SECONDS = env_int("GENERATION_INLINE_RETRY_SECONDS", 10)
+GENERATION_DOWNLOAD_ATTEMPTS = env_int("GENERATION_DOWNLOAD_ATTEMPTS", 3)
+GENERATION_DOWNLOAD_RETRY_SECONDS = env_int("GENERATION_DOWNLOAD_RETRY_SECONDS", 1)
+GENERATION_IMAGE_MAX_BYTES = env_int("GENERATION_IMAGE_MAX_BYTES", 40 * 1024 * 1024)
 
 # --- E-mail ------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("EMAIL_HOST")

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from fluxsite.integrations import storage
-from models_app.models import HuggingFaceAccount, LoraModel
+from models_app.models import GeneratedImage, Generation, HuggingFaceAccount, LoraModel
 
 
 def models_for_user(user) -> QuerySet[LoraModel]:
@@ -44,20 +44,51 @@ class SampleImage:
 def model_sample_images(model: LoraModel, limit: int = 4) -> list[SampleImage]:
     """Images that show what the model does: for the card's widget and the list's thumbnail.
 
-    Only the cover image exists for now; when generations exist, the latest ones go here too
-    (this is the one place that decides which image stands for a model).
+    The cover first (if any), then the latest images made with the model (this is the one place
+    that decides which image stands for a model).
     """
+    samples: list[SampleImage] = []
     if model.cover_image_name:
-        return [SampleImage(alias=storage.PUBLIC, name=model.cover_image_name, prompt=model.trigger_word)][:limit]
-    return []
+        samples.append(SampleImage(alias=storage.PUBLIC, name=model.cover_image_name, prompt=model.trigger_word))
+    recent = (GeneratedImage.objects.filter(generation__lora_model=model, generation__owner_id=model.owner_id)
+              .exclude(file_name=model.cover_image_name or "").select_related("generation")
+              .order_by("-created_at", "-pk")[:limit])
+    samples += [SampleImage(alias=storage.PUBLIC, name=image.file_name, prompt=image.generation.effective_prompt)
+                for image in recent]
+    return samples[:limit]
 
 
 def model_thumbnail_url(model: LoraModel) -> str:
-    """URL of the model's card image, or "" for the placeholder."""
-    samples = model_sample_images(model, limit=1)
-    if not samples:
-        return ""
-    return storage.public_url(name=samples[0].name)
+    """URL of the model's card image (its cover, else its latest image's thumbnail), or "" for the placeholder."""
+    if model.cover_image_name:
+        return storage.public_url(name=model.cover_image_name)
+    latest = (GeneratedImage.objects.filter(generation__lora_model=model, generation__owner_id=model.owner_id)
+              .order_by("-created_at", "-pk").values_list("thumbnail_name", flat=True).first())
+    return storage.public_url(name=latest) if latest else ""
+
+
+# --- Generations and their images -------------------------------------------------------------------
+def models_for_generation(user) -> QuerySet[LoraModel]:
+    """The user's models that can generate (see models_app.services.generation for the rule)."""
+    from models_app.services.generation import models_usable_q
+
+    return LoraModel.objects.filter(owner=user).filter(models_usable_q())
+
+
+def get_generation_for_user(user, pk: int) -> Generation:
+    return get_object_or_404(Generation.objects.filter(owner=user).select_related("lora_model"), pk=pk)
+
+
+def images_for_user(user, model: LoraModel | None = None) -> QuerySet[GeneratedImage]:
+    """The user's images, newest first; only those of `model` when given."""
+    images = GeneratedImage.objects.filter(generation__owner=user).select_related("generation", "generation__lora_model")
+    if model is not None:
+        images = images.filter(generation__lora_model=model)
+    return images.order_by("-created_at", "-pk")
+
+
+def get_image_for_user(user, pk: int) -> GeneratedImage:
+    return get_object_or_404(images_for_user(user), pk=pk)
 
 
 def owned_file_names(user) -> list[tuple[str, str]]:
@@ -67,4 +98,7 @@ def owned_file_names(user) -> list[tuple[str, str]]:
         files.append((storage.PRIVATE, weights))
         if config:
             files.append((storage.PRIVATE, config))
+    for image, thumbnail in GeneratedImage.objects.filter(generation__owner=user).values_list("file_name",
+                                                                                          "thumbnail_name"):
+        files += [(storage.PUBLIC, image), (storage.PUBLIC, thumbnail)]
     return files

@@ -484,7 +484,7 @@ class _Outbox:
     def send(self, event: str, payload: dict[str, Any]) -> None:
         if not self.url or (self.events and event not in self.events):
             return
-        delay = float(getattr(settings, "SANDBOX_WEBHOOK_DELAY_SECONDS", 0) or 0)
+        delay = float(settings.SANDBOX_WEBHOOK_DELAY_SECONDS)
         if delay:
             time.sleep(delay)
         fault = fault_take(service="replicate", operation=f"webhook.{event}", kinds=WEBHOOK_KINDS)

@@ -242,7 +242,7 @@ def _prediction_start(request: HttpRequest, version: SandboxVersion, data: dict[
         id=simulation.new_id(), model=f"{version.model.owner}/{version.model.name}", version=version.version_id,
         input=input_data, webhook=data.get("webhook") or "",
         webhook_events_filter=data.get("webhook_events_filter") or [], base_url=_base_url(request),
-        duration_seconds=float(getattr(settings, "SANDBOX_PREDICTION_SECONDS", 1.5)),
+        duration_seconds=float(settings.SANDBOX_PREDICTION_SECONDS),
         error=simulation.NSFW_ERROR if nsfw else "")
     transaction.on_commit(lambda: simulation.prediction_runner_start(prediction.id))
     wait = _prefer_wait(request)

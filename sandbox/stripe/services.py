@@ -467,7 +467,7 @@ def webhooks_send_in_background(*, event_ids: list[str]) -> threading.Thread:
 
 def _deliver_batch(*, event_ids: list[str]) -> None:
     try:
-        delay = getattr(settings, "SANDBOX_WEBHOOK_DELAY_SECONDS", 0)
+        delay = settings.SANDBOX_WEBHOOK_DELAY_SECONDS
         if delay:
             time.sleep(delay)
         if fault_take(service="stripe", operation="webhook", kinds=(FaultKind.REORDER_WEBHOOKS,)):

@@ -1,0 +1,571 @@
+"""Generating images with a trained LoRA on Replicate, and the gallery of what was made.
+
+    generation_start (request: row + credits spent, atomically) → generation_submit (task: create
+    the prediction) → webhook / poller → generation_apply_replicate → images copied → succeeded
+
+Statuses: queued → running → succeeded | failed | canceled. Every transition is a compare-and-swap
+on `status` because the worker, the prediction webhook and the poller race for the same row. Two
+claims guard the paid or heavy steps: `submit_started_at` (only its holder may create the
+prediction: a redelivered task never pays twice) and `output_claimed_at` (only its holder copies
+the images). Credits are spent with reference `generation:<pk>` before Replicate is called and
+refunded, at most once (credits_refund is idempotent by reference), when the run fails or is
+canceled.
+
+Which Replicate target a model uses:
+- its own trained version (`replicate_version`, "owner/name:<64 hex>"): we send the 64-hex id,
+  which both the real API and the sandbox accept on POST /v1/predictions. A model still
+  publishing to Hugging Face, or whose publishing failed, has this version and is usable.
+- otherwise settings.REPLICATE_GENERATION_MODEL (black-forest-labs/flux-dev-lora) with
+  `lora_weights = huggingface.co/<hf_repo_id>`, only once the model is published (status ready).
+  That model names the parameter `guidance`, not `guidance_scale`. Note: Replicate downloads the
+  weights anonymously, so a private Hugging Face repo only works through the first path.
+A model with neither is "not ready".
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import re
+import secrets
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image, UnidentifiedImageError
+
+from billing.models import CreditKind
+from billing.pricing import generation_cost_credits
+from billing.services import credits_refund, credits_spend
+from fluxsite.integrations import replicate_client, storage
+from fluxsite.integrations.errors import Category, IntegrationError
+from models_app.models import GeneratedImage, Generation, LoraModel
+
+logger = logging.getLogger(__name__)
+G = Generation.Status
+ACTIVE = (G.QUEUED, G.RUNNING)
+
+ASPECT_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
+OUTPUT_FORMATS = ("webp", "jpg", "png")
+PROMPT_MAX_CHARS = 1000
+THUMBNAIL_PX = 384
+IMAGE_FORMATS = {"webp": "WEBP", "jpg": "JPEG", "png": "PNG"}
+MAX_IMAGE_PIXELS = 40_000_000  # FLUX makes at most ~2 MP; anything far bigger is not an honest output
+NSFW_MESSAGE = ("The safety filter flagged this prompt or an image it produced as sensitive content. "
+                "Try a different prompt; your credits were refunded.")
+
+# Our form's field for each Replicate input (the base model's `guidance` is our guidance_scale).
+INPUT_TO_FIELD = {"prompt": "prompt", "aspect_ratio": "aspect_ratio", "num_outputs": "num_outputs",
+                  "lora_scale": "lora_scale", "num_inference_steps": "num_inference_steps",
+                  "guidance_scale": "guidance_scale", "guidance": "guidance_scale", "seed": "seed",
+                  "output_format": "output_format"}
+
+SUGGESTIONS = {
+    LoraModel.SubjectKind.SUBJECT: [
+        "a portrait photo of {t}, soft window light, 85mm, shallow depth of field",
+        "{t} as an astronaut floating in a space station, cinematic lighting",
+        "a watercolor painting of {t} in a sunflower field",
+        "{t} hiking on a misty mountain trail at sunrise, photo",
+        "a studio product shot of {t} on a marble table, minimal background",
+        "{t} in a cozy café, film photo, warm tones",
+    ],
+    LoraModel.SubjectKind.STYLE: [
+        "a lighthouse on a cliff at dusk, in the style of {t}",
+        "a busy city street in the rain, in the style of {t}",
+        "a bowl of fruit on a wooden table, in the style of {t}",
+        "a fox in a snowy forest, in the style of {t}",
+        "a portrait of an old fisherman, in the style of {t}",
+        "a futuristic city skyline, in the style of {t}",
+    ],
+}
+
+
+class GenerationError(Exception):
+    """A refused generation action; the message is safe to show."""
+
+
+# --- Reads that services and views share ---------------------------------------------------------
+def generation_target(*, model: LoraModel) -> str:
+    """"version" or "hf": how this model runs on Replicate. Raises GenerationError when not ready."""
+    if model.replicate_version:
+        return "version"
+    if model.hf_repo_id and model.status == LoraModel.Status.READY:
+        return "hf"
+    raise GenerationError(f"“{model.name}” is not ready to generate yet: it has no trained version on Replicate "
+                          "and no published weights.")
+
+
+def models_usable_q() -> Q:
+    return Q(replicate_version__gt="") | Q(hf_repo_id__gt="", status=LoraModel.Status.READY)
+
+
+def effective_prompt(*, prompt: str, model: LoraModel) -> str:
+    """The prompt as sent: the trigger word is added when the prompt lacks it (case-insensitive, whole word)."""
+    prompt = " ".join(prompt.split())
+    trigger = model.trigger_word
+    if not prompt or not trigger or re.search(rf"(?<!\w){re.escape(trigger)}(?!\w)", prompt, re.IGNORECASE):
+        return prompt
+    if model.subject_kind == LoraModel.SubjectKind.STYLE:
+        return f"{prompt.rstrip('.,; ')}, in the style of {trigger}"
+    return f"{trigger}, {prompt}"
+
+
+def prompt_suggestions(*, model: LoraModel) -> list[str]:
+    return [s.format(t=model.trigger_word) for s in SUGGESTIONS.get(model.subject_kind, SUGGESTIONS["subject"])]
+
+
+def prediction_request(*, generation: Generation, model: LoraModel) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(target kwargs for replicate_client.prediction_create, the input) for a generation."""
+    params = generation.params
+    data: dict[str, Any] = {
+        "prompt": generation.effective_prompt,
+        "aspect_ratio": params["aspect_ratio"],
+        "num_outputs": int(params["num_outputs"]),
+        "lora_scale": params["lora_scale"],
+        "num_inference_steps": int(params["num_inference_steps"]),
+        "output_format": params["output_format"],
+    }
+    if params.get("seed") is not None:
+        data["seed"] = int(params["seed"])
+    if generation_target(model=model) == "version":
+        data["guidance_scale"] = params["guidance_scale"]
+        return {"version": model.replicate_version.rpartition(":")[2]}, data
+    data["guidance"] = params["guidance_scale"]
+    data["lora_weights"] = f"huggingface.co/{model.hf_repo_id}"
+    return {"model": settings.REPLICATE_GENERATION_MODEL}, data
+
+
+def field_errors(*, generation: Generation) -> dict[str, list[str]]:
+    """Replicate's invalid_fields of a refused generation, keyed by our form's field names."""
+    errors: dict[str, list[str]] = {}
+    for item in generation.invalid_fields or []:
+        name = str(item.get("field", "")).removeprefix("input.")
+        description = str(item.get("description", "invalid"))
+        field = INPUT_TO_FIELD.get(name)
+        if field is None and "prompt" in description:
+            field = "prompt"
+        errors.setdefault(field or "__all__", []).append(f"Replicate: {description}")
+    return errors
+
+
+# --- Starting --------------------------------------------------------------------------------------
+def generation_start(*, user, model: LoraModel, prompt: str, params: dict[str, Any]) -> Generation:
+    """Create the generation and spend its credits in one transaction; the prediction is created by a task.
+
+    `params` are the cleaned form values (aspect_ratio, num_outputs, lora_scale, num_inference_steps,
+    guidance_scale, seed or None, output_format). Raises GenerationError (model not usable) or
+    billing's InsufficientCredits; either way nothing is stored and nothing is sent to Replicate.
+    """
+    if model.owner_id != user.pk:
+        raise GenerationError("This model is not yours.")
+    generation_target(model=model)
+    prompt = prompt.strip()
+    if not prompt:
+        raise GenerationError("Write a prompt.")
+    if len(prompt) > PROMPT_MAX_CHARS:
+        raise GenerationError(f"A prompt has at most {PROMPT_MAX_CHARS} characters.")
+    num = int(params["num_outputs"])
+    cost = generation_cost_credits(num_images=num)
+    with transaction.atomic():
+        generation = Generation.objects.create(
+            owner=user, lora_model=model, model_name=model.name, prompt=prompt,
+            effective_prompt=effective_prompt(prompt=prompt, model=model), params=dict(params), num_outputs=num,
+            seed=params.get("seed"), cost_credits=cost,
+            replicate_target=(f"version:{model.replicate_version.rpartition(':')[2]}"
+                              if generation_target(model=model) == "version"
+                              else f"model:{settings.REPLICATE_GENERATION_MODEL}"))
+        reference = f"generation:{generation.pk}"
+        credits_spend(user=user, amount=cost, reference=reference, kind=CreditKind.SPEND_GENERATION,
+                      note=f"{num} image{'s' if num != 1 else ''} with “{model.name}”")
+        Generation.objects.filter(pk=generation.pk).update(credit_reference=reference)
+        generation.credit_reference = reference
+        _enqueue_submit(generation.pk)
+    return generation
+
+
+def _enqueue_submit(generation_id: int) -> None:
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task("models_app.tasks.generation_submit_task", generation_id,
+                                             task_name=f"generation-{generation_id}-submit"))
+
+
+def _transition(generation: Generation, old: str | tuple[str, ...], new: str, **fields: Any) -> bool:
+    """Compare-and-swap; False when someone else moved the generation first."""
+    olds = (old,) if isinstance(old, str) else old
+    now = timezone.now()
+    extra = {"finished_at": now} if new in (G.SUCCEEDED, G.FAILED, G.CANCELED) else {}
+    updated = Generation.objects.filter(pk=generation.pk, status__in=olds).update(status=new, updated_at=now,
+                                                                                 **extra, **fields)
+    generation.refresh_from_db()
+    return updated == 1
+
+
+def _backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with half jitter from GENERATION_RETRY_BASE_SECONDS."""
+    base = float(settings.GENERATION_RETRY_BASE_SECONDS) * 2 ** max(attempt - 1, 0)
+    return base / 2 + random.random() * base / 2
+
+
+def _failure_message(exc: IntegrationError, attempts: int) -> str:
+    if exc.category == Category.RATE_LIMIT:
+        return (f"Replicate is busy and kept asking us to slow down ({attempts} attempts). "
+                "Your credits were refunded; try again in a minute.")
+    if exc.category == Category.VALIDATION and exc.invalid_fields:
+        fields = "; ".join(f"{str(f.get('field', '')).removeprefix('input.')}: {f.get('description', '')}"
+                           for f in exc.invalid_fields)
+        return f"Replicate refused these settings ({fields}). Your credits were refunded."
+    return f"{exc.message} {exc.hint} Your credits were refunded."
+
+
+def generation_submit(*, generation_id: int) -> Generation | None:
+    """Create the Replicate prediction once. Safe to call twice (redelivered task, poller).
+
+    Retryable refusals (429, 5xx, network) are retried with backoff: short waits here, longer
+    ones by the poller through `next_attempt_at`; after GENERATION_MAX_ATTEMPTS the generation
+    fails and is refunded. A refusal that cannot improve (422, 401, 402) fails it at once; a 422's
+    invalid_fields are kept so the form can show them against the right field.
+    """
+    generation = Generation.objects.select_related("lora_model").filter(pk=generation_id).first()
+    if generation is None or generation.status != G.QUEUED or generation.replicate_prediction_id:
+        return generation
+    if generation.next_attempt_at and generation.next_attempt_at > timezone.now():
+        return generation
+    max_attempts = int(settings.GENERATION_MAX_ATTEMPTS)
+    inline_cap = float(settings.GENERATION_INLINE_RETRY_SECONDS)
+    while True:
+        claimed = Generation.objects.filter(
+            pk=generation.pk, status=G.QUEUED, replicate_prediction_id="", submit_started_at__isnull=True,
+        ).update(submit_started_at=timezone.now(), attempts=F("attempts") + 1, next_attempt_at=None)
+        if not claimed:
+            return generation  # another worker holds the claim: never create a second paid prediction
+        generation.refresh_from_db()
+        model = generation.lora_model
+        if model is None:
+            generation_fail(generation=generation, category=Category.VALIDATION,
+                            message="The model was deleted before the images could be made. Credits refunded.")
+            return generation
+        if generation.attempts > max_attempts:
+            generation_fail(generation=generation, category=Category.SERVICE_ERROR,
+                            message=f"Replicate did not accept the request after {max_attempts} attempts. "
+                                    "Your credits were refunded.")
+            return generation
+        try:
+            target, data = prediction_request(generation=generation, model=model)
+            webhook = f"{settings.SITE_URL}{reverse('models_app:replicate_webhook')}?gen={generation.pk}"
+            info = replicate_client.prediction_create(input=data, webhook_url=webhook, **target)
+        except GenerationError as exc:
+            generation_fail(generation=generation, category=Category.VALIDATION, message=str(exc))
+            return generation
+        except IntegrationError as exc:
+            logger.info("generation %s: create failed (attempt %s): %s", generation.pk, generation.attempts, exc)
+            if exc.category == Category.TIMEOUT:
+                # No answer: a prediction may exist. Keep the claim (no second paid run); its webhook
+                # adopts it, or the poller fails and refunds it when Replicate never reports one.
+                Generation.objects.filter(pk=generation.pk).update(error_message="Waiting for Replicate to confirm.")
+                return generation
+            Generation.objects.filter(pk=generation.pk).update(submit_started_at=None)
+            if exc.retryable and generation.attempts < max_attempts:
+                delay = max(_backoff_seconds(generation.attempts), exc.retry_after or 0)
+                if delay <= inline_cap:
+                    time.sleep(delay)
+                    continue
+                Generation.objects.filter(pk=generation.pk, status=G.QUEUED).update(
+                    next_attempt_at=timezone.now() + timedelta(seconds=delay))
+                generation.refresh_from_db()
+                return generation
+            generation_fail(generation=generation, category=exc.category,
+                            message=_failure_message(exc, generation.attempts), invalid_fields=exc.invalid_fields)
+            return generation
+        Generation.objects.filter(pk=generation.pk, replicate_prediction_id="").update(
+            replicate_prediction_id=info.id, replicate_status=info.status, last_news_at=timezone.now(),
+            error_message="")
+        generation.refresh_from_db()
+        if not _transition(generation, G.QUEUED, G.RUNNING) and generation.status == G.CANCELED:
+            _cancel_at_replicate(generation)  # canceled by its owner while we were creating it
+        if info.is_finished:
+            generation_apply_replicate(info=info)
+        generation.refresh_from_db()
+        return generation
+
+
+# --- What Replicate reports (webhook, poller and submit share this) -----------------------------------
+def _adopt(info: replicate_client.PredictionInfo, generation_hint: int | None) -> Generation | None:
+    """A prediction we asked for but never heard back about (timeout, or its webhook came first)."""
+    if not generation_hint:
+        return None
+    Generation.objects.filter(pk=generation_hint, status__in=ACTIVE, replicate_prediction_id="",
+                              submit_started_at__isnull=False).update(replicate_prediction_id=info.id)
+    return Generation.objects.filter(replicate_prediction_id=info.id).first()
+
+
+def generation_apply_replicate(*, info: replicate_client.PredictionInfo,
+                               generation_hint: int | None = None) -> Generation | None:
+    """Apply a prediction object as Replicate reports it. Idempotent and safe in any order."""
+    generation = (Generation.objects.filter(replicate_prediction_id=info.id).first()
+                  or _adopt(info, generation_hint))
+    if generation is None:
+        return None
+    fields: dict[str, Any] = {"last_news_at": timezone.now()}
+    if info.predict_time is not None:
+        fields["predict_time"] = info.predict_time
+    if generation.status in ACTIVE:
+        fields["replicate_status"] = info.status
+    Generation.objects.filter(pk=generation.pk).update(**fields)
+    generation.refresh_from_db()
+    if generation.status == G.QUEUED and info.status in ("starting", "processing", *replicate_client.FINISHED):
+        _transition(generation, G.QUEUED, G.RUNNING)
+    if info.status == "succeeded":
+        _outputs_store(generation, info)
+    elif info.status == "failed":
+        error = info.error or "The model failed without saying why."
+        if "nsfw" in error.lower():
+            generation_fail(generation=generation, category=Category.VALIDATION, message=NSFW_MESSAGE)
+        else:
+            generation_fail(generation=generation, category=Category.SERVICE_ERROR,
+                            message=f"The model failed: {error[:500]} Your credits were refunded.")
+    elif info.status == "canceled":
+        _finish_canceled(generation, "Canceled at Replicate. Your credits were refunded.")
+    generation.refresh_from_db()
+    return generation
+
+
+def generation_sync(*, generation: Generation) -> Generation | None:
+    """Ask Replicate for the prediction's state (the poller's path)."""
+    info = replicate_client.prediction_get(prediction_id=generation.replicate_prediction_id)
+    return generation_apply_replicate(info=info)
+
+
+# --- Copying the outputs --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Stored:
+    file_name: str
+    thumbnail_name: str
+    width: int
+    height: int
+    byte_size: int
+
+
+def _file_error(message: str, *, retryable: bool, detail: str = "") -> IntegrationError:
+    return IntegrationError(service="replicate", category=Category.FILE_ERROR, message=message,
+                            detail=detail or message, retryable=retryable)
+
+
+def _image_download(url: str) -> bytes:
+    """GET one output image; the URL comes from a vendor's JSON, so it is checked like the weights'."""
+    from models_app.services.weights import weights_url_check
+
+    try:
+        weights_url_check(url)
+    except IntegrationError as exc:
+        raise _file_error("Replicate sent an image address we do not download from.", retryable=False,
+                          detail=exc.detail) from None
+    cap = int(settings.GENERATION_IMAGE_MAX_BYTES)
+    timeout = httpx.Timeout(float(settings.REPLICATE_TIMEOUT_SECONDS), connect=10.0)
+    try:
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=False) as response:
+            if response.status_code in (404, 410):
+                raise _file_error("Replicate no longer has the image.", retryable=False,
+                                  detail=f"{response.status_code} {url}")
+            if response.status_code != 200:
+                raise _file_error("The image could not be downloaded from Replicate.",
+                                  retryable=response.status_code >= 500 or response.status_code == 429,
+                                  detail=f"{response.status_code} {url}")
+            buffer = io.BytesIO()
+            for chunk in response.iter_bytes():
+                buffer.write(chunk)
+                if buffer.tell() > cap:
+                    raise _file_error("The image is larger than we accept.", retryable=False)
+            return buffer.getvalue()
+    except httpx.HTTPError as exc:
+        raise _file_error("The image could not be downloaded from Replicate.", retryable=True,
+                          detail=repr(exc)) from None
+
+
+def _image_decode(data: bytes) -> Image.Image:
+    """Decode fully, from an allowlist of formats, refusing decompression bombs."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS.values()))
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise _file_error("The image is larger than we accept.", retryable=False)
+            image.load()
+            return image
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise _file_error("Replicate sent a file that is not a readable image.", retryable=False,
+                          detail=repr(exc)) from None
+
+
+def _image_store(generation: Generation, index: int, data: bytes, extension: str) -> _Stored:
+    image = _image_decode(data)
+    # An unguessable folder: the public storage serves these without a login.
+    folder = f"generations/{secrets.token_hex(12)}"
+    name = storage.file_save(alias=storage.PUBLIC, name=f"{folder}/{index + 1}.{extension}", content=io.BytesIO(data))
+    thumb = image.convert("RGB") if image.mode not in ("RGB", "RGBA") else image.copy()
+    thumb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    out = io.BytesIO()
+    thumb.save(out, format="WEBP", quality=80)
+    out.seek(0)
+    thumb_name = storage.file_save(alias=storage.PUBLIC, name=f"{folder}/{index + 1}-thumb.webp", content=out)
+    return _Stored(name, thumb_name, image.width, image.height, len(data))
+
+
+def _image_fetch_with_retries(url: str) -> bytes:
+    attempts = int(settings.GENERATION_DOWNLOAD_ATTEMPTS)
+    pause = float(settings.GENERATION_DOWNLOAD_RETRY_SECONDS)
+    for attempt in range(1, attempts + 1):
+        try:
+            return _image_download(url)
+        except IntegrationError as exc:
+            if not exc.retryable or attempt == attempts:
+                raise
+            time.sleep(pause * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _outputs_store(generation: Generation, info: replicate_client.PredictionInfo) -> None:
+    """Copy every output into the public storage at once (Replicate's URLs expire), then succeed."""
+    if generation.status != G.RUNNING:
+        return
+    claimed = Generation.objects.filter(pk=generation.pk, status=G.RUNNING, output_claimed_at__isnull=True).update(
+        output_claimed_at=timezone.now())
+    if not claimed:
+        return  # another worker is copying them
+    if not info.output_urls:
+        generation_fail(generation=generation, category=Category.FILE_ERROR,
+                        message="Replicate reported success without images. Your credits were refunded.")
+        return
+    extension = generation.params.get("output_format", "webp")
+    done = set(generation.images.values_list("index", flat=True))
+    try:
+        for index, url in enumerate(info.output_urls):
+            if index in done:
+                continue
+            stored = _image_store(generation, index, _image_fetch_with_retries(url), extension)
+            try:
+                GeneratedImage.objects.create(generation=generation, index=index, file_name=stored.file_name,
+                                              thumbnail_name=stored.thumbnail_name, width=stored.width,
+                                              height=stored.height, byte_size=stored.byte_size)
+            except IntegrityError:
+                _files_delete([stored.file_name, stored.thumbnail_name])
+    except IntegrationError as exc:
+        logger.warning("generation %s: copying the outputs failed: %s (%s)", generation.pk, exc, exc.detail)
+        generation_fail(generation=generation, category=Category.FILE_ERROR,
+                        message=f"{exc.message} The images could not be saved; your credits were refunded.")
+        return
+    _transition(generation, G.RUNNING, G.SUCCEEDED, replicate_status="succeeded", error_message="")
+
+
+# --- Endings ------------------------------------------------------------------------------------------------
+def generation_fail(*, generation: Generation, category: str, message: str,
+                    invalid_fields: list[dict] | None = None) -> bool:
+    """Queued/running → failed, once, with the credits refunded in the same transaction."""
+    with transaction.atomic():
+        if not _transition(generation, ACTIVE, G.FAILED, error_category=str(category), error_message=message[:2000],
+                           invalid_fields=invalid_fields or []):
+            return False
+        if generation.credit_reference:
+            credits_refund(spend_reference=generation.credit_reference,
+                           note=f"Generation #{generation.pk} failed")
+    _cancel_at_replicate(generation)
+    return True
+
+
+def _finish_canceled(generation: Generation, message: str) -> bool:
+    with transaction.atomic():
+        if not _transition(generation, ACTIVE, G.CANCELED, error_message=message):
+            return False
+        if generation.credit_reference:
+            credits_refund(spend_reference=generation.credit_reference,
+                           note=f"Generation #{generation.pk} canceled")
+    return True
+
+
+def _cancel_at_replicate(generation: Generation) -> None:
+    if generation.replicate_prediction_id and generation.replicate_status not in replicate_client.FINISHED:
+        try:
+            replicate_client.prediction_cancel(prediction_id=generation.replicate_prediction_id)
+        except IntegrationError as exc:
+            logger.warning("generation %s: cancel at Replicate failed: %s", generation.pk, exc)
+
+
+def generation_cancel(*, generation: Generation) -> Generation:
+    """Cancel a queued or running generation from the UI; the credits come back."""
+    if generation.status not in ACTIVE:
+        raise GenerationError("Only a queued or running generation can be canceled.")
+    if generation.replicate_prediction_id:
+        replicate_client.prediction_cancel(prediction_id=generation.replicate_prediction_id)  # errors reach the user
+        Generation.objects.filter(pk=generation.pk).update(replicate_status="canceled")
+        generation.refresh_from_db()
+    if not _finish_canceled(generation, "Canceled by you. Your credits were refunded."):
+        raise GenerationError("This generation finished meanwhile; reload the page.")
+    return generation
+
+
+# --- The poller ---------------------------------------------------------------------------------------------
+def generations_reconcile() -> dict[str, int]:
+    """Catch up on what a lost webhook or a dead worker left behind. Run every minute."""
+    now = timezone.now()
+    stale = now - timedelta(minutes=settings.PIPELINE_STALE_MINUTES)
+    counts = {"polled": 0, "submitted": 0, "failed": 0}
+    # A worker that died while copying the images: let the next sync claim the copy again.
+    Generation.objects.filter(status=G.RUNNING, output_claimed_at__lt=stale).update(output_claimed_at=None)
+    quiet = Generation.objects.filter(status__in=ACTIVE).exclude(replicate_prediction_id="").filter(
+        Q(last_news_at__lt=stale) | Q(last_news_at__isnull=True))
+    for generation in quiet:
+        try:
+            generation_sync(generation=generation)
+            counts["polled"] += 1
+        except IntegrationError as exc:
+            logger.warning("generation %s: poll failed: %s", generation.pk, exc)
+    unconfirmed = Generation.objects.filter(status=G.QUEUED, replicate_prediction_id="",
+                                            submit_started_at__lt=stale)
+    for generation in unconfirmed:
+        if generation_fail(generation=generation, category=Category.TIMEOUT,
+                           message="Replicate never confirmed that the run started. Your credits were refunded."):
+            counts["failed"] += 1
+    due = Generation.objects.filter(status=G.QUEUED, replicate_prediction_id="", submit_started_at__isnull=True).filter(
+        Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True, updated_at__lt=stale))
+    for generation in due:
+        Generation.objects.filter(pk=generation.pk).update(next_attempt_at=None)
+        generation_submit(generation_id=generation.pk)
+        counts["submitted"] += 1
+    return counts
+
+
+# --- The gallery ---------------------------------------------------------------------------------------------
+def _files_delete(names: list[str]) -> None:
+    for name in names:
+        try:
+            storage.file_delete(alias=storage.PUBLIC, name=name)
+        except IntegrationError:
+            logger.warning("could not delete %s", name, exc_info=True)
+
+
+def generated_image_delete(*, image: GeneratedImage) -> None:
+    """Delete one image and its thumbnail; a model using it as its cover goes back to no cover."""
+    names = [image.file_name, image.thumbnail_name]
+    with transaction.atomic():
+        LoraModel.objects.filter(owner_id=image.generation.owner_id, cover_image_name=image.file_name).update(
+            cover_image_name=None)
+        GeneratedImage.objects.filter(pk=image.pk).delete()
+        transaction.on_commit(lambda: _files_delete(names))
+
+
+def lora_set_cover(*, model: LoraModel, image: GeneratedImage) -> LoraModel:
+    """Use one of the model's own generated images as its cover (list card, model page, samples)."""
+    if image.generation.owner_id != model.owner_id or image.generation.lora_model_id != model.pk:
+        raise GenerationError("Only an image made with this model can be its cover.")
+    LoraModel.objects.filter(pk=model.pk).update(cover_image_name=image.file_name, updated_at=timezone.now())
+    model.refresh_from_db()
+    return model
