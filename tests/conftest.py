@@ -23,9 +23,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _service_missing(marker: str) -> str | None:
-    if marker == "postgres":
-        if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-            return "needs PostgreSQL: set DATABASE_URL (for example postgres://postgres@127.0.0.1:5432/test)"
+    if marker == "postgres" and django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        return "needs PostgreSQL: set DATABASE_URL (for example postgres://postgres@127.0.0.1:5432/test)"
     if marker == "redis":
         if not django_settings.REDIS_URL:
             return "needs Redis: set REDIS_URL (for example redis://127.0.0.1:6379/0)"

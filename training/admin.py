@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from training.models import Dataset, DatasetImage, TrainingJob
+from training.models import Dataset, DatasetImage, ReplicateWebhook, TrainingEvent, TrainingJob
 
 
 class DatasetInline(admin.StackedInline):
@@ -13,15 +13,60 @@ class DatasetInline(admin.StackedInline):
     readonly_fields = ["zip_name", "zip_size", "zip_sha256", "zip_fingerprint", "zip_built_at"]
 
 
+class TrainingEventInline(admin.TabularInline):
+    """The training's debugger, newest last; written only by the pipeline."""
+
+    model = TrainingEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "stage", "level", "category", "attempt", "message", "hint"]
+    readonly_fields = fields
+    ordering = ["created_at", "pk"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# The pipeline owns these (compare-and-swap transitions, the ledger reference): editing them by hand
+# would desynchronise the job from Replicate and the credits, so staff see them read-only.
+PIPELINE_FIELDS = [
+    "status", "params", "preset", "duplicated_from", "cost_credits", "cost_estimate_dollars", "credit_reference",
+    "runs", "stage_times", "attempts", "next_attempt_at", "started_at", "finished_at", "failed_stage",
+    "error_category", "error_message", "error_hint", "replicate_training_id", "replicate_create_started_at",
+    "replicate_destination", "replicate_status", "replicate_version", "weights_url", "predict_time", "last_news_at",
+    "progress_step", "progress_total", "seconds_per_step", "eta_seconds", "current_loss", "loss_history", "logs_tail",
+]
+
+
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "trigger_word", "subject_kind", "status", "image_count", "created_at"]
-    list_filter = ["status", "subject_kind", "created_at"]
-    search_fields = ["name", "trigger_word", "owner__email"]
+    list_display = ["name", "owner", "trigger_word", "subject_kind", "status", "progress", "cost_credits",
+                    "image_count", "created_at"]
+    list_filter = ["status", "failed_stage", "error_category", "subject_kind", "created_at"]
+    search_fields = ["name", "trigger_word", "owner__email", "replicate_training_id"]
     raw_id_fields = ["owner"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", *PIPELINE_FIELDS]
     date_hierarchy = "created_at"
-    inlines = [DatasetInline]
+    list_select_related = ["owner"]
+    inlines = [DatasetInline, TrainingEventInline]
+    actions = ["reconcile_now"]
+
+    @admin.display(description="Progress")
+    def progress(self, obj: TrainingJob) -> str:
+        return f"{obj.progress_step}/{obj.progress_total}" if obj.progress_total else "—"
+
+    @admin.action(description="Reconcile now (poll Replicate, resume stuck stages, fail unconfirmed)")
+    def reconcile_now(self, request, queryset) -> None:
+        # The poller works on every stuck training at once, whichever rows are selected: it is the
+        # same pass the schedule runs every minute, started by hand.
+        from training.pipeline import trainings_reconcile
+
+        counts = trainings_reconcile()
+        self.message_user(
+            request,
+            "Reconciled: {polled} polled at Replicate, {resumed} resumed, {failed} failed and refunded.".format(**counts),
+            messages.SUCCESS,
+        )
 
     @admin.display(description="Photos")
     def image_count(self, obj: TrainingJob) -> int:
@@ -64,3 +109,30 @@ class DatasetImageAdmin(admin.ModelAdmin):
     @admin.display(description="Warnings", boolean=True)
     def has_warnings(self, obj: DatasetImage) -> bool:
         return bool(obj.warnings)
+
+
+@admin.register(TrainingEvent)
+class TrainingEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "job", "stage", "level", "category", "short_message"]
+    list_filter = ["level", "stage", "category"]
+    search_fields = ["message", "hint", "job__name", "job__owner__email", "job__replicate_training_id"]
+    readonly_fields = ["job", "created_at", "stage", "level", "category", "message", "hint", "data", "attempt"]
+    list_select_related = ["job"]
+
+    @admin.display(description="Message")
+    def short_message(self, obj: TrainingEvent) -> str:
+        return obj.message[:100]
+
+
+@admin.register(ReplicateWebhook)
+class ReplicateWebhookAdmin(admin.ModelAdmin):
+    list_display = ["webhook_id", "replicate_id", "job_hint", "kind", "status", "received_at", "processed"]
+    list_filter = ["kind", "status", "received_at"]
+    search_fields = ["webhook_id", "replicate_id"]
+    readonly_fields = ["webhook_id", "replicate_id", "job_hint", "kind", "status", "payload", "received_at",
+                       "processed_at"]
+    date_hierarchy = "received_at"
+
+    @admin.display(description="Processed", boolean=True)
+    def processed(self, obj: ReplicateWebhook) -> bool:
+        return obj.processed_at is not None

@@ -29,7 +29,7 @@ from django.utils.text import slugify
 
 from billing.models import CreditKind
 from billing.pricing import training_cost_credits, training_cost_dollars
-from billing.services import InsufficientCredits, credits_refund, credits_spend
+from billing.services import credits_refund, credits_spend
 from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import HINTS, Category, IntegrationError
 from training.models import TrainingEvent, TrainingJob
@@ -94,7 +94,7 @@ def training_estimate(*, steps: int) -> tuple[int, str]:
     return training_cost_credits(steps=steps), f"{dollars}"
 
 
-def training_start(*, job: TrainingJob, params: dict) -> TrainingJob:
+def training_start(*, job: TrainingJob, params: dict, preset: str = "") -> TrainingJob:
     """Hold the credits and start the pipeline. Raises InsufficientCredits or PipelineError."""
     from training.selectors import dataset_readiness
 
@@ -108,7 +108,8 @@ def training_start(*, job: TrainingJob, params: dict) -> TrainingJob:
         reference = f"training:{job.pk}" if not job.credit_reference else f"training:{job.pk}:{job.runs + 1}"
         credits_spend(user=job.owner, amount=credits, reference=reference, kind=CreditKind.SPEND_TRAINING,
                       note=f"Training “{job.name}”")
-        TrainingJob.objects.filter(pk=job.pk).update(params=params, cost_credits=credits, credit_reference=reference,
+        TrainingJob.objects.filter(pk=job.pk).update(params=params, preset=preset, cost_credits=credits,
+                                                     credit_reference=reference,
                                                      cost_estimate_dollars=training_estimate(steps=int(params["steps"]))[1],
                                                      started_at=timezone.now(), runs=F("runs") + 1)
         job.refresh_from_db()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from fluxsite.integrations.storage import PRIVATE
-from training.models import Dataset, DatasetImage, TrainingJob
+from training.models import ACTIVE_STATUSES, Dataset, DatasetImage, TrainingEvent, TrainingJob
 
 
 def trainings_for_user(user) -> QuerySet[TrainingJob]:
@@ -57,6 +59,11 @@ class Readiness:
     ready: bool
     text: str
 
+    @property
+    def summary(self) -> str:
+        """The same line; the pipeline refuses a start with it."""
+        return self.text
+
 
 def dataset_readiness(dataset: Dataset, images: list[DatasetImage] | None = None) -> Readiness:
     """One line for the page: "14 photos, 2 warnings, ready to train"."""
@@ -75,3 +82,119 @@ def dataset_readiness(dataset: Dataset, images: list[DatasetImage] | None = None
     else:
         parts.append("ready to train")
     return Readiness(count=count, warnings=warned, ready=low <= count <= high, text=", ".join(parts))
+
+
+# --- Dashboards ----------------------------------------------------------------------------------
+STATUS_FILTERS = {
+    "all": None,
+    "active": ACTIVE_STATUSES,
+    "succeeded": (TrainingJob.Status.SUCCEEDED,),
+    "failed": (TrainingJob.Status.FAILED,),
+    "canceled": (TrainingJob.Status.CANCELED,),
+    "draft": (TrainingJob.Status.DRAFT,),
+}
+SORTS = {"newest": ("-created_at", "-pk"), "oldest": ("created_at", "pk"), "name": ("name", "pk")}
+
+
+def trainings_search(user, *, status: str = "all", query: str = "", sort: str = "newest") -> QuerySet[TrainingJob]:
+    """The history list: one query whatever the number of rows (photo counts are annotated and the
+    model is joined, so the template never asks per row). Unknown filter or sort values fall back."""
+    qs = (
+        TrainingJob.objects.filter(owner=user)
+        .select_related("lora_model")
+        .annotate(image_count=Count("dataset__images"))
+        .defer("logs_tail", "loss_history", "params", "stage_times")
+    )
+    statuses = STATUS_FILTERS.get(status)
+    if statuses:
+        qs = qs.filter(status__in=statuses)
+    query = query.strip()
+    if query:
+        qs = qs.filter(Q(name__icontains=query) | Q(trigger_word__icontains=query))
+    return qs.order_by(*SORTS.get(sort, SORTS["newest"]))
+
+
+def get_training_detail_for_user(user, pk: int) -> TrainingJob:
+    """The detail page's training with its dataset and model joined (one query)."""
+    return get_object_or_404(
+        TrainingJob.objects.filter(owner=user).select_related("dataset", "lora_model", "duplicated_from"), pk=pk
+    )
+
+
+def training_events(job: TrainingJob) -> list[TrainingEvent]:
+    return list(TrainingEvent.objects.filter(job=job).order_by("created_at", "pk"))
+
+
+@dataclass
+class StageRow:
+    status: str
+    label: str
+    state: str  # done | current | failed | canceled | pending
+    seconds: int | None
+
+    @property
+    def duration(self) -> str:
+        return duration_text(self.seconds) if self.seconds is not None else ""
+
+
+def duration_text(seconds: float | int | None) -> str:
+    """Short enough for a timeline cell: "45 s", "3 min 20 s", "1 h 05 min"."""
+    if seconds is None:
+        return ""
+    seconds = max(int(seconds), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def speed_text(seconds_per_step: float | None) -> str:
+    """Slow trainers read better as seconds per step, fast ones as steps per second."""
+    if not seconds_per_step or seconds_per_step <= 0:
+        return ""
+    if seconds_per_step >= 1:
+        return f"{seconds_per_step:.2f} s/step"
+    return f"{1 / seconds_per_step:.2f} steps/s"
+
+
+PIPELINE_STAGES = (
+    TrainingJob.Status.INITIALIZING,
+    TrainingJob.Status.ZIP_CREATION,
+    TrainingJob.Status.REPLICATE_TRAINING,
+    TrainingJob.Status.HUGGINGFACE_UPLOAD,
+    TrainingJob.Status.COMPLETION,
+)
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def training_timeline(job: TrainingJob, *, now: datetime | None = None) -> list[StageRow]:
+    """One row per pipeline stage with its state and how long it took (so far, for the current one)."""
+    now = now or timezone.now()
+    times = job.stage_times or {}
+    rows = []
+    for stage in PIPELINE_STAGES:
+        stamp = times.get(stage) or {}
+        started, ended = _parse(stamp.get("started")), _parse(stamp.get("ended"))
+        if job.status == stage:
+            state = "current"
+        elif job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELED) and job.failed_stage == stage:
+            state = "failed" if job.status == TrainingJob.Status.FAILED else "canceled"
+        elif ended is not None:
+            state = "done"
+        else:
+            state = "pending"
+        end = ended or (now if state == "current" else None)
+        seconds = int((end - started).total_seconds()) if started and end else None
+        rows.append(StageRow(status=stage, label=TrainingJob.Status(stage).label, state=state, seconds=seconds))
+    return rows

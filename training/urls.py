@@ -1,16 +1,24 @@
 from django.urls import path
 
-from training import views
+from training import views, webhooks
 
 app_name = "training"
 
 urlpatterns = [
     path("", views.training_list, name="list"),
     path("new/", views.training_new, name="new"),
+    path("<int:pk>/", views.training_detail, name="detail"),
+    path("<int:pk>/row-status/", views.training_row_status, name="row_status"),
+    path("<int:pk>/start/", views.training_start, name="start"),
+    path("<int:pk>/estimate/", views.training_estimate, name="estimate"),
+    path("<int:pk>/cancel/", views.training_cancel, name="cancel"),
+    path("<int:pk>/retry/", views.training_retry, name="retry"),
+    path("<int:pk>/duplicate/", views.training_duplicate, name="duplicate"),
     path("<int:pk>/dataset/", views.dataset_detail, name="dataset"),
     path("<int:pk>/dataset/upload/", views.dataset_upload, name="dataset_upload"),
     path("<int:pk>/dataset/captions/", views.dataset_caption_template, name="caption_template"),
     path("<int:pk>/dataset/images/<int:image_pk>/caption/", views.image_caption, name="image_caption"),
     path("<int:pk>/dataset/images/<int:image_pk>/delete/", views.image_delete, name="image_delete"),
     path("<int:pk>/dataset/images/<int:image_pk>/thumbnail/", views.image_thumbnail, name="image_thumbnail"),
+    path("webhooks/replicate/", webhooks.replicate_webhook, name="replicate_webhook"),
 ]

@@ -4,26 +4,65 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import TooManyFilesSent
+from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from billing.selectors import balance_for_user
+from billing.services import InsufficientCredits
 from fluxsite.integrations import storage
-from training import selectors, services
-from training.forms import CaptionForm, CaptionTemplateForm, TrainingCreateForm
-from training.models import Dataset
+from fluxsite.integrations.errors import IntegrationError
+from training import pipeline, selectors, services
+from training.forms import (
+    PRESETS,
+    CaptionForm,
+    CaptionTemplateForm,
+    TrainingCreateForm,
+    TrainingFilterForm,
+    TrainingParamsForm,
+    params_initial,
+)
+from training.models import Dataset, TrainingJob
+from training.progress import loss_chart_svg
 
 DATASET_PAGE = "training/dataset.html"
+LIST_PAGE = "training/list.html"
+DETAIL_PAGE = "training/detail.html"
+START_PAGE = "training/start.html"
+PER_PAGE = 20
+HTMX_STOP_POLLING = 286  # htmx stops an `every` trigger on this status and still swaps the content
 
 
 @login_required
 @require_GET
 def training_list(request: HttpRequest) -> HttpResponse:
-    trainings = selectors.trainings_for_user(request.user)
-    return render(request, "training/list.html", {"trainings": trainings})
+    """History: filter, search, sort, 20 a page; one query for the rows whatever their number."""
+    form = TrainingFilterForm(request.GET)
+    values = form.values()
+    trainings = selectors.trainings_search(request.user, **values)
+    page = Paginator(trainings, PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, LIST_PAGE, {
+        "page": page, "trainings": page.object_list, "filter_form": form, "filters": values,
+        "query_string": query.urlencode(), "status_choices": TrainingFilterForm.base_fields["status"].choices,
+    })
+
+
+@login_required
+@require_GET
+def training_row_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """The status cell of one list row, polled while the training runs."""
+    job = selectors.get_training_for_user(request.user, pk)
+    status = 200 if job.is_active else HTMX_STOP_POLLING
+    return render(request, f"{LIST_PAGE}#row_status", {"t": job}, status=status)
 
 
 @login_required
@@ -181,3 +220,163 @@ def image_thumbnail(request: HttpRequest, pk: int, image_pk: int) -> HttpRespons
     response = FileResponse(handle, content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=86400"
     return response
+
+
+# --- Start, details and actions -------------------------------------------------------------------
+def _error_text(exc: IntegrationError) -> str:
+    return f"{exc.message} {exc.hint}".strip()
+
+
+def _insufficient_message(exc: InsufficientCredits) -> str:
+    return format_html(
+        'This training needs {} credits and your balance is {}. <a href="{}">Buy credits</a> to continue.',
+        exc.needed, exc.balance, reverse("billing:overview"),
+    )
+
+
+def _estimate_context(steps: int | None) -> dict:
+    if steps is None or not 3 <= steps <= 6000:
+        return {"estimate": None}
+    credits, dollars = pipeline.training_estimate(steps=steps)
+    return {"estimate": {"credits": credits, "dollars": dollars, "steps": steps}}
+
+
+def _start_context(request: HttpRequest, job: TrainingJob, form: TrainingParamsForm, **extra) -> dict:
+    steps = form["steps"].value()
+    try:
+        steps = int(steps)
+    except (TypeError, ValueError):
+        steps = None
+    return {
+        "training": job, "form": form, "presets": PRESETS, "balance": balance_for_user(request.user),
+        "readiness": selectors.dataset_readiness(job.dataset), **_estimate_context(steps), **extra,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def training_start(request: HttpRequest, pk: int) -> HttpResponse:
+    """The parameters form with presets and the live cost estimate; POST holds the credits and starts."""
+    job = selectors.get_training_detail_for_user(request.user, pk)
+    if job.status != TrainingJob.Status.DRAFT:
+        return redirect("training:detail", pk=job.pk)
+    insufficient = None
+    if request.method == "POST":
+        form = TrainingParamsForm(request.POST)
+        if form.is_valid():
+            try:
+                pipeline.training_start(job=job, params=form.params(), preset=form.cleaned_data.get("preset") or "")
+            except InsufficientCredits as exc:
+                insufficient = _insufficient_message(exc)
+            except pipeline.PipelineError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, "Training started. This page follows it live.")
+                return redirect("training:detail", pk=job.pk)
+        status = 402 if insufficient else 400
+        return render(request, START_PAGE, _start_context(request, job, form, insufficient=insufficient),
+                      status=status)
+    form = TrainingParamsForm(initial=params_initial(preset=request.GET.get("preset", ""), saved=job.params) or None)
+    if job.preset and "preset" not in request.GET:
+        form.initial.setdefault("preset", job.preset)
+    context = _start_context(request, job, form)
+    if request.htmx:  # a preset was picked: new fields, and the cost of its steps out of band
+        html = render_to_string(f"{START_PAGE}#params", context, request) + render_to_string(
+            f"{START_PAGE}#estimate", {**context, "oob": True}, request)
+        return HttpResponse(html)
+    return render(request, START_PAGE, context)
+
+
+@login_required
+@require_GET
+def training_estimate(request: HttpRequest, pk: int) -> HttpResponse:
+    """The cost fragment for `?steps=`, refreshed as the steps field changes."""
+    job = selectors.get_training_for_user(request.user, pk)
+    try:
+        steps = int(request.GET.get("steps", ""))
+    except ValueError:
+        steps = None
+    context = {"training": job, "balance": balance_for_user(request.user), **_estimate_context(steps)}
+    return render(request, f"{START_PAGE}#estimate", context)
+
+
+PARAM_LABELS = {name: field.label or name.replace("_", " ").capitalize()
+                for name, field in TrainingParamsForm.base_fields.items() if name != "preset"}
+
+
+def _detail_context(job: TrainingJob) -> dict:
+    model = getattr(job, "lora_model", None)
+    return {
+        "training": job,
+        "model": model,
+        "events": selectors.training_events(job),
+        "timeline": selectors.training_timeline(job),
+        "loss_svg": loss_chart_svg([(int(p[0]), float(p[1])) for p in job.loss_history or []]),
+        "params": [(PARAM_LABELS.get(k, k), v) for k, v in (job.params or {}).items()],
+        "failed_stage_label": TrainingJob.Status(job.failed_stage).label
+        if job.failed_stage in TrainingJob.Status.values else "",
+        "preset_label": PRESETS.get(job.preset, {}).get("label", ""),
+        "speed": selectors.speed_text(job.seconds_per_step),
+        "eta": selectors.duration_text(job.eta_seconds) if job.eta_seconds is not None else "",
+        "refunded": job.cost_credits if job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELED)
+        and job.credit_reference else None,
+    }
+
+
+@login_required
+@require_GET
+def training_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The training's page; htmx polls its status fragment, and 286 stops that once it is over."""
+    job = selectors.get_training_detail_for_user(request.user, pk)
+    context = _detail_context(job)
+    if request.htmx:
+        status = 200 if job.is_active else HTMX_STOP_POLLING
+        return render(request, f"{DETAIL_PAGE}#status", context, status=status)
+    return render(request, DETAIL_PAGE, context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def training_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation; POST cancels (at Replicate too) and refunds the credits."""
+    job = selectors.get_training_for_user(request.user, pk)
+    if request.method == "GET":
+        if not job.is_active:
+            return redirect("training:detail", pk=job.pk)
+        return render(request, "training/cancel.html", {"training": job})
+    try:
+        pipeline.training_cancel(job=job)
+        messages.success(request, "Training canceled. Its credits were refunded.")
+    except pipeline.PipelineError as exc:
+        messages.error(request, str(exc))
+    except IntegrationError as exc:
+        messages.error(request, f"Replicate did not accept the cancel: {_error_text(exc)}")
+    return redirect("training:detail", pk=job.pk)
+
+
+@login_required
+@require_POST
+def training_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    job = selectors.get_training_for_user(request.user, pk)
+    try:
+        pipeline.training_retry(job=job)
+        messages.success(request, "Retrying from the stage that failed.")
+    except InsufficientCredits as exc:
+        messages.error(request, _insufficient_message(exc))
+    except pipeline.PipelineError as exc:
+        messages.error(request, str(exc))
+    return redirect("training:detail", pk=job.pk)
+
+
+@login_required
+@require_POST
+def training_duplicate(request: HttpRequest, pk: int) -> HttpResponse:
+    """A new draft with the same settings, photos and captions; lands on its dataset page."""
+    job = selectors.get_training_for_user(request.user, pk)
+    try:
+        copy = services.training_duplicate(job=job)
+    except IntegrationError as exc:
+        messages.error(request, _error_text(exc))
+        return redirect("training:detail", pk=job.pk)
+    messages.success(request, f"Copied “{job.name}” with its photos and captions.")
+    return redirect("training:dataset", pk=copy.pk)
