@@ -346,6 +346,25 @@ def training_apply_replicate(*, info: replicate_client.TrainingInfo, job_hint: i
     return job
 
 
+WATCH_REFRESH_SECONDS = 10
+
+
+def training_watch(*, job: TrainingJob) -> bool:
+    """While the owner watches a running training, refresh it from Replicate at most every
+    WATCH_REFRESH_SECONDS, in a task (never in the request). Returns whether a refresh was queued."""
+    from django.core.cache import cache
+    from django_q.tasks import async_task
+
+    if job.status != S.REPLICATE_TRAINING or not job.replicate_training_id:
+        return False
+    if job.last_news_at and (timezone.now() - job.last_news_at).total_seconds() < WATCH_REFRESH_SECONDS:
+        return False
+    if not cache.add(f"training-watch-{job.pk}", 1, WATCH_REFRESH_SECONDS):
+        return False  # one refresh in flight per training, however many tabs poll
+    async_task("training.tasks.training_sync_task", job.pk, task_name=f"training-{job.pk}-sync")
+    return True
+
+
 def training_sync(*, job: TrainingJob) -> None:
     """Ask Replicate for the training's state (the poller's path)."""
     info = replicate_client.training_get(training_id=job.replicate_training_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from django.utils import timezone
 
 from fluxsite.integrations import replicate_client
@@ -21,6 +23,19 @@ def replicate_webhook_process_task(delivery_id: int) -> None:
                                       job_hint=delivery.job_hint,
                                       destination=str(delivery.payload.get("destination") or ""))
     ReplicateWebhook.objects.filter(pk=delivery_id).update(processed_at=timezone.now())
+
+
+def training_sync_task(job_id: int) -> None:
+    """Refresh one running training from Replicate (asked for by a watcher); errors wait for the poller."""
+    from fluxsite.integrations.errors import IntegrationError
+    from training.models import TrainingJob
+
+    job = TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.REPLICATE_TRAINING).first()
+    if job is None or not job.replicate_training_id:
+        return
+    # Best effort: if Replicate does not answer, the every-minute poller tries again.
+    with contextlib.suppress(IntegrationError):
+        pipeline.training_sync(job=job)
 
 
 def trainings_reconcile_task() -> dict[str, int]:

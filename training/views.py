@@ -330,6 +330,9 @@ def training_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = selectors.get_training_detail_for_user(request.user, pk)
     context = _detail_context(job)
     if request.htmx:
+        # Someone is watching: ask Replicate for fresh logs now and then (webhooks only say
+        # start and completed), so the progress bar and the loss curve move.
+        pipeline.training_watch(job=job)
         status = 200 if job.is_active else HTMX_STOP_POLLING
         return render(request, f"{DETAIL_PAGE}#status", context, status=status)
     return render(request, DETAIL_PAGE, context)

@@ -254,3 +254,17 @@ def test_publishing_fails_after_a_successful_training_without_losing_the_weights
     fault_clear()
     model = lora_publish(model_id=model.pk)
     assert model.status == "ready"
+
+
+def test_watching_a_running_training_refreshes_its_progress_from_replicate(ready_training, alice, alice_client):
+    job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 2000})
+    time.sleep(3)  # the sandbox training (6 s) is half way; only the start webhook came
+    job.refresh_from_db()
+    assert job.status == S.REPLICATE_TRAINING
+    TrainingJob.objects.filter(pk=job.pk).update(last_news_at=timezone.now() - timedelta(minutes=1))
+    response = alice_client.get(f"/trainings/{job.pk}/", headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    job.refresh_from_db()
+    assert 0 < job.progress_step < 2000 and job.loss_history
+    assert pipeline.training_watch(job=job) is False  # fresh news: no second refresh
+    pipeline.training_cancel(job=job)
