@@ -16,12 +16,12 @@ from billing.models import CheckoutStatus, CreditPack, Plan
 from billing.pricing import generation_cost_credits, training_cost_credits, training_cost_dollars
 from billing.services import WebhookLockTimeout, billing_portal_url, checkout_start, stripe_event_record
 from billing.services.payments import CheckoutRefused
+from fluxsite.htmx import polled
 from fluxsite.integrations.errors import IntegrationError
 
 logger = logging.getLogger(__name__)
 
 # Polling stops with this status (htmx's "stop polling" code).
-HTMX_STOP_POLLING = 286
 FINISHED_CHECKOUT = (CheckoutStatus.PAID, CheckoutStatus.FAILED, CheckoutStatus.EXPIRED, CheckoutStatus.REFUNDED)
 
 
@@ -110,11 +110,16 @@ def checkout_success(request: HttpRequest) -> HttpResponse:
     context = {"checkout": checkout, "finished": checkout.status in FINISHED_CHECKOUT,
                "balance": selectors.balance_for_user(request.user)}
     if request.htmx:
-        response = render(request, "billing/checkout_success.html#status", context)
-        if context["finished"]:
-            response.status_code = HTMX_STOP_POLLING
-        return response
+        return polled(render(request, "billing/checkout_success.html#status", context), finished=context["finished"],
+                      credits_changed=True)
     return render(request, "billing/checkout_success.html", context)
+
+
+@login_required
+@require_GET
+def balance_pill(request: HttpRequest) -> HttpResponse:
+    """The balance shown in the navigation, refreshed when a `credits-changed` event fires."""
+    return render(request, "partials/_balance_pill.html", {"credit_balance": selectors.balance_for_user(request.user)})
 
 
 @csrf_exempt  # Stripe cannot send our CSRF token; the signature on the raw body authenticates it.

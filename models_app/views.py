@@ -15,6 +15,7 @@ from django_q.tasks import async_task
 from billing.pricing import generation_cost_credits
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
+from fluxsite.htmx import polled
 from fluxsite.integrations import replicate_client, storage
 from fluxsite.integrations.errors import IntegrationError
 from models_app import selectors, services
@@ -78,8 +79,8 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def model_status(request: HttpRequest, pk: int) -> HttpResponse:
     """The status fragment, polled while publishing; HTTP 286 tells htmx to stop polling."""
     model = selectors.get_model_for_user(request.user, pk)
-    status = 200 if model.status == LoraModel.Status.PUBLISHING else 286
-    return render(request, f"{DETAIL}#status", _detail_context(request, model), status=status)
+    return polled(render(request, f"{DETAIL}#status", _detail_context(request, model)),
+                  finished=model.status != LoraModel.Status.PUBLISHING)
 
 
 @login_required
@@ -293,8 +294,8 @@ def generation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def generation_status(request: HttpRequest, pk: int) -> HttpResponse:
     """The status fragment, polled while the images are made; HTTP 286 stops the polling."""
     generation = selectors.get_generation_for_user(request.user, pk)
-    return render(request, f"{GENERATION}#status", _generation_context(request, generation),
-                  status=286 if generation.is_finished else 200)
+    return polled(render(request, f"{GENERATION}#status", _generation_context(request, generation)),
+                  finished=generation.is_finished, credits_changed=True)
 
 
 @login_required

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
+from fluxsite.htmx import polled
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from training import pipeline, selectors, services
@@ -37,7 +38,6 @@ LIST_PAGE = "training/list.html"
 DETAIL_PAGE = "training/detail.html"
 START_PAGE = "training/start.html"
 PER_PAGE = 20
-HTMX_STOP_POLLING = 286  # htmx stops an `every` trigger on this status and still swaps the content
 
 
 @login_required
@@ -61,8 +61,7 @@ def training_list(request: HttpRequest) -> HttpResponse:
 def training_row_status(request: HttpRequest, pk: int) -> HttpResponse:
     """The status cell of one list row, polled while the training runs."""
     job = selectors.get_training_for_user(request.user, pk)
-    status = 200 if job.is_active else HTMX_STOP_POLLING
-    return render(request, f"{LIST_PAGE}#row_status", {"t": job}, status=status)
+    return polled(render(request, f"{LIST_PAGE}#row_status", {"t": job}), finished=not job.is_active)
 
 
 @login_required
@@ -333,8 +332,8 @@ def training_detail(request: HttpRequest, pk: int) -> HttpResponse:
         # Someone is watching: ask Replicate for fresh logs now and then (webhooks only say
         # start and completed), so the progress bar and the loss curve move.
         pipeline.training_watch(job=job)
-        status = 200 if job.is_active else HTMX_STOP_POLLING
-        return render(request, f"{DETAIL_PAGE}#status", context, status=status)
+        return polled(render(request, f"{DETAIL_PAGE}#status", context), finished=not job.is_active,
+                      credits_changed=job.status != TrainingJob.Status.SUCCEEDED)
     return render(request, DETAIL_PAGE, context)
 
 

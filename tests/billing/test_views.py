@@ -83,6 +83,7 @@ def test_the_success_page_grants_nothing_and_polls_until_paid(alice, alice_clien
     CheckoutRecord.objects.filter(pk=record.pk).update(status="paid")
     done = alice_client.get(url, HTTP_HX_REQUEST="true")
     assert done.status_code == 286 and "1000 credits" in done.content.decode()
+    assert done["HX-Trigger"] == "credits-changed"
 
 
 def test_the_portal_without_a_customer_explains_instead_of_failing(alice_client):
@@ -101,3 +102,14 @@ def test_admin_adjusts_credits_through_the_service(staff_client, alice):
     for model in ("wallet", "creditentry", "creditpack", "plan", "stripecustomer", "subscription",
                   "checkoutrecord", "stripeevent"):
         assert staff_client.get(reverse(f"admin:billing_{model}_changelist")).status_code == 200
+
+
+def test_the_navigation_balance_refreshes_itself_when_credits_change(alice_client, alice):
+    from billing.services import credits_grant
+
+    page = alice_client.get("/billing/").content.decode()
+    assert 'hx-trigger="credits-changed from:body"' in page
+    credits_grant(user=alice, amount=250, reference="test:pill")
+    pill = alice_client.get("/billing/balance/")
+    assert pill.status_code == 200 and "750 credits" in pill.content.decode()
+    assert alice_client.post("/billing/balance/").status_code == 405
