@@ -103,15 +103,14 @@ def training_start(*, job: TrainingJob, params: dict, preset: str = "") -> Train
     readiness = dataset_readiness(job.dataset)
     if not readiness.ready:
         raise PipelineError(readiness.summary)
-    credits = training_cost_credits(steps=int(params["steps"]))
+    credits, dollars = training_estimate(steps=int(params["steps"]))
     with transaction.atomic():
         reference = f"training:{job.pk}" if not job.credit_reference else f"training:{job.pk}:{job.runs + 1}"
         credits_spend(user=job.owner, amount=credits, reference=reference, kind=CreditKind.SPEND_TRAINING,
                       note=f"Training “{job.name}”")
-        TrainingJob.objects.filter(pk=job.pk).update(params=params, preset=preset, cost_credits=credits,
-                                                     credit_reference=reference,
-                                                     cost_estimate_dollars=training_estimate(steps=int(params["steps"]))[1],
-                                                     started_at=timezone.now(), runs=F("runs") + 1)
+        TrainingJob.objects.filter(pk=job.pk).update(
+            params=params, preset=preset, cost_credits=credits, cost_estimate_dollars=dollars,
+            credit_reference=reference, started_at=timezone.now(), runs=F("runs") + 1)
         job.refresh_from_db()
         if not _transition(job, S.DRAFT, S.INITIALIZING):
             raise PipelineError("This training has already started.")
