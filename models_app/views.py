@@ -36,10 +36,6 @@ DETAIL = "models_app/detail.html"
 RECENT_IMAGES = 8
 
 
-def _error_text(exc: IntegrationError) -> str:
-    return f"{exc.message} {exc.hint}"
-
-
 @login_required
 @require_GET
 def model_list(request: HttpRequest) -> HttpResponse:
@@ -111,7 +107,7 @@ def model_visibility(request: HttpRequest, pk: int) -> HttpResponse:
         services.lora_set_visibility(model=model, visibility=form.cleaned_data["visibility"])
         messages.success(request, f"The model is now {form.cleaned_data['visibility']}.")
     except IntegrationError as exc:
-        messages.error(request, f"Hugging Face did not accept the change: {_error_text(exc)}")
+        messages.error(request, f"Hugging Face did not accept the change: {exc.user_text}")
     return redirect("models_app:detail", pk=model.pk)
 
 
@@ -146,7 +142,7 @@ def model_delete(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.lora_delete(model=model, delete_hf_repo=form.cleaned_data["delete_hf_repo"])
         except IntegrationError as exc:
-            messages.error(request, f"The Hugging Face repository could not be deleted: {_error_text(exc)}")
+            messages.error(request, f"The Hugging Face repository could not be deleted: {exc.user_text}")
             return redirect("models_app:delete", pk=model.pk)
         messages.success(request, f"“{model.name}” was deleted.")
         return redirect("models_app:list")
@@ -308,7 +304,7 @@ def generation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     except services.GenerationError as exc:
         messages.error(request, str(exc))
     except IntegrationError as exc:
-        messages.error(request, f"Replicate did not accept the cancel: {_error_text(exc)}")
+        messages.error(request, f"Replicate did not accept the cancel: {exc.user_text}")
     return redirect("models_app:generation", pk=generation.pk)
 
 

@@ -222,10 +222,6 @@ def image_thumbnail(request: HttpRequest, pk: int, image_pk: int) -> HttpRespons
 
 
 # --- Start, details and actions -------------------------------------------------------------------
-def _error_text(exc: IntegrationError) -> str:
-    return f"{exc.message} {exc.hint}".strip()
-
-
 def _insufficient_message(exc: InsufficientCredits) -> str:
     return format_html(
         'This training needs {} credits and your balance is {}. <a href="{}">Buy credits</a> to continue.',
@@ -352,7 +348,7 @@ def training_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     except pipeline.PipelineError as exc:
         messages.error(request, str(exc))
     except IntegrationError as exc:
-        messages.error(request, f"Replicate did not accept the cancel: {_error_text(exc)}")
+        messages.error(request, f"Replicate did not accept the cancel: {exc.user_text}")
     return redirect("training:detail", pk=job.pk)
 
 
@@ -378,7 +374,7 @@ def training_duplicate(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         copy = services.training_duplicate(job=job)
     except IntegrationError as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, exc.user_text)
         return redirect("training:detail", pk=job.pk)
     messages.success(request, f"Copied “{job.name}” with its photos and captions.")
     return redirect("training:dataset", pk=copy.pk)

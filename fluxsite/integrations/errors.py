@@ -67,6 +67,11 @@ class IntegrationError(Exception):
     def hint(self) -> str:
         return HINTS[self.category]
 
+    @property
+    def user_text(self) -> str:
+        """What a page shows: the message, then what to do about it."""
+        return f"{self.message} {self.hint}".strip()
+
     def __str__(self) -> str:
         return f"{self.service} {self.category}: {self.message}"
 
