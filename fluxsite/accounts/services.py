@@ -48,13 +48,7 @@ def user_delete(*, user: User) -> None:
 
 
 def _file_collectors():
-    from importlib import import_module
+    from models_app.selectors import owned_file_names as model_files
+    from training.selectors import owned_file_names as training_files
 
-    for module_name in ("training.selectors", "models_app.selectors"):
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        collector = getattr(module, "owned_file_names", None)
-        if collector is not None:
-            yield collector
+    return (training_files, model_files)

@@ -72,3 +72,18 @@ def test_deleting_the_account_removes_it_and_its_data(alice_client, alice, bob, 
 def test_account_actions_refuse_get(alice_client):
     assert alice_client.get("/account/email/").status_code == 405
     assert alice_client.get("/account/password/").status_code == 405
+
+
+def test_deleting_the_account_removes_its_stored_photos(alice_client, alice, django_capture_on_commit_callbacks):
+    from fluxsite.integrations import storage
+    from tests.training.conftest import add_photos
+    from training.selectors import owned_file_names
+    from training.services import training_create
+
+    job = training_create(owner=alice, name="Mine", trigger_word="ohwx_mine", subject_kind="subject")
+    add_photos(alice_client, job, 2)
+    files = owned_file_names(alice)
+    assert len(files) >= 2 and all(storage.get_storage(a).exists(n) for a, n in files)
+    with django_capture_on_commit_callbacks(execute=True):
+        alice_client.post("/account/delete/", {"confirm": "delete my account", "password": PASSWORD})
+    assert not any(storage.get_storage(a).exists(n) for a, n in files)
