@@ -18,10 +18,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, django_setup, peak_rss_mb, peak_rss_reset, phone_jpeg, rss_mb, table, timed, verdict  # noqa: E402
 
+# What the upload recorded for each stored image (its CRC-32 and size), as DatasetImage keeps them.
+RECORDED: dict[str, tuple[int, int]] = {}
+
 
 def prepared_set(count: int, unique: int = 50) -> list[str]:
     """Store `count` prepared images in the private storage (bytes repeat after `unique`)."""
     import io
+    import zlib
 
     from fluxsite.integrations import storage
     from training.imaging import image_prepare
@@ -32,14 +36,17 @@ def prepared_set(count: int, unique: int = 50) -> list[str]:
         datas.append(image_prepare(io.BytesIO(raw), long_side=1024, max_pixels=40_000_000).jpeg)
     names = []
     for i in range(count):
-        names.append(storage.file_save(alias="private", name=f"bench/{i:04d}.jpg", content=io.BytesIO(datas[i % len(datas)])))
+        data = datas[i % len(datas)]
+        names.append(storage.file_save(alias="private", name=f"bench/{i:04d}.jpg", content=io.BytesIO(data)))
+        RECORDED[names[-1]] = (zlib.crc32(data), len(data))
     return names
 
 
 def zip_names(names: list[str], target: str):
     from training.dataset_zip import ZipMember, zip_stream_to_storage
 
-    members = [ZipMember(image_name=n, caption="a photo of ohwx_bench") for n in names]
+    members = [ZipMember(image_name=n, caption="a photo of ohwx_bench", crc32=RECORDED[n][0], size=RECORDED[n][1])
+               for n in names]
     return zip_stream_to_storage(alias="private", name=target, members=members)
 
 

@@ -178,6 +178,7 @@ class DatasetImage(models.Model):
     original_width = models.PositiveIntegerField()
     original_height = models.PositiveIntegerField()
     byte_size = models.PositiveIntegerField()
+    crc32 = models.PositiveBigIntegerField(null=True, blank=True, help_text="Of the stored JPEG, for the ZIP.")
     pixel_sha256 = models.CharField(max_length=64)
     dhash = models.CharField(max_length=16)
     warnings = models.JSONField(default=list, blank=True)

@@ -15,6 +15,7 @@ import secrets
 import tempfile
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -183,6 +184,7 @@ def _add_image(dataset: Dataset, source: BinaryIO, name: str, *, caption: str | 
                     original_width=prepared.original_width,
                     original_height=prepared.original_height,
                     byte_size=len(prepared.jpeg),
+                    crc32=zlib.crc32(prepared.jpeg),
                     pixel_sha256=prepared.pixel_sha256,
                     dhash=prepared.dhash,
                     warnings=warnings,
@@ -299,7 +301,8 @@ def dataset_image_delete(*, image: DatasetImage) -> None:
 def _zip_members(dataset: Dataset) -> list[ZipMember]:
     trigger = dataset.training.trigger_word
     return [
-        ZipMember(image_name=image.file_name, caption=caption_render(image.caption, trigger))
+        ZipMember(image_name=image.file_name, caption=caption_render(image.caption, trigger), crc32=image.crc32,
+                  size=image.byte_size)
         for image in dataset.images.all()
     ]
 
@@ -402,7 +405,7 @@ def training_duplicate(*, job: TrainingJob) -> TrainingJob:
                 dataset=dataset, file_name=file_name, thumbnail_name=thumbnail_name,
                 original_name=image.original_name, width=image.width, height=image.height,
                 original_width=image.original_width, original_height=image.original_height,
-                byte_size=image.byte_size, pixel_sha256=image.pixel_sha256, dhash=image.dhash,
+                byte_size=image.byte_size, crc32=image.crc32, pixel_sha256=image.pixel_sha256, dhash=image.dhash,
                 warnings=list(image.warnings or []), caption=image.caption, position=image.position,
             ))
         DatasetImage.objects.bulk_create(rows)
