@@ -11,6 +11,7 @@ from billing.models import (
     CheckoutRecord,
     CreditEntry,
     CreditPack,
+    InvoiceGrant,
     Plan,
     StripeCustomer,
     StripeEvent,
@@ -124,6 +125,17 @@ class StripeCustomerAdmin(admin.ModelAdmin):
     readonly_fields = ("user", "customer_id", "created_at")
 
 
+class InvoiceGrantInline(admin.TabularInline):
+    model = InvoiceGrant
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "invoice_id", "payment_intent_id", "credits", "amount_cents")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
     """Written only from Stripe (re-read on each webhook): change it in Stripe, not here."""
@@ -132,6 +144,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     list_filter = ("status", "plan")
     search_fields = ("user__email", "stripe_subscription_id", "stripe_customer_id")
     readonly_fields = [f.name for f in Subscription._meta.fields]
+    inlines = [InvoiceGrantInline]
 
 
 @admin.register(CheckoutRecord)

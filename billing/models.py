@@ -147,6 +147,27 @@ class Subscription(models.Model):
         return self.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE)
 
 
+class InvoiceGrant(models.Model):
+    """What one paid subscription invoice granted, and the payment that paid it.
+
+    Since API version 2025-03-31 a charge no longer names its invoice; the invoice names its
+    payment intents. Keeping that link lets a refunded subscription charge take its credits back.
+    """
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="invoice_grants")
+    invoice_id = models.CharField(max_length=100, unique=True)
+    payment_intent_id = models.CharField(max_length=100, blank=True, db_index=True)
+    credits = models.PositiveIntegerField()
+    amount_cents = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id}: {self.credits} credits"
+
+
 class CheckoutStatus(models.TextChoices):
     OPEN = "open", "Waiting for payment"
     PROCESSING = "processing", "Payment processing"

@@ -31,6 +31,7 @@ from billing.models import (
     CreditEntry,
     CreditKind,
     CreditPack,
+    InvoiceGrant,
     Plan,
     StripeCustomer,
     StripeEvent,
@@ -335,11 +336,18 @@ def _on_invoice_paid(event_type: str, invoice: dict) -> bool:
     sub = subscription_sync(subscription_id=subscription_id)
     if sub is None or sub.plan is None:
         raise LookupError(f"paid invoice {invoice.get('id')} for subscription {subscription_id}: unknown user or plan")
-    credits_grant(
-        user=sub.user, amount=sub.plan.credits_per_period, reference=f"stripe:invoice:{invoice['id']}",
-        kind=CreditKind.SUBSCRIPTION, note=f"{sub.plan.name} ({invoice.get('billing_reason') or 'invoice'})",
-        amount_cents=invoice.get("amount_paid"), currency=invoice.get("currency") or "",
-    )
+    payments = (invoice.get("payments") or {}).get("data") or []
+    payment_intent = next((_id((p.get("payment") or {}).get("payment_intent") or "") for p in payments
+                           if (p.get("payment") or {}).get("payment_intent")), "")
+    with transaction.atomic():
+        credits_grant(
+            user=sub.user, amount=sub.plan.credits_per_period, reference=f"stripe:invoice:{invoice['id']}",
+            kind=CreditKind.SUBSCRIPTION, note=f"{sub.plan.name} ({invoice.get('billing_reason') or 'invoice'})",
+            amount_cents=invoice.get("amount_paid"), currency=invoice.get("currency") or "",
+        )
+        InvoiceGrant.objects.get_or_create(invoice_id=invoice["id"], defaults={
+            "subscription": sub, "payment_intent_id": payment_intent, "credits": sub.plan.credits_per_period,
+            "amount_cents": invoice.get("amount_paid")})
     return True
 
 
@@ -363,28 +371,36 @@ def _on_charge_refunded(event_type: str, charge: dict) -> bool:
         CheckoutRecord.objects.select_related("user").filter(payment_intent_id=payment_intent, mode="payment").first()
         if payment_intent else None
     )
-    if record is None or record.credits <= 0:
-        logger.warning("refunded charge %s matches no credit pack purchase; nothing taken back", charge.get("id"))
+    grant = (
+        InvoiceGrant.objects.select_related("subscription__user").filter(payment_intent_id=payment_intent).first()
+        if payment_intent and record is None else None
+    )
+    if record is not None and record.credits > 0:
+        user, credits = record.user, record.credits
+    elif grant is not None:
+        user, credits = grant.subscription.user, grant.credits
+    else:
+        logger.warning("refunded charge %s matches no purchase or paid invoice; nothing taken back", charge.get("id"))
         return False
     amount = int(charge.get("amount") or 0)
     refunded = int(charge.get("amount_refunded") or 0)
     if amount <= 0 or refunded <= 0:
         return False
-    target = record.credits * min(refunded, amount) // amount
+    target = credits * min(refunded, amount) // amount
     prefix = f"stripe:charge:{charge['id']}:"
     with transaction.atomic():
         # Serialise with other refund events for this user before adding up what was taken.
-        Wallet.objects.select_for_update().filter(user=record.user).first()
+        Wallet.objects.select_for_update().filter(user=user).first()
         taken = CreditEntry.objects.filter(reference__startswith=prefix).aggregate(
             amount=Sum("amount"), shortfall=Sum("shortfall")
         )
         already = -(taken["amount"] or 0) + (taken["shortfall"] or 0)
         if target > already:
             credits_take_back(
-                user=record.user, amount=target - already, reference=f"{prefix}refunded:{refunded}",
+                user=user, amount=target - already, reference=f"{prefix}refunded:{refunded}",
                 note=f"Payment refunded ({refunded} of {amount} {charge.get('currency', '')})".strip(),
             )
-        if refunded >= amount:
+        if refunded >= amount and record is not None:
             CheckoutRecord.objects.filter(pk=record.pk).update(status=CheckoutStatus.REFUNDED)
     return True
 

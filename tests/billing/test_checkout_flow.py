@@ -81,3 +81,22 @@ def test_subscribing_grants_the_allowance_and_a_late_stale_event_cannot_revive_i
     assert response.status_code == 200
     assert Subscription.objects.get(pk=sub.pk).status == "canceled"
     assert balance(alice) == start + 5000
+
+
+def test_a_refunded_subscription_payment_takes_its_allowance_back(sandbox, alice, alice_client):
+    from billing.models import InvoiceGrant
+
+    ensure_catalog()
+    plan = Plan.objects.get(stripe_price_id="price_sandbox_plan_pro")
+    start = balance(alice)
+    record = start_checkout(alice_client, "billing:checkout_plan", plan.pk)
+    stripe_sandbox.checkout_session_pay(session_id=record.session_id)
+    assert wait_for(lambda: balance(alice) == start + 2500)
+    grant = InvoiceGrant.objects.get()
+    assert grant.payment_intent_id.startswith("pi_") and grant.credits == 2500
+    pi = stripe_sandbox.record_get(object_id=grant.payment_intent_id, object_type="payment_intent").data
+    stripe_sandbox.charge_refund(charge_id=pi["latest_charge"], amount=950)  # half of $19.00
+    assert wait_for(lambda: alice.wallet.entries.filter(kind=CreditKind.CHARGEBACK).exists())
+    assert balance(alice) == start + 2500 - 1250
+    stripe_sandbox.charge_refund(charge_id=pi["latest_charge"], amount=None)  # the rest
+    assert wait_for(lambda: balance(alice) == start)
