@@ -469,6 +469,7 @@ def _deliver(url: str, payload: dict[str, Any], *, msg_id: str, retry: bool, bad
         except httpx.HTTPError as exc:
             logger.info("sandbox replicate webhook %s failed: %r", msg_id, exc)
         if attempt + 1 < attempts:
+            connections.close_all()  # hold no database session while waiting to retry
             time.sleep(WEBHOOK_BACKOFF_SECONDS * (2**attempt))
     return False
 
@@ -551,7 +552,10 @@ def _training_run(training_id: str) -> None:
         if payload["logs"] != last_logs and "logs" in outbox.events:
             last_logs = payload["logs"]
             outbox.send("logs", payload)
-        time.sleep(0.1)
+        # Hold no database session while waiting: a test's teardown (or an operator) may need to
+        # drop the database, and PostgreSQL refuses while a session stays open.
+        connections.close_all()
+        time.sleep(0.2)
 
 
 def trained_version_register(training: SandboxTraining) -> SandboxVersion | None:
@@ -592,4 +596,5 @@ def _prediction_run(prediction_id: str) -> None:
                 outbox.send("output", payload)
             outbox.send("completed", payload)
             return
+        connections.close_all()  # no open session while waiting (see _training_run)
         time.sleep(0.1)

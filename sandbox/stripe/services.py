@@ -501,6 +501,7 @@ def _deliver_one(*, event: StripeEvent, bad_signature: bool) -> bool:
     status = None
     for attempt, pause in enumerate((0.0, *WEBHOOK_RETRY_DELAYS)):
         if pause:
+            connections.close_all()  # hold no database session while waiting to retry
             time.sleep(pause)
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
                    "Stripe-Signature": webhook_signature_header(payload=payload, secret=secret)}
