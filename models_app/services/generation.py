@@ -175,6 +175,9 @@ def generation_start(*, user, model: LoraModel, prompt: str, params: dict[str, A
         raise GenerationError(f"A prompt has at most {PROMPT_MAX_CHARS} characters.")
     num = int(params["num_outputs"])
     cost = generation_cost_credits(num_images=num)
+    if params.get("seed") in (None, ""):
+        # Pick the "random" seed ourselves and send it, so "again with this seed" always works.
+        params = {**params, "seed": secrets.randbelow(2**31)}
     with transaction.atomic():
         generation = Generation.objects.create(
             owner=user, lora_model=model, model_name=model.name, prompt=prompt,

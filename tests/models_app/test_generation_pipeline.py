@@ -180,3 +180,10 @@ def test_the_prediction_webhook_refuses_a_bad_signature_and_ignores_a_duplicate(
     assert client.post("/models/webhooks/replicate/", **request).content == b"duplicate"
     delivery = ReplicateWebhook.objects.get()
     assert delivery.kind == "prediction" and delivery.job_hint == generation.pk and delivery.processed_at
+
+
+def test_a_generation_without_a_seed_picks_one_and_sends_it_so_it_can_be_repeated(sandbox, alice, ready_model):
+    generation = generation_start(user=alice, model=ready_model, prompt="a cat", params={**PARAMS, "seed": None})
+    generation.refresh_from_db()
+    assert generation.seed is not None
+    assert SandboxPrediction.objects.get().input["seed"] == generation.seed
