@@ -10,7 +10,7 @@ class DatasetInline(admin.StackedInline):
     model = Dataset
     extra = 0
     can_delete = False
-    readonly_fields = ["zip_name", "zip_size", "zip_sha256", "zip_fingerprint", "zip_built_at"]
+    readonly_fields = ["zip_name", "zip_size", "zip_crc32", "zip_fingerprint", "zip_built_at"]
 
 
 class TrainingEventInline(admin.TabularInline):
@@ -84,7 +84,7 @@ class DatasetImageInline(admin.TabularInline):
 class DatasetAdmin(admin.ModelAdmin):
     list_display = ["training", "owner", "zip_size", "zip_built_at"]
     search_fields = ["training__name", "training__owner__email"]
-    readonly_fields = ["training", "zip_name", "zip_size", "zip_sha256", "zip_fingerprint", "zip_built_at"]
+    readonly_fields = ["training", "zip_name", "zip_size", "zip_crc32", "zip_fingerprint", "zip_built_at"]
     inlines = [DatasetImageInline]
 
     @admin.display(description="Owner")

@@ -159,7 +159,7 @@ class Dataset(models.Model):
     # captions it was built from, so building again is a no-op until something changes.
     zip_name = models.CharField(max_length=300, blank=True)
     zip_size = models.BigIntegerField(null=True, blank=True)
-    zip_sha256 = models.CharField(max_length=64, blank=True)
+    zip_crc32 = models.CharField(max_length=8, blank=True, help_text="CRC-32 of the whole archive (hex).")
     zip_fingerprint = models.CharField(max_length=64, blank=True)
     zip_built_at = models.DateTimeField(null=True, blank=True)
 

@@ -186,7 +186,7 @@ def _stage_zip(job: TrainingJob) -> None:
 
     dataset = dataset_build_zip(dataset_id=job.dataset.pk)
     training_event_record(job=job, message=f"Dataset ZIP ready ({dataset.zip_size} bytes).",
-                          data={"sha256": dataset.zip_sha256})
+                          data={"crc32": dataset.zip_crc32})
     if _transition(job, S.ZIP_CREATION, S.REPLICATE_TRAINING):
         _enqueue_advance(job.pk)
 

@@ -346,7 +346,7 @@ def dataset_build_zip(*, dataset_id: int) -> Dataset:
         Dataset.objects.filter(pk=dataset.pk).update(
             zip_name=name,
             zip_size=result.size,
-            zip_sha256=result.sha256,
+            zip_crc32=result.crc32,
             zip_fingerprint=fingerprint,
             zip_built_at=timezone.now(),
         )
