@@ -29,3 +29,24 @@ class ContentSecurityPolicyMiddleware:
         if not request.path.startswith("/admin/"):
             response.headers.setdefault("Content-Security-Policy", self.policy)
         return response
+
+
+class RejectNulBytesMiddleware:
+    """Answer 400 to a query string carrying a NUL byte.
+
+    Forms refuse NUL already (Django's ProhibitNullCharactersValidator), but a raw query
+    parameter used in a lookup would reach PostgreSQL, which cannot store NUL and raises a
+    DataError: a 500 for what is just a malformed address.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path or any("\x00" in key or any("\x00" in v for v in values)
+                                         for key, values in request.GET.lists()):
+            from django.http import HttpResponseBadRequest
+
+            return HttpResponseBadRequest("This address contains a character that is not allowed.",
+                                          content_type="text/plain")
+        return self.get_response(request)

@@ -26,3 +26,8 @@ def test_malformed_numbers_in_forms_never_get_a_500(alice_client, alice):
         assert r.status_code < 500, (data, r.status_code)
     r = alice_client.post("/models/generate/", {"model": "abc", "prompt": "x", "num_outputs": "99"})
     assert r.status_code < 500
+
+
+def test_a_nul_byte_in_the_address_is_a_400_with_a_message(alice_client):
+    response = alice_client.get("/billing/checkout/success/?session_id=cs_%00x")
+    assert response.status_code == 400 and b"not allowed" in response.content
