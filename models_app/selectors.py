@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from fluxsite.integrations import storage
@@ -58,13 +58,30 @@ def model_sample_images(model: LoraModel, limit: int = 4) -> list[SampleImage]:
     return samples[:limit]
 
 
+def _latest_thumbnail() -> Subquery:
+    return Subquery(
+        GeneratedImage.objects.filter(generation__lora_model=OuterRef("pk"), generation__owner_id=OuterRef("owner_id"))
+        .order_by("-created_at", "-pk").values("thumbnail_name")[:1]
+    )
+
+
+def _card_url(cover_image_name: str | None, latest_thumbnail: str | None) -> str:
+    name = cover_image_name or latest_thumbnail
+    return storage.public_url(name=name) if name else ""
+
+
 def model_thumbnail_url(model: LoraModel) -> str:
     """URL of the model's card image (its cover, else its latest image's thumbnail), or "" for the placeholder."""
     if model.cover_image_name:
-        return storage.public_url(name=model.cover_image_name)
-    latest = (GeneratedImage.objects.filter(generation__lora_model=model, generation__owner_id=model.owner_id)
-              .order_by("-created_at", "-pk").values_list("thumbnail_name", flat=True).first())
-    return storage.public_url(name=latest) if latest else ""
+        return _card_url(model.cover_image_name, None)
+    latest = LoraModel.objects.filter(pk=model.pk).values_list(_latest_thumbnail(), flat=True).first()
+    return _card_url(None, latest)
+
+
+def model_cards(user) -> list[tuple[LoraModel, str]]:
+    """The model list: each model with its card image, in one query however many models there are."""
+    models = models_for_user(user).annotate(latest_thumbnail=_latest_thumbnail())
+    return [(model, _card_url(model.cover_image_name, model.latest_thumbnail)) for model in models]
 
 
 # --- Generations and their images -------------------------------------------------------------------

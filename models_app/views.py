@@ -39,9 +39,7 @@ RECENT_IMAGES = 8
 @login_required
 @require_GET
 def model_list(request: HttpRequest) -> HttpResponse:
-    models = list(selectors.models_for_user(request.user))
-    cards = [(model, selectors.model_thumbnail_url(model)) for model in models]
-    return render(request, "models_app/list.html", {"cards": cards})
+    return render(request, "models_app/list.html", {"cards": selectors.model_cards(request.user)})
 
 
 def _detail_context(request: HttpRequest, model: LoraModel, **extra) -> dict:

@@ -158,3 +158,22 @@ def test_the_anonymous_visitor_is_sent_to_log_in(anon_client, model, generation,
 def test_the_wrong_method_is_405(alice_client, generation, method, path):
     url = path.format(g=generation.pk, i=generation.images.first().pk)
     assert getattr(alice_client, method)(url).status_code == 405
+
+
+def test_the_model_list_costs_the_same_queries_for_one_model_and_for_eight(alice, alice_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert alice_client.get("/models/").status_code == 200
+        return len(queries)
+
+    finished_generation(alice, lora_model(alice, name="Model 0"))
+    one = count()
+    for i in range(1, 8):
+        finished_generation(alice, lora_model(alice, name=f"Model {i}"))
+    page = alice_client.get("/models/").content.decode()
+    assert count() == one
+    for thumbnail in GeneratedImage.objects.values_list("thumbnail_name", flat=True):
+        assert storage.public_url(name=thumbnail) in page  # each card shows its model's latest image
