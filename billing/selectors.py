@@ -49,8 +49,9 @@ def entry_source(entry: CreditEntry) -> tuple[str, str]:
         label, url = entry_source(CreditEntry(reference=rest))
         return f"Refund of {label}", url
     if kind == "training":
-        # The training app may not have a detail page yet: then the label stays plain text.
-        return f"Training #{rest}", _try_reverse("training:detail", rest)
+        # "training:<pk>" for the first run, "training:<pk>:<run>" for a retry.
+        pk = rest.partition(":")[0]
+        return f"Training #{pk}", _try_reverse("training:detail", pk)
     if kind == "generation":
         return f"Generation #{rest}", _try_reverse("models_app:generation", rest)
     if ref.startswith("stripe:checkout:"):

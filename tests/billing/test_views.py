@@ -113,3 +113,11 @@ def test_the_navigation_balance_refreshes_itself_when_credits_change(alice_clien
     pill = alice_client.get("/billing/balance/")
     assert pill.status_code == 200 and "750 credits" in pill.content.decode()
     assert alice_client.post("/billing/balance/").status_code == 405
+
+
+def test_a_retried_training_spend_links_to_its_training():
+    from billing.models import CreditEntry
+    from billing.selectors import entry_source
+
+    assert entry_source(CreditEntry(reference="training:5:2")) == ("Training #5", "/trainings/5/")
+    assert entry_source(CreditEntry(reference="refund:training:5:2")) == ("Refund of Training #5", "/trainings/5/")
