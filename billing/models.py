@@ -142,10 +142,6 @@ class Subscription(models.Model):
     def __str__(self) -> str:
         return f"{self.user} {self.plan or '?'} ({self.status})"
 
-    @property
-    def is_live(self) -> bool:
-        return self.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE)
-
 
 class InvoiceGrant(models.Model):
     """What one paid subscription invoice granted, and the payment that paid it.

@@ -26,6 +26,3 @@ def generation_cost_credits(*, num_images: int) -> int:
         raise ValueError("a generation makes at least one image")
     return num_images * settings.GENERATION_CREDITS_PER_IMAGE
 
-
-def credits_value_cents(*, credits: int) -> int:
-    return credits * settings.CREDIT_VALUE_CENTS

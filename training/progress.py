@@ -36,10 +36,6 @@ class Progress:
     def percent(self) -> int:
         return int(self.step * 100 / self.total) if self.total else 0
 
-    @property
-    def steps_per_second(self) -> float | None:
-        return 1 / self.seconds_per_step if self.seconds_per_step else None
-
 
 def _seconds(clock: str) -> int | None:
     if "?" in clock:

@@ -119,10 +119,7 @@ def signed_url(*, alias: str, name: str, expires: int | None = None, absolute: b
 
 def public_url(*, name: str) -> str:
     """URL of a file in the public storage (generated images); signed when the bucket is private."""
-    storage = get_storage(PUBLIC)
-    if isinstance(storage, FileSystemStorage):
-        return storage.url(name)
-    return storage.url(name)
+    return get_storage(PUBLIC).url(name)
 
 
 def serve_signed(token: str) -> FileResponse:
