@@ -336,18 +336,24 @@ def _on_invoice_paid(event_type: str, invoice: dict) -> bool:
     sub = subscription_sync(subscription_id=subscription_id)
     if sub is None or sub.plan is None:
         raise LookupError(f"paid invoice {invoice.get('id')} for subscription {subscription_id}: unknown user or plan")
-    payments = (invoice.get("payments") or {}).get("data") or []
-    payment_intent = next((_id((p.get("payment") or {}).get("payment_intent") or "") for p in payments
-                           if (p.get("payment") or {}).get("payment_intent")), "")
+    # The payment intent is what a later charge.refunded names. A real invoice (webhook body or plain
+    # retrieve) does not carry it since API 2025-03-31.basil (`payments` is includable), so ask Stripe.
+    payment_intent = _stripe().invoice_payment_intent_id(invoice_id=invoice["id"]) or ""
+    if not payment_intent:
+        logger.warning("paid invoice %s lists no paid payment intent; a refund of it cannot be matched",
+                       invoice.get("id"))
     with transaction.atomic():
         credits_grant(
             user=sub.user, amount=sub.plan.credits_per_period, reference=f"stripe:invoice:{invoice['id']}",
             kind=CreditKind.SUBSCRIPTION, note=f"{sub.plan.name} ({invoice.get('billing_reason') or 'invoice'})",
             amount_cents=invoice.get("amount_paid"), currency=invoice.get("currency") or "",
         )
-        InvoiceGrant.objects.get_or_create(invoice_id=invoice["id"], defaults={
+        grant, created = InvoiceGrant.objects.get_or_create(invoice_id=invoice["id"], defaults={
             "subscription": sub, "payment_intent_id": payment_intent, "credits": sub.plan.credits_per_period,
             "amount_cents": invoice.get("amount_paid")})
+        if not created and payment_intent and not grant.payment_intent_id:
+            # A redelivery learns the payment an earlier processing could not find.
+            InvoiceGrant.objects.filter(pk=grant.pk, payment_intent_id="").update(payment_intent_id=payment_intent)
     return True
 
 

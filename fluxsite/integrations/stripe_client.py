@@ -233,6 +233,24 @@ def invoice_retrieve(*, invoice_id: str) -> dict:
     return _plain(_call("invoices.retrieve", lambda c: c.v1.invoices.retrieve(invoice_id)))
 
 
+def invoice_payment_intent_id(*, invoice_id: str) -> str | None:
+    """The payment intent that paid an invoice, or None when no payment of it is paid.
+
+    Since API version 2025-03-31.basil an invoice no longer carries its payment intent: `payments`
+    is includable (absent from webhooks and plain retrieves unless expanded), and each payment is
+    an InvoicePayment listed by GET /v1/invoice_payments?invoice=<id>.
+    https://docs.stripe.com/api/invoice-payment/list
+    https://docs.stripe.com/changelog/basil/2025-03-31/add-support-for-multiple-partial-payments-on-invoices
+    """
+    params: dict[str, Any] = {"invoice": invoice_id, "status": "paid", "limit": 10}
+    listing = _plain(_call("invoice_payments.list", lambda c: c.v1.invoice_payments.list(params=params)))
+    for payment in listing.get("data") or []:
+        inner = payment.get("payment") or {}
+        if payment.get("status") == "paid" and inner.get("type") == "payment_intent" and inner.get("payment_intent"):
+            return _id(inner["payment_intent"])
+    return None
+
+
 # --- Webhooks ----------------------------------------------------------------------------------------
 def webhook_construct_event(*, payload: bytes, sig_header: str) -> dict:
     """Verify a webhook's Stripe-Signature on the raw body and return the event as a plain dict.

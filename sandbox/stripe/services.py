@@ -316,17 +316,37 @@ def _invoice(*, sub: dict, billing_reason: str, period_start: int, period_end: i
                        "subscription_item_details": {"subscription": sub["id"], "subscription_item": item["id"],
                                                      "proration": False, "invoice_item": None}},
         }]},
-        "payments": {"object": "list", "has_more": False, "url": f"/v1/invoices/{in_id}/payments", "data": [{
-            "object": "invoice_payment", "amount_paid": amount, "currency": price["currency"], "invoice": in_id,
-            "is_default": True, "status": "paid",
-            "payment": {"type": "payment_intent", "payment_intent": pi["id"]}}]},
         "period_start": period_start, "period_end": period_end, "status": "paid",
         "status_transitions": {"finalized_at": created, "paid_at": created, "voided_at": None,
                                "marked_uncollectible_at": None},
         "subtotal": amount, "total": amount,
     }
     record_save(data=invoice)
+    # Since API version 2025-03-31.basil an invoice's payments are their own objects: `payments` is
+    # includable (absent unless expanded) and GET /v1/invoice_payments?invoice=... lists them.
+    # Shape: stripe/openapi fixtures3.json `invoice_payment` (sandbox/vendor/stripe/README.md).
+    record_save(data={
+        "id": new_id("inpay"), "object": "invoice_payment", "amount_paid": amount, "amount_requested": amount,
+        "created": created, "currency": price["currency"], "invoice": in_id, "is_default": True, "livemode": False,
+        "payment": {"type": "payment_intent", "payment_intent": pi["id"]}, "status": "paid",
+        "status_transitions": {"canceled_at": None, "paid_at": created}})
     return invoice
+
+
+def invoice_payments_list(*, invoice: str | None, status: str | None, limit: int) -> dict[str, Any]:
+    """GET /v1/invoice_payments: filtered by invoice and status, newest first, as Stripe lists them."""
+    filters = {k: v for k, v in (("invoice", invoice), ("status", status)) if v}
+    listing = record_list(object_type="invoice_payment", limit=limit, filters=filters)
+    return {**listing, "url": "/v1/invoice_payments"}
+
+
+def invoice_get(*, invoice_id: str, expand: list[str]) -> dict[str, Any]:
+    """GET /v1/invoices/{id}; `payments` only when asked for with expand[]=payments (it is includable)."""
+    data = dict(record_get(object_id=invoice_id, object_type="invoice").data)
+    if "payments" in expand:
+        listing = invoice_payments_list(invoice=invoice_id, status=None, limit=10)
+        data["payments"] = {**listing, "url": f"/v1/invoices/{invoice_id}/payments"}
+    return data
 
 
 def _subscription_create(*, session: dict, internal: dict, customer: str) -> tuple[dict, dict]:

@@ -24,6 +24,7 @@ urlpatterns = [
     path("v1/events/<str:object_id>", views.events_retrieve, name="event"),
     path("v1/subscriptions/<str:object_id>", views.subscriptions_retrieve, name="subscription"),
     path("v1/invoices/<str:object_id>", views.invoices_retrieve, name="invoice"),
+    path("v1/invoice_payments", views.invoice_payments_list, name="invoice_payments"),
     path("v1/payment_intents/<str:object_id>", views.payment_intents_retrieve, name="payment_intent"),
     path("v1/charges/<str:object_id>", views.charges_retrieve, name="charge"),
     # Hosted pages the buyer's browser is sent to.

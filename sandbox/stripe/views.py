@@ -240,7 +240,25 @@ def _retrieve(object_type: str, operation: str) -> Callable[..., HttpResponse]:
 
 
 subscriptions_retrieve = _retrieve("subscription", "subscriptions.retrieve")
-invoices_retrieve = _retrieve("invoice", "invoices.retrieve")
+
+
+@require_GET
+@stripe_api("invoices.retrieve")
+def invoices_retrieve(request: HttpRequest, object_id: str) -> dict:
+    expand = _params(request).get("expand") or []
+    return services.invoice_get(invoice_id=object_id, expand=expand if isinstance(expand, list) else [expand])
+
+
+@require_GET
+@stripe_api("invoice_payments.list")
+def invoice_payments_list(request: HttpRequest) -> dict:
+    p = _params(request)
+    try:
+        limit = min(max(int(p.get("limit", 10)), 1), 100)
+    except ValueError:
+        raise StripeSandboxError(400, "Invalid integer: limit", code="parameter_invalid_integer", param="limit")
+    return services.invoice_payments_list(invoice=p.get("invoice"), status=p.get("status"), limit=limit)
+
 payment_intents_retrieve = _retrieve("payment_intent", "payment_intents.retrieve")
 charges_retrieve = _retrieve("charge", "charges.retrieve")
 
