@@ -5,18 +5,16 @@ import logging
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import IntegrityError, OperationalError, transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_q.tasks import async_task
 
 from billing.pricing import generation_cost_credits
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
 from fluxsite.htmx import polled
-from fluxsite.integrations import replicate_client, storage
+from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from models_app import selectors, services
 from models_app.forms import (
@@ -28,7 +26,8 @@ from models_app.forms import (
     VisibilityForm,
 )
 from models_app.models import Generation, LoraModel
-from training.models import ReplicateWebhook
+from training.webhook_records import replicate_webhook_record, webhook_job_hint
+from training.webhooks import webhook_response
 
 logger = logging.getLogger(__name__)
 
@@ -375,27 +374,11 @@ def image_cover(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("models_app:image", pk=image.pk)
 
 
-@csrf_exempt  # signed by Replicate instead: verified below on the raw body
+@csrf_exempt  # signed by Replicate instead: verified on the raw body by the shared service
 @require_POST
 def replicate_webhook(request: HttpRequest) -> HttpResponse:
-    """Replicate's prediction webhooks: verify, record once, acknowledge, then work in a task."""
-    body = request.body
-    try:
-        replicate_client.webhook_verify(headers=request.headers, body=body)
-        payload = replicate_client.webhook_payload(body=body)
-    except IntegrationError as exc:
-        logger.warning("refused a Replicate prediction webhook: %s", exc)
-        return HttpResponseBadRequest("invalid signature or body")
-    hint = request.GET.get("gen", "")
-    try:
-        with transaction.atomic():
-            delivery = ReplicateWebhook.objects.create(
-                webhook_id=request.headers["webhook-id"][:100], replicate_id=str(payload.get("id", ""))[:64],
-                kind="prediction", status=str(payload.get("status", ""))[:20], payload=payload,
-                job_hint=int(hint) if hint.isdigit() else None)
-    except IntegrityError:
-        return HttpResponse("duplicate", status=200)  # a retry of a delivery we already have
-    except OperationalError:
-        return HttpResponse("busy", status=503)  # a lock timeout: let Replicate retry
-    transaction.on_commit(lambda: async_task("models_app.tasks.prediction_webhook_process_task", delivery.pk))
-    return HttpResponse("ok", status=200)
+    """Replicate's prediction webhooks: the same recording as the training endpoint's, then a task."""
+    receipt = replicate_webhook_record(
+        headers=request.headers, body=request.body, kind="prediction", job_hint=webhook_job_hint(request.GET.get("gen")),
+        task="models_app.tasks.prediction_webhook_process_task")
+    return webhook_response(receipt)

@@ -126,11 +126,12 @@ class TrainingEventAdmin(admin.ModelAdmin):
 
 @admin.register(ReplicateWebhook)
 class ReplicateWebhookAdmin(admin.ModelAdmin):
-    list_display = ["webhook_id", "replicate_id", "job_hint", "kind", "status", "received_at", "processed"]
-    list_filter = ["kind", "status", "received_at"]
-    search_fields = ["webhook_id", "replicate_id"]
-    readonly_fields = ["webhook_id", "replicate_id", "job_hint", "kind", "status", "payload", "received_at",
-                       "processed_at"]
+    list_display = ["webhook_id", "replicate_id", "job_hint", "kind", "status", "outcome", "refusal_reason",
+                    "received_at", "processed"]
+    list_filter = ["outcome", "kind", "status", "received_at"]
+    search_fields = ["webhook_id", "replicate_id", "refusal_reason"]
+    readonly_fields = ["webhook_id", "replicate_id", "job_hint", "kind", "status", "outcome", "refusal_reason",
+                       "payload", "received_at", "processed_at"]
     date_hierarchy = "received_at"
 
     @admin.display(description="Processed", boolean=True)

@@ -134,14 +134,25 @@ class TrainingEvent(models.Model):
 
 
 class ReplicateWebhook(models.Model):
-    """Every verified Replicate delivery, once: `webhook_id` is the same on retries."""
+    """Every verified Replicate delivery, once: `webhook_id` is the same on retries.
+
+    A signed body that is not the object we expect (an array, a number, an object without an id or
+    a status) is kept too, as `refused` with the reason: it came from Replicate, so it is evidence
+    of a change on their side, and it is never processed.
+    """
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        REFUSED = "refused", "Refused"
 
     webhook_id = models.CharField(max_length=100, unique=True)
     replicate_id = models.CharField(max_length=64, db_index=True)
     job_hint = models.PositiveIntegerField(null=True, blank=True, help_text="The job id in our webhook URL.")
     kind = models.CharField(max_length=20, default="training")
-    status = models.CharField(max_length=20, blank=True)
-    payload = models.JSONField()
+    status = models.CharField(max_length=20, blank=True, help_text="The object's status, as Replicate sent it.")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.ACCEPTED)
+    refusal_reason = models.CharField(max_length=200, blank=True)
+    payload = models.JSONField(help_text="The body as sent: parsed JSON, or the text itself when it is not JSON.")
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
@@ -149,7 +160,7 @@ class ReplicateWebhook(models.Model):
         ordering = ["-received_at"]
 
     def __str__(self) -> str:
-        return f"{self.webhook_id} ({self.replicate_id} {self.status})"
+        return f"{self.webhook_id} ({self.replicate_id} {self.status or self.outcome})"
 
 
 class Dataset(models.Model):
