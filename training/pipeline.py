@@ -32,6 +32,7 @@ from billing.pricing import training_cost_credits, training_cost_dollars
 from billing.services import credits_refund, credits_spend
 from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import HINTS, Category, IntegrationError
+from training.failures import trainer_failure_explain
 from training.models import TrainingEvent, TrainingJob
 from training.progress import progress_from_logs
 
@@ -278,20 +279,6 @@ _HANDLERS = {
 
 
 # --- What Replicate reports (webhook and poller share this) -----------------------------------------
-_FAILURE_CATEGORIES = (
-    (("zip", "no images", "image", "dataset", "download"), Category.FILE_ERROR),
-    (("out of memory", "cuda", "nan"), Category.SERVICE_ERROR),
-)
-
-
-def _failure_category(error: str) -> Category:
-    text = error.lower()
-    for words, category in _FAILURE_CATEGORIES:
-        if any(w in text for w in words):
-            return category
-    return Category.SERVICE_ERROR
-
-
 def _adopt(info: replicate_client.TrainingInfo, job_hint: int | None, destination: str) -> TrainingJob | None:
     """A training we asked for but never heard back about (the create call timed out, or the worker
     died before saving the id): its webhook names our job in the URL and its destination is ours."""
@@ -338,8 +325,9 @@ def training_apply_replicate(*, info: replicate_client.TrainingInfo, job_hint: i
             _enqueue_advance(job.pk)
     elif info.status == "failed" and job.status == S.REPLICATE_TRAINING:
         error = info.error or "The trainer failed without saying why."
-        training_fail(job=job, category=_failure_category(error), message=f"The trainer failed: {error}",
-                      replicate_status=info.status)
+        failure = trainer_failure_explain(error)  # the trainer's real messages: training/failures.py
+        training_fail(job=job, category=failure.category, message=f"The trainer failed: {error}",
+                      hint=failure.hint, replicate_status=info.status)
     elif info.status == "canceled" and job.status == S.REPLICATE_TRAINING:
         _finish_canceled(job, S.REPLICATE_TRAINING, "Replicate reports the training was canceled.")
     return job
