@@ -1,8 +1,9 @@
 """Hugging Face Hub: the only module that imports `huggingface_hub`.
 
-Every function builds `HfApi(endpoint=settings.HF_ENDPOINT, token=...)` when it is called, so the
-same code talks to the real Hub or to the sandbox (tests move HF_ENDPOINT to a live server), and
-raises only IntegrationError(service="huggingface").
+Every function builds its client with `build_api()` when it is called, so the same code talks to
+the real Hub or to the sandbox (tests move HF_ENDPOINT to a live server), and raises only
+IntegrationError(service="huggingface"). `build_api()` is also where uploads are pinned to the
+Git LFS path, in production and in tests alike (see `_lfs_only`).
 
 Hub API docs: https://huggingface.co/docs/hub/api and
 https://huggingface.co/docs/huggingface_hub/package_reference/hf_api
@@ -14,7 +15,6 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx2
 import huggingface_hub
@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from huggingface_hub import CommitOperationAdd, HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.utils import parse_ratelimit_headers
 from huggingface_hub.utils._http import default_client_factory
 
 from fluxsite.integrations.errors import Category, IntegrationError, category_for_status, redact
@@ -80,23 +81,50 @@ def _use_timeout(seconds: float) -> None:
     constants.HF_HUB_DOWNLOAD_TIMEOUT = int(seconds)
 
 
-def _is_sandbox(endpoint: str) -> bool:
-    return bool(settings.SANDBOX_MODE) or urlparse(endpoint).path.rstrip("/").endswith("/sandbox/hf")
+def _lfs_only() -> None:
+    """Upload (and download) through the Git LFS path, never through Xet, against any endpoint.
+
+    Why one path everywhere: the sandbox speaks only LFS, and the path production runs must be the
+    path the tests run. Why LFS is safe against the real Hub:
+    - `HF_HUB_DISABLE_XET` is huggingface_hub's documented switch ("Set to disable using `hf-xet`,
+      even if it is available in your Python environment": docs/source/en/package_reference/
+      environment_variables.md in github.com/huggingface/huggingface_hub).
+    - The Hub accepts LFS uploads for Xet-backed repos: "Uploads from legacy / non-Xet-aware clients
+      still follow the standard Git LFS path, even if the repo is already Xet-backed", and older
+      clients download through "a Git LFS bridge" (https://huggingface.co/docs/hub/xet/legacy-git-lfs,
+      docs/hub/xet/legacy-git-lfs.md in github.com/huggingface/hub-docs).
+    - huggingface_hub 2.4 itself keeps that path for the real Hub: `_commit_api._upload_files`
+      ("Uploads the files through the Xet protocol if possible, otherwise through the legacy LFS
+      protocol") falls back to the LFS batch endpoint for file objects, which Xet cannot take.
+
+    How: the environment variable is read once, when huggingface_hub.constants is first imported,
+    which is often before any code of ours could set it (under pytest, django.setup() imports this
+    module before tests/conftest.py runs). Every Xet decision in 2.4 reads the module constant at
+    call time instead: `utils._runtime.is_xet_available()` (used by _commit_api, hf_api,
+    file_download, hf_file_system) and `utils._shared_blobs` both test
+    `constants.HF_HUB_DISABLE_XET`, and no module copies it at import. So setting the constant
+    here, before every call, is enough; nothing sets it back.
+    """
+    constants.HF_HUB_DISABLE_XET = True
+
+
+def build_api(*, token: str | None = None) -> HfApi:
+    """The configured HfApi that every function here uses (settings checked, LFS only, timeouts).
+
+    Application code calls the functions below; tests that drive the SDK itself against the
+    sandbox build it here, so they run exactly what production runs.
+    Raises ImproperlyConfigured naming every missing setting.
+    """
+    return _api(token)[0]
 
 
 def _api(token: str | None) -> tuple[HfApi, str]:
+    _lfs_only()
     endpoint = (settings.HF_ENDPOINT or "").rstrip("/")
     token = token or settings.HF_TOKEN
     missing = [name for name, value in (("HF_ENDPOINT", endpoint), ("HF_TOKEN", token)) if not value]
     if missing:
         raise ImproperlyConfigured(f"Hugging Face needs {' and '.join(missing)} (see .env.example).")
-    if _is_sandbox(endpoint):
-        # With hf_xet installed, huggingface_hub uploads through Xet storage with no fallback, and
-        # the sandbox speaks only the classic LFS protocol. The HF_HUB_DISABLE_XET environment
-        # variable is read once at import, but `is_xet_available()` reads this constant on every
-        # upload, so setting it here works whatever the environment said. Never set back to
-        # False: against the real Hub Xet stays the library's own choice.
-        constants.HF_HUB_DISABLE_XET = True
     _use_timeout(float(settings.HF_TIMEOUT_SECONDS))
     return HfApi(endpoint=endpoint, token=token), token
 
@@ -118,6 +146,12 @@ def _status_message(status: int, server: str) -> tuple[Category, str]:
 
 
 def _retry_after(response: httpx2.Response) -> float | None:
+    # The Hub announces a 429's wait in the RateLimit header ("api";r=0;t=55), per
+    # https://huggingface.co/docs/hub/rate-limits; huggingface_hub's own parser reads it, and its
+    # backoff trusts it only when nothing remains in the window. Retry-After is the HTTP fallback.
+    info = parse_ratelimit_headers(response.headers)
+    if response.status_code == 429 and info is not None and info.remaining == 0:
+        return float(info.reset_in_seconds)
     value = response.headers.get("Retry-After")
     try:
         return float(value) if value is not None else None

@@ -2,7 +2,8 @@
 
 Views (sandbox.huggingface.views) translate HTTP to these functions and back. Errors are raised
 as HubError, which a view renders in the Hub's shape: `{"error": ...}` plus the `X-Error-Code`
-and `X-Error-Message` headers that huggingface_hub's `hf_raise_for_status` reads.
+and `X-Error-Message` headers that huggingface_hub's `hf_raise_for_status` reads. The texts the
+client keys on come from the vendor's material (sandbox/vendor/huggingface/errors.json).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hmac
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,11 +23,13 @@ from typing import BinaryIO
 from django.conf import settings
 from django.db import transaction
 
+from sandbox.huggingface import vendor
 from sandbox.huggingface.models import HubCommit, HubFile, HubLfsObject, HubRepo
 
 # What the real Hub answers for a bad token; huggingface_hub keys on this exact text to tell a bad
 # token apart from a missing repo (both are 401 on repo URLs).
-INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
+INVALID_CREDENTIALS = vendor.example("errors", "invalid_credentials")["headers"]["X-Error-Message"]
+REPO_NOT_FOUND = vendor.example("errors", "repo_not_found")
 READONLY_TOKEN_PREFIX = "hf_readonly"
 LFS_THRESHOLD_BYTES = 10 * 1024 * 1024
 # Patterns the Hub's default .gitattributes sends to LFS (a short list of the ones that matter here).
@@ -37,18 +41,49 @@ COMMIT_OID_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 class HubError(Exception):
+    """An error answer. `body` replaces the usual `{"error": message, **extra}`; `message_header`
+    False leaves out X-Error-Message (the recorded 409 of repo creation has none)."""
+
     def __init__(self, status: int, message: str, *, code: str | None = None, extra: dict | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, body: dict | None = None,
+                 message_header: bool = True) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.extra = extra or {}
         self.headers = headers or {}
+        self.body = body
+        self.message_header = message_header
 
 
 def repo_not_found(repo_id: str) -> HubError:
-    return HubError(404, f"Repository not found: {repo_id}", code="RepoNotFound")
+    # The Hub does not name the repo in this answer (errors.json, repo_not_found).
+    headers = REPO_NOT_FOUND["headers"]
+    return HubError(404, headers["X-Error-Message"], code=headers["X-Error-Code"])
+
+
+# --- Xet ------------------------------------------------------------------------------------------
+# The stand-in speaks only the Git LFS upload path, which huggingface_client uses everywhere. A
+# request for a Xet token means some caller took the Xet path after all: it is refused and kept
+# here, so a test can prove that no publish ever asks for one.
+_xet_lock = threading.Lock()
+_xet_requests: list[str] = []
+
+
+def xet_request_record(path: str) -> None:
+    with _xet_lock:
+        _xet_requests.append(path)
+
+
+def xet_requests() -> list[str]:
+    with _xet_lock:
+        return list(_xet_requests)
+
+
+def xet_requests_clear() -> None:
+    with _xet_lock:
+        _xet_requests.clear()
 
 
 # --- Tokens -------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ urlpatterns = [
     path(f"api/models/{_repo}/preupload/<str:revision>", views.preupload, name="preupload"),
     path(f"api/models/{_repo}/commit/<str:revision>", views.commit, name="commit"),
     path(f"api/models/{_repo}/settings", views.repo_settings, name="repo_settings"),
+    path(f"api/models/{_repo}/xet-<str:kind>-token/<str:revision>", views.xet_token, name="xet_token"),
     path(f"api/models/{_repo}/revision/<str:revision>", views.repo_info, name="repo_info_revision"),
     path(f"api/models/{_repo}", views.repo_info, name="repo_info"),
     path("lfs-upload/<str:token>", views.lfs_upload, name="lfs_upload"),

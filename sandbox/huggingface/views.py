@@ -1,14 +1,19 @@
 """The Hugging Face Hub stand-in, over HTTP: what huggingface_hub 2.4's HfApi sends with Xet off.
 
-Paths, headers and JSON shapes follow the client's source (hf_api.py, _commit_api.py, lfs.py,
-file_download.py) and https://huggingface.co/docs/hub/api. Each endpoint first consumes an armed
-fault (sandbox.faults) for its operation name, then answers as the Hub does.
+Paths and requests follow the client's source (hf_api.py, _commit_api.py, lfs.py,
+file_download.py). The answers are built from the vendor's own material in
+sandbox/vendor/huggingface/ (recorded Hub answers, git-lfs's spec, huggingface.js's tests) through
+sandbox.huggingface.vendor, which refuses a field that material does not show. Each endpoint first
+consumes an armed fault (sandbox.faults) for its operation name, then answers as the Hub does.
+Xet token requests are refused and recorded (hub.xet_requests): the stand-in speaks only LFS.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from functools import wraps
 
@@ -21,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from sandbox.faults import HTTP_FAULT_KINDS, fault_delay, fault_take
-from sandbox.huggingface import hub
+from sandbox.huggingface import hub, vendor
 from sandbox.huggingface.hub import HubError
 from sandbox.huggingface.models import HubRepo
 from sandbox.models import FaultKind
@@ -29,14 +34,15 @@ from sandbox.models import FaultKind
 logger = logging.getLogger(__name__)
 _LFS_SALT = "sandbox.huggingface.lfs-upload"
 _LFS_URL_SECONDS = 3600
-LFS_CONTENT_TYPE = "application/vnd.git-lfs+json"
+LFS_CONTENT_TYPE = vendor.material("lfs_batch")["content_type"]
 
+# Texts for armed faults. 401 and 404 are the Hub's (errors.json); the others are the stand-in's
+# own, as no vendor material records them (errors.json, not_covered).
 _FAULT_MESSAGES = {
     401: hub.INVALID_CREDENTIALS,
     403: "You don't have the rights to perform this action.",
-    404: "Repository not found",
+    404: hub.REPO_NOT_FOUND["headers"]["X-Error-Message"],
     409: "Conflict: the resource already exists.",
-    429: "You have exceeded our hourly quotas for action: api. Please retry later.",
     500: "Internal Error - We're working hard to fix this as soon as possible!",
     502: "Bad Gateway",
     503: "Service Unavailable: the Hub is temporarily down.",
@@ -44,9 +50,17 @@ _FAULT_MESSAGES = {
 }
 
 
+# Every error body the stand-in sends must fit one of these (the shape _format reads: "error").
+_ERROR_BODIES = [*vendor.bodies("errors", "repo_not_found", "rate_limited", "rate_limited_repo_creation"),
+                 *vendor.bodies("repos", "create_409")]
+
+
 def _error(exc: HubError) -> JsonResponse:
-    response = JsonResponse({"error": exc.message, **exc.extra}, status=exc.status)
-    response["X-Error-Message"] = exc.message
+    body = exc.body if exc.body is not None else {"error": exc.message, **exc.extra}
+    vendor.conform(body, _ERROR_BODIES, f"error {exc.status}")
+    response = JsonResponse(body, status=exc.status)
+    if exc.message_header:
+        response["X-Error-Message"] = exc.message
     if exc.code:
         response["X-Error-Code"] = exc.code
     for name, value in exc.headers.items():
@@ -54,13 +68,36 @@ def _error(exc: HubError) -> JsonResponse:
     return response
 
 
+def _repo_exists_error(url: str) -> HubError:
+    """The recorded 409 of POST /api/repos/create (repos.json, create_409), for a model repo."""
+    recorded = vendor.example("repos", "create_409")
+    message = recorded["body"]["error"].replace("space repo", "model repo")
+    return HubError(409, message, body=vendor.body("repos", "create_409", error=message, url=url),
+                    message_header="X-Error-Message" in recorded["headers"])
+
+
+def _rate_limited(retry_after: int | None) -> HubError:
+    """A 429 as the Hub sends it: the RateLimit headers of hub-docs' rate-limits.md, in the form of
+    huggingface_hub's own test (errors.json, rate_limited), with the window's reset put to
+    `retry_after` seconds. huggingface_hub waits that long before it retries."""
+    recorded = vendor.example("errors", "rate_limited")
+    seconds = retry_after if retry_after is not None else 1
+    headers = {"RateLimit": re.sub(r";t=\d+", f";t={seconds}", recorded["headers"]["ratelimit"]),
+               "RateLimit-Policy": recorded["headers"]["ratelimit-policy"]}
+    return HubError(429, "Too Many Requests", body=vendor.body("errors", "rate_limited"), headers=headers,
+                    message_header=False)
+
+
 def _fault_error(status: int, retry_after: int | None, operation: str, base: str,
                  request: HttpRequest | None = None) -> HubError:
+    if status == 429:
+        return _rate_limited(retry_after)
     headers = {}
-    if status in (429, 503):
+    if status == 503:
+        # No vendor material shows what the Hub sends with a 503; Retry-After is plain HTTP, and
+        # huggingface_hub's backoff reads it (errors.json, not_covered).
         headers["Retry-After"] = str(retry_after if retry_after is not None else 1)
-    extra = {}
-    code = "RepoNotFound" if status == 404 else None
+    code = hub.REPO_NOT_FOUND["headers"]["X-Error-Code"] if status == 404 else None
     if status == 409 and operation == "repos.create":
         # huggingface_hub reads "url" from a 409 when exist_ok is set.
         try:
@@ -68,9 +105,8 @@ def _fault_error(status: int, retry_after: int | None, operation: str, base: str
         except HubError:
             body = {}
         repo_id = "/".join(p for p in (body.get("organization"), body.get("name")) if p)
-        return HubError(409, "You already created this model repo", extra={"url": f"{base}/{repo_id}"},
-                        headers=headers)
-    return HubError(status, _FAULT_MESSAGES.get(status, "Sandbox fault"), code=code, extra=extra, headers=headers)
+        return _repo_exists_error(f"{base}/{repo_id}")
+    return HubError(status, _FAULT_MESSAGES.get(status, "Sandbox fault"), code=code, headers=headers)
 
 
 def hub_endpoint(operation: str) -> Callable:
@@ -133,22 +169,21 @@ def whoami(request: HttpRequest) -> HttpResponse:
     caller = _caller(request)
     if caller is None:
         raise HubError(401, hub.INVALID_CREDENTIALS)
-    return JsonResponse({
-        "type": "user",
-        "id": f"sandbox-{caller.name}",
-        "name": caller.name,
-        "fullname": "Fluxsite (sandbox)",
-        "email": f"{caller.name}@fluxsite.local",
-        "emailVerified": True,
-        "isPro": False,
-        "canPay": False,
-        "orgs": [],
-        "auth": {
-            "type": "access_token",
-            "accessToken": {"displayName": caller.token_name, "role": "write" if caller.can_write else "read",
-                            "createdAt": "2025-01-01T00:00:00.000Z"},
-        },
-    })
+    # huggingface.js's recorded answer (whoami.json), with the sandbox account in place of its CI bot;
+    # the flags (emailVerified, isPro, canPay, billingMode, ...) stay as recorded.
+    recorded = vendor.example("whoami", "user")["body"]
+    return JsonResponse(vendor.body(
+        "whoami", "user",
+        id=hashlib.sha1(caller.name.encode(), usedforsecurity=False).hexdigest()[:24],
+        name=caller.name,
+        fullname="Fluxsite (sandbox)",
+        email=f"{caller.name}@fluxsite.local",
+        avatarUrl=f"/avatars/{hashlib.md5(caller.name.encode(), usedforsecurity=False).hexdigest()}.svg",
+        auth={**recorded["auth"],
+              "accessToken": {**recorded["auth"]["accessToken"], "displayName": caller.token_name,
+                              "role": "write" if caller.can_write else "read",
+                              "createdAt": "2025-01-01T00:00:00.000Z"}},
+    ))
 
 
 @require_http_methods(["GET"])
@@ -179,8 +214,8 @@ def repos_create(request: HttpRequest) -> HttpResponse:
     repo, created = hub.repo_create(namespace=namespace, name=name, private=private)
     url = f"{_base(request)}/{repo.repo_id}"
     if not created:
-        return _error(HubError(409, "You already created this model repo", extra={"url": url}))
-    return JsonResponse({"url": url, "name": repo.repo_id, "id": f"{repo.pk:024x}"})
+        raise _repo_exists_error(url)
+    return JsonResponse(vendor.body("repos", "create_200", url=url, name=repo.repo_id, id=f"{repo.pk:024x}"))
 
 
 @hub_endpoint("repos.delete")
@@ -191,7 +226,9 @@ def repos_delete(request: HttpRequest) -> HttpResponse:
     namespace, name = _repo_names(data, caller)
     repo = _repo_for_write(request, namespace, name)
     repo.delete()
-    return HttpResponse(status=200)
+    recorded = vendor.example("repos", "delete_200")  # the plain text "OK"
+    return HttpResponse(recorded["body"], status=recorded["status"],
+                        content_type=recorded["headers"]["Content-Type"])
 
 
 @hub_endpoint("repos.settings")
@@ -227,7 +264,7 @@ def repo_info(request: HttpRequest, namespace: str, name: str, revision: str = "
                 sibling["lfs"] = {"size": f.size, "sha256": f.sha256,
                                   "pointerSize": len(hub.lfs_pointer(f.sha256, f.size))}
         siblings.append(sibling)
-    return JsonResponse({
+    answer = {
         "_id": f"{repo.pk:024x}",
         "id": repo.repo_id,
         "modelId": repo.repo_id,
@@ -242,7 +279,11 @@ def repo_info(request: HttpRequest, namespace: str, name: str, revision: str = "
         "likes": 0,
         "tags": [],
         "siblings": siblings,
-    })
+    }
+    # Only fields the recorded model-info answer has; blob fields as huggingface_hub parses them.
+    vendor.conform(answer, [*vendor.bodies("model_info", "model"),
+                            {"siblings": vendor.bodies("model_info", "sibling_with_blobs")}], "model info")
+    return JsonResponse(answer)
 
 
 @csrf_exempt
@@ -278,11 +319,14 @@ def preupload(request: HttpRequest, namespace: str, name: str, revision: str) ->
         path, size = str(item.get("path", "")), int(item.get("size", 0))
         sample = base64.b64decode(item.get("sample", "") or "")
         mode = hub.upload_mode_for(path=path, size=size, sample=sample)
+        answer = {"path": path, "uploadMode": mode, "shouldIgnore": False}
         existing = current.get(path)
-        # The client compares this oid with its own (sha256 for LFS, git sha1 otherwise) to skip no-ops.
-        oid = None if existing is None else (existing.sha256 if existing.lfs else existing.git_oid)
-        answers.append({"path": path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
-    return JsonResponse({"files": answers, "commitOid": commit.oid})
+        if existing is not None:
+            # The client compares this oid with its own (sha256 for LFS, git sha1 otherwise) to skip
+            # no-ops. A new file gets no "oid" key at all, as recorded (preupload.json).
+            answer["oid"] = existing.sha256 if existing.lfs else existing.git_oid
+        answers.append(answer)
+    return JsonResponse(vendor.body("preupload", "existing_file", files=answers, commitOid=commit.oid))
 
 
 @hub_endpoint("lfs.batch")
@@ -312,8 +356,10 @@ def lfs_batch(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
                 "verify": {"href": f"{base}/{repo.repo_id}.git/info/lfs/objects/verify"},
             },
         })
-    return JsonResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                        content_type=LFS_CONTENT_TYPE)
+    answer = {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}
+    # git-lfs's own examples (lfs_batch.json): upload and verify actions, and a per-object error.
+    vendor.conform(answer, vendor.bodies("lfs_batch", "upload_with_verify", "object_error"), "lfs batch")
+    return JsonResponse(answer, content_type=LFS_CONTENT_TYPE)
 
 
 @hub_endpoint("lfs.upload")
@@ -363,14 +409,9 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
     if not header.get("summary"):
         raise HubError(400, "Missing commit header with a summary")
     new = hub.commit_apply(repo=repo, revision=revision, header=header, changes=changes)
-    return JsonResponse({
-        "success": True,
-        "commitOid": new.oid,
-        "commitUrl": f"{_base(request)}/{repo.repo_id}/commit/{new.oid}",
-        "commitMessage": new.summary,
-        "hookOutput": "",
-        "pullRequestUrl": None,
-    })
+    # As recorded (commit.json): success and hookOutput stay the Hub's own.
+    return JsonResponse(vendor.body("commit", "commit_200", commitOid=new.oid,
+                                    commitUrl=f"{_base(request)}/{repo.repo_id}/commit/{new.oid}"))
 
 
 # --- Downloads -------------------------------------------------------------------------------------
@@ -400,3 +441,19 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path
     response = FileResponse(blob.open("rb"), content_type="application/octet-stream", headers=headers)
     response.block_size = 1024 * 1024
     return response
+
+
+# --- Xet -------------------------------------------------------------------------------------------
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def xet_token(request: HttpRequest, namespace: str, name: str, kind: str, revision: str) -> HttpResponse:
+    """GET /api/models/{repo}/xet-{read,write}-token/{rev}: the first call of the Xet path.
+
+    The real Hub answers with a CAS endpoint and token. The stand-in does not speak Xet, by
+    design: huggingface_client turns Xet off everywhere (the Hub accepts Git LFS uploads for
+    Xet-backed repos). So the request is recorded for tests and refused. No vendor material
+    covers such a refusal: the 501 and its text are the stand-in's own.
+    """
+    hub.xet_request_record(request.path)
+    logger.warning("Xet %s token requested for %s/%s: a caller took the Xet path", kind, namespace, name)
+    return _error(HubError(501, "The Fluxsite sandbox speaks only the Git LFS upload path, not Xet."))

@@ -13,20 +13,27 @@ import time
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import include, path
 from huggingface_hub import constants
 
 from fluxsite.integrations import huggingface_client as hf
 from fluxsite.integrations.errors import Category, IntegrationError
 from sandbox.faults import fault_inject
+from sandbox.huggingface import hub as hub_state
 from sandbox.huggingface.models import HubLfsObject
 from sandbox.models import FaultKind
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# A URLconf with the Hub stand-in at the root of its host, as huggingface.co serves the Hub: used
+# as ROOT_URLCONF by the test that makes the client see an endpoint with nothing sandbox-like.
+urlpatterns = [path("", include(([path("", include("sandbox.huggingface.urls"))], "sandbox")))]
+
 
 @pytest.fixture
 def hub(sandbox, settings, tmp_path):
     settings.SANDBOX_HF_ROOT = tmp_path / "hf-store"
+    hub_state.xet_requests_clear()
     return settings
 
 
@@ -88,9 +95,9 @@ def test_a_read_only_token_is_refused_on_writes_as_an_authentication_error(hub):
     assert "write permission" in err.value.message
 
 
-def test_uploads_avoid_xet_in_the_sandbox_even_without_the_environment_variable(hub, monkeypatch):
-    # As if HF_HUB_DISABLE_XET had not been set before import: hf_xet is installed, so the SDK
-    # would upload through Xet, which the sandbox does not speak. The client must switch it off.
+def test_uploads_avoid_xet_even_without_the_environment_variable(hub, monkeypatch):
+    # As if HF_HUB_DISABLE_XET had never been set: hf_xet is installed, so the SDK would upload
+    # through Xet unless the client switches it off.
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
     payload = os.urandom(64 * 1024)
     hf.repo_ensure(repo_id="fluxsite/noxet")
@@ -98,6 +105,32 @@ def test_uploads_avoid_xet_in_the_sandbox_even_without_the_environment_variable(
     assert constants.HF_HUB_DISABLE_XET is True
     # It went the LFS way: the stand-in holds a verified LFS object with that content.
     assert HubLfsObject.objects.filter(oid=hashlib.sha256(payload).hexdigest(), verified=True).exists()
+    assert hub_state.xet_requests() == []
+
+
+def test_a_publish_to_an_endpoint_that_is_not_the_sandbox_never_asks_for_xet(hub, live_server, settings,
+                                                                              monkeypatch, tmp_path):
+    # Production's conditions: SANDBOX_MODE off, the Hub at the root of its host (as huggingface.co),
+    # Xet left on by the environment. The client may not tell this from the real Hub, so whatever it
+    # does here it does in production; the stand-in records any Xet token request it gets.
+    settings.ROOT_URLCONF = __name__
+    settings.SANDBOX_MODE = False
+    settings.HF_ENDPOINT = live_server.url
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    weights = tmp_path / "lora.safetensors"
+    weights.write_bytes(os.urandom(256 * 1024))
+
+    hf.repo_ensure(repo_id="fluxsite/prod-like", private=True)
+    failure = None
+    try:
+        commit = hf.repo_upload(repo_id="fluxsite/prod-like", commit_message="Publish LoRA",
+                                files=[("lora.safetensors", weights), ("README.md", b"# LoRA\n")])
+    except IntegrationError as exc:  # the stand-in refuses Xet: say why first
+        failure = exc
+    assert hub_state.xet_requests() == [], f"the publish asked the Hub for Xet ({failure})"
+    assert failure is None
+    assert hf.repo_info(repo_id="fluxsite/prod-like").sha == commit.oid
+    assert HubLfsObject.objects.filter(oid=hashlib.sha256(weights.read_bytes()).hexdigest(), verified=True).exists()
 
 
 def _create(name: str):

@@ -1,7 +1,8 @@
 """The Hub stand-in, driven by the official huggingface_hub client over real HTTP.
 
-Xet is off here (conftest sets HF_HUB_DISABLE_XET=1 before the SDK is imported), so uploads take
-the classic preupload -> LFS batch -> PUT -> verify -> commit path that the stand-in speaks.
+The client is built by `huggingface_client.build_api()`, as in production, which keeps uploads on
+the Git LFS path: preupload -> LFS batch -> PUT -> verify -> commit, the path the stand-in speaks.
+Nothing in the test environment turns Xet off, so this file passes alone or among others alike.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.utils import parse_ratelimit_headers
 
+from fluxsite.integrations import huggingface_client as hf
 from sandbox.faults import fault_inject
+from sandbox.huggingface import hub as hub_state
 from sandbox.huggingface.models import HubLfsObject
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,7 +31,10 @@ README = b"---\nlicense: other\ntags:\n- flux\n- lora\n---\n# A test LoRA\n\nTri
 @pytest.fixture
 def hub(sandbox, settings, tmp_path):
     settings.SANDBOX_HF_ROOT = tmp_path / "hf-store"
-    return HfApi(endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN)
+    hub_state.xet_requests_clear()
+    api = hf.build_api(token=settings.HF_TOKEN)
+    yield api
+    assert hub_state.xet_requests() == [], "the SDK took the Xet path, which production does not take"
 
 
 @pytest.fixture
@@ -55,10 +62,8 @@ def test_a_20_mb_lora_and_a_readme_go_up_in_one_commit_and_come_back_identical(h
     assert HubLfsObject.objects.filter(oid=sha256(big_file.read_bytes()), verified=True).exists()
 
     out = tmp_path / "out"
-    weights = hf_hub_download("fluxsite/my-lora", "lora.safetensors", endpoint=settings.HF_ENDPOINT,
-                              token=settings.HF_TOKEN, local_dir=out)
-    readme = hf_hub_download("fluxsite/my-lora", "README.md", endpoint=settings.HF_ENDPOINT,
-                             token=settings.HF_TOKEN, local_dir=out, revision=info.oid)
+    weights = hub.hf_hub_download("fluxsite/my-lora", "lora.safetensors", local_dir=out)
+    readme = hub.hf_hub_download("fluxsite/my-lora", "README.md", local_dir=out, revision=info.oid)
     assert sha256(Path(weights).read_bytes()) == sha256(big_file.read_bytes())
     assert Path(readme).read_bytes() == README
 
@@ -148,8 +153,7 @@ def test_a_missing_file_is_an_entry_not_found(hub, settings, tmp_path):
 
     hub.create_repo("fluxsite/empty")
     with pytest.raises(RemoteEntryNotFoundError):
-        hf_hub_download("fluxsite/empty", "missing.bin", endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN,
-                        local_dir=tmp_path / "x")
+        hub.hf_hub_download("fluxsite/empty", "missing.bin", local_dir=tmp_path / "x")
 
 
 def test_the_head_answer_carries_what_hf_hub_download_needs(hub, big_file):
@@ -164,13 +168,33 @@ def test_the_head_answer_carries_what_hf_hub_download_needs(hub, big_file):
     assert r.headers["Content-Length"] == str(BIG)
 
 
-def test_an_armed_fault_answers_in_the_hub_shape(hub):
+def test_an_armed_429_carries_the_rate_limit_headers_the_hub_documents(hub):
     fault_inject(service="huggingface", operation="repos.create", status=429, retry_after=7)
     r = httpx2.post(f"{hub.endpoint}/api/repos/create", headers={"Authorization": f"Bearer {hub.token}"},
                     json={"name": "x", "organization": "fluxsite"})
     assert r.status_code == 429
-    assert r.headers["Retry-After"] == "7"
-    assert "error" in r.json()
-    assert r.headers["X-Error-Message"]
+    # huggingface_hub's own parser reads the wait from the RateLimit header (hub-docs rate-limits.md).
+    info = parse_ratelimit_headers(r.headers)
+    assert (info.remaining, info.reset_in_seconds) == (0, 7)
+    assert r.json() == {}
     # consumed: the next call works
     assert hub.create_repo("fluxsite/x").repo_id == "fluxsite/x"
+
+
+def test_an_armed_404_names_the_error_code_the_sdk_keys_on(hub):
+    hub.create_repo("fluxsite/there")
+    fault_inject(service="huggingface", operation="repo.info", status=404)
+    with pytest.raises(RepositoryNotFoundError) as err:
+        hub.model_info("fluxsite/there")
+    assert err.value.response.headers["X-Error-Code"] == "RepoNotFound"
+    assert err.value.response.json() == {"error": "Repository not found"}
+
+
+def test_a_xet_token_request_is_refused_and_recorded(hub):
+    hub.create_repo("fluxsite/xet")
+    r = httpx2.get(f"{hub.endpoint}/api/models/fluxsite/xet/xet-write-token/main",
+                   headers={"Authorization": f"Bearer {hub.token}"})
+    assert r.status_code == 501
+    assert "Git LFS" in r.json()["error"]
+    assert hub_state.xet_requests() == ["/sandbox/hf/api/models/fluxsite/xet/xet-write-token/main"]
+    hub_state.xet_requests_clear()  # this test asked on purpose; the fixture checks the rest
