@@ -248,6 +248,15 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
 
 # --- Vendors: real services when tokens are set, the sandbox otherwise ----------------------------
+# huggingface_hub reads these once, when the app registry imports it right after this module: they
+# must be set here (a test conftest runs too late). No usage reports to the Hub, no progress bars in
+# logs; tests keep the SDK's cache out of the home folder.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+if TESTING:
+    import tempfile
+
+    os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="fluxsite-hf-"))
 REPLICATE_API_TOKEN = env_secret("REPLICATE_API_TOKEN")
 REPLICATE_WEBHOOK_SECRET = env_secret("REPLICATE_WEBHOOK_SECRET")
 HF_TOKEN = env_secret("HF_TOKEN")

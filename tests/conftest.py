@@ -7,12 +7,9 @@ and fail it instead when CI=true, so CI can never pass by skipping them.
 from __future__ import annotations
 
 import os
-import tempfile
 
-# Hugging Face and Stripe read these at import time: set them before anything imports the SDKs.
-os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="fluxsite-hf-"))
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Read by Django at run time (the browser tests use the ORM beside Playwright's event loop). The
+# Hugging Face variables are set in fluxsite/settings.py: huggingface_hub is imported before this runs.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 import pytest  # noqa: E402
