@@ -401,3 +401,60 @@ def webhook_payload(*, body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise _invalid_webhook("the body is not a JSON object")
     return payload
+
+
+# --- Downloading Replicate's files -----------------------------------------------------------------
+# Output files (a training's weights, a prediction's images) are served by replicate.delivery and
+# its subdomains (https://replicate.com/docs/topics/predictions/output-files, "Output file domains");
+# the Files API is on the API host and needs the token (https://replicate.com/docs/reference/http#files.get).
+# Replicate's clients disagree on output files: replicate-python 1.0.x reads them through its API
+# client, token included (replicate/helpers.py FileOutput.read uses client._client, whose default
+# headers carry "Authorization: Bearer"), while replicate-javascript (lib/stream.js createFileOutput)
+# and the OpenAPI-generated replicate-python-beta (lib/_files.py FileOutput.read, a bare httpx client)
+# send none. So the token goes to Replicate's own hosts, where it is accepted either way, and never
+# to anyone else.
+REPLICATE_FILE_DOMAIN = "replicate.delivery"
+REPLICATE_API_HOST = "api.replicate.com"
+
+
+def _address(url: str) -> tuple[str, str, int, str] | None:
+    """(scheme, host, port, path) of `url`, or None when it is not a plain address (credentials, bad port)."""
+    from urllib.parse import urlsplit  # here, to leave the module's imports to their owner
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        return None
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname.lower(), port or {"https": 443, "http": 80}.get(scheme, 0), parts.path
+
+
+def replicate_serves(url: str) -> bool:
+    """Whether `url` is Replicate's own: https on replicate.delivery, a subdomain of it or
+    api.replicate.com, or under the configured REPLICATE_BASE_URL (the sandbox, in sandbox mode:
+    same scheme, host and port, and under its path)."""
+    address = _address(url)
+    if address is None:
+        return False
+    scheme, host, port, path = address
+    if scheme == "https" and port == 443 and (
+            host in (REPLICATE_FILE_DOMAIN, REPLICATE_API_HOST) or host.endswith("." + REPLICATE_FILE_DOMAIN)):
+        return True
+    base = _address(settings.REPLICATE_BASE_URL.rstrip("/")) if settings.REPLICATE_BASE_URL else None
+    if base is None or base[:3] != (scheme, host, port):
+        return False
+    prefix = base[3].rstrip("/")
+    return not prefix or path == prefix or path.startswith(prefix + "/")
+
+
+def download_headers(url: str) -> dict[str, str]:
+    """Headers for GET `url`: our Bearer token when Replicate serves it, nothing for any other host.
+
+    Ask again for every request, redirects included, so that a hop to another host never carries
+    the token.
+    """
+    token = settings.REPLICATE_API_TOKEN
+    return {"Authorization": f"Bearer {token}"} if token and replicate_serves(url) else {}

@@ -375,7 +375,9 @@ def _image_download(url: str) -> bytes:
     cap = int(settings.GENERATION_IMAGE_MAX_BYTES)
     timeout = httpx.Timeout(float(settings.REPLICATE_TIMEOUT_SECONDS), connect=10.0)
     try:
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=False) as response:
+        # Our token goes only to Replicate's own hosts; redirects are not followed, so it goes nowhere else.
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=False,
+                          headers=replicate_client.download_headers(url)) as response:
             if response.status_code in (404, 410):
                 raise _file_error("Replicate no longer has the image.", retryable=False,
                                   detail=f"{response.status_code} {url}")

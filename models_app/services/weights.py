@@ -4,6 +4,8 @@ Replicate removes a run's outputs about an hour after it ends (API_CONTRACTS.md)
 downloaded at once, checked and stored in the "private" storage before anything else happens.
 The URL comes from a vendor's JSON, so it is treated as untrusted: https to the configured
 delivery hosts only, no redirect to a private address, a size cap on the wire and in the tar.
+Our Replicate token goes along only to Replicate's own hosts, decided again at every redirect
+(replicate_client.download_headers).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from urllib.parse import urljoin, urlparse
 import httpx
 from django.conf import settings
 
-from fluxsite.integrations import storage
+from fluxsite.integrations import replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,12 @@ def _refuse(message: str, *, category: Category = Category.FILE_ERROR, detail: s
 def _sandbox_hosts() -> set[str]:
     hosts = {urlparse(settings.SITE_URL).hostname, urlparse(settings.REPLICATE_BASE_URL).hostname}
     return {h.lower() for h in hosts if h}
+
+
+def _host_allowed(host: str, allowed: set[str]) -> bool:
+    """`host` is listed, or under a listed "*.domain" (outputs come from any subdomain of
+    replicate.delivery: https://replicate.com/docs/topics/predictions/output-files)."""
+    return host in allowed or any(entry.startswith("*.") and host.endswith(entry[1:]) for entry in allowed)
 
 
 def _is_public_ip(value: str) -> bool:
@@ -74,7 +82,7 @@ def weights_url_check(url: str) -> None:
     if parsed.scheme != "https":
         raise _refuse("The weights URL must use https.", category=Category.VALIDATION, detail=url)
     allowed = {h.lower() for h in settings.REPLICATE_DOWNLOAD_HOSTS}
-    if host not in allowed:
+    if not _host_allowed(host, allowed):
         raise _refuse(f"Weights are only downloaded from {', '.join(sorted(allowed))}, not {host}.",
                       category=Category.VALIDATION)
     try:
@@ -106,7 +114,7 @@ def weights_fetch(*, url: str, dest_dir: Path) -> Path:
         with handle, httpx.Client(timeout=timeout, follow_redirects=False) as client:
             for _hop in range(MAX_REDIRECTS + 1):
                 weights_url_check(url)
-                with client.stream("GET", url) as response:
+                with client.stream("GET", url, headers=replicate_client.download_headers(url)) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue

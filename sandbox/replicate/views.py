@@ -313,9 +313,19 @@ def webhook_secret(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"key": settings.REPLICATE_WEBHOOK_SECRET})
 
 
+def _file_token_refused(request: HttpRequest) -> bool:
+    """Output files are read with our token or without it: replicate-python 1.0.x sends it (its
+    FileOutput reads through the API client), replicate-javascript and the OpenAPI-generated
+    replicate-python-beta do not. A token that is sent must be the right one, as anywhere on the API
+    host (what replicate.delivery does with a wrong one is unconfirmed)."""
+    return "Authorization" in request.headers and not _token_ok(request)
+
+
 @require_GET
 @endpoint("files.get", auth=False)  # like replicate.delivery: the unguessable URL is the credential
 def training_weights(request: HttpRequest, training_id: str) -> HttpResponse:
+    if _file_token_refused(request):
+        return problem(401)
     training = SandboxTraining.objects.filter(pk=training_id).first()
     if training is None or simulation.training_state(training).status != "succeeded":
         return problem(404)
@@ -327,6 +337,8 @@ def training_weights(request: HttpRequest, training_id: str) -> HttpResponse:
 @require_GET
 @endpoint("files.get", auth=False)
 def prediction_file(request: HttpRequest, prediction_id: str, index: int, extension: str) -> HttpResponse:
+    if _file_token_refused(request):
+        return problem(401)
     prediction = SandboxPrediction.objects.filter(pk=prediction_id).first()
     if (prediction is None or simulation.prediction_state(prediction).status != "succeeded"
             or index >= int(prediction.input.get("num_outputs") or 1)
