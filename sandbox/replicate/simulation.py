@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 TRAINER = "ostris/flux-dev-lora-trainer"
 GENERATOR = "black-forest-labs/flux-dev-lora"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what ai-toolkit reads (its data_loader)
 NSFW_ERROR = "NSFW content detected. Try running it again, or try a different prompt."
 DOWNLOAD_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 MAX_DATASET_BYTES = 200 * 1024 * 1024
@@ -79,8 +79,8 @@ def trained_version_id(training_id: str) -> str:
 
 def builtin_models_ensure() -> None:
     """The trainer and the base generator always exist (recreated if a test flushed the database)."""
-    for ref, kind, schema in ((TRAINER, VersionKind.TRAINER, schemas.openapi_schema(schemas.TRAINING_INPUT, training=True)),
-                              (GENERATOR, VersionKind.GENERATOR, schemas.openapi_schema(schemas.GENERATOR_INPUT, training=False))):
+    for ref, kind, schema in ((TRAINER, VersionKind.TRAINER, schemas.openapi_schema(schemas.TRAINER, training=True)),
+                              (GENERATOR, VersionKind.GENERATOR, schemas.openapi_schema(schemas.GENERATOR, training=False))):
         owner, name = ref.split("/")
         try:
             model, _ = SandboxModel.objects.get_or_create(owner=owner, name=name,
@@ -234,16 +234,16 @@ def training_json(training: SandboxTraining, now: datetime | None = None) -> dic
         metrics["total_time"] = round((state.completed_at - training.created_at).total_seconds(), 3)
         if state.started_at:
             metrics["predict_time"] = round((state.completed_at - state.started_at).total_seconds(), 3)
+    # Only the fields of Replicate's training object (sandbox/vendor/replicate/objects.json): no
+    # `destination` (the real API never sends it), no webhook settings, no `web` URL.
     return {
         "id": training.id, "model": training.trainer, "version": training.trainer_version,
-        "destination": training.destination, "status": state.status, "input": training.input,
+        "status": state.status, "input": training.input,
         "output": output, "logs": training_logs(training, state), "error": state.error,
         "metrics": metrics, "created_at": rfc3339(training.created_at), "started_at": rfc3339(state.started_at),
-        "completed_at": rfc3339(state.completed_at), "source": "api", "data_removed": False,
-        "webhook": training.webhook or None, "webhook_events_filter": training.webhook_events_filter or None,
+        "completed_at": rfc3339(state.completed_at), "source": "api",
         "urls": {"get": f"{training.base_url}/v1/trainings/{training.id}",
-                 "cancel": f"{training.base_url}/v1/trainings/{training.id}/cancel",
-                 "web": f"{training.base_url}/p/{training.id}"},
+                 "cancel": f"{training.base_url}/v1/trainings/{training.id}/cancel"},
     }
 
 
@@ -256,10 +256,15 @@ def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, 
         if not resolutions or any(r < 256 or r > 2048 for r in resolutions):
             raise ValueError
     except ValueError:
-        return f"ValueError: invalid resolution {params['resolution']!r}: expected comma-separated sizes like 512,768,1024", [], {}
+        return f"invalid resolution {params['resolution']!r}: expected comma-separated sizes like 512,768,1024", [], {}
+    # `error` is str(exception), no type prefix (cog's worker: Done(error=True, error_detail=str(e))).
+    # Quoted: train() and extract_zip() in replicate/flux-fine-tuner train.py @ 3dd14e3, and "no images
+    # found in input_images" from ai-toolkit's data loader; the download and URL ones are ours.
+    if not params.get("input_images"):
+        return "input_images must be provided", [], {}
     url = str(params.get("input_images", ""))
     if not url.startswith(("http://", "https://")):
-        return f"ValueError: input_images must be an http(s) URL, got {url[:80]!r}", [], {}
+        return f"input_images must be an http(s) URL, got {url[:80]!r}", [], {}
     try:
         with httpx.stream("GET", url, timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as response:
             if response.status_code != 200:
@@ -274,13 +279,12 @@ def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, 
     try:
         archive = zipfile.ZipFile(buffer)
         names = [info.filename for info in archive.infolist() if not info.is_dir()]
-    except zipfile.BadZipFile as exc:
-        return f"zipfile.BadZipFile: {exc}", [], {}
+    except zipfile.BadZipFile:
+        return "input_images must be a zip file", [], {}
     visible = [n for n in names if not n.startswith("__MACOSX/") and not PurePosixPath(n).name.startswith(".")]
     images = sorted(n for n in visible if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        return ("ValueError: No images found in input_images zip: expected at least one of "
-                + ", ".join(IMAGE_SUFFIXES)), [], {}
+        return "no images found in input_images", [], {}
     trigger = str(params.get("trigger_word") or "TOK")
     image_stems = {PurePosixPath(n).stem for n in images}
     captions: dict[str, Any] = {}
@@ -435,7 +439,8 @@ def prediction_json(prediction: SandboxPrediction, now: datetime | None = None) 
         "id": prediction.id, "model": prediction.model, "version": prediction.version, "status": state.status,
         "input": prediction.input, "output": output, "logs": logs, "error": state.error, "metrics": metrics,
         "created_at": rfc3339(prediction.created_at), "started_at": rfc3339(state.started_at),
-        "completed_at": rfc3339(state.completed_at), "source": "api", "data_removed": False,
+        # The fields of Replicate's Prediction (sandbox/vendor/replicate/objects.json): no `source`.
+        "completed_at": rfc3339(state.completed_at), "data_removed": False,
         "urls": {"get": f"{prediction.base_url}/v1/predictions/{prediction.id}",
                  "cancel": f"{prediction.base_url}/v1/predictions/{prediction.id}/cancel",
                  "web": f"{prediction.base_url}/p/{prediction.id}"},
@@ -568,7 +573,7 @@ def trained_version_register(training: SandboxTraining) -> SandboxVersion | None
         version, _ = SandboxVersion.objects.get_or_create(
             version_id=trained_version_id(training.id),
             defaults={"model": model, "kind": VersionKind.LORA, "training_id": training.id,
-                      "openapi_schema": schemas.openapi_schema(schemas.LORA_INPUT, training=False),
+                      "openapi_schema": schemas.openapi_schema(schemas.TRAINED_VERSION, training=False),
                       "created_at": training_state(training).completed_at or timezone.now()})
     except IntegrityError:
         version = SandboxVersion.objects.filter(version_id=trained_version_id(training.id)).first()

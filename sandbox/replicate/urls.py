@@ -15,6 +15,7 @@ urlpatterns = [
     path("v1/models/<str:owner>/<str:name>/versions/<str:version_id>/trainings", views.training_create,
          name="training_create"),
     path("v1/models/<str:owner>/<str:name>/predictions", views.model_prediction_create, name="model_prediction_create"),
+    path("v1/trainings", views.training_list, name="training_list"),
     path("v1/trainings/<str:training_id>", views.training_get, name="training_get"),
     path("v1/trainings/<str:training_id>/cancel", views.training_cancel, name="training_cancel"),
     path("v1/predictions", views.prediction_create, name="prediction_create"),

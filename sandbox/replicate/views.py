@@ -101,8 +101,8 @@ def _body(request: HttpRequest) -> dict[str, Any] | None:
 
 
 def _invalid(fields: list[dict[str, str]]) -> JsonResponse:
-    detail = "".join(f"- {f['field']}: {f['description']}\n" for f in fields)
-    return problem(422, detail, invalid_fields=fields)
+    """422 as recorded (sandbox/vendor/replicate/errors.json): detail lines, then invalid_fields."""
+    return problem(422, schemas.validation_detail(fields), invalid_fields=fields)
 
 
 def _webhook_problems(data: dict[str, Any]) -> list[dict[str, str]]:
@@ -184,12 +184,13 @@ def training_create(request: HttpRequest, owner: str, name: str, version_id: str
         # Replicate answers this one without a title.
         return JsonResponse({"detail": "The specified training destination does not exist", "status": 404},
                             status=404, content_type="application/problem+json")
-    problems = schemas.input_validate(data.get("input"), trainer.openapi_schema["components"]["schemas"]["TrainingInput"])
+    components = trainer.openapi_schema["components"]["schemas"]
+    problems = schemas.input_validate(data.get("input"), components["TrainingInput"], components)
     problems += _webhook_problems(data)
     if problems:
         return _invalid(problems)
     fail = fault_take(service="replicate", operation="trainings.create", kinds=(FaultKind.FAIL_TRAINING,))
-    steps = int(data["input"].get("steps") or 1000)
+    steps = int(data["input"].get("steps") or schemas.TRAINING_INPUT["properties"]["steps"]["default"])
     training = SandboxTraining.objects.create(
         id=simulation.new_id(), trainer=f"{owner}/{name}", trainer_version=version_id, destination=destination,
         input=data["input"], webhook=data.get("webhook") or "",
@@ -197,6 +198,27 @@ def training_create(request: HttpRequest, owner: str, name: str, version_id: str
         duration_seconds=simulation.training_duration(steps), fail_midway=fail is not None)
     transaction.on_commit(lambda: simulation.training_runner_start(training.id))
     return JsonResponse(simulation.training_json(training), status=201)
+
+
+TRAININGS_PAGE_SIZE = 100  # "It will return 100 records per page" (the list endpoint's own docs)
+
+
+@require_GET
+@endpoint("trainings.list")
+def training_list(request: HttpRequest) -> HttpResponse:
+    """GET /v1/trainings: {"next", "previous", "results"}, the most recent training first (as documented
+    in replicate-python-beta resources/trainings.py list(), generated from Replicate's OpenAPI spec)."""
+    rows = SandboxTraining.objects.order_by("-created_at", "-id")
+    cursor = request.GET.get("cursor", "")
+    offset = int(cursor) if cursor.isdigit() else 0
+    page = list(rows[offset:offset + TRAININGS_PAGE_SIZE + 1])
+    base = f"{_base_url(request)}/v1/trainings"
+    more = len(page) > TRAININGS_PAGE_SIZE
+    return JsonResponse({
+        "next": f"{base}?cursor={offset + TRAININGS_PAGE_SIZE}" if more else None,
+        "previous": f"{base}?cursor={max(0, offset - TRAININGS_PAGE_SIZE)}" if offset else None,
+        "results": [simulation.training_json(t) for t in page[:TRAININGS_PAGE_SIZE]],
+    })
 
 
 @require_GET
@@ -232,8 +254,9 @@ def _prefer_wait(request: HttpRequest) -> float | None:
 
 
 def _prediction_start(request: HttpRequest, version: SandboxVersion, data: dict[str, Any]) -> HttpResponse:
-    schema = version.openapi_schema["components"]["schemas"]["Input"]
-    problems = schemas.input_validate(data.get("input"), schema) + _webhook_problems(data)
+    components = version.openapi_schema["components"]["schemas"]
+    schema = components["Input"]
+    problems = schemas.input_validate(data.get("input"), schema, components) + _webhook_problems(data)
     if problems:
         return _invalid(problems)
     input_data = schemas.with_defaults(data["input"], schema)
