@@ -55,6 +55,10 @@ class TrainingJob(models.Model):
     # Replicate
     replicate_training_id = models.CharField(max_length=64, blank=True, db_index=True)
     replicate_create_started_at = models.DateTimeField(null=True, blank=True)
+    replicate_trainer_version = models.CharField(
+        max_length=64, blank=True, help_text="The trainer version we asked for (adoption matches on it).")
+    replicate_input = models.JSONField(
+        default=dict, blank=True, help_text="The input we sent to the trainer, secrets excluded (adoption matches on it).")
     replicate_destination = models.CharField(max_length=200, blank=True)
     replicate_status = models.CharField(max_length=20, blank=True)
     replicate_version = models.CharField(max_length=300, blank=True)

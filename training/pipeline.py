@@ -221,24 +221,28 @@ def _stage_replicate_start(job: TrainingJob) -> None:
         replicate_client.model_ensure(owner=owner, name=name, visibility="private",
                                       description=f"Fluxsite LoRA: {job.name}"[:200])
         webhook = f"{settings.SITE_URL}{reverse('training:replicate_webhook')}?job={job.pk}"
-        info = replicate_client.training_create(destination=f"{owner}/{name}",
-                                                input=trainer_input(job, dataset_zip_url(dataset=job.dataset)),
-                                                webhook_url=webhook)
+        version = replicate_client.trainer_version_get()
+        data = trainer_input(job, dataset_zip_url(dataset=job.dataset))
+        # Kept before the paid call: a training we never hear back about is recognised by what it
+        # carries (model, version, input), since a training object names no destination.
+        TrainingJob.objects.filter(pk=job.pk).update(replicate_trainer_version=version, replicate_input=data,
+                                                     replicate_destination=f"{owner}/{name}")
+        info = replicate_client.training_create(destination=f"{owner}/{name}", input=data, webhook_url=webhook,
+                                                version=version)
     except IntegrationError as exc:
         if exc.category != Category.TIMEOUT:
             # Replicate answered, so we know nothing was started: the next attempt may create it.
             TrainingJob.objects.filter(pk=job.pk).update(replicate_create_started_at=None)
         else:
-            # No answer: a training may or may not exist. Do not create another; the poller fails
-            # and refunds it if Replicate never reports it (its start webhook would adopt it).
+            # No answer: a training may or may not exist. Do not create another; its start webhook
+            # or the poller (which lists recent trainings) adopts it, or fails and refunds the job.
             exc.retryable = False
             training_event_record(job=job, level="warning", category=str(exc.category),
                                   message="Replicate did not answer in time; waiting to learn whether it started.")
             return
         raise
     TrainingJob.objects.filter(pk=job.pk, replicate_training_id="").update(
-        replicate_training_id=info.id, replicate_destination=f"{owner}/{name}", replicate_status=info.status,
-        last_news_at=timezone.now())
+        replicate_training_id=info.id, replicate_status=info.status, last_news_at=timezone.now())
     job.refresh_from_db()
     training_event_record(job=job, message=f"Replicate training {info.id} created.", data={"id": info.id})
 
@@ -279,25 +283,59 @@ _HANDLERS = {
 
 
 # --- What Replicate reports (webhook and poller share this) -----------------------------------------
-def _adopt(info: replicate_client.TrainingInfo, job_hint: int | None, destination: str) -> TrainingJob | None:
+def _is_ours(job: TrainingJob, info: replicate_client.TrainingInfo) -> bool:
+    """Whether a training Replicate reports is the one this job asked for (its create went unanswered).
+
+    A real training object has no `destination`; it carries the trainer's model and version and the
+    input we sent, whose `input_images` is the dataset URL we generated for this job alone.
+    """
+    sent = job.replicate_input or {}
+    return bool(sent.get("input_images")) and info.model == settings.REPLICATE_TRAINER_MODEL \
+        and info.version == job.replicate_trainer_version and info.input.get("input_images") == sent["input_images"]
+
+
+def _adopt(info: replicate_client.TrainingInfo, job_hint: int | None) -> TrainingJob | None:
     """A training we asked for but never heard back about (the create call timed out, or the worker
-    died before saving the id): its webhook names our job in the URL and its destination is ours."""
+    died before saving the id): its webhook names our job in the URL, and it carries our input.
+    If that job has meanwhile ended (failed and refunded), the training is canceled at Replicate."""
     if not job_hint:
         return None
-    job = TrainingJob.objects.filter(pk=job_hint, status=S.REPLICATE_TRAINING, replicate_training_id="",
+    job = TrainingJob.objects.filter(pk=job_hint, replicate_training_id="",
                                      replicate_create_started_at__isnull=False).first()
-    if job is None or destination != f"{settings.REPLICATE_OWNER}/{destination_name(job)}":
+    if job is None or not _is_ours(job, info):
         return None
-    if TrainingJob.objects.filter(pk=job.pk, replicate_training_id="").update(
-            replicate_training_id=info.id, replicate_destination=destination):
-        training_event_record(job=job, message=f"Replicate training {info.id} confirmed by its webhook.")
+    if job.status != S.REPLICATE_TRAINING:
+        _cancel_orphan(job, info)
+        return None
+    if TrainingJob.objects.filter(pk=job.pk, replicate_training_id="").update(replicate_training_id=info.id):
+        training_event_record(job=job, message=f"Replicate training {info.id} found and linked to this job.")
     return TrainingJob.objects.filter(replicate_training_id=info.id).first()
 
 
-def training_apply_replicate(*, info: replicate_client.TrainingInfo, job_hint: int | None = None,
-                             destination: str = "") -> TrainingJob | None:
+def _cancel_orphan(job: TrainingJob, info: replicate_client.TrainingInfo) -> None:
+    """Our training, but the job gave up on it: stop it so nobody pays for a run that nobody uses."""
+    if info.is_finished:
+        return
+    try:
+        replicate_client.training_cancel(training_id=info.id)
+    except IntegrationError as exc:
+        logger.warning("training %s: could not cancel orphaned Replicate training %s: %s", job.pk, info.id, exc)
+        return
+    training_event_record(job=job, level="warning", message=f"Replicate training {info.id} started after this job "
+                          "had ended; it was canceled at Replicate.")
+
+
+def training_find_lost(*, job: TrainingJob) -> TrainingJob | None:
+    """The poller's adoption: look for this job's training among the account's recent trainings."""
+    for info in replicate_client.trainings_recent():
+        if _is_ours(job, info):
+            return training_apply_replicate(info=info, job_hint=job.pk)
+    return None
+
+
+def training_apply_replicate(*, info: replicate_client.TrainingInfo, job_hint: int | None = None) -> TrainingJob | None:
     """Apply a training object as Replicate reports it (webhook body or GET). Idempotent, order-safe."""
-    job = TrainingJob.objects.filter(replicate_training_id=info.id).first() or _adopt(info, job_hint, destination)
+    job = TrainingJob.objects.filter(replicate_training_id=info.id).first() or _adopt(info, job_hint)
     if job is None:
         return None
     now = timezone.now()
@@ -330,6 +368,9 @@ def training_apply_replicate(*, info: replicate_client.TrainingInfo, job_hint: i
                       hint=failure.hint, replicate_status=info.status)
     elif info.status == "canceled" and job.status == S.REPLICATE_TRAINING:
         _finish_canceled(job, S.REPLICATE_TRAINING, "Replicate reports the training was canceled.")
+    elif info.status == "aborted" and job.status == S.REPLICATE_TRAINING:
+        training_fail(job=job, category=Category.TIMEOUT, replicate_status=info.status,
+                      message="Replicate stopped the training before it started (its deadline passed).")
     return job
 
 
@@ -442,7 +483,7 @@ def trainings_reconcile() -> dict[str, int]:
     """Catch up on everything a lost webhook or a dead worker left behind. Run every minute."""
     now = timezone.now()
     stale = now - timedelta(minutes=settings.PIPELINE_STALE_MINUTES)
-    counts = {"polled": 0, "resumed": 0, "failed": 0}
+    counts = {"polled": 0, "resumed": 0, "failed": 0, "adopted": 0}
     waiting = TrainingJob.objects.filter(status=S.REPLICATE_TRAINING).exclude(replicate_training_id="").filter(
         Q(last_news_at__lt=stale) | Q(last_news_at__isnull=True))
     for job in waiting:
@@ -451,11 +492,20 @@ def trainings_reconcile() -> dict[str, int]:
             counts["polled"] += 1
         except IntegrationError as exc:
             logger.warning("training %s: poll failed: %s", job.pk, exc)
+    # A create that went unanswered: look for the training among the recent ones (a minute after, so
+    # its own start webhook usually comes first); fail and refund only once the stale window has passed.
     unconfirmed = TrainingJob.objects.filter(status=S.REPLICATE_TRAINING, replicate_training_id="",
-                                             replicate_create_started_at__lt=stale)
+                                             replicate_create_started_at__lt=now - timedelta(minutes=1))
     for job in unconfirmed:
-        if training_fail(job=job, category=Category.TIMEOUT,
-                         message="Replicate never confirmed that the training started."):
+        try:
+            if training_find_lost(job=job) is not None:
+                counts["adopted"] += 1
+                continue
+        except IntegrationError as exc:
+            logger.warning("training %s: listing recent trainings failed: %s", job.pk, exc)
+            continue  # we cannot know: never refund a training that may be running
+        if job.replicate_create_started_at < stale and training_fail(
+                job=job, category=Category.TIMEOUT, message="Replicate never confirmed that the training started."):
             counts["failed"] += 1
     due = TrainingJob.objects.filter(status__in=ACTIVE).filter(
         Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True, updated_at__lt=stale)

@@ -20,8 +20,7 @@ def replicate_webhook_process_task(delivery_id: int) -> None:
     if delivery is None:
         return
     pipeline.training_apply_replicate(info=replicate_client.training_from_payload(delivery.payload),
-                                      job_hint=delivery.job_hint,
-                                      destination=str(delivery.payload.get("destination") or ""))
+                                      job_hint=delivery.job_hint)
     ReplicateWebhook.objects.filter(pk=delivery_id).update(processed_at=timezone.now())
 
 

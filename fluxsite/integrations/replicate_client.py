@@ -22,7 +22,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -34,11 +33,14 @@ import replicate
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from replicate.exceptions import ReplicateError
+from replicate.version import Versions
 
 from fluxsite.integrations.errors import Category, IntegrationError, category_for_status, redact
 
 SERVICE = "replicate"
-FINISHED = ("succeeded", "failed", "canceled")
+# "aborted": a run whose deadline passed before it started (Replicate's prediction lifecycle docs);
+# the generated OpenAPI types list only the other five. Anything else unknown is "not finished".
+FINISHED = ("succeeded", "failed", "canceled", "aborted")
 T = TypeVar("T")
 
 
@@ -57,6 +59,10 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class TrainingInfo:
+    """What a training object carries. It names no destination (the SDK fills one in itself, from
+    output.version, with a FIXME): a training is matched to ours by id, or by model, version and
+    the input we sent."""
+
     id: str
     status: str  # starting, processing, succeeded, failed, canceled (anything else: not finished)
     output_version: str | None  # "owner/name:<64 hex>" once succeeded
@@ -67,6 +73,9 @@ class TrainingInfo:
     created_at: str | None
     started_at: str | None
     completed_at: str | None
+    model: str = ""  # the trainer, "owner/name"
+    version: str = ""  # the trainer's version id
+    input: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_finished(self) -> bool:
@@ -222,6 +231,71 @@ def trainer_version_get() -> str:
     return info.latest_version_id
 
 
+# --- Input schemas (a version's own limits) ---------------------------------------------------------
+@dataclass(frozen=True)
+class InputField:
+    """One input of a version's schema: Cog's OpenAPI `Input` property, with its enum resolved."""
+
+    name: str
+    type: str  # string, integer, number, boolean
+    minimum: float | None = None
+    maximum: float | None = None
+    default: Any = None
+    choices: tuple[Any, ...] | None = None
+
+
+def input_schema_parse(openapi_schema: Any) -> dict[str, InputField]:
+    """The `Input` properties of a version's `openapi_schema` (Cog keeps `choices` as an enum schema
+    referenced through `allOf: [{"$ref": "#/components/schemas/<name>"}]`)."""
+    components = ((openapi_schema or {}).get("components") or {}).get("schemas") or {}
+    properties = (components.get("Input") or {}).get("properties") or {}
+    fields: dict[str, InputField] = {}
+    for name, spec in properties.items():
+        if not isinstance(spec, dict):
+            continue
+        kind, choices = spec.get("type"), spec.get("enum")
+        for part in spec.get("allOf") or []:
+            ref = str((part or {}).get("$ref", ""))
+            target = components.get(ref.rsplit("/", 1)[-1], {}) if ref.startswith("#/components/schemas/") else {}
+            kind = kind or target.get("type")
+            choices = choices or target.get("enum")
+        fields[name] = InputField(
+            name=name, type=str(kind or "string"),
+            minimum=spec.get("minimum") if isinstance(spec.get("minimum"), int | float) else None,
+            maximum=spec.get("maximum") if isinstance(spec.get("maximum"), int | float) else None,
+            default=spec.get("default"), choices=tuple(choices) if isinstance(choices, list) else None)
+    return fields
+
+
+SCHEMA_CACHE_SECONDS = {"version": 24 * 3600, "latest": 600}  # a version never changes; "latest" may
+
+
+def input_schema_get(*, model: str, version_id: str | None = None) -> dict[str, InputField]:
+    """The inputs (names, types, ranges, choices) of a version, or of a model's latest version.
+
+    Read from Replicate (`GET /v1/models/{owner}/{name}/versions/{id}`, or the model's
+    latest_version) and cached: a version is immutable.
+    https://replicate.com/docs/reference/http#models.versions.get
+    """
+    from django.core.cache import cache
+
+    key = f"replicate-schema:{settings.REPLICATE_BASE_URL}:{model}:{version_id or 'latest'}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    if version_id:
+        owner, _, name = model.partition("/")
+        version, _ = _call("read a version", lambda c: Versions(c, (owner, name)).get(version_id))
+        schema = version.openapi_schema
+    else:
+        found, _ = _call("get a model", lambda c: c.models.get(model))
+        latest = getattr(found, "latest_version", None)
+        schema = latest.openapi_schema if latest else {}
+    fields = input_schema_parse(schema)
+    cache.set(key, fields, SCHEMA_CACHE_SECONDS["version" if version_id else "latest"])
+    return fields
+
+
 # --- Trainings ------------------------------------------------------------------------------------
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
@@ -242,6 +316,8 @@ def training_from_payload(payload: Mapping[str, Any]) -> TrainingInfo:
         logs=_text(payload.get("logs")) or "", error=_text(payload.get("error")),
         predict_time=_predict_time(payload), created_at=_text(payload.get("created_at")),
         started_at=_text(payload.get("started_at")), completed_at=_text(payload.get("completed_at")),
+        model=_text(payload.get("model")) or "", version=_text(payload.get("version")) or "",
+        input=dict(payload["input"]) if isinstance(payload.get("input"), dict) else {},
     )
 
 
@@ -267,6 +343,24 @@ def training_create(*, destination: str, input: Mapping[str, Any], webhook_url: 
     training, session = _call("start a training", lambda c: c.trainings.create(
         model=settings.REPLICATE_TRAINER_MODEL, version=trainer_version, input=dict(input), **params))
     return _training_info(training, session)
+
+
+def trainings_recent(*, pages: int = 2) -> list[TrainingInfo]:
+    """The account's most recent trainings, newest first (100 a page, at most `pages` pages).
+
+    https://replicate.com/docs/reference/http#trainings.list
+    """
+    found: list[TrainingInfo] = []
+    cursor: Any = ...
+    for _ in range(max(1, pages)):
+        page, session = _call("list trainings", lambda c, cursor=cursor: c.trainings.list(cursor))
+        payload = session.last.payload if isinstance(session.last.payload, dict) else {}
+        results = payload.get("results") if isinstance(payload.get("results"), list) else []
+        found.extend(training_from_payload(item) for item in results if isinstance(item, dict))
+        if not page.next:
+            break
+        cursor = page.next
+    return found
 
 
 def training_get(*, training_id: str) -> TrainingInfo:
@@ -390,17 +484,6 @@ def webhook_verify(*, headers: Mapping[str, str], body: bytes, secret: str | Non
         if hmac.compare_digest(given, expected):
             return None
     raise _invalid_webhook("no webhook-signature matches")
-
-
-def webhook_payload(*, body: bytes) -> dict[str, Any]:
-    """Parse a verified webhook body; a body that is not a JSON object is a validation error."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise _invalid_webhook("the body is not JSON")
-    if not isinstance(payload, dict):
-        raise _invalid_webhook("the body is not a JSON object")
-    return payload
 
 
 # --- Downloading Replicate's files -----------------------------------------------------------------

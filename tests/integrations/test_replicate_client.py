@@ -136,7 +136,7 @@ def test_a_training_runs_to_success_through_the_client(sandbox, settings, receiv
     deliveries = receiver.wait_for(lambda d: len(d) >= 2)
     for delivery in deliveries:
         rc.webhook_verify(headers=delivery.headers, body=delivery.body, secret=rc.webhook_secret_get())
-    from_hook = rc.training_from_payload(rc.webhook_payload(body=deliveries[-1].body))
+    from_hook = rc.training_from_payload(json.loads(deliveries[-1].body))
     assert from_hook == done
 
     prediction = rc.prediction_create(version=done.output_version, input={"prompt": "TOK smiling"}, wait_seconds=10)
@@ -200,7 +200,7 @@ def test_a_real_422_carries_invalid_fields(sandbox):
         rc.training_create(destination="fluxsite/bad-input", input={"input_images": "https://x/y.zip", "steps": 7000})
     assert refused.value.category == Category.VALIDATION
     assert refused.value.invalid_fields == [
-        {"type": "less_than_equal", "field": "input.steps", "description": "Must be less than or equal to 6000"}]
+        {"type": "number_lte", "field": "input.steps", "description": "Must be less than or equal to 6000"}]
 
 
 @pytestmark_db
@@ -259,12 +259,6 @@ def test_an_unreachable_service_is_a_network_error(settings):
     with pytest.raises(IntegrationError) as failed:
         rc.training_get(training_id="x")
     assert failed.value.category == Category.NETWORK
-
-
-def test_webhook_payload_refuses_non_objects():
-    assert rc.webhook_payload(body=json.dumps({"id": "x"}).encode()) == {"id": "x"}
-    with pytest.raises(IntegrationError):
-        rc.webhook_payload(body=b"[1, 2]")
 
 
 def test_prediction_create_needs_exactly_one_target():

@@ -118,7 +118,68 @@ def test_a_timed_out_creation_never_starts_a_second_training(ready_training, ali
     job = wait_for(job, (S.SUCCEEDED, S.FAILED))
     assert job.status == S.SUCCEEDED
     assert SandboxTraining.objects.count() == 1
-    assert job.events.filter(message__contains="confirmed by its webhook").exists()
+    assert job.events.filter(message__contains="found and linked to this job").exists()
+
+
+def test_a_timed_out_creation_whose_webhooks_are_lost_is_found_by_the_poller(ready_training, alice, settings):
+    """Issue 11, defect 2: no webhook, no id, and the training object names no destination. The
+    poller lists recent trainings and adopts ours by model, version and the dataset URL we sent;
+    nobody is refunded for a training that runs, and nothing is started twice."""
+    settings.REPLICATE_TIMEOUT_SECONDS = 1
+    fault_inject(service="replicate", operation="trainings.create", kind=FaultKind.TIMEOUT, delay_seconds=1.5)
+    fault_inject(service="replicate", operation="*", kind=FaultKind.DROP_WEBHOOK, times=None)
+    before = balance_for_user(alice)
+    job = pipeline.training_start(job=ready_training, params=PARAMS)
+    job.refresh_from_db()
+    assert job.status == S.REPLICATE_TRAINING and job.replicate_training_id == ""
+    assert job.replicate_input["input_images"] and job.replicate_trainer_version
+    assert wait_until_exists(lambda: SandboxTraining.objects.exists())
+    TrainingJob.objects.filter(pk=job.pk).update(replicate_create_started_at=timezone.now() - timedelta(minutes=2))
+    counts = pipeline.trainings_reconcile()
+    job.refresh_from_db()
+    assert counts["adopted"] == 1 and job.replicate_training_id == SandboxTraining.objects.get().id
+    assert job.events.filter(message__contains="found and linked to this job").exists()
+    fault_clear(service="replicate")
+    deadline = time.monotonic() + 40
+    while job.status == S.REPLICATE_TRAINING and time.monotonic() < deadline:
+        TrainingJob.objects.filter(pk=job.pk).update(last_news_at=None)  # poll it now, not after the stale window
+        pipeline.trainings_reconcile()
+        job.refresh_from_db()
+        time.sleep(0.3)
+    job = wait_for(job, (S.SUCCEEDED, S.FAILED))
+    assert job.status == S.SUCCEEDED and SandboxTraining.objects.count() == 1
+    assert balance_for_user(alice) == before - cost()
+
+
+def test_a_training_that_starts_after_its_job_was_refunded_is_canceled_at_replicate(ready_training, alice,
+                                                                                     settings):
+    """The job gave up (refunded) before Replicate reported the training: when it does, we cancel it."""
+    settings.REPLICATE_TIMEOUT_SECONDS = 1
+    fault_inject(service="replicate", operation="trainings.create", kind=FaultKind.TIMEOUT, delay_seconds=1.5)
+    fault_inject(service="replicate", operation="*", kind=FaultKind.DROP_WEBHOOK, times=None)
+    before = balance_for_user(alice)
+    job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
+    assert wait_until_exists(lambda: SandboxTraining.objects.exists())
+    job.refresh_from_db()
+    pipeline.training_fail(job=job, category="timeout", message="Replicate never confirmed that the training started.")
+    assert balance_for_user(alice) == before
+    from fluxsite.integrations import replicate_client
+
+    late = replicate_client.training_get(training_id=SandboxTraining.objects.get().id)  # what its webhook carries
+    assert pipeline.training_apply_replicate(info=late, job_hint=job.pk) is None
+    assert SandboxTraining.objects.get().canceled_at is not None
+    job.refresh_from_db()
+    assert job.status == S.FAILED and job.replicate_training_id == ""
+    assert job.events.filter(message__contains="canceled at Replicate").exists()
+
+
+def wait_until_exists(predicate, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_an_unconfirmed_creation_is_failed_and_refunded_by_the_poller(ready_training, alice, settings):
@@ -133,6 +194,26 @@ def test_an_unconfirmed_creation_is_failed_and_refunded_by_the_poller(ready_trai
     pipeline.training_advance(job_id=job.pk)  # a redelivered task
     assert SandboxTraining.objects.count() == 0
     pipeline.trainings_reconcile()
+    job.refresh_from_db()
+    assert job.status == S.FAILED and job.error_category == "timeout"
+    assert balance_for_user(alice) == before
+
+
+def test_a_training_replicate_aborted_is_failed_and_refunded(ready_training, alice):
+    """`aborted` (the deadline passed before the run started) is in Replicate's lifecycle docs, not in
+    the generated OpenAPI types, and no recorded response shows one: the body is the recorded
+    trainings-get one with only its status and id changed. Left unknown, the job would wait forever."""
+    from fluxsite.integrations import replicate_client
+    from sandbox.replicate.schemas import vendor_json
+
+    before = balance_for_user(alice)
+    job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
+    assert wait_until_exists(lambda: TrainingJob.objects.filter(pk=job.pk).exclude(replicate_training_id="").exists())
+    job.refresh_from_db()
+    body = vendor_json("recorded/trainings-get.json")["interactions"][-1]["response"]["body"]
+    info = replicate_client.training_from_payload({**body, "id": job.replicate_training_id, "status": "aborted"})
+    assert info.is_finished
+    pipeline.training_apply_replicate(info=info)
     job.refresh_from_db()
     assert job.status == S.FAILED and job.error_category == "timeout"
     assert balance_for_user(alice) == before
