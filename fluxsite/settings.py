@@ -297,7 +297,8 @@ REPLICATE_OWNER = env_str("REPLICATE_OWNER", "fluxsite")  # where destination mo
 REPLICATE_GENERATION_MODEL = env_str("REPLICATE_GENERATION_MODEL", "black-forest-labs/flux-dev-lora")
 REPLICATE_TIMEOUT_SECONDS = env_int("REPLICATE_TIMEOUT_SECONDS", 30)
 REPLICATE_WEIGHTS_MAX_BYTES = env_int("REPLICATE_WEIGHTS_MAX_BYTES", 2 * 1024 * 1024 * 1024)
-REPLICATE_DOWNLOAD_HOSTS = env_list("REPLICATE_DOWNLOAD_HOSTS", ["replicate.delivery", "pbxt.replicate.delivery"])
+# Output files are served from replicate.delivery and its subdomains (Replicate's output-files docs).
+REPLICATE_DOWNLOAD_HOSTS = env_list("REPLICATE_DOWNLOAD_HOSTS", ["replicate.delivery", "*.replicate.delivery"])
 HF_NAMESPACE = env_str("HF_NAMESPACE", "fluxsite")
 HF_TIMEOUT_SECONDS = env_int("HF_TIMEOUT_SECONDS", 60)
 STRIPE_API_VERSION = env_str("STRIPE_API_VERSION", "2025-03-31.basil")

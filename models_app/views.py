@@ -216,13 +216,26 @@ def _generate_context(request: HttpRequest, form: GenerateForm, model: LoraModel
     }
 
 
-def _again_form(request: HttpRequest, generation: Generation) -> GenerateForm:
+def _limits(model: LoraModel | None) -> dict:
+    """The ranges of the model's target, from its own schema; none when unknown (the form's narrow defaults)."""
+    if model is None:
+        return {}
+    try:
+        return services.generation_limits(model=model)
+    except services.GenerationError:
+        return {}
+    except IntegrationError as exc:
+        logger.warning("generate: could not read the input schema for model %s: %s", model.pk, exc)
+        return {}
+
+
+def _again_form(request: HttpRequest, generation: Generation, limits: dict) -> GenerateForm:
     """The generate form prefilled from an earlier generation (same seed), with Replicate's refusals."""
     initial = {"prompt": generation.prompt, **generation.params}
-    form = GenerateForm(initial=initial)
+    form = GenerateForm(initial=initial, limits=limits)
     errors = services.generation.field_errors(generation=generation) if generation.invalid_fields else {}
     if errors:
-        form = GenerateForm(data={k: "" if v is None else v for k, v in initial.items()})
+        form = GenerateForm(data={k: "" if v is None else v for k, v in initial.items()}, limits=limits)
         form.is_valid()
         for field, messages_ in errors.items():
             for message in messages_:
@@ -239,13 +252,14 @@ def generate(request: HttpRequest) -> HttpResponse:
         again = request.GET.get("again", "")
         if again.isdigit():
             generation = selectors.get_generation_for_user(request.user, int(again))
-            form = _again_form(request, generation)
             model = model or generation.lora_model
+            form = _again_form(request, generation, _limits(model))
         else:
-            form = GenerateForm()
+            model = model or next(iter(selectors.models_for_generation(request.user)[:1]), None)
+            form = GenerateForm(limits=_limits(model))
         return render(request, GENERATE, _generate_context(request, form, model))
     model = _model_from_request(request, request.POST)
-    form = GenerateForm(request.POST)
+    form = GenerateForm(request.POST, limits=_limits(model))
     if model is None:
         form.add_error(None, "Choose one of your models.")
     if form.is_valid():

@@ -104,6 +104,32 @@ def generation_target(*, model: LoraModel) -> str:
                           "and no published weights.")
 
 
+# Our form's field → the input it fills, per target (the base model calls guidance `guidance`).
+FIELD_TO_INPUT = {"version": {"lora_scale": "lora_scale", "num_outputs": "num_outputs", "guidance_scale": "guidance_scale",
+                              "num_inference_steps": "num_inference_steps", "aspect_ratio": "aspect_ratio",
+                              "output_format": "output_format"},
+                  "hf": {"lora_scale": "lora_scale", "num_outputs": "num_outputs", "guidance_scale": "guidance",
+                         "num_inference_steps": "num_inference_steps", "aspect_ratio": "aspect_ratio",
+                         "output_format": "output_format"}}
+
+
+def generation_limits(*, model: LoraModel) -> dict[str, replicate_client.InputField]:
+    """The limits of our form's fields, read from the schema of the target this model runs on.
+
+    A trained version's predictor (replicate/flux-fine-tuner) bounds lora_scale at 2, while
+    black-forest-labs/flux-dev-lora allows 3: ranges are never ours to assume. Keyed by our field
+    names. Raises GenerationError when the model is not usable and IntegrationError when Replicate
+    cannot be asked.
+    """
+    target = generation_target(model=model)
+    if target == "version":
+        ref, _, version_id = model.replicate_version.rpartition(":")
+        fields = replicate_client.input_schema_get(model=ref, version_id=version_id)
+    else:
+        fields = replicate_client.input_schema_get(model=settings.REPLICATE_GENERATION_MODEL)
+    return {ours: fields[theirs] for ours, theirs in FIELD_TO_INPUT[target].items() if theirs in fields}
+
+
 def models_usable_q() -> Q:
     return Q(replicate_version__gt="") | Q(hf_repo_id__gt="", status=LoraModel.Status.READY)
 
@@ -338,6 +364,9 @@ def generation_apply_replicate(*, info: replicate_client.PredictionInfo,
                             message=f"The model failed: {error[:500]} Your credits were refunded.")
     elif info.status == "canceled":
         _finish_canceled(generation, "Canceled at Replicate. Your credits were refunded.")
+    elif info.status == "aborted":
+        generation_fail(generation=generation, category=Category.TIMEOUT,
+                        message="Replicate stopped this run before it started. Your credits were refunded.")
     generation.refresh_from_db()
     return generation
 

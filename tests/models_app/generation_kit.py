@@ -32,7 +32,7 @@ def sandbox_version(label: str) -> str:
     model, _ = SandboxModel.objects.get_or_create(owner="fluxsite", name=f"lora-{label}")
     version_id = hashlib.sha256(f"test-version:{label}".encode()).hexdigest()
     SandboxVersion.objects.create(model=model, version_id=version_id, kind=VersionKind.LORA,
-                                  openapi_schema=schemas.openapi_schema(schemas.LORA_INPUT, training=False))
+                                  openapi_schema=schemas.openapi_schema(schemas.TRAINED_VERSION, training=False))
     return f"fluxsite/lora-{label}:{version_id}"
 
 

@@ -94,7 +94,8 @@ def test_replicate_refusing_an_input_fails_and_refunds_and_shows_it_against_the_
     assert not SandboxPrediction.objects.exists()
     page = alice_client.get(f"/models/generate/?again={generation.pk}").content.decode()
     field = page[page.index('for="id_lora_scale"'):]
-    assert "Replicate: Must be less than or equal to 3" in field[:1500]
+    # A trained version's predictor bounds lora_scale at 2 (flux-fine-tuner predict.py, vendor data).
+    assert "Replicate: Must be less than or equal to 2" in field[:1500]
 
 
 def test_a_rate_limited_create_is_retried_and_then_succeeds(sandbox, settings, alice, ready_model):
@@ -187,3 +188,33 @@ def test_a_generation_without_a_seed_picks_one_and_sends_it_so_it_can_be_repeate
     generation.refresh_from_db()
     assert generation.seed is not None
     assert SandboxPrediction.objects.get().input["seed"] == generation.seed
+
+
+# --- Issue 11, defect 3: each target's own ranges, read from its schema ---------------------------------
+def _lora_scale_input(page: str) -> str:
+    start = page.index('name="lora_scale"')
+    return page[page.rindex("<input", 0, start):page.index(">", start)]
+
+
+def test_a_trained_version_refuses_a_strength_over_its_own_maximum_of_2(sandbox, alice, alice_client, ready_model):
+    """The predictor behind trained versions (replicate/flux-fine-tuner) bounds lora_scale at 2."""
+    page = alice_client.get(f"/models/generate/?model={ready_model.pk}").content.decode()
+    assert 'max="2.0"' in _lora_scale_input(page) and "-1 to 2: how strongly" in page
+    before = balance_for_user(alice)
+    response = alice_client.post("/models/generate/", {**FORM, "model": ready_model.pk, "lora_scale": "2.5"})
+    assert response.status_code == 200 and "less than or equal to 2" in response.content.decode()
+    assert not Generation.objects.exists() and balance_for_user(alice) == before
+
+
+def test_a_model_on_the_base_generator_takes_a_strength_up_to_3(sandbox, alice, alice_client):
+    """black-forest-labs/flux-dev-lora (cog-flux DevLoraPredictor) bounds lora_scale at 3."""
+    model = lora_model(alice, name="Hub only", replicate_version="", hf_repo_id="fluxsite/hub-only")
+    page = alice_client.get(f"/models/generate/?model={model.pk}").content.decode()
+    assert 'max="3.0"' in _lora_scale_input(page)
+    response = alice_client.post("/models/generate/", {**FORM, "model": model.pk, "lora_scale": "2.5"})
+    assert response.status_code == 302
+    generation = Generation.objects.get()
+    assert wait_for(lambda: _finished(generation))
+    assert generation.status == G.SUCCEEDED and SandboxPrediction.objects.get().input["lora_scale"] == 2.5
+    refused = alice_client.post("/models/generate/", {**FORM, "model": model.pk, "lora_scale": "3.5"})
+    assert "less than or equal to 3" in refused.content.decode() and Generation.objects.count() == 1
