@@ -28,12 +28,12 @@ def prepared_set(count: int, unique: int = 50) -> list[str]:
     import zlib
 
     from fluxsite.integrations import storage
-    from training.imaging import image_prepare
+    from training.imaging import ImageLimits, image_prepare
 
     datas = []
     for i in range(min(count, unique)):
         raw = phone_jpeg(1600, 1200, seed=i, quality=92)
-        datas.append(image_prepare(io.BytesIO(raw), long_side=1024, max_pixels=40_000_000).jpeg)
+        datas.append(image_prepare(raw, limits=ImageLimits()).jpeg)
     names = []
     for i in range(count):
         data = datas[i % len(datas)]

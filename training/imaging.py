@@ -1,29 +1,47 @@
-"""The per-file image pipeline: decode safely, normalise, measure.
+"""The per-file image pipeline: decode inside a budget, normalise, measure.
 
-Every upload goes through `image_prepare`: a format allowlist, a pixel cap checked before any
-decoding, a full decode (so truncated files fail here, not in the trainer), EXIF orientation
-applied, all metadata dropped, RGB on white, the long side resized to DATASET_LONG_SIDE, and a
-JPEG at quality 95. Only that JPEG is ever stored.
+Every upload goes through `image_prepare_budgeted`, which runs `image_prepare` in a child process
+whose memory and CPU time the operating system limits (RLIMIT_AS, RLIMIT_CPU) and whose wall
+time the parent bounds, so no file, however crafted, can pin or kill a web worker. Inside:
+- cheap refusals before any pixel is decoded: a format allowlist, the pixel cap, the short side
+  and aspect ratio (useless for training), the number of progressive JPEG scans;
+- metadata read defensively: broken EXIF or a broken colour profile drops the metadata and keeps
+  the photo; the primary image of a camera's MPF file (a JPEG with an embedded preview) is used;
+- a full decode (so truncated files fail here, not in the trainer), EXIF orientation applied,
+  colours converted to sRGB through the embedded profile (Display P3, Adobe RGB, CMYK), RGB on
+  white, the long side resized to DATASET_LONG_SIDE, and a JPEG at quality 95 with no metadata
+  at all (no EXIF, ICC, XMP or comment). Only that JPEG is ever stored.
+
+This module imports nothing from Django: the child process loads only Pillow.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
+import resource
+import signal
+import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any
 
 import pillow_heif
-from PIL import Image, ImageFilter, ImageStat
+from PIL import Image, ImageCms, ImageFilter, ImageStat
 
 pillow_heif.register_heif_opener()
 
-ALLOWED_FORMATS = ["JPEG", "PNG", "WEBP", "HEIF"]
+ALLOWED_FORMATS = ["JPEG", "PNG", "WEBP", "HEIF"]  # JPEG includes MPO (Pillow's JPEG opener returns it)
 SMALL_SIDE = 512
 THUMB_SIDE = 320
 DARK_MEAN = 35  # mean luminance (0-255) under which a photo is flagged as very dark
 BLUR_EDGE_STDDEV = 6.0  # edge-filter spread under which a photo is flagged as probably blurry
+# Progressive JPEGs are decoded once per scan; encoders write about 10 (libjpeg's default script
+# has 10, mozjpeg's 9-12). A file that repeats scans costs a full pass each: refuse it unread.
+MAX_JPEG_SCANS = 64
+METADATA_DAMAGED = "Its metadata was damaged and was removed (the photo itself is fine)."
+PROFILE_DAMAGED = "Its colour profile could not be read and was removed: colours may look slightly different."
 
 # EXIF Orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
 _ORIENTATION = {
@@ -44,11 +62,27 @@ _SNIFF: list[tuple[bytes, str]] = [
     (b"MM\x00*", "a TIFF image"),
     (b"%PDF", "a PDF document"),
     (b"PK\x03\x04", "a ZIP archive"),
+    (b"8BPS", "a Photoshop document"),
+    (b"\x00\x00\x01\x00", "an icon file"),
 ]
+_ACCEPTED = "Use JPEG, PNG, WebP or HEIC."
 
 
 class ImageRejected(Exception):
     """The file is not an image we accept; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What a photo must be, and what decoding one may cost (enforced by the operating system)."""
+
+    long_side: int = 1024
+    max_pixels: int = 40_000_000
+    min_side: int = 256
+    max_aspect: float = 4.0
+    memory_bytes: int = 1024 * 1024 * 1024
+    cpu_seconds: int = 10
+    wall_seconds: float = 20.0
 
 
 @dataclass
@@ -67,13 +101,38 @@ class PreparedImage:
 def _describe_unknown(head: bytes) -> str:
     for magic, what in _SNIFF:
         if head.startswith(magic):
-            return f"This file is {what}, not a photo. Use JPEG, PNG, WebP or HEIC."
+            return f"This file is {what}, not a photo. {_ACCEPTED}"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith((b"<svg", b"<?xml")) or b"<svg" in text[:512]:
-        return "This file is an SVG drawing, not a photo. Use JPEG, PNG, WebP or HEIC."
+        return f"This file is an SVG drawing, not a photo. {_ACCEPTED}"
     if text.startswith((b"<!doctype", b"<html", b"<")):
-        return "This file is a web page (HTML), not a photo. Use JPEG, PNG, WebP or HEIC."
-    return "This file is not a JPEG, PNG, WebP or HEIC image."
+        return f"This file is a web page (HTML), not a photo. {_ACCEPTED}"
+    return f"This file is not a JPEG, PNG, WebP or HEIC image. {_ACCEPTED}"
+
+
+def jpeg_scan_count(data: bytes) -> int:
+    """Start-of-scan markers in a JPEG. Entropy-coded data stuffs every 0xFF with 0x00, so FF DA
+    appears only as a real marker (an embedded MPF preview adds its own, counted too)."""
+    return data.count(b"\xff\xda")
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1_000_000:.0f} megapixels" if pixels >= 1_000_000 else f"{pixels:,} pixels"
+
+
+def _check_shape(width: int, height: int, limits: ImageLimits) -> None:
+    if width < 1 or height < 1:
+        raise ImageRejected("This image has no pixels.")
+    if width * height > limits.max_pixels:
+        raise ImageRejected(f"This image is {width}×{height} pixels ({_megapixels(width * height)}); the most we "
+                            f"accept is {_megapixels(limits.max_pixels)}. Export it at a smaller size.")
+    short, long = min(width, height), max(width, height)
+    if short < limits.min_side:
+        raise ImageRejected(f"This image is {width}×{height} pixels: its short side is under {limits.min_side} px, "
+                            "too small to learn from. Use a larger photo.")
+    if long / short > limits.max_aspect:
+        raise ImageRejected(f"This image is {width}×{height} pixels, {long / short:.1f} times as long as it is wide; "
+                            f"the most we accept is {limits.max_aspect:g}:1. Crop it first.")
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -92,6 +151,32 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return im.convert("RGB")
+
+
+_SRGB = ImageCms.createProfile("sRGB")
+# Profile colour spaces we can convert from, by the image mode they describe.
+_PROFILE_MODES = {"RGB ": ("RGB",), "CMYK": ("CMYK",), "GRAY": ("L",)}
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> Image.Image:
+    """RGB in sRGB: through the embedded profile when there is one (P3, Adobe RGB, CMYK...).
+
+    The conversion is done on the already resized image: a per-pixel transform costs the same
+    before or after, and after there are 10-40 times fewer pixels.
+    """
+    if icc:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            space = source.profile.xcolor_space
+            if im.mode in _PROFILE_MODES.get(space, ()):
+                return ImageCms.profileToProfile(im, source, _SRGB, outputMode="RGB",
+                                                 renderingIntent=ImageCms.Intent.PERCEPTUAL)
+            if im.mode in ("RGBA", "LA", "P", "PA") and space == "RGB ":
+                return ImageCms.profileToProfile(_to_rgb(im), source, _SRGB, outputMode="RGB",
+                                                 renderingIntent=ImageCms.Intent.PERCEPTUAL)
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+            notes.append(PROFILE_DAMAGED)
+    return _to_rgb(im)
 
 
 def dhash_hex(im: Image.Image) -> str:
@@ -123,84 +208,188 @@ def _quality_warnings(im: Image.Image, original_size: tuple[int, int]) -> list[s
     return found
 
 
-def image_prepare(source: BinaryIO, *, long_side: int, max_pixels: int) -> PreparedImage:
-    """Decode, check and normalise one uploaded file.
+def _orientation(im: Image.Image, notes: list[str]) -> int | None:
+    """EXIF orientation, or None. Broken EXIF (a truncated IFD, a bad offset, text where a number
+    should be) raises almost anything from Pillow's parser; the photo is kept without it."""
+    try:
+        value = im.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001  (the parser's failures have no common type)
+        notes.append(METADATA_DAMAGED)
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _encode(im: Image.Image, quality: int) -> bytes:
+    # A fresh image: nothing of the upload's info (comment, EXIF, ICC, XMP) can reach the encoder,
+    # which otherwise copies `comment` from im.info by default.
+    clean = Image.frombytes("RGB", im.size, im.tobytes())
+    buffer = io.BytesIO()
+    clean.save(buffer, "JPEG", quality=quality, optimize=False)
+    return buffer.getvalue()
+
+
+def image_prepare(data: bytes, *, limits: ImageLimits) -> PreparedImage:
+    """Decode, check and normalise one uploaded file (run it through image_prepare_budgeted).
 
     Raises ImageRejected with a message for the person uploading. Nothing is written anywhere.
     """
-    head = source.read(1024)
-    if not head:
+    if not data:
         raise ImageRejected("This file is empty (0 bytes).")
-    source.seek(0)
+    head = data[:1024]
+    if head.startswith(b"\xff\xd8") and (scans := jpeg_scan_count(data)) > MAX_JPEG_SCANS:
+        raise ImageRejected(f"This JPEG is stored in {scans} progressive passes; the most we decode is "
+                            f"{MAX_JPEG_SCANS}. Export it again from your photo app.")
+    notes: list[str] = []
     with warnings.catch_warnings():
         # A decompression bomb must fail, not just warn.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            im = Image.open(source, formats=ALLOWED_FORMATS)
+            im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageRejected("This image has far too many pixels to be a photo.")
-        except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise ImageRejected(f"This image has far too many pixels to be a photo (the most we accept is "
+                                f"{_megapixels(limits.max_pixels)}).")
+        except MemoryError:
+            raise
+        except Exception:  # noqa: BLE001  (whatever a damaged header raises, the answer is the same)
             raise ImageRejected(_describe_unknown(head))
         try:
-            return _prepare_opened(im, long_side=long_side, max_pixels=max_pixels)
+            return _prepare_opened(im, limits=limits, notes=notes)
         finally:
             im.close()
 
 
-def _prepare_opened(im: Image.Image, *, long_side: int, max_pixels: int) -> PreparedImage:
+def _prepare_opened(im: Image.Image, *, limits: ImageLimits, notes: list[str]) -> PreparedImage:
     width, height = im.size
-    if width * height > max_pixels:
-        raise ImageRejected(
-            f"This image is {width}×{height} pixels; the most we accept is "
-            f"{max_pixels / 1_000_000:.0f} megapixels."
-        )
-    if width < 1 or height < 1:
-        raise ImageRejected("This image has no pixels.")
-    if getattr(im, "is_animated", False) or getattr(im, "n_frames", 1) > 1:
+    _check_shape(width, height, limits)
+    if im.format == "MPO":
+        im.seek(0)  # a camera's MPF file: the photo, then a large preview; only the photo is used
+    elif getattr(im, "is_animated", False) or getattr(im, "n_frames", 1) > 1:
         raise ImageRejected("Animated images are not accepted: use a still photo.")
-    orientation = im.getexif().get(0x0112)
-    if im.format == "JPEG":
+    orientation = _orientation(im, notes)
+    icc = im.info.get("icc_profile") if isinstance(im.info.get("icc_profile"), bytes) else None
+    if im.format in ("JPEG", "MPO"):
         # Let libjpeg decode at 1/2, 1/4 or 1/8 scale. Asking for the aspect-correct target (not
         # a square) lets a 6000×4000 photo decode at 1/4 instead of 1/2: the long side still
         # stays at or above long_side, so nothing is ever upscaled.
-        scale = long_side / max(width, height)
+        scale = limits.long_side / max(width, height)
         if scale < 1:
-            im.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+            im.draft(im.mode if im.mode in ("RGB", "L", "CMYK") else "RGB",
+                     (max(1, int(width * scale)), max(1, int(height * scale))))
     try:
         im.load()
+    except MemoryError:
+        raise
     except Image.DecompressionBombWarning:
-        raise ImageRejected("This image has far too many pixels to be a photo.")
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        message = "This image is damaged or incomplete"
-        if "truncated" in str(exc):
-            message = "This image is incomplete (the file is cut short)"
-        raise ImageRejected(f"{message}: upload the original again.")
+        raise ImageRejected(f"This image has far too many pixels to be a photo (the most we accept is "
+                            f"{_megapixels(limits.max_pixels)}).")
+    except Exception as exc:  # noqa: BLE001  (OSError, SyntaxError, struct.error, ValueError, ...)
+        if "truncated" in str(exc) or isinstance(exc, EOFError):
+            raise ImageRejected("This image is incomplete: the file is cut short. Use the original, complete file.")
+        raise ImageRejected("This image is damaged and cannot be decoded. Export it again from your photo app.")
 
-    out = _to_rgb(im)
-    if max(out.size) > long_side:
-        # Bicubic with a box pre-shrink (Pillow's thumbnail defaults): a third of Lanczos' cost
-        # and no visible difference for a downscale the trainer resizes again anyway.
-        out.thumbnail((long_side, long_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
-    if orientation in _ORIENTATION:
-        out = out.transpose(_ORIENTATION[orientation])
-        if orientation in (5, 6, 7, 8):
-            width, height = height, width
-
-    buffer = io.BytesIO()
-    # No exif= and no icc_profile=: everything the camera wrote (GPS included) stays behind.
-    out.save(buffer, "JPEG", quality=95, optimize=False)
-    thumb = out.copy()
-    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
-    thumb_buffer = io.BytesIO()
-    thumb.save(thumb_buffer, "JPEG", quality=80)
+    try:
+        out = im
+        if out.mode in ("RGB", "L", "CMYK") and max(out.size) > limits.long_side:
+            # Bicubic with a box pre-shrink (Pillow's thumbnail defaults): a third of Lanczos' cost
+            # and no visible difference for a downscale the trainer resizes again anyway.
+            out = out.copy()
+            out.thumbnail((limits.long_side, limits.long_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
+        out = _to_srgb(out, icc, notes)
+        if max(out.size) > limits.long_side:
+            out.thumbnail((limits.long_side, limits.long_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
+        if orientation in _ORIENTATION:
+            out = out.transpose(_ORIENTATION[orientation])
+            if orientation in (5, 6, 7, 8):
+                width, height = height, width
+        jpeg = _encode(out, 95)
+        thumb = out.copy()
+        thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+        thumbnail = _encode(thumb, 80)
+        pixel_sha256 = hashlib.sha256(out.tobytes()).hexdigest()
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001  (a decoder that lied about its mode or size)
+        raise ImageRejected("This image is damaged and cannot be decoded. Export it again from your photo app.")
     return PreparedImage(
-        jpeg=buffer.getvalue(),
-        thumbnail=thumb_buffer.getvalue(),
-        width=out.width,
-        height=out.height,
-        original_width=width,
-        original_height=height,
-        pixel_sha256=hashlib.sha256(out.tobytes()).hexdigest(),
-        dhash=dhash_hex(thumb),
-        warnings=_quality_warnings(thumb, (width, height)),
+        jpeg=jpeg, thumbnail=thumbnail, width=out.width, height=out.height, original_width=width,
+        original_height=height, pixel_sha256=pixel_sha256, dhash=dhash_hex(thumb),
+        warnings=[*dict.fromkeys(notes), *_quality_warnings(thumb, (width, height))],
     )
+
+
+# --- The budget: a child process the operating system limits -----------------------------------------
+_context_lock = threading.Lock()
+_context: Any = None
+
+
+def _mp_context() -> Any:
+    """A forkserver: children are forked from a clean single-threaded process that has imported
+    only this module (never from a threaded web worker holding Django's locks and connections)."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["training.imaging"])
+            _context = context
+        return _context
+
+
+def _child(conn: Any, limits: ImageLimits) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    # SIGXCPU at the soft limit, SIGKILL a second later if it is ignored.
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+    try:
+        data = conn.recv_bytes()
+        try:
+            result: tuple[str, Any] = ("ok", image_prepare(data, limits=limits))
+        except ImageRejected as exc:
+            result = ("rejected", str(exc))
+        except MemoryError:
+            result = ("memory", "")
+        except Exception as exc:  # noqa: BLE001  (reported to the parent, which logs it)
+            result = ("error", f"{type(exc).__name__}: {exc}"[:500])
+        conn.send(result)
+    finally:
+        conn.close()
+
+
+class DecodeFailed(Exception):
+    """The decoder itself failed (crashed, or our code raised): logged, and refused as damaged."""
+
+
+def image_prepare_budgeted(data: bytes, *, limits: ImageLimits) -> PreparedImage:
+    """image_prepare in a child process limited to `limits.memory_bytes` of address space and
+    `limits.cpu_seconds` of CPU, and stopped after `limits.wall_seconds`.
+
+    Raises ImageRejected (a message for the person, the limit in human units when one was hit) or
+    DecodeFailed (the child crashed or our code failed; the caller logs it and refuses the file).
+    """
+    context = _mp_context()
+    parent, child = context.Pipe()
+    process = context.Process(target=_child, args=(child, limits), daemon=True)
+    process.start()
+    child.close()
+    try:
+        parent.send_bytes(data)
+        if not parent.poll(limits.wall_seconds):
+            raise ImageRejected(f"This image takes too long to decode (more than {limits.wall_seconds:g} s); "
+                                "it is not a normal photo file.")
+        kind, value = parent.recv()
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        kind, value = "died", ""
+    finally:
+        parent.close()
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+    if kind == "ok":
+        return value
+    if kind == "rejected":
+        raise ImageRejected(value)
+    mb = limits.memory_bytes // (1024 * 1024)
+    if kind == "memory":
+        raise ImageRejected(f"This image needs more than {mb} MB of memory to decode; it is not a normal photo file.")
+    if kind == "died" and process.exitcode in (-signal.SIGXCPU, -signal.SIGKILL):
+        raise ImageRejected(f"This image takes too long to decode (more than {limits.cpu_seconds} s of processing); "
+                            "it is not a normal photo file.")
+    raise DecodeFailed(value or f"decoder process ended with exit code {process.exitcode}")

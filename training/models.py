@@ -195,6 +195,8 @@ class DatasetImage(models.Model):
     byte_size = models.PositiveIntegerField()
     crc32 = models.PositiveBigIntegerField(null=True, blank=True, help_text="Of the stored JPEG, for the ZIP.")
     pixel_sha256 = models.CharField(max_length=64)
+    source_sha256 = models.CharField(max_length=64, blank=True, db_index=True,
+                                     help_text="Of the uploaded bytes: the same file again is refused before decoding.")
     dhash = models.CharField(max_length=16)
     warnings = models.JSONField(default=list, blank=True)
     caption = models.TextField(blank=True)

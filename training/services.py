@@ -12,7 +12,6 @@ import io
 import logging
 import re
 import secrets
-import tempfile
 import unicodedata
 import zipfile
 import zlib
@@ -30,7 +29,7 @@ from fluxsite.integrations import storage
 from fluxsite.integrations.errors import Category, IntegrationError
 from fluxsite.integrations.storage import PRIVATE
 from training.dataset_zip import ZipMember, zip_stream_to_storage
-from training.imaging import ImageRejected, dhash_distance, image_prepare
+from training.imaging import DecodeFailed, ImageLimits, ImageRejected, dhash_distance, image_prepare_budgeted
 from training.models import Dataset, DatasetImage, TrainingJob
 
 logger = logging.getLogger(__name__)
@@ -39,6 +38,7 @@ TRIGGER_TOKEN = "[trigger]"
 NEAR_DUPLICATE_BITS = 6  # dHash bits that may differ for two photos to count as near-identical
 CAPTION_MAX = 1000
 DISPLAY_NAME_MAX = 100
+ORIGINAL_NAME_MAX = 120  # DatasetImage.original_name
 _ZIP_MAGIC = b"PK\x03\x04"
 _CAPTION_FILE_MAX = 10_000
 
@@ -79,26 +79,67 @@ def _require_editable(dataset: Dataset) -> None:
 
 
 # --- Names and captions ---------------------------------------------------------------------------
-def display_name_sanitise(raw: str) -> str:
-    """A file name fit for display: no folders, no control characters, at most 100 characters."""
-    name = unicodedata.normalize("NFC", raw or "")
-    name = re.split(r"[\\/]", name)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip(" .")
-    if len(name) > DISPLAY_NAME_MAX:
+def _printable(text: str) -> str:
+    """NFC text without control characters (NULs from UTF-16 files, escapes): PostgreSQL refuses
+    NUL, and nothing else is useful in a name or a caption. Line breaks and tabs become spaces."""
+    text = unicodedata.normalize("NFC", text)
+    return "".join(" " if ch in "\t\r\n" else ch for ch in text
+                   if ch in "\t\r\n" or (unicodedata.category(ch) not in ("Cc", "Cs") and ch not in _BIDI_CONTROLS))
+
+
+# Direction overrides can make a name read backwards ("gpj.exe" shown as "exe.jpg"); emoji joiners stay.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def display_name_sanitise(raw: str, *, limit: int = DISPLAY_NAME_MAX) -> str:
+    """A file name fit for display: no folders, no control characters, at most `limit` characters."""
+    name = re.split(r"[\\/]", raw or "")[-1]
+    name = _printable(name).strip(" .")
+    if len(name) > limit:
         stem, dot, ext = name.rpartition(".")
         ext = ext[:10] if dot and stem else ""
-        keep = DISPLAY_NAME_MAX - len(ext) - 2
+        keep = max(1, limit - len(ext) - 2)
         name = f"{(stem if ext else name)[:keep]}…" + (f".{ext}" if ext else "")
     return name or "unnamed"
+
+
+def _member_label(zip_name: str, member: str) -> str:
+    """`photos.zip › IMG_0001.jpg`, never longer than the column that stores it."""
+    room = ORIGINAL_NAME_MAX - len(" › ")
+    inner = display_name_sanitise(member, limit=min(DISPLAY_NAME_MAX, room - 10))
+    outer = display_name_sanitise(zip_name, limit=max(10, room - len(inner)))
+    return f"{outer} › {inner}"[:ORIGINAL_NAME_MAX]
+
+
+def caption_file_decode(data: bytes) -> str:
+    """A caption file's text: by its byte-order mark (UTF-8, or UTF-16 as Windows Notepad writes it),
+    else UTF-8, else UTF-16 when every other byte is NUL, else Latin-1; control characters removed."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        text = data[3:].decode("utf-8", "replace")
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = data.decode("utf-16", "replace")
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            odd_nuls = data[1::2].count(0)
+            text = data.decode("utf-16-le" if odd_nuls > len(data) // 4 else "latin-1", "replace")
+    return " ".join(_printable(text).split())
 
 
 def caption_render(caption: str, trigger_word: str) -> str:
     return caption.replace(TRIGGER_TOKEN, trigger_word).strip()
 
 
+def _caption_clean(caption: str) -> tuple[str, bool]:
+    """(the caption as stored, whether it was cut at CAPTION_MAX)."""
+    text = " ".join(_printable(caption).split())
+    return text[:CAPTION_MAX], len(text) > CAPTION_MAX
+
+
 def dataset_image_caption_set(*, image: DatasetImage, caption: str) -> DatasetImage:
     _require_editable(image.dataset)
-    image.caption = caption.strip()[:CAPTION_MAX]
+    image.caption, _ = _caption_clean(caption)
     image.save(update_fields=["caption"])
     return image
 
@@ -106,7 +147,7 @@ def dataset_image_caption_set(*, image: DatasetImage, caption: str) -> DatasetIm
 def dataset_caption_template_apply(*, dataset: Dataset, template: str) -> int:
     """Set every image's caption from the template; returns how many images changed."""
     _require_editable(dataset)
-    template = template.strip()[:CAPTION_MAX]
+    template, _ = _caption_clean(template)
     with transaction.atomic():
         dataset.caption_template = template
         dataset.save(update_fields=["caption_template"])
@@ -114,8 +155,20 @@ def dataset_caption_template_apply(*, dataset: Dataset, template: str) -> int:
 
 
 # --- Uploads --------------------------------------------------------------------------------------
+def image_limits() -> ImageLimits:
+    return ImageLimits(
+        long_side=settings.DATASET_LONG_SIDE, max_pixels=settings.DATASET_MAX_PIXELS,
+        min_side=settings.DATASET_MIN_SIDE, max_aspect=settings.DATASET_MAX_ASPECT,
+        memory_bytes=settings.DATASET_DECODE_MAX_MEMORY_MB * 1024 * 1024,
+        cpu_seconds=settings.DATASET_DECODE_MAX_CPU_SECONDS, wall_seconds=settings.DATASET_DECODE_MAX_WALL_SECONDS)
+
+
 def dataset_upload_files(*, dataset: Dataset, files: Sequence[UploadedFile]) -> list[FileVerdict]:
-    """Add uploaded photos (or ZIPs of photos with .txt captions) to a dataset: one verdict per file."""
+    """Add uploaded photos (or ZIPs of photos with .txt captions) to a dataset: one verdict per file.
+
+    Each file, and each photo inside a ZIP, is its own unit of work: whatever happens to one (a
+    decoder failure, a storage error, a bug), the others are kept and every file gets a verdict.
+    """
     _require_editable(dataset)
     verdicts: list[FileVerdict] = []
     total = 0
@@ -131,35 +184,55 @@ def dataset_upload_files(*, dataset: Dataset, files: Sequence[UploadedFile]) -> 
             verdicts.append(FileVerdict(name, False, "Not added: this upload is over the total of "
                                                      f"{_mb(settings.DATASET_MAX_TOTAL_BYTES)}."))
             continue
-        upload.seek(0)
-        if upload.read(4) == _ZIP_MAGIC:
+        try:
             upload.seek(0)
-            verdicts += _upload_zip(dataset, upload, name)
-        else:
-            upload.seek(0)
-            verdicts.append(_add_image(dataset, upload, name, caption=None))
+            if upload.read(4) == _ZIP_MAGIC:
+                upload.seek(0)
+                verdicts += _upload_zip(dataset, upload, name)
+            else:
+                upload.seek(0)
+                verdicts.append(_add_image(dataset, upload.read(), name, caption=None))
+        except Exception:  # one file's failure never costs the others (and is never a 500)
+            logger.exception("dataset %s: upload of %r failed", dataset.pk, name)
+            verdicts.append(FileVerdict(name, False, _FAILED_MESSAGE))
     return verdicts
+
+
+_FAILED_MESSAGE = "Not added: something went wrong on our side while storing this file, and we have been told."
 
 
 def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.0f} MB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KB"
 
 
-def _add_image(dataset: Dataset, source: BinaryIO, name: str, *, caption: str | None) -> FileVerdict:
+def _add_image(dataset: Dataset, data: bytes, name: str, *, caption: str | None,
+               notices: Sequence[str] = ()) -> FileVerdict:
+    """One photo: refused cheaply if it cannot be added, else decoded in a budget, stored, recorded.
+
+    Every stored file is deleted again if the row is not inserted: nothing is left orphaned.
+    """
     if dataset.images.count() >= settings.DATASET_MAX_IMAGES:  # cheap early refusal; rechecked below
         return FileVerdict(name, False, _full_message())
+    source_sha256 = hashlib.sha256(data).hexdigest()
+    # The same bytes again (a double drop, a ZIP of copies) are refused before any decoding.
+    same_file = dataset.images.filter(source_sha256=source_sha256).values_list("original_name", flat=True).first()
+    if same_file is not None:
+        return FileVerdict(name, False, f"Same file as “{same_file}”, already in the dataset.")
     try:
-        prepared = image_prepare(
-            source, long_side=settings.DATASET_LONG_SIDE, max_pixels=settings.DATASET_MAX_PIXELS
-        )
+        prepared = image_prepare_budgeted(data, limits=image_limits())
     except ImageRejected as exc:
         return FileVerdict(name, False, str(exc))
+    except DecodeFailed as exc:
+        logger.error("dataset %s: decoding %r failed: %s", dataset.pk, name, exc)
+        return FileVerdict(name, False, "This image is damaged and cannot be decoded. Export it again from "
+                                        "your photo app.")
 
     base = f"datasets/{dataset.training_id}/{secrets.token_hex(16)}"
-    file_name = storage.file_save(alias=PRIVATE, name=f"{base}.jpg", content=io.BytesIO(prepared.jpeg))
-    thumb_name = storage.file_save(alias=PRIVATE, name=f"{base}_t.jpg", content=io.BytesIO(prepared.thumbnail))
+    stored: list[str] = []
     refusal = None
     try:
+        stored.append(storage.file_save(alias=PRIVATE, name=f"{base}.jpg", content=io.BytesIO(prepared.jpeg)))
+        stored.append(storage.file_save(alias=PRIVATE, name=f"{base}_t.jpg", content=io.BytesIO(prepared.thumbnail)))
         with transaction.atomic():
             # Parallel uploads into one dataset take turns here, so the count cannot overshoot.
             Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
@@ -169,16 +242,16 @@ def _add_image(dataset: Dataset, source: BinaryIO, name: str, *, caption: str | 
             elif same := next((o for o in others if o[1] == prepared.pixel_sha256), None):
                 refusal = f"Same picture as “{same[0]}”, already in the dataset."
             else:
-                warnings = list(prepared.warnings)
+                warnings = [*notices, *prepared.warnings]
                 near = [o[0] for o in others if dhash_distance(o[2], prepared.dhash) <= NEAR_DUPLICATE_BITS]
                 if near:
                     warnings.append(f"Nearly the same as “{near[0]}”.")
                 position = (dataset.images.aggregate(m=Max("position"))["m"] or 0) + 1
                 image = DatasetImage.objects.create(
                     dataset=dataset,
-                    file_name=file_name,
-                    thumbnail_name=thumb_name,
-                    original_name=name,
+                    file_name=stored[0],
+                    thumbnail_name=stored[1],
+                    original_name=name[:ORIGINAL_NAME_MAX],
                     width=prepared.width,
                     height=prepared.height,
                     original_width=prepared.original_width,
@@ -186,15 +259,19 @@ def _add_image(dataset: Dataset, source: BinaryIO, name: str, *, caption: str | 
                     byte_size=len(prepared.jpeg),
                     crc32=zlib.crc32(prepared.jpeg),
                     pixel_sha256=prepared.pixel_sha256,
+                    source_sha256=source_sha256,
                     dhash=prepared.dhash,
                     warnings=warnings,
-                    caption=(caption if caption is not None else dataset.caption_template)[:CAPTION_MAX],
+                    caption=_caption_clean(caption if caption is not None else dataset.caption_template)[0],
                     position=position,
                 )
     except IntegrityError:  # a parallel upload of the same picture won the race
         refusal = "Same picture as one already in the dataset."
+    except Exception:
+        _delete_files(stored)
+        raise
     if refusal:
-        _delete_files([file_name, thumb_name])
+        _delete_files(stored)
         return FileVerdict(name, False, refusal)
     message = f"Added ({image.width}×{image.height})."
     return FileVerdict(name, True, message, image_id=image.pk, warnings=warnings)
@@ -220,54 +297,76 @@ def _safe_member(name: str) -> bool:
 def _upload_zip(dataset: Dataset, upload: BinaryIO, zip_name: str) -> list[FileVerdict]:
     """Each image member gets its own verdict; `photo.txt` beside `photo.jpg` is its caption.
 
-    Nothing is extracted to disk. Declared sizes are checked before reading (a bomb is refused
-    whole) and actual sizes are counted while reading, in case the declared ones lie.
+    Nothing is extracted to disk. Everything that can be refused from the central directory is
+    refused before a member is read: too many members, declared sizes over the limits (a bomb is
+    refused whole), caption files over their budget. Actual sizes are counted while reading, in
+    case the declared ones lie; reading stops once the dataset is full.
     """
     try:
         archive = zipfile.ZipFile(upload)
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except Exception:  # noqa: BLE001  (BadZipFile, OSError, ValueError, struct.error, EOFError...)
         return [FileVerdict(zip_name, False, "This ZIP archive is damaged and cannot be read.")]
     with archive:
         infos = [i for i in archive.infolist() if not i.is_dir()]
+        if len(infos) > settings.DATASET_ZIP_MAX_MEMBERS:
+            return [FileVerdict(zip_name, False, f"This ZIP holds {len(infos):,} files; the most we read is "
+                                                 f"{settings.DATASET_ZIP_MAX_MEMBERS:,} (a dataset has at most "
+                                                 f"{settings.DATASET_MAX_IMAGES} photos): nothing was added.")]
         declared = sum(i.file_size for i in infos)
         if declared > settings.DATASET_MAX_TOTAL_BYTES:
             return [FileVerdict(zip_name, False, f"This ZIP expands to {_mb(declared)}, over the limit of "
                                                  f"{_mb(settings.DATASET_MAX_TOTAL_BYTES)}: nothing was added.")]
         verdicts: list[FileVerdict] = []
         captions: dict[str, str] = {}
+        caption_budget = settings.DATASET_ZIP_MAX_CAPTION_BYTES
         images: list[zipfile.ZipInfo] = []
         for info in infos:
-            label = f"{zip_name} › {display_name_sanitise(info.filename)}"
+            label = _member_label(zip_name, info.filename)
             base = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
             if base.startswith(".") or info.filename.startswith("__MACOSX/"):
                 continue  # Finder and editor droppings, not the user's photos
             if not _safe_member(info.filename):
                 verdicts.append(FileVerdict(label, False, "Skipped: the path inside the ZIP is unsafe."))
             elif base.lower().endswith(".txt"):
-                if info.file_size <= _CAPTION_FILE_MAX:
-                    data = _read_member(archive, info, _CAPTION_FILE_MAX)
-                    if data is not None:
-                        captions[info.filename.rsplit(".", 1)[0]] = data.decode("utf-8", "replace").strip()
+                if info.file_size > _CAPTION_FILE_MAX or info.file_size > caption_budget:
+                    verdicts.append(FileVerdict(label, False, f"Caption file skipped: it is {_mb(info.file_size)}; "
+                                                              f"a caption file may have at most {_mb(_CAPTION_FILE_MAX)} "
+                                                              f"and a ZIP {_mb(settings.DATASET_ZIP_MAX_CAPTION_BYTES)} "
+                                                              "of captions in all."))
+                    continue
+                data = _read_member(archive, info, _CAPTION_FILE_MAX)
+                if data is not None:
+                    caption_budget -= len(data)
+                    captions[info.filename.rsplit(".", 1)[0]] = caption_file_decode(data)
             else:
                 images.append(info)
         for info in images:
-            label = f"{zip_name} › {display_name_sanitise(info.filename)}"
-            if info.file_size > settings.DATASET_MAX_FILE_BYTES:
-                verdicts.append(FileVerdict(label, False, f"Too large: {_mb(info.file_size)}."))
-                continue
-            with tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024) as spool:
-                data_ok = _copy_member(archive, info, spool, settings.DATASET_MAX_FILE_BYTES)
-                if not data_ok:
-                    verdicts.append(FileVerdict(label, False, "Skipped: this entry is damaged or larger "
-                                                              "than its declared size."))
-                    continue
-                spool.seek(0)
-                caption = captions.get(info.filename.rsplit(".", 1)[0])
-                verdict = _add_image(dataset, spool, label, caption=caption)
-                verdicts.append(verdict)
+            label = _member_label(zip_name, info.filename)
+            try:
+                verdicts.append(_zip_image(dataset, archive, info, label, captions))
+            except Exception:  # one member's failure never costs the others
+                logger.exception("dataset %s: ZIP member %r failed", dataset.pk, label)
+                verdicts.append(FileVerdict(label, False, _FAILED_MESSAGE))
         if not verdicts:
             verdicts.append(FileVerdict(zip_name, False, "This ZIP holds no photos."))
         return verdicts
+
+
+def _zip_image(dataset: Dataset, archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str,
+               captions: dict[str, str]) -> FileVerdict:
+    if info.file_size > settings.DATASET_MAX_FILE_BYTES:
+        return FileVerdict(label, False, f"Too large: {_mb(info.file_size)}; the most per file is "
+                                         f"{_mb(settings.DATASET_MAX_FILE_BYTES)}.")
+    if dataset.images.count() >= settings.DATASET_MAX_IMAGES:
+        return FileVerdict(label, False, _full_message())  # not even read
+    buffer = io.BytesIO()
+    if not _copy_member(archive, info, buffer, settings.DATASET_MAX_FILE_BYTES):
+        return FileVerdict(label, False, "Skipped: this entry is damaged or larger than its declared size.")
+    caption = captions.get(info.filename.rsplit(".", 1)[0])
+    notices: list[str] = []
+    if caption is not None and len(caption) > CAPTION_MAX:
+        notices.append(f"Its caption was cut to {CAPTION_MAX} characters (it had {len(caption):,}).")
+    return _add_image(dataset, buffer.getvalue(), label, caption=caption, notices=notices)
 
 
 def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: BinaryIO, limit: int) -> bool:
@@ -279,8 +378,8 @@ def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: BinaryIO,
                 if read > limit or read > info.file_size:
                     return False
                 out.write(chunk)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):
-        return False  # bad CRC, unsupported compression, encrypted entry
+    except Exception:  # noqa: BLE001  (bad CRC, unsupported compression, encrypted entry, zlib errors)
+        return False
     return True
 
 

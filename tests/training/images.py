@@ -50,7 +50,7 @@ def png_bomb(side: int = 10_000) -> bytes:
 
 def animated_webp() -> bytes:
     buffer = io.BytesIO()
-    frames = [Image.new("RGB", (64, 48), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames = [Image.new("RGB", (640, 480), c) for c in ((255, 0, 0), (0, 0, 255))]
     frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], duration=100)
     return buffer.getvalue()
 

@@ -158,7 +158,7 @@ def test_a_file_over_the_size_limit_is_refused_and_the_rest_kept(alice_client, t
     big = images.photo((1200, 900), seed=2)
     settings.DATASET_MAX_FILE_BYTES = len(big) - 1
 
-    response = post_files(alice_client, training, [("big.jpg", big), ("small.jpg", images.photo((200, 150), seed=3))])
+    response = post_files(alice_client, training, [("big.jpg", big), ("small.jpg", images.photo((400, 300), seed=3))])
 
     big_verdict, small_verdict = response.json()["files"]
     assert not big_verdict["ok"] and "Too large" in big_verdict["message"]
@@ -168,7 +168,7 @@ def test_a_file_over_the_size_limit_is_refused_and_the_rest_kept(alice_client, t
 def test_the_dataset_stops_at_the_maximum(alice_client, training, settings):
     settings.DATASET_MAX_IMAGES = 2
 
-    response = post_files(alice_client, training, [(f"{i}.jpg", images.photo((200, 150), seed=20 + i)) for i in range(3)])
+    response = post_files(alice_client, training, [(f"{i}.jpg", images.photo((400, 300), seed=20 + i)) for i in range(3)])
 
     assert [v["ok"] for v in response.json()["files"]] == [True, True, False]
     assert "already has 2 photos" in response.json()["files"][2]["message"]

@@ -74,7 +74,7 @@ def test_the_dataset_page_shows_the_grid_and_readiness(alice_client, training, s
 
 
 def test_readiness_counts_warnings_and_missing_photos(alice_client, training):
-    post_files(alice_client, training, [("tiny.jpg", images.photo((300, 200), seed=3))])
+    post_files(alice_client, training, [("tiny.jpg", images.photo((450, 300), seed=3))])
 
     body = alice_client.get(reverse("training:dataset", args=[training.pk])).content.decode()
     assert "1 photo, 1 warning, add at least 9 more to train" in body
