@@ -319,4 +319,5 @@ def test_error_answers_carry_what_the_sdk_keys_on(wire, tmp_path):
 def test_no_request_of_a_publish_goes_to_xet(wire, tmp_path):
     _publish_like_production(tmp_path)
     assert wire
-    assert [str(a) for a in wire if "xet" in a.path.lower()] == []
+    # By path segment: a signed upload token in the path may contain the letters "xet" by chance.
+    assert [str(a) for a in wire if any(seg.lower().startswith("xet") for seg in a.path.split("/"))] == []
