@@ -42,6 +42,7 @@ SMALL_SIDE = 512
 THUMB_SIDE = 320
 DARK_MEAN = 35  # mean luminance (0-255) under which a photo is flagged as very dark
 BLUR_EDGE_STDDEV = 6.0  # edge-filter spread under which a photo is flagged as probably blurry
+FLAT_STDDEV = 0.25  # spread (0-255) under which every channel is one flat colour: refused
 # Progressive JPEGs are decoded once per scan; encoders write about 10 (libjpeg's default script
 # has 10, mozjpeg's 9-12). A file that repeats scans costs a full pass each: refuse it unread.
 MAX_JPEG_SCANS = 64
@@ -124,6 +125,72 @@ def jpeg_scan_count(data: bytes) -> int:
     """Start-of-scan markers in a JPEG. Entropy-coded data stuffs every 0xFF with 0x00, so FF DA
     appears only as a real marker (an embedded MPF preview adds its own, counted too)."""
     return data.count(b"\xff\xda")
+
+
+_STANDALONE = {0x01, *range(0xD0, 0xD9)}  # TEM, RST0-7, SOI: markers without a length
+
+
+def jpeg_has_scan(data: bytes) -> bool:
+    """Whether the file's segments lead to a frame header and well-formed scans that hold the whole
+    picture: for a progressive JPEG, every component's DC and its AC coefficients 1-63.
+
+    libjpeg "decodes" a file whose scans are garbage or missing to a grey picture without an error,
+    so the structure is checked before trusting the decoder. Like libjpeg, stray bytes between
+    segments are skipped (some encoders write a few: "extraneous bytes before marker").
+    """
+    pos, components, progressive, scans = 2, [], False, []
+    while pos < len(data):
+        if data[pos] != 0xFF or pos + 1 >= len(data) or not _is_marker(data[pos + 1]):
+            pos += 1  # garbage, fill, or a stuffed 0xFF 0x00 outside a scan: look for the next marker
+            continue
+        marker = data[pos + 1]
+        pos += 2
+        if marker in _STANDALONE:
+            continue
+        if marker == 0xD9 or pos + 2 > len(data):
+            break
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        if length < 2 or pos + length > len(data):
+            break
+        segment = data[pos + 2:pos + length]
+        if marker in _FRAMES and len(segment) >= 6:
+            progressive = marker in (0xC2, 0xC6, 0xCA, 0xCE)
+            components = [segment[6 + 3 * i] for i in range(segment[5]) if 6 + 3 * i < len(segment)]
+        if marker == 0xDA:
+            count = segment[0] if segment else 0
+            if not (0 < count <= 4 and length == 6 + 2 * count and components):
+                return False
+            ids = {segment[1 + 2 * i] for i in range(count)}
+            if not ids <= set(components):
+                return False
+            ss, se, approx = segment[1 + 2 * count], segment[2 + 2 * count], segment[3 + 2 * count]
+            scans.append((ids, ss, se, approx >> 4))
+            pos += length
+            # Skip the entropy-coded data: up to a 0xFF that is neither stuffing nor a restart marker.
+            while pos + 1 < len(data) and not (data[pos] == 0xFF and data[pos + 1] not in _IN_SCAN):
+                pos += 1
+            continue
+        pos += length
+    if not scans:
+        return False
+    if not progressive:
+        return set().union(*(ids for ids, *_ in scans)) == set(components)
+    for component in components:
+        mine = [(ss, se) for ids, ss, se, high in scans if component in ids and high == 0]
+        if not any(ss == 0 for ss, _ in mine):
+            return False
+        covered = set().union(*(set(range(max(ss, 1), se + 1)) for ss, se in mine if se >= 1))
+        if components.index(component) == 0 and not covered >= set(range(1, 64)):
+            return False  # the luma (first) component must have all its detail; chroma may stop early
+    return True
+
+
+_IN_SCAN = {0x00, *range(0xD0, 0xD8)}
+_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _is_marker(byte: int) -> bool:
+    return byte in _STANDALONE or 0xC0 <= byte <= 0xFE
 
 
 def _megapixels(pixels: int) -> str:
@@ -249,6 +316,9 @@ def image_prepare(data: bytes, *, limits: ImageLimits) -> PreparedImage:
     if head.startswith(b"\xff\xd8") and (scans := jpeg_scan_count(data)) > MAX_JPEG_SCANS:
         raise ImageRejected(f"This JPEG is stored in {scans} progressive passes; the most we decode is "
                             f"{MAX_JPEG_SCANS}. Export it again from your photo app.")
+    if head.startswith(b"\xff\xd8") and not jpeg_has_scan(data):
+        raise ImageRejected("This JPEG is damaged: part or all of its picture data is missing. Export it "
+                            "again from your photo app.")
     notes: list[str] = []
     with warnings.catch_warnings():
         # A decompression bomb must fail, not just warn.
@@ -273,9 +343,10 @@ def _prepare_opened(im: Image.Image, *, limits: ImageLimits, notes: list[str]) -
     _check_shape(width, height, limits)
     if im.format == "MPO":
         im.seek(0)  # a camera's MPF file: the photo, then a large preview; only the photo is used
+    elif im.format == "HEIF":
+        pass  # several still images in one file (a collection, not a sequence): the primary one opens first
     elif getattr(im, "is_animated", False) or getattr(im, "n_frames", 1) > 1:
         raise ImageRejected("Animated images are not accepted: use a still photo.")
-    orientation = _orientation(im, notes)
     icc = im.info.get("icc_profile") if isinstance(im.info.get("icc_profile"), bytes) else None
     if im.format in ("JPEG", "MPO"):
         # Let libjpeg decode at 1/2, 1/4 or 1/8 scale. Asking for the aspect-correct target (not
@@ -296,6 +367,9 @@ def _prepare_opened(im: Image.Image, *, limits: ImageLimits, notes: list[str]) -
         if "truncated" in str(exc) or isinstance(exc, EOFError):
             raise ImageRejected("This image is incomplete: the file is cut short. Use the original, complete file.")
         raise ImageRejected("This image is damaged and cannot be decoded. Export it again from your photo app.")
+    # Only after load(): PNG's getexif() loads the pixels itself, and if that load fails (and the
+    # failure is swallowed as broken metadata) a second load() returns silently with bad pixels.
+    orientation = _orientation(im, notes)
 
     try:
         out = im
@@ -314,12 +388,16 @@ def _prepare_opened(im: Image.Image, *, limits: ImageLimits, notes: list[str]) -
         jpeg = _encode(out, 95)
         thumb = out.copy()
         thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+        flat = max(ImageStat.Stat(thumb).stddev) < FLAT_STDDEV
         thumbnail = _encode(thumb, 80)
         pixel_sha256 = hashlib.sha256(out.tobytes()).hexdigest()
     except MemoryError:
         raise
     except Exception:  # noqa: BLE001  (a decoder that lied about its mode or size)
         raise ImageRejected("This image is damaged and cannot be decoded. Export it again from your photo app.")
+    if flat:
+        # Nothing to learn from; also what libjpeg makes of a file whose scans are garbage.
+        raise ImageRejected("This image is a single flat colour: there is no picture to learn from.")
     return PreparedImage(
         jpeg=jpeg, thumbnail=thumbnail, width=out.width, height=out.height, original_width=width,
         original_height=height, pixel_sha256=pixel_sha256, dhash=dhash_hex(thumb),
