@@ -29,7 +29,7 @@ from django.utils.text import slugify
 
 from billing.models import CreditKind
 from billing.pricing import training_cost_credits, training_cost_dollars
-from billing.services import credits_refund, credits_spend
+from billing.services import credits_refund, credits_spend, wallet_lock
 from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import HINTS, Category, IntegrationError
 from training.failures import trainer_failure_explain
@@ -106,6 +106,12 @@ def training_start(*, job: TrainingJob, params: dict, preset: str = "") -> Train
         raise PipelineError(readiness.summary)
     credits, dollars = training_estimate(steps=int(params["steps"]))
     with transaction.atomic():
+        # Counted under the wallet lock, in the spend's transaction: parallel starts cannot all pass.
+        wallet_lock(user=job.owner)
+        running = TrainingJob.objects.filter(owner=job.owner, status__in=ACTIVE).count()
+        if running >= settings.MAX_ACTIVE_TRAININGS_PER_USER:
+            raise PipelineError(f"You already have {running} trainings running, the most at once: start this one "
+                                "when one of them has finished.")
         reference = f"training:{job.pk}" if not job.credit_reference else f"training:{job.pk}:{job.runs + 1}"
         credits_spend(user=job.owner, amount=credits, reference=reference, kind=CreditKind.SPEND_TRAINING,
                       note=f"Training “{job.name}”")

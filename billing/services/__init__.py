@@ -17,6 +17,7 @@ from billing.services.ledger import (
     credits_spend,
     credits_take_back,
     wallet_create_for_new_user,
+    wallet_lock,
     wallets_check,
 )
 from billing.services.payments import (
@@ -46,5 +47,6 @@ __all__ = [
     "stripe_event_record",
     "subscription_sync",
     "wallet_create_for_new_user",
+    "wallet_lock",
     "wallets_check",
 ]

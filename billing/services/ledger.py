@@ -49,6 +49,15 @@ def _locked_wallet(user) -> Wallet:
     return Wallet.objects.select_for_update().get(user=user)
 
 
+def wallet_lock(*, user) -> Wallet:
+    """Lock the user's wallet until the current transaction ends (call it inside atomic()).
+
+    A service that must count the user's running work before a spend (the per-user caps) takes
+    this lock first: two requests at once then count one after the other, never both under the cap.
+    """
+    return _locked_wallet(user)
+
+
 def _append(
     *, user, amount: int, kind: str, reference: str, note: str = "", amount_cents: int | None = None,
     currency: str = "", shortfall: int = 0, allow_zero: bool = False,
@@ -181,11 +190,9 @@ def credits_adjust(*, user, amount: int, note: str, actor=None, reference: str =
 
 
 def wallet_create_for_new_user(*, user) -> Wallet:
+    """An empty wallet. Welcome credits come when the address is verified, once per mailbox
+    (fluxsite.accounts.services.user_email_verify, reference "signup:<address hash>")."""
     wallet, _ = Wallet.objects.get_or_create(user=user)
-    if settings.SIGNUP_CREDITS > 0:
-        credits_grant(user=user, amount=settings.SIGNUP_CREDITS, reference=f"signup:{user.pk}",
-                      kind=CreditKind.SIGNUP, note="Welcome credits")
-        wallet.refresh_from_db()
     return wallet
 
 

@@ -45,7 +45,7 @@ from PIL import Image, UnidentifiedImageError
 
 from billing.models import CreditKind
 from billing.pricing import generation_cost_credits
-from billing.services import credits_refund, credits_spend
+from billing.services import credits_refund, credits_spend, wallet_lock
 from fluxsite.integrations import replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
 from models_app.models import GeneratedImage, Generation, LoraModel
@@ -205,6 +205,12 @@ def generation_start(*, user, model: LoraModel, prompt: str, params: dict[str, A
         # Pick the "random" seed ourselves and send it, so "again with this seed" always works.
         params = {**params, "seed": secrets.randbelow(2**31)}
     with transaction.atomic():
+        # Counted under the wallet lock, in the spend's transaction: parallel requests cannot all pass.
+        wallet_lock(user=user)
+        waiting = Generation.objects.filter(owner=user, status__in=ACTIVE).count()
+        if waiting >= settings.MAX_QUEUED_GENERATIONS_PER_USER:
+            raise GenerationError(f"You already have {waiting} generations waiting, the most at once: try again "
+                                  "when they have finished.")
         generation = Generation.objects.create(
             owner=user, lora_model=model, model_name=model.name, prompt=prompt,
             effective_prompt=effective_prompt(prompt=prompt, model=model), params=dict(params), num_outputs=num,
