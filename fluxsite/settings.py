@@ -329,6 +329,9 @@ LOW_BALANCE_THRESHOLD = env_int("LOW_BALANCE_THRESHOLD", 100)
 # --- Pipeline -------------------------------------------------------------------------------------
 PIPELINE_MAX_ATTEMPTS = env_int("PIPELINE_MAX_ATTEMPTS", 5)
 PIPELINE_STALE_MINUTES = env_int("PIPELINE_STALE_MINUTES", 3)
+# Per-user caps on concurrent work, so one account cannot take the shared Replicate account.
+MAX_ACTIVE_TRAININGS_PER_USER = env_int("MAX_ACTIVE_TRAININGS_PER_USER", 3)
+MAX_QUEUED_GENERATIONS_PER_USER = env_int("MAX_QUEUED_GENERATIONS_PER_USER", 4)
 
 # Generations: attempts, backoff, and the image downloads from Replicate's expiring URLs.
 GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", PIPELINE_MAX_ATTEMPTS)
