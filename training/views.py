@@ -9,6 +9,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
@@ -32,6 +33,7 @@ from training.forms import (
 )
 from training.models import Dataset, TrainingJob
 from training.progress import loss_chart_svg
+from training.uploads import FileSizeLimitHandler, declared_length_over
 
 DATASET_PAGE = "training/dataset.html"
 LIST_PAGE = "training/list.html"
@@ -119,6 +121,16 @@ def dataset_upload(request: HttpRequest, pk: int) -> HttpResponse:
     here first, that case answered with a clear message, and the CSRF check run right after.
     """
     dataset = selectors.get_dataset_for_user(request.user, pk)
+    too_long = declared_length_over(request)
+    if too_long is not None:
+        # Refused from the headers, before a byte of the body is read.
+        error = (f"This upload is {filesizeformat(too_long)}; one upload may carry at most "
+                 f"{filesizeformat(settings.DATASET_MAX_TOTAL_BYTES)}. Send the photos in smaller batches.")
+        if _wants_json(request):
+            return JsonResponse({"error": error, "files": []}, status=413)
+        return _render_grid_or_page(request, dataset, status=413, upload_error=error)
+    limiter = FileSizeLimitHandler(request)
+    request.upload_handlers.insert(0, limiter)
     error = None
     files = []
     try:
@@ -134,11 +146,14 @@ def dataset_upload(request: HttpRequest, pk: int) -> HttpResponse:
         refused = CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (pk,), {})
         if refused is not None:
             return refused
-        if not files:
+        if not files and not limiter.skipped:
             error = "Choose at least one photo or ZIP to upload."
     if error is None:
         try:
-            verdicts = services.dataset_upload_files(dataset=dataset, files=files)
+            verdicts = [services.FileVerdict(services.display_name_sanitise(name), False,
+                                             f"Too large: over {filesizeformat(limiter.limit)}, the most per file "
+                                             "(we stopped reading it there).") for name in limiter.skipped]
+            verdicts += services.dataset_upload_files(dataset=dataset, files=files) if files else []
         except services.DatasetError as exc:
             error = str(exc)
     if error is not None:

@@ -349,3 +349,40 @@ def test_no_refusal_tells_the_person_to_simply_try_again(alice_client, training)
     verdicts += upload(alice_client, training, "noise.jpg", b"\xff\xd8\xff" + b"\x13" * 5000)
     for verdict in verdicts:
         assert not verdict["ok"] and "try again" not in verdict["message"].lower()
+
+
+# --- Issue 13, item 4: uploads cannot tie up the server --------------------------------------------------
+def test_an_oversize_file_is_stopped_while_it_streams_and_the_rest_kept(alice_client, training, settings,
+                                                                          monkeypatch):
+    from django.core.files.uploadhandler import TemporaryFileUploadHandler
+
+    settings.DATASET_MAX_FILE_BYTES = 3 * 1024 * 1024
+    written = {"bytes": 0}
+    real = TemporaryFileUploadHandler.receive_data_chunk
+
+    def counting(self, raw_data, start):  # observes what reaches the disk; behaviour unchanged
+        written["bytes"] += len(raw_data)
+        return real(self, raw_data, start)
+
+    monkeypatch.setattr(TemporaryFileUploadHandler, "receive_data_chunk", counting)
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every file goes through the temporary-file handler
+    big = b"\xff\xd8" + b"\x00" * (20 * 1024 * 1024)
+    started = time.monotonic()
+    verdicts = upload(alice_client, training, "huge.jpg", big, images.photo(seed=95))
+    assert time.monotonic() - started < 10
+    big_verdict = next(v for v in verdicts if v["name"] == "huge.jpg")
+    assert not big_verdict["ok"] and "Too large: over 3.0 MB" in big_verdict["message"].replace("\xa0", " ")
+    assert any(v["ok"] for v in verdicts if v["name"] == "good.jpg")
+    assert written["bytes"] < 4 * 1024 * 1024  # the 20 MB file never reached the disk
+
+
+def test_a_request_declaring_more_than_one_upload_may_carry_is_refused_before_reading(alice_client, training,
+                                                                                       settings):
+    from django.urls import reverse
+
+    settings.DATASET_MAX_TOTAL_BYTES = 10 * 1024 * 1024
+    response = alice_client.generic("POST", reverse("training:dataset_upload", args=[training.pk]), b"x" * 100,
+                                    content_type="multipart/form-data; boundary=zzz",
+                                    headers={"accept": "application/json"}, CONTENT_LENGTH=str(50 * 1024 * 1024))
+    assert response.status_code == 413
+    assert "at most 10.0 MB" in response.json()["error"].replace("\xa0", " ")
