@@ -76,9 +76,11 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 def _make_user(email: str, **extra):
-    from fluxsite.accounts.services import user_sign_up
+    """A signed-up account whose address is verified, so it holds the welcome credits."""
+    from fluxsite.accounts.services import user_email_confirm, user_sign_up
 
     user = user_sign_up(email=email, password=PASSWORD)
+    user = user_email_confirm(user=user).user
     for key, value in extra.items():
         setattr(user, key, value)
     if extra:

@@ -1,21 +1,22 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from fluxsite.accounts.models import User
+from fluxsite.accounts.models import User, VerifiedAddress
 
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ("-date_joined",)
-    list_display = ("email", "is_staff", "is_active", "date_joined", "last_login", "balance")
-    list_filter = ("is_staff", "is_superuser", "is_active")
+    list_display = ("email", "email_verified_at", "is_staff", "is_active", "date_joined", "last_login", "balance")
+    list_filter = ("is_staff", "is_superuser", "is_active", ("email_verified_at", admin.EmptyFieldListFilter))
     search_fields = ("email", "first_name", "last_name")
     fieldsets = (
-        (None, {"fields": ("email", "password")}),
+        (None, {"fields": ("email", "email_verified_at", "password")}),
         ("Personal info", {"fields": ("first_name", "last_name")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
+    readonly_fields = ("email_verified_at",)
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
     def get_queryset(self, request):
@@ -25,3 +26,22 @@ class UserAdmin(BaseUserAdmin):
     def balance(self, obj) -> int:
         wallet = getattr(obj, "wallet", None)
         return wallet.balance if wallet else 0
+
+
+@admin.register(VerifiedAddress)
+class VerifiedAddressAdmin(admin.ModelAdmin):
+    """Which mailboxes already brought welcome credits. Read-only: deleting a row would let the
+    mailbox collect them again (the ledger's reference would still refuse a second grant)."""
+
+    list_display = ("normalised", "email", "user", "credits_granted", "verified_at")
+    list_filter = (("user", admin.EmptyFieldListFilter),)
+    search_fields = ("normalised", "email", "user__email")
+    date_hierarchy = "verified_at"
+    list_select_related = ("user",)
+    readonly_fields = ("normalised", "email", "user", "credits_granted", "verified_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

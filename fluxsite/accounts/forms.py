@@ -16,10 +16,8 @@ class SignUpForm(forms.Form):
                                 widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this e-mail address already exists. Log in instead?")
-        return email
+        # No "already exists" error: that would tell anyone who has an account (user_sign_up mails the owner).
+        return self.cleaned_data["email"].strip().lower()
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -48,10 +46,8 @@ class EmailChangeForm(forms.Form):
         super().__init__(*args, **kwargs)
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exclude(pk=self.user.pk).exists():
-            raise forms.ValidationError("Another account uses this e-mail address.")
-        return email
+        # A taken address is not an error here, for the same reason as at sign-up.
+        return self.cleaned_data["email"].strip().lower()
 
     def clean_password(self) -> str:
         password = self.cleaned_data["password"]

@@ -31,6 +31,8 @@ class User(AbstractUser):
 
     username = None
     email = models.EmailField("e-mail address", unique=True, max_length=254)
+    # Set when the current address was proven by a verification link; welcome credits come then.
+    email_verified_at = models.DateTimeField("e-mail verified at", null=True, blank=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -49,3 +51,24 @@ class User(AbstractUser):
         from django.utils.text import slugify
 
         return slugify(self.email.split("@", 1)[0])[:20] or f"user{self.pk}"
+
+
+class VerifiedAddress(models.Model):
+    """An address (normalised) that has been verified once: it can bring welcome credits only once.
+
+    Rows outlive the account (user becomes NULL), so deleting an account and signing up again with
+    the same mailbox brings no second welcome grant.
+    """
+
+    normalised = models.CharField(max_length=254, unique=True)
+    email = models.EmailField("address as verified", max_length=254)
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="verified_addresses")
+    credits_granted = models.PositiveIntegerField(default=0)
+    verified_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-verified_at"]
+        verbose_name_plural = "verified addresses"
+
+    def __str__(self) -> str:
+        return self.normalised

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login, logout, update_session_auth_hash
+from django.contrib.auth import logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from fluxsite.accounts import services
 from fluxsite.accounts.forms import AccountDeleteForm, EmailChangeForm, SignUpForm
+from fluxsite.accounts.verification import VerificationError
 
 
 @require_http_methods(["GET", "POST"])
@@ -18,11 +20,53 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("training:list")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = services.user_sign_up(email=form.cleaned_data["email"], password=form.cleaned_data["password1"])
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, "Welcome to Fluxsite! Your welcome credits are in your balance.")
-        return redirect("training:list")
+        # The same redirect whether or not the address was taken (the owner gets an e-mail then),
+        # and no automatic login, which would tell the two cases apart.
+        services.user_sign_up(email=form.cleaned_data["email"], password=form.cleaned_data["password1"])
+        return redirect("accounts:signup_done")
     return render(request, "accounts/signup.html", {"form": form})
+
+
+@require_GET
+def signup_done(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/signup_done.html", {"credits": settings.SIGNUP_CREDITS})
+
+
+@require_http_methods(["GET", "POST"])
+def verify(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a button, POST verifies: mail scanners that open links must not verify an address
+    (or switch an account to a new one) without the person."""
+    if request.method == "GET":
+        try:
+            claim = services.user_verification_check(token=token)
+        except VerificationError as exc:
+            return render(request, "accounts/verify.html", {"error": exc.message}, status=400)
+        return render(request, "accounts/verify.html", {"email": claim.email, "credits": settings.SIGNUP_CREDITS})
+    try:
+        outcome = services.user_email_verify(token=token)
+    except VerificationError as exc:
+        return render(request, "accounts/verify.html", {"error": exc.message}, status=400)
+    text = f"{outcome.email} is verified."
+    if outcome.email_changed:
+        text = f"Your e-mail address is now {outcome.email}."
+    if outcome.credits_granted:
+        text += f" {outcome.credits_granted} welcome credits are in your balance."
+    messages.success(request, text)
+    return redirect("training:list" if request.user.is_authenticated else "accounts:login")
+
+
+@login_required
+@require_POST
+def verify_resend(request: HttpRequest) -> HttpResponse:
+    result = services.user_verification_resend(user=request.user)
+    if result == "sent":
+        messages.success(request, f"We sent a new verification link to {request.user.email}.")
+    elif result == "too_soon":
+        messages.info(request, "A link was sent less than a minute ago. Check your inbox (and spam folder), "
+                               "or ask again in a minute.")
+    else:
+        messages.info(request, "Your address is already verified.")
+    return redirect("accounts:account")
 
 
 @login_required
@@ -32,6 +76,7 @@ def account(request: HttpRequest) -> HttpResponse:
         "email_form": EmailChangeForm(user=request.user),
         "password_form": PasswordChangeForm(request.user),
         "delete_form": AccountDeleteForm(user=request.user),
+        "signup_credits": settings.SIGNUP_CREDITS,
     })
 
 
@@ -40,8 +85,10 @@ def account(request: HttpRequest) -> HttpResponse:
 def email_change(request: HttpRequest) -> HttpResponse:
     form = EmailChangeForm(request.POST, user=request.user)
     if form.is_valid():
-        services.user_change_email(user=request.user, email=form.cleaned_data["email"])
-        messages.success(request, "Your e-mail address was changed.")
+        # One answer whether or not the address is taken (its owner gets an e-mail then).
+        services.user_email_change_request(user=request.user, email=form.cleaned_data["email"])
+        messages.success(request, f"Check your inbox at {form.cleaned_data['email']}: the change takes effect "
+                                  "when you open the link we sent there.")
         return redirect("accounts:account")
     return render(request, "accounts/account.html", {
         "email_form": form,

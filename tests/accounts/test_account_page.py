@@ -1,7 +1,9 @@
 import pytest
 from django.contrib.auth import get_user_model
+from django.core import mail
 
 from billing.models import CreditEntry, Wallet
+from tests.accounts.conftest import link_in
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -13,19 +15,31 @@ def test_alice_sees_her_account_page(alice_client):
     assert b"alice@example.com" in response.content
 
 
-def test_alice_changes_her_email_with_her_password(alice_client, alice):
-    response = alice_client.post("/account/email/", {"email": "alice.new@example.com", "password": PASSWORD})
+def test_alice_changes_her_email_once_she_opens_the_link_sent_to_the_new_address(
+        alice_client, alice, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_client.post("/account/email/", {"email": "alice.new@example.com", "password": PASSWORD})
     assert response.status_code == 302
     alice.refresh_from_db()
+    assert alice.email == "alice@example.com"
+    assert [m.to for m in mail.outbox] == [["alice.new@example.com"]]
+    assert alice_client.post(link_in(mail.outbox[0])).status_code == 302
+    alice.refresh_from_db()
     assert alice.email == "alice.new@example.com"
+    assert alice.email_verified_at is not None
 
 
-def test_an_email_taken_by_bob_is_refused(alice_client, alice, bob):
-    response = alice_client.post("/account/email/", {"email": "bob@example.com", "password": PASSWORD})
-    assert response.status_code == 400
-    assert b"Another account uses" in response.content
+def test_an_email_taken_by_bob_changes_nothing_and_bob_is_told(alice_client, alice, bob,
+                                                               django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_client.post("/account/email/", {"email": "bob@example.com", "password": PASSWORD},
+                                     follow=True)
+    assert response.status_code == 200
+    assert b"Check your inbox at bob@example.com" in response.content
     alice.refresh_from_db()
     assert alice.email == "alice@example.com"
+    assert [m.to for m in mail.outbox] == [["bob@example.com"]]
+    assert "/account/verify/" not in mail.outbox[0].body
 
 
 def test_a_wrong_current_password_changes_nothing(alice_client, alice):

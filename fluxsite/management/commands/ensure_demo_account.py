@@ -15,7 +15,7 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             self.stdout.write("DEBUG is off: no demo account is created.")
             return
-        from fluxsite.accounts.services import user_sign_up
+        from fluxsite.accounts.services import user_email_confirm, user_sign_up
 
         User = get_user_model()
         user = User.objects.filter(email=DEMO_EMAIL).first()
@@ -24,6 +24,9 @@ class Command(BaseCommand):
             user.is_staff = True
             user.is_superuser = True
             user.save(update_fields=["is_staff", "is_superuser"])
+        if user.email_verified_at is None:
+            # Verified without a link (there is no mailbox behind it), which grants the welcome credits.
+            user_email_confirm(user=user)
         self.stdout.write(self.style.SUCCESS(
             f"\n  Log in at {settings.SITE_URL}/account/login/ with\n"
             f"    e-mail:   {DEMO_EMAIL}\n    password: {DEMO_PASSWORD}\n"
