@@ -5,6 +5,7 @@ import logging
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ImproperlyConfigured
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -134,4 +135,9 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest("invalid signature", content_type="text/plain")
     except WebhookLockTimeout:
         return HttpResponse("busy, retry", status=503, content_type="text/plain", headers={"Retry-After": "5"})
+    except ImproperlyConfigured as exc:
+        # No STRIPE_WEBHOOK_SECRET: our fault, not Stripe's; 503 so it retries once it is set (check E002).
+        logger.error("cannot verify a Stripe webhook: %s", exc)
+        return HttpResponse("webhook secret not configured", status=503, content_type="text/plain",
+                            headers={"Retry-After": "60"})
     return HttpResponse("ok" if created else "duplicate", content_type="text/plain")

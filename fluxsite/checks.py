@@ -3,6 +3,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, register
 
+# Imported here, at app start-up, so its sign-in receiver is connected before the first login.
+from fluxsite import middleware  # noqa: F401
+
 
 @register("fluxsite", deploy=False)
 def sandbox_requires_debug(app_configs, **kwargs) -> list[Error]:
@@ -16,3 +19,21 @@ def sandbox_requires_debug(app_configs, **kwargs) -> list[Error]:
             )
         ]
     return []
+
+
+@register("fluxsite", deploy=True)
+def webhook_secrets_set(app_configs, **kwargs) -> list[Error]:
+    """Without its signing secret a webhook cannot be verified: every delivery would be lost."""
+    if settings.DEBUG:
+        return []
+    missing = [name for name in ("REPLICATE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET") if not getattr(settings, name, "")]
+    if not missing:
+        return []
+    return [
+        Error(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set.",
+            hint="Copy the signing secret from the vendor's webhook settings (see .env.example); until then "
+            "the webhook answers 503 and the vendor keeps retrying.",
+            id="fluxsite.E002",
+        )
+    ]

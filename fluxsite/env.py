@@ -1,7 +1,9 @@
 """Small typed readers of the environment: the only way settings learn anything.
 
 Each helper refuses a malformed value with a message naming the variable, so a typo
-stops start-up instead of silently picking a default.
+stops start-up instead of silently picking a default. A variable set to the empty string is
+treated as unset by every helper: `VAR=` in a .env file or a compose file means "not given", and
+an empty FLUXSITE_VAR_DIR must not become the working folder (it would be served under /media/).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ _FALSE = {"false", "0", "no", "off"}
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    return os.environ.get(name) or default
 
 
 def env_bool(name: str, default: bool) -> bool:

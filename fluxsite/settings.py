@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from fluxsite.env import (
@@ -81,6 +82,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "fluxsite.middleware.SessionIdleTimeoutMiddleware",
+    "fluxsite.middleware.PrivateCacheControlMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -275,8 +278,15 @@ STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET")
 _any_token = any((REPLICATE_API_TOKEN, HF_TOKEN, STRIPE_SECRET_KEY))
 
 # Sandbox mode: the local stand-ins under /sandbox/ answer for Replicate, Hugging Face and Stripe.
-# A system check (fluxsite.checks) refuses it when DEBUG is off.
+# It fakes payments and trainings, so it is refused here when DEBUG is off: loading the settings
+# fails, and gunicorn and the worker refuse to start, not only `manage.py check` (fluxsite.E001
+# stays as a second guard for settings changed after start-up).
 SANDBOX_MODE = env_bool("SANDBOX_MODE", DEBUG and not _any_token)
+if SANDBOX_MODE and not DEBUG:
+    raise ImproperlyConfigured(
+        "SANDBOX_MODE is on while DEBUG is off: the sandbox must never serve in production. "
+        "Set SANDBOX_MODE=false and the vendor tokens (see .env.example)."
+    )
 SANDBOX_TRAINING_SECONDS = env_int("SANDBOX_TRAINING_SECONDS", 60)  # a demo training's length
 SANDBOX_PREDICTION_SECONDS = env_int("SANDBOX_PREDICTION_SECONDS", 2)  # a demo prediction's length
 SANDBOX_WEBHOOK_DELAY_SECONDS = env_int("SANDBOX_WEBHOOK_DELAY_SECONDS", 0)  # network latency to imitate
@@ -313,8 +323,25 @@ HF_NAMESPACE = env_str("HF_NAMESPACE", "fluxsite")
 HF_TIMEOUT_SECONDS = env_int("HF_TIMEOUT_SECONDS", 60)
 STRIPE_API_VERSION = env_str("STRIPE_API_VERSION", "2025-03-31.basil")
 STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20)
-# Key for encrypting users' own Hugging Face tokens at rest (Fernet); derived from SECRET_KEY if unset.
-FIELD_ENCRYPTION_KEY = env_secret("FIELD_ENCRYPTION_KEY")
+# Keys for encrypting users' own Hugging Face tokens at rest: Fernet keys, comma-separated. The
+# first encrypts, all decrypt (MultiFernet), so a key is rotated by putting a new one first and
+# dropping the old one once `rotate` has re-encrypted everything. Required when DEBUG is off.
+# FIELD_ENCRYPTION_KEY (one key) is read when the list is empty, for existing deployments.
+FIELD_ENCRYPTION_KEYS = [key.strip() for key in env_secret("FIELD_ENCRYPTION_KEYS").split(",") if key.strip()] or [
+    key for key in [env_secret("FIELD_ENCRYPTION_KEY").strip()] if key
+]
+if not FIELD_ENCRYPTION_KEYS and not DEBUG:
+    raise ImproperlyConfigured(
+        "DEBUG is off, so FIELD_ENCRYPTION_KEYS must be set: one or more Fernet keys, comma-separated "
+        "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')."
+    )
+for _position, _key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"FIELD_ENCRYPTION_KEYS: key {_position} is not a Fernet key (32 url-safe base64-encoded bytes)."
+        ) from None
 
 # --- Credits and prices ---------------------------------------------------------------------------
 GPU_PRICE_PER_SECOND = env_decimal_str("GPU_PRICE_PER_SECOND", "0.001525")  # H100, dollars
@@ -371,8 +398,27 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
-    SECURE_SSL_REDIRECT_EXEMPT = [r"^healthz$"]
+    # The name Django reads (SECURE_REDIRECT_EXEMPT), matched against the path without its leading
+    # slash: the load balancer's plain-HTTP health probe must not be redirected.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 CSP_EXTRA_IMG_SOURCES = [f"https://{S3_PUBLIC_DOMAIN}"] if S3_PUBLIC_DOMAIN else []
+# Browser features no page uses are switched off for every page (fluxsite.middleware). The camera
+# stays allowed for our own origin: the upload page's file inputs may open it (`capture`).
+PERMISSIONS_POLICY = (
+    "camera=(self), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), "
+    "midi=(), magnetometer=(), gyroscope=(), accelerometer=(), display-capture=(), browsing-topics=()"
+)
+
+# Sessions: a sign-in lasts at most SESSION_COOKIE_AGE, and ends earlier after
+# SESSION_IDLE_TIMEOUT_SECONDS without a request (fluxsite.middleware.SessionIdleTimeoutMiddleware).
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 7 * 24 * 3600)
+SESSION_IDLE_TIMEOUT_SECONDS = env_int("SESSION_IDLE_TIMEOUT_SECONDS", 2 * 24 * 3600)
+# Reset links expire after an hour and are built on SITE_URL, never on the request's Host header.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
+
+# Error reports (admin e-mails, the DEBUG page) hide secrets by name and by value.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "fluxsite.reporting.SecretsExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "fluxsite.reporting.SecretsExceptionReporter"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -382,7 +428,9 @@ USE_TZ = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # Log lines are scrubbed of secrets too (fluxsite.reporting): a vendor error may quote a token.
+    "formatters": {"plain": {"()": "fluxsite.reporting.SecretsFormatter",
+                             "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {

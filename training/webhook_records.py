@@ -8,7 +8,8 @@ can no longer drift. What it answers:
   an id or a status...): 400 (not JSON) or 422 (wrong shape), stored as `refused` with the reason,
   never processed. Replicate signed it, so it is evidence of a change on their side worth keeping;
 - a webhook-id we already have: the same answer as the first time, and nothing changes;
-- a lock timeout while inserting: 503, so Replicate retries;
+- a lock timeout while inserting, or no REPLICATE_WEBHOOK_SECRET to verify with: 503, so
+  Replicate retries (the missing secret is logged as an error);
 - otherwise: 200, and the work is enqueued once the row is committed.
 
 Webhooks: https://replicate.com/docs/topics/webhooks (body = the object as GET returns it),
@@ -24,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, OperationalError, connection, models, transaction
 from django.db.models import Value
 from django_q.tasks import async_task
@@ -142,6 +144,10 @@ def replicate_webhook_record(*, headers: Mapping[str, str], body: bytes, kind: s
     """
     try:
         replicate_client.webhook_verify(headers=headers, body=body)
+    except ImproperlyConfigured as exc:
+        # Our fault, not the sender's: 503 so Replicate retries once the secret is set (check E002).
+        logger.error("cannot verify a Replicate %s webhook: %s", kind, exc)
+        return WebhookReceipt(503, "webhook secret not configured", retry_after=60)
     except IntegrationError as exc:
         logger.warning("refused a Replicate %s webhook: %s", kind, exc.detail or exc)
         return WebhookReceipt(400, "invalid signature")

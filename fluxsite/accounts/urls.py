@@ -3,6 +3,7 @@ from django.urls import path, reverse_lazy
 
 from fluxsite.accounts import views
 from fluxsite.accounts.forms import LoginForm
+from fluxsite.password_reset import SiteUrlPasswordResetForm
 
 app_name = "accounts"
 
@@ -19,6 +20,7 @@ urlpatterns = [
     path("password/", views.password_change, name="password_change"),
     path("delete/", views.account_delete, name="delete"),
     path("password-reset/", auth_views.PasswordResetView.as_view(
+        form_class=SiteUrlPasswordResetForm,  # the link is built on SITE_URL, not the Host header
         success_url=reverse_lazy("accounts:password_reset_done"),
         email_template_name="registration/password_reset_email.txt",
         subject_template_name="registration/password_reset_subject.txt",

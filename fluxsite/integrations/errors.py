@@ -61,6 +61,19 @@ class IntegrationError(Exception):
     def __post_init__(self) -> None:
         if self.retryable is None:
             self.retryable = RETRYABLE[self.category]
+        # Each vendor module redacts its own token; this catches what reaches us by another path
+        # (a vendor echoing a header back in a validation message, invalid_fields' descriptions),
+        # for every credential the settings hold, so a message, a detail for the log and the
+        # invalid_fields stored on a Generation row never carry one.
+        secrets = _configured_secrets()
+        self.message = redact(self.message, *secrets)
+        self.detail = redact(self.detail, *secrets)
+        if self.invalid_fields:
+            self.invalid_fields = [
+                {key: redact(value, *secrets) if isinstance(value, str) else value for key, value in item.items()}
+                if isinstance(item, dict) else item
+                for item in self.invalid_fields
+            ]
         super().__init__(self.message)
 
     @property
@@ -87,6 +100,23 @@ def category_for_status(status: int) -> Category:
     if status >= 500:
         return Category.SERVICE_ERROR
     return Category.VALIDATION
+
+
+# The settings whose values are credentials (the names also hidden in error reports).
+SECRET_SETTINGS = ("REPLICATE_API_TOKEN", "REPLICATE_WEBHOOK_SECRET", "HF_TOKEN", "STRIPE_SECRET_KEY",
+                   "STRIPE_WEBHOOK_SECRET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "SECRET_KEY",
+                   "EMAIL_HOST_PASSWORD")
+
+
+def _configured_secrets() -> list[str]:
+    from django.conf import settings
+
+    if not settings.configured:
+        return []
+    values = [getattr(settings, name, "") or "" for name in SECRET_SETTINGS]
+    values += list(getattr(settings, "FIELD_ENCRYPTION_KEYS", []) or [])
+    # Longest first, so a secret containing another is replaced whole.
+    return sorted((v for v in values if isinstance(v, str) and v), key=len, reverse=True)
 
 
 def redact(text: str, *secrets: str) -> str:

@@ -20,6 +20,7 @@ import httpx2
 import huggingface_hub
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
 from huggingface_hub import CommitOperationAdd, HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.utils import parse_ratelimit_headers
@@ -108,6 +109,7 @@ def _lfs_only() -> None:
     constants.HF_HUB_DISABLE_XET = True
 
 
+@sensitive_variables("token")
 def build_api(*, token: str | None = None) -> HfApi:
     """The configured HfApi that every function here uses (settings checked, LFS only, timeouts).
 
@@ -118,6 +120,7 @@ def build_api(*, token: str | None = None) -> HfApi:
     return _api(token)[0]
 
 
+@sensitive_variables("token")
 def _api(token: str | None) -> tuple[HfApi, str]:
     _lfs_only()
     endpoint = (settings.HF_ENDPOINT or "").rstrip("/")
@@ -159,6 +162,7 @@ def _retry_after(response: httpx2.Response) -> float | None:
         return None
 
 
+@sensitive_variables("token")
 def _wrap(exc: BaseException, token: str, what: str) -> IntegrationError:
     """Turn whatever huggingface_hub or its transport raised into IntegrationError."""
     # hf_hub_download hides the HEAD failure behind LocalEntryNotFoundError: look underneath.
@@ -193,6 +197,7 @@ def _unwrap_upload_error(exc: BaseException) -> BaseException:
 
 
 # --- Operations -----------------------------------------------------------------------------------
+@sensitive_variables("token", "used")
 def whoami(*, token: str | None = None) -> HfIdentity:
     """Who the token belongs to and whether it may write (GET /api/whoami-v2)."""
     api, used = _api(token)
@@ -207,6 +212,7 @@ def whoami(*, token: str | None = None) -> HfIdentity:
     return HfIdentity(name=str(data.get("name", "")), can_write=role in ("write", "admin", "fineGrained"))
 
 
+@sensitive_variables("token", "used")
 def repo_ensure(*, repo_id: str, private: bool = True, token: str | None = None) -> str:
     """Create the model repo unless it exists (POST /api/repos/create); returns its URL.
 
@@ -219,6 +225,7 @@ def repo_ensure(*, repo_id: str, private: bool = True, token: str | None = None)
         raise _wrap(exc, used, f"create repo {repo_id}")
 
 
+@sensitive_variables("token", "used")
 def repo_upload(*, repo_id: str, files: list[tuple[str, Path | bytes]], commit_message: str,
                 token: str | None = None) -> HfCommit:
     """Upload `files` ((path in repo, local path or bytes)) as one commit on main.
@@ -239,6 +246,7 @@ def repo_upload(*, repo_id: str, files: list[tuple[str, Path | bytes]], commit_m
     return HfCommit(oid=info.oid, url=info.commit_url)
 
 
+@sensitive_variables("token", "used")
 def repo_set_private(*, repo_id: str, private: bool, token: str | None = None) -> None:
     """Change the repo's visibility (PUT /api/models/{repo_id}/settings {"visibility": ...})."""
     api, used = _api(token)
@@ -248,6 +256,7 @@ def repo_set_private(*, repo_id: str, private: bool, token: str | None = None) -
         raise _wrap(exc, used, f"settings of {repo_id}")
 
 
+@sensitive_variables("token", "used")
 def repo_delete(*, repo_id: str, token: str | None = None, missing_ok: bool = True) -> None:
     """Delete the repo (DELETE /api/repos/delete); a missing repo is fine when `missing_ok`."""
     api, used = _api(token)
@@ -257,6 +266,7 @@ def repo_delete(*, repo_id: str, token: str | None = None, missing_ok: bool = Tr
         raise _wrap(exc, used, f"delete {repo_id}")
 
 
+@sensitive_variables("token", "used")
 def repo_info(*, repo_id: str, token: str | None = None) -> HfRepo:
     """The repo's visibility, head commit and file list (GET /api/models/{repo_id})."""
     api, used = _api(token)
@@ -268,6 +278,7 @@ def repo_info(*, repo_id: str, token: str | None = None) -> HfRepo:
                   files=tuple(s.rfilename for s in info.siblings or ()))
 
 
+@sensitive_variables("token", "used")
 def file_download(*, repo_id: str, filename: str, revision: str | None = None, token: str | None = None,
                   local_dir: Path) -> Path:
     """Download one file of the repo into `local_dir` (HEAD then GET /{repo_id}/resolve/{rev}/{file})."""

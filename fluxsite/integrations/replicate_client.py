@@ -32,6 +32,7 @@ import httpx
 import replicate
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
 from replicate.exceptions import ReplicateError
 from replicate.version import Versions
 
@@ -123,6 +124,7 @@ class _Session:
     last: _LastResponse = field(default_factory=_LastResponse)
 
 
+@sensitive_variables()
 def _session() -> _Session:
     """Build a client from settings; ImproperlyConfigured names every missing setting."""
     missing = [name for name in ("REPLICATE_API_TOKEN", "REPLICATE_BASE_URL") if not getattr(settings, name, "")]
@@ -432,6 +434,7 @@ def prediction_cancel(*, prediction_id: str) -> PredictionInfo:
 
 
 # --- Webhooks -------------------------------------------------------------------------------------
+@sensitive_variables("secret")
 def webhook_secret_get() -> str:
     """The account's signing secret ("whsec_..."): https://replicate.com/docs/reference/http#webhooks.default.secret.get"""
     secret, _ = _call("read the webhook secret", lambda c: c.webhooks.default.secret())
@@ -443,6 +446,7 @@ def _invalid_webhook(reason: str) -> IntegrationError:
                             detail=reason, status=None)
 
 
+@sensitive_variables("secret", "key", "expected")
 def webhook_verify(*, headers: Mapping[str, str], body: bytes, secret: str | None = None,
                    tolerance: int = 300) -> None:
     """Check a Replicate webhook (Standard Webhooks); returns None when genuine, raises otherwise.
@@ -533,6 +537,7 @@ def replicate_serves(url: str) -> bool:
     return not prefix or path == prefix or path.startswith(prefix + "/")
 
 
+@sensitive_variables("token")
 def download_headers(url: str) -> dict[str, str]:
     """Headers for GET `url`: our Bearer token when Replicate serves it, nothing for any other host.
 

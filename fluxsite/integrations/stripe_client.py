@@ -17,6 +17,7 @@ import requests
 import stripe
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
 
 from fluxsite.integrations.errors import Category, IntegrationError, category_for_status, redact
 
@@ -56,6 +57,7 @@ def _settings_checked(*names: str) -> None:
         raise ImproperlyConfigured(f"Stripe needs these settings: {', '.join(missing)} (see .env.example).")
 
 
+@sensitive_variables()
 def _client() -> stripe.StripeClient:
     _settings_checked("STRIPE_SECRET_KEY", "STRIPE_API_BASE", "STRIPE_API_VERSION", "STRIPE_TIMEOUT_SECONDS")
     return stripe.StripeClient(
@@ -76,6 +78,7 @@ def _is_timeout(exc: BaseException) -> bool:
     return False
 
 
+@sensitive_variables("secret")
 def _error_from_stripe(exc: stripe.StripeError, *, operation: str) -> IntegrationError:
     """Map an SDK error to our one error type (never carrying the secret key)."""
     status = exc.http_status
@@ -252,6 +255,7 @@ def invoice_payment_intent_id(*, invoice_id: str) -> str | None:
 
 
 # --- Webhooks ----------------------------------------------------------------------------------------
+@sensitive_variables()
 def webhook_construct_event(*, payload: bytes, sig_header: str) -> dict:
     """Verify a webhook's Stripe-Signature on the raw body and return the event as a plain dict.
 

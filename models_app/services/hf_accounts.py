@@ -1,8 +1,9 @@
 """A user's own Hugging Face account: the token is checked, then kept encrypted (Fernet).
 
-The key is settings.FIELD_ENCRYPTION_KEY (a Fernet key), or one derived from SECRET_KEY when it
-is empty; rotating SECRET_KEY without setting FIELD_ENCRYPTION_KEY makes stored tokens
-unreadable, and the user is then asked to connect again (never a crash).
+The keys are settings.FIELD_ENCRYPTION_KEYS (Fernet keys, required when DEBUG is off): the first
+encrypts, every one decrypts (MultiFernet), so a key is rotated by putting a new one first and
+re-encrypting with `token_rotate`. A token no key can read asks the user to connect again (never
+a crash).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
@@ -20,19 +21,29 @@ from fluxsite.integrations.errors import Category, IntegrationError
 from models_app.models import HuggingFaceAccount
 
 
-def _fernet() -> Fernet:
-    key = settings.FIELD_ENCRYPTION_KEY
-    if not key:
+def _fernet() -> MultiFernet:
+    keys = list(settings.FIELD_ENCRYPTION_KEYS)
+    if not keys:
+        if not (settings.DEBUG or settings.SANDBOX_MODE):
+            # settings.py refuses this already; a settings override must not quietly fall back.
+            raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set when DEBUG is off.")
+        # Local development and the sandbox only: a key derived from SECRET_KEY, so a laptop needs no
+        # setup. Never in production, where rotating SECRET_KEY would make every stored token unreadable.
         digest = hashlib.sha256(b"fluxsite.hf-token:" + settings.SECRET_KEY.encode()).digest()
-        key = base64.urlsafe_b64encode(digest).decode()
+        keys = [base64.urlsafe_b64encode(digest).decode()]
     try:
-        return Fernet(key)
+        return MultiFernet([Fernet(key) for key in keys])
     except ValueError:
-        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY must be a Fernet key (32 url-safe base64-encoded bytes).")
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be Fernet keys (32 url-safe base64-encoded bytes).")
 
 
 def token_encrypt(token: str) -> str:
     return _fernet().encrypt(token.encode()).decode()
+
+
+def token_rotate(encrypted: str) -> str:
+    """The same token encrypted with the first key; raises InvalidToken when no key can read it."""
+    return _fernet().rotate(encrypted.encode()).decode()
 
 
 def token_decrypt(encrypted: str) -> str:
