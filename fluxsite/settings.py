@@ -319,6 +319,8 @@ REPLICATE_TIMEOUT_SECONDS = env_int("REPLICATE_TIMEOUT_SECONDS", 30)
 REPLICATE_WEIGHTS_MAX_BYTES = env_int("REPLICATE_WEIGHTS_MAX_BYTES", 2 * 1024 * 1024 * 1024)
 # Output files are served from replicate.delivery and its subdomains (Replicate's output-files docs).
 REPLICATE_DOWNLOAD_HOSTS = env_list("REPLICATE_DOWNLOAD_HOSTS", ["replicate.delivery", "*.replicate.delivery"])
+# Each download ends within this many seconds overall, however slowly the server sends.
+REPLICATE_DOWNLOAD_DEADLINE_SECONDS = env_int("REPLICATE_DOWNLOAD_DEADLINE_SECONDS", 600)
 HF_NAMESPACE = env_str("HF_NAMESPACE", "fluxsite")
 HF_TIMEOUT_SECONDS = env_int("HF_TIMEOUT_SECONDS", 60)
 STRIPE_API_VERSION = env_str("STRIPE_API_VERSION", "2025-03-31.basil")
@@ -368,6 +370,7 @@ GENERATION_INLINE_RETRY_SECONDS = env_int("GENERATION_INLINE_RETRY_SECONDS", 10)
 GENERATION_DOWNLOAD_ATTEMPTS = env_int("GENERATION_DOWNLOAD_ATTEMPTS", 3)
 GENERATION_DOWNLOAD_RETRY_SECONDS = env_int("GENERATION_DOWNLOAD_RETRY_SECONDS", 1)
 GENERATION_IMAGE_MAX_BYTES = env_int("GENERATION_IMAGE_MAX_BYTES", 40 * 1024 * 1024)
+GENERATION_DOWNLOAD_DEADLINE_SECONDS = env_int("GENERATION_DOWNLOAD_DEADLINE_SECONDS", 60)
 
 # --- E-mail ------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("EMAIL_HOST")

@@ -46,7 +46,7 @@ from PIL import Image, UnidentifiedImageError
 from billing.models import CreditKind
 from billing.pricing import generation_cost_credits
 from billing.services import credits_refund, credits_spend, wallet_lock
-from fluxsite.integrations import replicate_client, storage
+from fluxsite.integrations import downloads, replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
 from models_app.models import GeneratedImage, Generation, LoraModel
 
@@ -402,33 +402,36 @@ def _image_download(url: str) -> bytes:
     """GET one output image; the URL comes from a vendor's JSON, so it is checked like the weights'."""
     from models_app.services.weights import weights_url_check
 
-    try:
-        weights_url_check(url)
-    except IntegrationError as exc:
-        raise _file_error("Replicate sent an image address we do not download from.", retryable=False,
-                          detail=exc.detail) from None
-    cap = int(settings.GENERATION_IMAGE_MAX_BYTES)
-    timeout = httpx.Timeout(float(settings.REPLICATE_TIMEOUT_SECONDS), connect=10.0)
-    try:
-        # Our token goes only to Replicate's own hosts; redirects are not followed, so it goes nowhere else.
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=False,
-                          headers=replicate_client.download_headers(url)) as response:
-            if response.status_code in (404, 410):
-                raise _file_error("Replicate no longer has the image.", retryable=False,
-                                  detail=f"{response.status_code} {url}")
-            if response.status_code != 200:
-                raise _file_error("The image could not be downloaded from Replicate.",
-                                  retryable=response.status_code >= 500 or response.status_code == 429,
-                                  detail=f"{response.status_code} {url}")
-            buffer = io.BytesIO()
-            for chunk in response.iter_bytes():
-                buffer.write(chunk)
-                if buffer.tell() > cap:
-                    raise _file_error("The image is larger than we accept.", retryable=False)
-            return buffer.getvalue()
-    except httpx.HTTPError as exc:
-        raise _file_error("The image could not be downloaded from Replicate.", retryable=True,
-                          detail=repr(exc)) from None
+    def check(hop_url: str) -> tuple[str, ...]:
+        try:
+            return weights_url_check(hop_url)
+        except IntegrationError as exc:
+            raise _file_error("Replicate sent an image address we do not download from.", retryable=False,
+                              detail=exc.detail) from None
+
+    def on_response(response: httpx.Response) -> None:
+        if response.status_code in (404, 410):
+            raise _file_error("Replicate no longer has the image.", retryable=False,
+                              detail=f"{response.status_code} {url}")
+        if response.status_code != 200:
+            raise _file_error("The image could not be downloaded from Replicate.",
+                              retryable=response.status_code >= 500 or response.status_code == 429,
+                              detail=f"{response.status_code} {url}")
+
+    def fail(kind: downloads.Failure, detail: str) -> IntegrationError:
+        if kind in ("too_large", "too_large_declared"):
+            return _file_error("The image is larger than we accept.", retryable=False, detail=detail)
+        return _file_error("The image could not be downloaded from Replicate.",
+                           retryable=kind in ("timeout", "network"), detail=detail)
+
+    buffer = io.BytesIO()
+    # Our token goes only to Replicate's own hosts; redirects are not followed, so it goes nowhere else.
+    downloads.download(
+        url=url, check=check, sink=buffer, cap_bytes=int(settings.GENERATION_IMAGE_MAX_BYTES),
+        deadline_seconds=float(settings.GENERATION_DOWNLOAD_DEADLINE_SECONDS),
+        read_timeout_seconds=float(settings.REPLICATE_TIMEOUT_SECONDS),
+        headers_for=replicate_client.download_headers, max_redirects=0, on_response=on_response, fail=fail)
+    return buffer.getvalue()
 
 
 def _image_decode(data: bytes) -> Image.Image:

@@ -3,7 +3,9 @@
 Replicate removes a run's outputs about an hour after it ends (API_CONTRACTS.md), so the tar is
 downloaded at once, checked and stored in the "private" storage before anything else happens.
 The URL comes from a vendor's JSON, so it is treated as untrusted: https to the configured
-delivery hosts only, no redirect to a private address, a size cap on the wire and in the tar.
+delivery hosts only, no redirect to a private address, the connection made to the addresses that
+were checked, an overall deadline, a size cap on the wire and in the tar
+(fluxsite.integrations.downloads).
 Our Replicate token goes along only to Replicate's own hosts, decided again at every redirect
 (replicate_client.download_headers).
 """
@@ -11,22 +13,20 @@ Our Replicate token goes along only to Replicate's own hosts, decided again at e
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import logging
 import math
-import socket
 import struct
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urlparse
 
 import httpx
 from django.conf import settings
 
-from fluxsite.integrations import replicate_client, storage
+from fluxsite.integrations import downloads, replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
 
 logger = logging.getLogger(__name__)
@@ -58,98 +58,88 @@ def _host_allowed(host: str, allowed: set[str]) -> bool:
     return host in allowed or any(entry.startswith("*.") and host.endswith(entry[1:]) for entry in allowed)
 
 
-def _is_public_ip(value: str) -> bool:
-    ip = ipaddress.ip_address(value)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-                or ip.is_unspecified)
-
-
-def weights_url_check(url: str) -> None:
-    """Raise IntegrationError(validation) unless `url` may be downloaded from.
+def weights_url_check(url: str) -> tuple[str, ...]:
+    """Raise IntegrationError(validation) unless `url` may be downloaded from; returns the
+    addresses its host resolved to, which are the only ones the download may connect to.
 
     Production: https, host in REPLICATE_DOWNLOAD_HOSTS, and every address it resolves to is a
     public one (so neither the URL nor a redirect can reach our own network). Sandbox mode also
     allows the sandbox's own host, over http, since it is the local server.
     """
     parsed = urlparse(url)
-    host = (parsed.hostname or "").lower()
+    try:
+        host, port = (parsed.hostname or "").lower(), parsed.port
+    except ValueError:  # a port that is not a number
+        host, port = "", None
     if not host or parsed.username or parsed.password:
         raise _refuse("The weights URL is not a valid download address.", category=Category.VALIDATION)
-    if settings.SANDBOX_MODE and host in _sandbox_hosts() and parsed.scheme in ("http", "https"):
-        return
-    if parsed.scheme != "https":
-        raise _refuse("The weights URL must use https.", category=Category.VALIDATION, detail=url)
-    allowed = {h.lower() for h in settings.REPLICATE_DOWNLOAD_HOSTS}
-    if not _host_allowed(host, allowed):
-        raise _refuse(f"Weights are only downloaded from {', '.join(sorted(allowed))}, not {host}.",
-                      category=Category.VALIDATION)
+    sandbox = settings.SANDBOX_MODE and host in _sandbox_hosts() and parsed.scheme in ("http", "https")
+    if not sandbox:
+        if parsed.scheme != "https":
+            raise _refuse("The weights URL must use https.", category=Category.VALIDATION, detail=url)
+        allowed = {h.lower() for h in settings.REPLICATE_DOWNLOAD_HOSTS}
+        if not _host_allowed(host, allowed):
+            raise _refuse(f"Weights are only downloaded from {', '.join(sorted(allowed))}, not {host}.",
+                          category=Category.VALIDATION)
     try:
-        infos = socket.getaddrinfo(host, parsed.port or 443, proto=socket.IPPROTO_TCP)
+        addresses = downloads.host_addresses(host, port or (443 if parsed.scheme == "https" else 80))
     except OSError as exc:
         raise IntegrationError(service=SERVICE, category=Category.NETWORK,
                                message="The weights host could not be resolved.", detail=repr(exc))
-    addresses = {info[4][0] for info in infos}
-    if not addresses or not all(_is_public_ip(a) for a in addresses):
+    if not sandbox and (not addresses or not all(downloads.ip_is_public(a) for a in addresses)):
         raise _refuse("The weights host resolves to a private address; refusing to download.",
                       category=Category.VALIDATION, detail=f"{host} -> {sorted(addresses)}")
+    return addresses
 
 
 # --- Download ------------------------------------------------------------------------------------------
 def weights_fetch(*, url: str, dest_dir: Path) -> Path:
     """Download the weights tar into a new file in `dest_dir`; returns its path.
 
-    Streams with an explicit timeout; redirects are followed by hand (at most 3) so each hop is
-    checked like the first URL. Raises IntegrationError: validation for a refused URL, file_error
-    (not retryable) when the file is larger than REPLICATE_WEIGHTS_MAX_BYTES or missing (404/410:
-    Replicate has removed it), network/timeout/service_error (retryable) otherwise.
+    Through fluxsite.integrations.downloads: each hop (at most 3 redirects) checked like the first
+    URL and connected to the addresses that check verified, a per-read timeout and an overall
+    deadline (REPLICATE_DOWNLOAD_DEADLINE_SECONDS). Raises IntegrationError: validation for a
+    refused URL, file_error (not retryable) when the file is larger than
+    REPLICATE_WEIGHTS_MAX_BYTES or missing (404/410: Replicate has removed it),
+    network/timeout/service_error (retryable) otherwise.
     """
     cap = int(settings.REPLICATE_WEIGHTS_MAX_BYTES)
-    timeout = httpx.Timeout(float(settings.REPLICATE_TIMEOUT_SECONDS), connect=10.0)
     dest_dir.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=dest_dir, prefix="weights-", suffix=".tar", delete=False)  # noqa: SIM115
     path = Path(handle.name)
     try:
-        with handle, httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            for _hop in range(MAX_REDIRECTS + 1):
-                weights_url_check(url)
-                with client.stream("GET", url, headers=replicate_client.download_headers(url)) as response:
-                    if response.is_redirect:
-                        url = urljoin(url, response.headers.get("location", ""))
-                        continue
-                    _check_response(response, cap)
-                    received = 0
-                    for chunk in response.iter_bytes(CHUNK):
-                        received += len(chunk)
-                        if received > cap:
-                            raise _refuse(f"The weights are larger than the {_mb(cap)} limit; download stopped.")
-                        handle.write(chunk)
-                    break
-            else:
-                raise _refuse("The weights URL redirected too many times.", category=Category.VALIDATION)
-    except IntegrationError:
-        path.unlink(missing_ok=True)
-        raise
-    except httpx.TimeoutException as exc:
-        path.unlink(missing_ok=True)
-        raise IntegrationError(service=SERVICE, category=Category.TIMEOUT,
-                               message="Downloading the weights timed out.", detail=repr(exc))
-    except httpx.HTTPError as exc:
-        path.unlink(missing_ok=True)
-        raise IntegrationError(service=SERVICE, category=Category.NETWORK,
-                               message="The weights could not be downloaded.", detail=repr(exc))
+        with handle:
+            downloads.download(
+                url=url, check=weights_url_check, sink=handle, cap_bytes=cap,
+                deadline_seconds=float(settings.REPLICATE_DOWNLOAD_DEADLINE_SECONDS),
+                read_timeout_seconds=float(settings.REPLICATE_TIMEOUT_SECONDS),
+                headers_for=replicate_client.download_headers, max_redirects=MAX_REDIRECTS,
+                on_response=_check_response, fail=lambda kind, detail: _download_failure(kind, detail, cap))
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return path
 
 
+def _download_failure(kind: downloads.Failure, detail: str, cap: int) -> IntegrationError:
+    if kind == "too_large_declared":
+        return _refuse(f"The weights are larger than the {_mb(cap)} limit; not downloaded.", detail=detail)
+    if kind == "too_large":
+        return _refuse(f"The weights are larger than the {_mb(cap)} limit; download stopped.", detail=detail)
+    if kind == "too_many_redirects":
+        return _refuse("The weights URL redirected too many times.", category=Category.VALIDATION, detail=detail)
+    if kind == "timeout":
+        return IntegrationError(service=SERVICE, category=Category.TIMEOUT,
+                                message="Downloading the weights timed out.", detail=detail)
+    return IntegrationError(service=SERVICE, category=Category.NETWORK,
+                            message="The weights could not be downloaded.", detail=detail)
+
+
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.0f} MB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
-def _check_response(response: httpx.Response, cap: int) -> None:
+def _check_response(response: httpx.Response) -> None:
     status = response.status_code
     if status in (404, 410):
         raise _refuse("The weights are no longer available from Replicate.", detail=f"HTTP {status}")
@@ -161,10 +151,6 @@ def _check_response(response: httpx.Response, cap: int) -> None:
                                message="Replicate failed to serve the weights.", status=status)
     if status != 200:
         raise _refuse(f"Downloading the weights answered HTTP {status}.", detail=f"HTTP {status}")
-    length = response.headers.get("content-length")
-    if length and length.isdigit() and int(length) > cap:
-        raise _refuse(f"The weights are larger than the {_mb(cap)} limit; not downloaded.",
-                      detail=f"Content-Length {length}")
 
 
 # --- Extraction ----------------------------------------------------------------------------------------
