@@ -73,7 +73,6 @@ def in_process(data: bytes):
 
 def memory_child(path: str, which: str) -> None:
     """Run in a subprocess: peak RSS before and after preparing one image."""
-    import resource
 
     from PIL import Image  # noqa: F401  (import cost is not the image's)
 

@@ -19,6 +19,7 @@ from billing.services import WebhookLockTimeout, billing_portal_url, checkout_st
 from billing.services.payments import CheckoutRefused
 from fluxsite.htmx import polled
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.ratelimits import log_allowed, rate_limited
 
 logger = logging.getLogger(__name__)
 
@@ -78,12 +79,14 @@ def _start_checkout(request: HttpRequest, **item) -> HttpResponse:
 
 @login_required
 @require_POST
+@rate_limited("checkout")
 def checkout_pack(request: HttpRequest, pk: int) -> HttpResponse:
     return _start_checkout(request, pack=get_object_or_404(CreditPack, pk=pk, active=True))
 
 
 @login_required
 @require_POST
+@rate_limited("checkout")
 def checkout_plan(request: HttpRequest, pk: int) -> HttpResponse:
     return _start_checkout(request, plan=get_object_or_404(Plan, pk=pk, active=True))
 
@@ -131,7 +134,8 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
             payload=request.body, sig_header=request.headers.get("Stripe-Signature", "")
         )
     except (IntegrationError, ValueError) as exc:
-        logger.warning("stripe webhook refused: %s", getattr(exc, "detail", "") or exc)
+        if log_allowed("webhook_refusal_log"):
+            logger.warning("stripe webhook refused: %s", getattr(exc, "detail", "") or exc)
         return HttpResponseBadRequest("invalid signature", content_type="text/plain")
     except WebhookLockTimeout:
         return HttpResponse("busy, retry", status=503, content_type="text/plain", headers={"Retry-After": "5"})

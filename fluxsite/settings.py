@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_q",
     "storages",
+    "axes",
     "fluxsite.accounts",
     "fluxsite",
     "training",
@@ -87,6 +88,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into our 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "fluxsite.urls"
@@ -111,6 +114,30 @@ TEMPLATES = [
 
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
+
+# --- Rate limits -------------------------------------------------------------------------------------
+# Logins (the site's and the admin's) by django-axes, in the shared cache. The lockout is keyed on
+# the account and the client address together: guessing one account stops, yet nobody can lock
+# an account out everywhere, or everyone behind one address (an office, a carrier's NAT).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_CALLABLE = "fluxsite.ratelimits.axes_username"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "fluxsite.ratelimits.login_locked_out"
+AXES_VERBOSE = False
+# Everything else (fluxsite/ratelimits.py), per user or client address: django-ratelimit's rate syntax.
+RATELIMITS = {
+    "signup": env_str("RATELIMIT_SIGNUP", "5/h"),
+    "password_reset": env_str("RATELIMIT_PASSWORD_RESET", "5/h"),
+    "upload": env_str("RATELIMIT_UPLOAD", "120/m"),
+    "training_start": env_str("RATELIMIT_TRAINING_START", "20/h"),
+    "generate": env_str("RATELIMIT_GENERATE", "30/m"),
+    "checkout": env_str("RATELIMIT_CHECKOUT", "20/h"),
+    "webhook_refusal_log": env_str("RATELIMIT_WEBHOOK_REFUSAL_LOG", "30/m"),
+}
 LOGIN_REDIRECT_URL = "training:list"
 LOGOUT_REDIRECT_URL = "accounts:login"
 AUTH_PASSWORD_VALIDATORS = [

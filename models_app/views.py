@@ -17,6 +17,7 @@ from billing.services import InsufficientCredits
 from fluxsite.htmx import polled
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.ratelimits import rate_limited
 from models_app import selectors, services
 from models_app.forms import (
     DeleteForm,
@@ -247,6 +248,7 @@ def _again_form(request: HttpRequest, generation: Generation, limits: dict) -> G
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@rate_limited("generate")
 def generate(request: HttpRequest) -> HttpResponse:
     """The generate page; `?model=<pk>` preselects a model, `?again=<generation pk>` prefills everything."""
     if request.method == "GET":

@@ -56,6 +56,10 @@ def _test_settings(settings, tmp_path):
                     "OPTIONS": {"location": str(tmp_path / "private"), "base_url": None}},
     }
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # Rate limits count in a cache that outlives a test: off, except where a test is about them
+    # (tests/fluxsite/test_rate_limits.py turns them on with fresh counters).
+    settings.RATELIMIT_ENABLE = False
+    settings.AXES_ENABLED = False
     yield settings
 
 

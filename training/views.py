@@ -21,6 +21,7 @@ from billing.services import InsufficientCredits
 from fluxsite.htmx import polled
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.ratelimits import rate_limited
 from training import pipeline, selectors, services
 from training.forms import (
     PRESETS,
@@ -113,6 +114,7 @@ def _wants_json(request: HttpRequest) -> bool:
 @csrf_exempt  # checked inside, once the body is parsed: see below
 @login_required
 @require_POST
+@rate_limited("upload")
 def dataset_upload(request: HttpRequest, pk: int) -> HttpResponse:
     """Photos or ZIPs, one or many per request; answers one verdict per file.
 
@@ -265,6 +267,7 @@ def _start_context(request: HttpRequest, job: TrainingJob, form: TrainingParamsF
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@rate_limited("training_start")
 def training_start(request: HttpRequest, pk: int) -> HttpResponse:
     """The parameters form with presets and the live cost estimate; POST holds the credits and starts."""
     job = selectors.get_training_detail_for_user(request.user, pk)

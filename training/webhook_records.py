@@ -32,6 +32,7 @@ from django_q.tasks import async_task
 
 from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.ratelimits import log_allowed
 from training.models import ReplicateWebhook
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,8 @@ def replicate_webhook_record(*, headers: Mapping[str, str], body: bytes, kind: s
         logger.error("cannot verify a Replicate %s webhook: %s", kind, exc)
         return WebhookReceipt(503, "webhook secret not configured", retry_after=60)
     except IntegrationError as exc:
-        logger.warning("refused a Replicate %s webhook: %s", kind, exc.detail or exc)
+        if log_allowed("webhook_refusal_log"):
+            logger.warning("refused a Replicate %s webhook: %s", kind, exc.detail or exc)
         return WebhookReceipt(400, "invalid signature")
     webhook_id = {k.lower(): v for k, v in headers.items()}["webhook-id"][:100]  # present: verified above
     stored, reason = _parse(body)

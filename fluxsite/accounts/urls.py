@@ -4,6 +4,7 @@ from django.urls import path, reverse_lazy
 from fluxsite.accounts import views
 from fluxsite.accounts.forms import LoginForm
 from fluxsite.password_reset import SiteUrlPasswordResetForm
+from fluxsite.ratelimits import client_ip, posted_email, rate_limited
 
 app_name = "accounts"
 
@@ -19,12 +20,13 @@ urlpatterns = [
     path("email/", views.email_change, name="email_change"),
     path("password/", views.password_change, name="password_change"),
     path("delete/", views.account_delete, name="delete"),
-    path("password-reset/", auth_views.PasswordResetView.as_view(
+    # Limited per address typed and per client: neither a mailbox nor our mail server can be flooded.
+    path("password-reset/", rate_limited("password_reset", posted_email, client_ip)(auth_views.PasswordResetView.as_view(
         form_class=SiteUrlPasswordResetForm,  # the link is built on SITE_URL, not the Host header
         success_url=reverse_lazy("accounts:password_reset_done"),
         email_template_name="registration/password_reset_email.txt",
         subject_template_name="registration/password_reset_subject.txt",
-    ), name="password_reset"),
+    )), name="password_reset"),
     path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
     path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(
         success_url=reverse_lazy("accounts:password_reset_complete")), name="password_reset_confirm"),

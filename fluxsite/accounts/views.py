@@ -12,9 +12,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from fluxsite.accounts import services
 from fluxsite.accounts.forms import AccountDeleteForm, EmailChangeForm, SignUpForm
 from fluxsite.accounts.verification import VerificationError
+from fluxsite.ratelimits import client_ip, rate_limited
 
 
 @require_http_methods(["GET", "POST"])
+@rate_limited("signup", client_ip)
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("training:list")
