@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from fluxsite.accounts import services
@@ -15,6 +16,7 @@ from fluxsite.accounts.verification import VerificationError
 from fluxsite.ratelimits import client_ip, rate_limited
 
 
+@sensitive_post_parameters("password1", "password2")
 @require_http_methods(["GET", "POST"])
 @rate_limited("signup", client_ip)
 def signup(request: HttpRequest) -> HttpResponse:
@@ -82,6 +84,7 @@ def account(request: HttpRequest) -> HttpResponse:
     })
 
 
+@sensitive_post_parameters("password")
 @login_required
 @require_http_methods(["POST"])
 def email_change(request: HttpRequest) -> HttpResponse:
@@ -99,6 +102,7 @@ def email_change(request: HttpRequest) -> HttpResponse:
     }, status=400)
 
 
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
 @login_required
 @require_http_methods(["POST"])
 def password_change(request: HttpRequest) -> HttpResponse:
@@ -115,6 +119,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
     }, status=400)
 
 
+@sensitive_post_parameters("password")
 @login_required
 @require_http_methods(["GET", "POST"])
 def account_delete(request: HttpRequest) -> HttpResponse:
