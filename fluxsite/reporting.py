@@ -43,7 +43,7 @@ def _forget_secret_values(**kwargs: Any) -> None:
 
 def _strings(value: Any) -> Iterable[str]:
     if isinstance(value, str):
-        yield value
+        yield str(value)  # a lazy string (django-axes' username field) passes isinstance but not re
     elif isinstance(value, dict):
         for item in value.values():
             yield from _strings(item)
@@ -110,7 +110,7 @@ class SecretsExceptionReporterFilter(SafeExceptionReporterFilter):
         # method, so nested values (DATABASES, CACHES, Q_CLUSTER, STORAGES' OPTIONS) come here too.
         cleansed = super().cleanse_setting(key, value)
         if isinstance(cleansed, str) and cleansed != SUBSTITUTE:
-            return self.scrub(cleansed)
+            return self.scrub(str(cleansed))  # str(): a lazy string passes isinstance but not re
         return cleansed
 
     def get_post_parameters(self, request):

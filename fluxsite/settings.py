@@ -120,7 +120,10 @@ LOGIN_URL = "accounts:login"
 # the account and the client address together: guessing one account stops, yet nobody can lock
 # an account out everywhere, or everyone behind one address (an office, a carrier's NAT).
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
-AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+# With Redis the attempts live in the shared cache; without it (the embedded defaults) in the
+# database, which every process shares too (a per-process memory cache would not be a limit).
+AXES_HANDLER = ("axes.handlers.cache.AxesCacheHandler" if env_str("REDIS_URL")
+                else "axes.handlers.database.AxesDatabaseHandler")
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
