@@ -60,6 +60,10 @@ def _test_settings(settings, tmp_path):
     # (tests/fluxsite/test_rate_limits.py turns them on with fresh counters).
     settings.RATELIMIT_ENABLE = False
     settings.AXES_ENABLED = False
+    # Each test starts with an empty cache: in pass 2 it is Redis, which outlives tests and runs.
+    from django.core.cache import cache
+
+    cache.clear()
     yield settings
 
 

@@ -184,6 +184,8 @@ def wait_until_exists(predicate, seconds: float = 10) -> bool:
 
 def test_an_unconfirmed_creation_is_failed_and_refunded_by_the_poller(ready_training, alice, settings):
     """A worker died after claiming the create: nothing is ever started twice; the poller refunds."""
+    # No webhook of the training deleted below may arrive late and be adopted (it carries our input).
+    fault_inject(service="replicate", operation="*", kind=FaultKind.DROP_WEBHOOK, times=None)
     before = balance_for_user(alice)
     job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 3000})
     # Simulate the death by rewinding to the moment after the claim, before the id was saved.
