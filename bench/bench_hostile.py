@@ -32,8 +32,11 @@ def main() -> None:
     normal_s = timed(lambda: image_prepare_budgeted(photo, limits=limits), 5)
     normal_mb = image_prepare_budgeted(photo, limits=limits).decode_peak_mb or 0
 
-    manifest = [e for e in json.loads((CORPUS / "manifest.json").read_text())
-                if e["expect"] != "keep" and e["class"] != "icc-profile"]
+    manifest = [
+        e
+        for e in json.loads((CORPUS / "manifest.json").read_text())
+        if e["expect"] != "keep" and e["class"] != "icc-profile"
+    ]
     measured = []
     for entry in manifest:
         data = (CORPUS / entry["path"]).read_bytes()
@@ -49,17 +52,30 @@ def main() -> None:
         measured.append((time.perf_counter() - started, peak or 0.0, entry["path"], outcome))
 
     def rows(key):
-        return [[path, f"{s * 1000:.0f} ms", f"{s / normal_s:.1f}x", f"{mb:.0f} MB", f"{mb / normal_mb:.1f}x", outcome]
-                for s, mb, path, outcome in sorted(measured, key=key, reverse=True)[:5]]
+        return [
+            [
+                path,
+                f"{s * 1000:.0f} ms",
+                f"{s / normal_s:.1f}x",
+                f"{mb:.0f} MB",
+                f"{mb / normal_mb:.1f}x",
+                outcome,
+            ]
+            for s, mb, path, outcome in sorted(measured, key=key, reverse=True)[:5]
+        ]
 
     header = ["file", "wall", "vs photo", "peak", "vs photo", "answer"]
-    print(f"\nA normal 12 MP photo: {normal_s * 1000:.0f} ms, decode child peak {normal_mb:.0f} MB "
-          f"(budget: {limits.cpu_seconds} s CPU, {limits.wall_seconds:g} s wall, {limits.memory_bytes >> 20} MB)")
+    print(
+        f"\nA normal 12 MP photo: {normal_s * 1000:.0f} ms, decode child peak {normal_mb:.0f} MB "
+        f"(budget: {limits.cpu_seconds} s CPU, {limits.wall_seconds:g} s wall, {limits.memory_bytes >> 20} MB)"
+    )
     table(f"Slowest refusals of {len(measured)} hostile files", header, rows(lambda m: m[0]))
     table("Hungriest refusals", header, rows(lambda m: m[1]))
     total = sum(m[0] for m in measured)
-    print(f"\nAll {len(measured)} refused in {total:.1f} s ({total / len(measured) * 1000:.0f} ms each on average); "
-          f"worst wall {max(m[0] for m in measured):.2f} s, worst peak {max(m[1] for m in measured):.0f} MB")
+    print(
+        f"\nAll {len(measured)} refused in {total:.1f} s ({total / len(measured) * 1000:.0f} ms each on average); "
+        f"worst wall {max(m[0] for m in measured):.2f} s, worst peak {max(m[1] for m in measured):.0f} MB"
+    )
 
 
 if __name__ == "__main__":

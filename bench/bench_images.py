@@ -104,16 +104,34 @@ def main() -> None:
 
     rows = []
     for label, size, t_ours, t_in, t_ref, t_naive in results:
-        rows.append([
-            label, f"{size / 2**20:.1f} MB", f"{t_ours * 1000:.0f} ms", f"{t_in * 1000:.0f} ms",
-            f"{t_ref * 1000:.0f} ms", f"{t_naive * 1000:.0f} ms",
-            f"{t_ours / t_in:.2f}x",
-            f"{t_ours / t_ref:.2f}x ({verdict(t_ours / t_ref <= 1.2)}, target <= 1.2x)",
-            f"{t_naive / t_ours:.2f}x faster ({verdict(t_naive / t_ours >= 2)}, target >= 2x)",
-        ])
-    table("Preparing one phone photo (median of 7)",
-          ["image", "file", "ours (budget)", "in-process", "reference", "naive", "budget / in-process",
-           "ours / reference", "naive / ours"], rows)
+        rows.append(
+            [
+                label,
+                f"{size / 2**20:.1f} MB",
+                f"{t_ours * 1000:.0f} ms",
+                f"{t_in * 1000:.0f} ms",
+                f"{t_ref * 1000:.0f} ms",
+                f"{t_naive * 1000:.0f} ms",
+                f"{t_ours / t_in:.2f}x",
+                f"{t_ours / t_ref:.2f}x ({verdict(t_ours / t_ref <= 1.2)}, target <= 1.2x)",
+                f"{t_naive / t_ours:.2f}x faster ({verdict(t_naive / t_ours >= 2)}, target >= 2x)",
+            ]
+        )
+    table(
+        "Preparing one phone photo (median of 7)",
+        [
+            "image",
+            "file",
+            "ours (budget)",
+            "in-process",
+            "reference",
+            "naive",
+            "budget / in-process",
+            "ours / reference",
+            "naive / ours",
+        ],
+        rows,
+    )
 
     import tempfile
 
@@ -124,14 +142,25 @@ def main() -> None:
         for which in ("ours", "reference", "naive"):
             out = subprocess.run(
                 [sys.executable, __file__, "--memory-child", handle.name, which],
-                capture_output=True, text=True, check=True, cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
             )
             result = json.loads(out.stdout.strip().splitlines()[-1])
             added = result["added_mb"]
             target = f" ({verdict(added < 80)}, target < 80 MB)" if which == "ours" else ""
-            child = f"; decode child's whole peak RSS {result['child_peak_mb']:.0f} MB" if "child_peak_mb" in result else ""
+            child = (
+                f"; decode child's whole peak RSS {result['child_peak_mb']:.0f} MB"
+                if "child_peak_mb" in result
+                else ""
+            )
             mem_rows.append([which, f"{added:.0f} MB{target}{child}"])
-    table("Peak memory added by one 24 MP JPEG (VmHWM in a fresh process)", ["pipeline", "added peak RSS"], mem_rows)
+    table(
+        "Peak memory added by one 24 MP JPEG (VmHWM in a fresh process)",
+        ["pipeline", "added peak RSS"],
+        mem_rows,
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ def unique_photos(w: int, h: int, count: int) -> list[bytes]:
     out = []
     for i in range(count):
         im = base.copy()
-        im.paste((i * 5 % 256, 255 - i * 5 % 256, 128), (i * 60 % (w - 200), i * 40 % (h - 200), i * 60 % (w - 200) + 200,
-                                                         i * 40 % (h - 200) + 200))
+        im.paste(
+            (i * 5 % 256, 255 - i * 5 % 256, 128),
+            (i * 60 % (w - 200), i * 40 % (h - 200), i * 60 % (w - 200) + 200, i * 40 % (h - 200) + 200),
+        )
         buffer = io.BytesIO()
         im.save(buffer, "JPEG", quality=90, exif=exif)
         out.append(buffer.getvalue())
@@ -119,8 +121,11 @@ def main() -> None:
 
         def send(i: int) -> bool:
             with httpx.Client(base_url=base, cookies={**cookies, "csrftoken": token}, timeout=120) as c:
-                r = c.post(f"/trainings/{job.pk}/dataset/upload/", files={"files": (f"IMG_{i:04d}.jpg", photos[i], "image/jpeg")},
-                           headers={"X-CSRFToken": token, "Accept": "application/json"})
+                r = c.post(
+                    f"/trainings/{job.pk}/dataset/upload/",
+                    files={"files": (f"IMG_{i:04d}.jpg", photos[i], "image/jpeg")},
+                    headers={"X-CSRFToken": token, "Accept": "application/json"},
+                )
                 return r.status_code == 200 and r.json()["files"][0]["ok"]
 
         prober.start()
@@ -136,17 +141,35 @@ def main() -> None:
             f"Uploading {args.count} photos of {args.megapixels} MP ({total_bytes / 2**20:.0f} MB), "
             f"{args.parallel} in parallel, real view over HTTP",
             ["accepted", "total time", "per photo", "throughput"],
-            [[f"{sum(oks)}/{args.count}", f"{elapsed:.1f} s", f"{elapsed / args.count * 1000:.0f} ms",
-              f"{total_bytes / 2**20 / elapsed:.1f} MB/s"]],
+            [
+                [
+                    f"{sum(oks)}/{args.count}",
+                    f"{elapsed:.1f} s",
+                    f"{elapsed / args.count * 1000:.0f} ms",
+                    f"{total_bytes / 2**20 / elapsed:.1f} MB/s",
+                ]
+            ],
         )
         table(
             "Latency of GET /healthz (light request)",
             ["when", "samples", "p50", "p95", "max", "p50 vs idle"],
             [
-                ["idle (reference)", str(len(idle)), f"{pct(idle, .5):.1f} ms", f"{pct(idle, .95):.1f} ms",
-                 f"{max(idle) * 1000:.1f} ms", "1.0x"],
-                ["during upload", str(len(busy)), f"{pct(busy, .5):.1f} ms", f"{pct(busy, .95):.1f} ms",
-                 f"{max(busy) * 1000:.1f} ms", f"{statistics.median(busy) / statistics.median(idle):.1f}x"],
+                [
+                    "idle (reference)",
+                    str(len(idle)),
+                    f"{pct(idle, 0.5):.1f} ms",
+                    f"{pct(idle, 0.95):.1f} ms",
+                    f"{max(idle) * 1000:.1f} ms",
+                    "1.0x",
+                ],
+                [
+                    "during upload",
+                    str(len(busy)),
+                    f"{pct(busy, 0.5):.1f} ms",
+                    f"{pct(busy, 0.95):.1f} ms",
+                    f"{max(busy) * 1000:.1f} ms",
+                    f"{statistics.median(busy) / statistics.median(idle):.1f}x",
+                ],
             ],
         )
     finally:

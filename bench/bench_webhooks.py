@@ -44,12 +44,16 @@ def psql(base: str, sql: str) -> None:
 
 
 def psql_count(base: str, sql: str) -> int:
-    out = subprocess.run(["psql", f"{base}/{DB}", "-tA", "-c", sql], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["psql", f"{base}/{DB}", "-tA", "-c", sql], check=True, capture_output=True, text=True
+    )
     return int(out.stdout.strip())
 
 
 def manage(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=check, capture_output=True, text=True)
+    return subprocess.run(
+        [PY, "manage.py", *args], cwd=ROOT, env=env, check=check, capture_output=True, text=True
+    )
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -97,26 +101,53 @@ def main() -> None:
     parser.add_argument("--duplicates", type=float, default=0.3)
     args = parser.parse_args()
 
-    env = {**os.environ, "DATABASE_URL": f"{args.pg}/{DB}", "STRIPE_WEBHOOK_SECRET": SECRET, "DEBUG": "true",
-           "SANDBOX_MODE": "true", "LOG_LEVEL": "WARNING", "SIGNUP_CREDITS": "500", "DB_CONN_MAX_AGE": "60"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{args.pg}/{DB}",
+        "STRIPE_WEBHOOK_SECRET": SECRET,
+        "DEBUG": "true",
+        "SANDBOX_MODE": "true",
+        "LOG_LEVEL": "WARNING",
+        "SIGNUP_CREDITS": "500",
+        "DB_CONN_MAX_AGE": "60",
+    }
     psql(args.pg, f"DROP DATABASE IF EXISTS {DB}")
     psql(args.pg, f"CREATE DATABASE {DB}")
     server = None
     try:
         manage(env, "migrate", "--noinput")
-        setup = manage(env, "shell", "-c", (
-            "from fluxsite.accounts.services import user_sign_up; from billing.models import CreditPack;"
-            "u = user_sign_up(email='bench@example.com', password='bench-password-123');"
-            "p = CreditPack.objects.get(stripe_price_id='price_sandbox_pack_1000');"
-            "print(u.pk, p.pk, p.credits)"))
+        setup = manage(
+            env,
+            "shell",
+            "-c",
+            (
+                "from fluxsite.accounts.services import user_sign_up; from billing.models import CreditPack;"
+                "u = user_sign_up(email='bench@example.com', password='bench-password-123');"
+                "p = CreditPack.objects.get(stripe_price_id='price_sandbox_pack_1000');"
+                "print(u.pk, p.pk, p.credits)"
+            ),
+        )
         user_id, pack_id, pack_credits = (int(x) for x in setup.stdout.split()[-3:])
 
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
-            [str(Path(PY).parent / "gunicorn"), "fluxsite.wsgi", "-b", f"127.0.0.1:{port}", "--workers", "2",
-             "--threads", "8", "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                str(Path(PY).parent / "gunicorn"),
+                "fluxsite.wsgi",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "8",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         for _ in range(200):
             try:
@@ -131,24 +162,42 @@ def main() -> None:
         events = []
         for i in range(distinct):
             session_id = f"cs_bench_{i}_{uuid.uuid4().hex[:8]}"
-            events.append({
-                "id": f"evt_bench_{uuid.uuid4().hex}", "object": "event", "api_version": "2025-03-31.basil",
-                "created": int(time.time()), "livemode": False, "type": "checkout.session.completed",
-                "data": {"object": {
-                    "id": session_id, "object": "checkout.session", "mode": "payment", "status": "complete",
-                    "payment_status": "paid", "client_reference_id": str(user_id),
-                    "metadata": {"user_id": str(user_id), "pack_id": str(pack_id)}, "customer": None,
-                    "payment_intent": f"pi_bench_{i}", "amount_total": 1000, "currency": "usd",
-                }},
-            })
+            events.append(
+                {
+                    "id": f"evt_bench_{uuid.uuid4().hex}",
+                    "object": "event",
+                    "api_version": "2025-03-31.basil",
+                    "created": int(time.time()),
+                    "livemode": False,
+                    "type": "checkout.session.completed",
+                    "data": {
+                        "object": {
+                            "id": session_id,
+                            "object": "checkout.session",
+                            "mode": "payment",
+                            "status": "complete",
+                            "payment_status": "paid",
+                            "client_reference_id": str(user_id),
+                            "metadata": {"user_id": str(user_id), "pack_id": str(pack_id)},
+                            "customer": None,
+                            "payment_intent": f"pi_bench_{i}",
+                            "amount_total": 1000,
+                            "currency": "usd",
+                        }
+                    },
+                }
+            )
         deliveries = [json.dumps(e) for e in events]
         deliveries += [random.choice(deliveries) for _ in range(args.deliveries - distinct)]
         random.shuffle(deliveries)
 
         def send_webhook(client: httpx.Client, payload: str) -> httpx.Response:
             header = stripe.WebhookSignature.generate_signature_header(payload, SECRET)
-            return client.post("/billing/webhooks/stripe/", content=payload.encode(),
-                               headers={"Stripe-Signature": header, "Content-Type": "application/json"})
+            return client.post(
+                "/billing/webhooks/stripe/",
+                content=payload.encode(),
+                headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+            )
 
         def send_health(client: httpx.Client, _: object) -> httpx.Response:
             return client.get("/healthz")
@@ -162,12 +211,20 @@ def main() -> None:
 
         # The real worker drains the ORM queue; we watch the events table until every one is done.
         drain_started = time.perf_counter()
-        worker = subprocess.Popen([PY, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        worker = subprocess.Popen(
+            [PY, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
-                if psql_count(args.pg, "SELECT count(*) FROM billing_stripeevent WHERE status = 'received'") == 0:
+                if (
+                    psql_count(args.pg, "SELECT count(*) FROM billing_stripeevent WHERE status = 'received'")
+                    == 0
+                ):
                     break
                 time.sleep(0.2)
         finally:
@@ -177,11 +234,17 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 worker.kill()
         drained = time.perf_counter() - drain_started
-        check = manage(env, "shell", "-c", (
-            "from billing.models import CreditEntry, StripeEvent, Wallet;"
-            f"w = Wallet.objects.get(user_id={user_id});"
-            "print(w.balance, CreditEntry.objects.filter(kind='billing.credits.purchased').count(),"
-            " StripeEvent.objects.count(), StripeEvent.objects.filter(status='processed').count())"))
+        check = manage(
+            env,
+            "shell",
+            "-c",
+            (
+                "from billing.models import CreditEntry, StripeEvent, Wallet;"
+                f"w = Wallet.objects.get(user_id={user_id});"
+                "print(w.balance, CreditEntry.objects.filter(kind='billing.credits.purchased').count(),"
+                " StripeEvent.objects.count(), StripeEvent.objects.filter(status='processed').count())"
+            ),
+        )
         balance, purchases, stored, processed = (int(x) for x in check.stdout.split()[-4:])
         credits_check = manage(env, "credits_check", check=False)
 
@@ -189,16 +252,24 @@ def main() -> None:
         rp50, rp99 = percentile(reference, 50), percentile(reference, 99)
         wp50, wp99 = percentile(webhooks, 50), percentile(webhooks, 99)
         expected = 500 + distinct * pack_credits
-        print(f"deliveries: {args.deliveries} ({distinct} distinct, {args.deliveries - distinct} duplicates), "
-              f"{args.senders} concurrent senders, gunicorn 2 workers x 8 threads, PostgreSQL")
-        print(f"/healthz reference: p50 {ms(rp50):.1f} ms  p99 {ms(rp99):.1f} ms  mean {ms(statistics.mean(reference)):.1f} ms"
-              f"  ({args.deliveries / (t1 - t0):.0f} req/s)")
-        print(f"webhook:            p50 {ms(wp50):.1f} ms  p99 {ms(wp99):.1f} ms  mean {ms(statistics.mean(webhooks)):.1f} ms"
-              f"  ({args.deliveries / (t2 - t1):.0f} req/s)")
+        print(
+            f"deliveries: {args.deliveries} ({distinct} distinct, {args.deliveries - distinct} duplicates), "
+            f"{args.senders} concurrent senders, gunicorn 2 workers x 8 threads, PostgreSQL"
+        )
+        print(
+            f"/healthz reference: p50 {ms(rp50):.1f} ms  p99 {ms(rp99):.1f} ms  mean {ms(statistics.mean(reference)):.1f} ms"
+            f"  ({args.deliveries / (t1 - t0):.0f} req/s)"
+        )
+        print(
+            f"webhook:            p50 {ms(wp50):.1f} ms  p99 {ms(wp99):.1f} ms  mean {ms(statistics.mean(webhooks)):.1f} ms"
+            f"  ({args.deliveries / (t2 - t1):.0f} req/s)"
+        )
         print(f"ratio webhook/healthz: p50 x{wp50 / rp50:.2f}  p99 x{wp99 / rp99:.2f}")
         print(f"worker drain (qcluster, 2 workers): {drained:.1f} s")
-        print(f"stored events {stored} (expected {distinct}), processed {processed}, purchase entries {purchases}, "
-              f"balance {balance} (expected {expected}); credits_check exit {credits_check.returncode}")
+        print(
+            f"stored events {stored} (expected {distinct}), processed {processed}, purchase entries {purchases}, "
+            f"balance {balance} (expected {expected}); credits_check exit {credits_check.returncode}"
+        )
         ok = stored == distinct and processed == distinct and purchases == distinct and balance == expected
         ok = ok and credits_check.returncode == 0
         print("LEDGER OK" if ok else "LEDGER MISMATCH")

@@ -45,8 +45,10 @@ def prepared_set(count: int, unique: int = 50) -> list[str]:
 def zip_names(names: list[str], target: str):
     from training.dataset_zip import ZipMember, zip_stream_to_storage
 
-    members = [ZipMember(image_name=n, caption="a photo of ohwx_bench", crc32=RECORDED[n][0], size=RECORDED[n][1])
-               for n in names]
+    members = [
+        ZipMember(image_name=n, caption="a photo of ohwx_bench", crc32=RECORDED[n][0], size=RECORDED[n][1])
+        for n in names
+    ]
     return zip_stream_to_storage(alias="private", name=target, members=members)
 
 
@@ -80,21 +82,36 @@ def main() -> None:
     table(
         f"Zipping 50 prepared images ({total / 2**20:.1f} MB), median of 5",
         ["zip (ZIP_STORED, streamed)", "shutil copy", "zip / copy", "throughput"],
-        [[f"{t_zip * 1000:.0f} ms", f"{t_copy * 1000:.0f} ms", f"{ratio:.2f}x ({verdict(ratio <= 1.5)}, target <= 1.5x)",
-          f"{total / 2**20 / t_zip:.0f} MB/s"]],
+        [
+            [
+                f"{t_zip * 1000:.0f} ms",
+                f"{t_copy * 1000:.0f} ms",
+                f"{ratio:.2f}x ({verdict(ratio <= 1.5)}, target <= 1.5x)",
+                f"{total / 2**20 / t_zip:.0f} MB/s",
+            ]
+        ],
     )
 
     rows = []
     added = {}
     for count in (50, 700):
-        out = subprocess.run([sys.executable, __file__, "--memory-child", str(count)],
-                             capture_output=True, text=True, check=True, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(count)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
         info = json.loads(out.stdout.strip().splitlines()[-1])
         added[count] = info["added_mb"]
         rows.append([str(count), f"{info['zip_mb']:.0f} MB", f"{info['added_mb']:.1f} MB"])
     growth = added[700] - added[50]
     rows.append(["growth", "", f"{growth:+.1f} MB ({verdict(growth < 40)}, target < 40 MB)"])
-    table("Peak memory added while zipping (VmHWM, fresh process each)", ["images", "archive", "added peak RSS"], rows)
+    table(
+        "Peak memory added while zipping (VmHWM, fresh process each)",
+        ["images", "archive", "added peak RSS"],
+        rows,
+    )
     shutil.rmtree(media, ignore_errors=True)
 
 

@@ -63,26 +63,39 @@ class WalletAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         return [
-            path("<int:pk>/adjust/", self.admin_site.admin_view(self.adjust_view), name="billing_wallet_adjust"),
+            path(
+                "<int:pk>/adjust/", self.admin_site.admin_view(self.adjust_view), name="billing_wallet_adjust"
+            ),
             *super().get_urls(),
         ]
 
     def adjust_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         wallet = get_object_or_404(Wallet.objects.select_related("user"), pk=pk)
-        if not self.has_view_permission(request, wallet) or not request.user.has_perm("billing.add_creditentry"):
+        if not self.has_view_permission(request, wallet) or not request.user.has_perm(
+            "billing.add_creditentry"
+        ):
             raise PermissionError
         form = AdjustForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                credits_adjust(user=wallet.user, amount=form.cleaned_data["amount"], note=form.cleaned_data["note"],
-                               actor=request.user.email)
+                credits_adjust(
+                    user=wallet.user,
+                    amount=form.cleaned_data["amount"],
+                    note=form.cleaned_data["note"],
+                    actor=request.user.email,
+                )
             except InsufficientCredits as exc:
                 form.add_error("amount", str(exc))
             else:
                 self.message_user(request, "Credits adjusted.", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:billing_wallet_change", args=[wallet.pk]))
-        context = {**self.admin_site.each_context(request), "title": f"Adjust credits of {wallet.user}",
-                   "wallet": wallet, "form": form, "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Adjust credits of {wallet.user}",
+            "wallet": wallet,
+            "form": form,
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "billing/admin/adjust.html", context)
 
 
@@ -114,7 +127,15 @@ class CreditPackAdmin(admin.ModelAdmin):
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ("name", "credits_per_period", "interval", "amount_cents", "currency", "stripe_price_id", "active")
+    list_display = (
+        "name",
+        "credits_per_period",
+        "interval",
+        "amount_cents",
+        "currency",
+        "stripe_price_id",
+        "active",
+    )
     list_editable = ("active",)
 
 
@@ -140,7 +161,14 @@ class InvoiceGrantInline(admin.TabularInline):
 class SubscriptionAdmin(admin.ModelAdmin):
     """Written only from Stripe (re-read on each webhook): change it in Stripe, not here."""
 
-    list_display = ("user", "plan", "status", "current_period_end", "cancel_at_period_end", "stripe_subscription_id")
+    list_display = (
+        "user",
+        "plan",
+        "status",
+        "current_period_end",
+        "cancel_at_period_end",
+        "stripe_subscription_id",
+    )
     list_filter = ("status", "plan")
     search_fields = ("user__email", "stripe_subscription_id", "stripe_customer_id")
     readonly_fields = [f.name for f in Subscription._meta.fields]
@@ -149,7 +177,17 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 @admin.register(CheckoutRecord)
 class CheckoutRecordAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "user", "mode", "pack", "plan", "credits", "status", "amount_cents", "session_id")
+    list_display = (
+        "created_at",
+        "user",
+        "mode",
+        "pack",
+        "plan",
+        "credits",
+        "status",
+        "amount_cents",
+        "session_id",
+    )
     list_filter = ("status", "mode")
     search_fields = ("user__email", "session_id", "payment_intent_id")
     readonly_fields = [f.name for f in CheckoutRecord._meta.fields]
@@ -171,5 +209,8 @@ class StripeEventAdmin(admin.ModelAdmin):
                 stripe_event_process(event_pk=pk)
             except Exception:
                 failed += 1
-        self.message_user(request, f"Processed {queryset.count() - failed}, failed {failed}.",
-                          messages.WARNING if failed else messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Processed {queryset.count() - failed}, failed {failed}.",
+            messages.WARNING if failed else messages.SUCCESS,
+        )

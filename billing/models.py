@@ -29,7 +29,9 @@ class Wallet(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=models.Q(balance__gte=0), name="wallet_balance_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(balance__gte=0), name="wallet_balance_not_negative")
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} ({self.balance} credits)"
@@ -48,10 +50,13 @@ class CreditEntry(models.Model):
     reference = models.CharField(max_length=200, unique=True)
     balance_after = models.BigIntegerField()
     note = models.CharField(max_length=300, blank=True)
-    amount_cents = models.BigIntegerField(null=True, blank=True, help_text="Money paid, if any, in minor units.")
+    amount_cents = models.BigIntegerField(
+        null=True, blank=True, help_text="Money paid, if any, in minor units."
+    )
     currency = models.CharField(max_length=3, blank=True)
     shortfall = models.BigIntegerField(
-        default=0, help_text="Credits that should have been taken back but were already spent (refunded payments)."
+        default=0,
+        help_text="Credits that should have been taken back but were already spent (refunded payments).",
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -103,7 +108,9 @@ class Plan(models.Model):
 
 
 class StripeCustomer(models.Model):
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stripe_customer")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stripe_customer"
+    )
     customer_id = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -129,8 +136,12 @@ class Subscription(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions")
     stripe_subscription_id = models.CharField(max_length=100, unique=True)
     stripe_customer_id = models.CharField(max_length=100, blank=True)
-    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="subscriptions")
-    status = models.CharField(max_length=20, choices=SubscriptionStatus.choices, default=SubscriptionStatus.INCOMPLETE)
+    plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="subscriptions"
+    )
+    status = models.CharField(
+        max_length=20, choices=SubscriptionStatus.choices, default=SubscriptionStatus.INCOMPLETE
+    )
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -179,7 +190,9 @@ class CheckoutRecord(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="checkouts")
     session_id = models.CharField(max_length=200, unique=True)
     mode = models.CharField(max_length=20)  # payment | subscription
-    pack = models.ForeignKey(CreditPack, on_delete=models.PROTECT, null=True, blank=True, related_name="checkouts")
+    pack = models.ForeignKey(
+        CreditPack, on_delete=models.PROTECT, null=True, blank=True, related_name="checkouts"
+    )
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="checkouts")
     # Snapshot at checkout time, so an operator editing the pack later does not change this sale.
     credits = models.PositiveIntegerField(default=0)
@@ -211,7 +224,9 @@ class StripeEvent(models.Model):
     event_id = models.CharField(max_length=200, unique=True)
     type = models.CharField(max_length=100, db_index=True)
     payload = models.JSONField()
-    status = models.CharField(max_length=20, choices=StripeEventStatus.choices, default=StripeEventStatus.RECEIVED)
+    status = models.CharField(
+        max_length=20, choices=StripeEventStatus.choices, default=StripeEventStatus.RECEIVED
+    )
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -11,7 +11,9 @@ def training_cost_dollars(*, steps: int) -> Decimal:
     """The GPU cost of a training of `steps` steps in US dollars, before our margin (unrounded)."""
     if steps <= 0:
         raise ValueError("a training has a positive number of steps")
-    return Decimal(steps) * Decimal(settings.TRAINER_SECONDS_PER_STEP) * Decimal(settings.GPU_PRICE_PER_SECOND)
+    return (
+        Decimal(steps) * Decimal(settings.TRAINER_SECONDS_PER_STEP) * Decimal(settings.GPU_PRICE_PER_SECOND)
+    )
 
 
 def training_cost_credits(*, steps: int) -> int:
@@ -25,4 +27,3 @@ def generation_cost_credits(*, num_images: int) -> int:
     if num_images <= 0:
         raise ValueError("a generation makes at least one image")
     return num_images * settings.GENERATION_CREDITS_PER_IMAGE
-

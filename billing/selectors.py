@@ -19,14 +19,17 @@ def balance_for_user(user) -> int:
 
 def get_checkout_for_user(user, session_id: str) -> CheckoutRecord:
     """The user's own checkout; 404 (never 403) for anybody else's."""
-    return get_object_or_404(CheckoutRecord.objects.select_related("pack", "plan"), user=user, session_id=session_id)
+    return get_object_or_404(
+        CheckoutRecord.objects.select_related("pack", "plan"), user=user, session_id=session_id
+    )
 
 
 def subscription_for_user(user) -> Subscription | None:
     """The user's live subscription if any, else the most recent one."""
     subs = Subscription.objects.filter(user=user).select_related("plan")
-    live = subs.filter(status__in=(SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING,
-                                   SubscriptionStatus.PAST_DUE)).first()
+    live = subs.filter(
+        status__in=(SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE)
+    ).first()
     return live or subs.first()
 
 
@@ -86,8 +89,11 @@ def spend_by_day(user, *, days: int = 30, today: date | None = None) -> list[Bar
     today = today or timezone.localdate()
     start = today - timedelta(days=days - 1)
     rows = (
-        CreditEntry.objects.filter(wallet__user=user, kind__in=(CreditKind.SPEND_TRAINING, CreditKind.SPEND_GENERATION),
-                                   created_at__date__gte=start)
+        CreditEntry.objects.filter(
+            wallet__user=user,
+            kind__in=(CreditKind.SPEND_TRAINING, CreditKind.SPEND_GENERATION),
+            created_at__date__gte=start,
+        )
         .annotate(day=TruncDate("created_at"))
         .values("day")
         .annotate(total=Sum("amount"))
@@ -100,8 +106,16 @@ def spend_by_day(user, *, days: int = 30, today: date | None = None) -> list[Bar
         day = start + timedelta(days=i)
         credits = per_day.get(day, 0)
         height = round(credits * (CHART_HEIGHT - 10) / peak)
-        bars.append(Bar(day=day, credits=credits, x=i * slot + 1, y=CHART_HEIGHT - height, width=max(slot - 2, 1),
-                        height=height))
+        bars.append(
+            Bar(
+                day=day,
+                credits=credits,
+                x=i * slot + 1,
+                y=CHART_HEIGHT - height,
+                width=max(slot - 2, 1),
+                height=height,
+            )
+        )
     return bars
 
 
@@ -112,10 +126,17 @@ def spend_summary(user) -> list[dict]:
     for kind in (CreditKind.SPEND_TRAINING, CreditKind.SPEND_GENERATION):
         agg = entries.filter(kind=kind).aggregate(n=Count("id"), total=Sum("amount"))
         refs = entries.filter(kind=kind).values_list("reference", flat=True)
-        refunded = entries.filter(kind=CreditKind.REFUND, reference__in=[f"refund:{r}" for r in refs]).aggregate(
-            n=Count("id"), total=Sum("amount"))
+        refunded = entries.filter(
+            kind=CreditKind.REFUND, reference__in=[f"refund:{r}" for r in refs]
+        ).aggregate(n=Count("id"), total=Sum("amount"))
         count = (agg["n"] or 0) - (refunded["n"] or 0)
         total = -(agg["total"] or 0) - (refunded["total"] or 0)
-        out.append({"label": kind.label, "count": count, "total": total,
-                    "average": total // count if count > 0 else 0})
+        out.append(
+            {
+                "label": kind.label,
+                "count": count,
+                "total": total,
+                "average": total // count if count > 0 else 0,
+            }
+        )
     return out

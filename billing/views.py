@@ -24,7 +24,12 @@ from fluxsite.ratelimits import log_allowed, rate_limited
 logger = logging.getLogger(__name__)
 
 # Polling stops with this status (htmx's "stop polling" code).
-FINISHED_CHECKOUT = (CheckoutStatus.PAID, CheckoutStatus.FAILED, CheckoutStatus.EXPIRED, CheckoutStatus.REFUNDED)
+FINISHED_CHECKOUT = (
+    CheckoutStatus.PAID,
+    CheckoutStatus.FAILED,
+    CheckoutStatus.EXPIRED,
+    CheckoutStatus.REFUNDED,
+)
 
 
 @login_required
@@ -51,17 +56,25 @@ def overview(request: HttpRequest) -> HttpResponse:
 @require_GET
 def pricing(request: HttpRequest) -> HttpResponse:
     examples = [
-        {"steps": steps, "credits": training_cost_credits(steps=steps), "gpu_dollars": training_cost_dollars(steps=steps)}
+        {
+            "steps": steps,
+            "credits": training_cost_credits(steps=steps),
+            "gpu_dollars": training_cost_dollars(steps=steps),
+        }
         for steps in (500, 1000, 2000)
     ]
-    return render(request, "billing/pricing.html", {
-        "packs": CreditPack.objects.filter(active=True),
-        "plans": Plan.objects.filter(active=True),
-        "training_examples": examples,
-        "image_credits": generation_cost_credits(num_images=1),
-        "signup_credits": settings.SIGNUP_CREDITS,
-        "credit_value_cents": settings.CREDIT_VALUE_CENTS,
-    })
+    return render(
+        request,
+        "billing/pricing.html",
+        {
+            "packs": CreditPack.objects.filter(active=True),
+            "plans": Plan.objects.filter(active=True),
+            "training_examples": examples,
+            "image_credits": generation_cost_credits(num_images=1),
+            "signup_credits": settings.SIGNUP_CREDITS,
+            "credit_value_cents": settings.CREDIT_VALUE_CENTS,
+        },
+    )
 
 
 def _start_checkout(request: HttpRequest, **item) -> HttpResponse:
@@ -111,11 +124,17 @@ def portal(request: HttpRequest) -> HttpResponse:
 def checkout_success(request: HttpRequest) -> HttpResponse:
     """Grants nothing: the webhook does. This page only waits, politely, until it has."""
     checkout = selectors.get_checkout_for_user(request.user, request.GET.get("session_id", ""))
-    context = {"checkout": checkout, "finished": checkout.status in FINISHED_CHECKOUT,
-               "balance": selectors.balance_for_user(request.user)}
+    context = {
+        "checkout": checkout,
+        "finished": checkout.status in FINISHED_CHECKOUT,
+        "balance": selectors.balance_for_user(request.user),
+    }
     if request.htmx:
-        return polled(render(request, "billing/checkout_success.html#status", context), finished=context["finished"],
-                      credits_changed=True)
+        return polled(
+            render(request, "billing/checkout_success.html#status", context),
+            finished=context["finished"],
+            credits_changed=True,
+        )
     return render(request, "billing/checkout_success.html", context)
 
 
@@ -123,7 +142,9 @@ def checkout_success(request: HttpRequest) -> HttpResponse:
 @require_GET
 def balance_pill(request: HttpRequest) -> HttpResponse:
     """The balance shown in the navigation, refreshed when a `credits-changed` event fires."""
-    return render(request, "partials/_balance_pill.html", {"credit_balance": selectors.balance_for_user(request.user)})
+    return render(
+        request, "partials/_balance_pill.html", {"credit_balance": selectors.balance_for_user(request.user)}
+    )
 
 
 @csrf_exempt  # Stripe cannot send our CSRF token; the signature on the raw body authenticates it.
@@ -138,10 +159,16 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
             logger.warning("stripe webhook refused: %s", getattr(exc, "detail", "") or exc)
         return HttpResponseBadRequest("invalid signature", content_type="text/plain")
     except WebhookLockTimeout:
-        return HttpResponse("busy, retry", status=503, content_type="text/plain", headers={"Retry-After": "5"})
+        return HttpResponse(
+            "busy, retry", status=503, content_type="text/plain", headers={"Retry-After": "5"}
+        )
     except ImproperlyConfigured as exc:
         # No STRIPE_WEBHOOK_SECRET: our fault, not Stripe's; 503 so it retries once it is set (check E002).
         logger.error("cannot verify a Stripe webhook: %s", exc)
-        return HttpResponse("webhook secret not configured", status=503, content_type="text/plain",
-                            headers={"Retry-After": "60"})
+        return HttpResponse(
+            "webhook secret not configured",
+            status=503,
+            content_type="text/plain",
+            headers={"Retry-After": "60"},
+        )
     return HttpResponse("ok" if created else "duplicate", content_type="text/plain")

@@ -26,7 +26,11 @@ def webhook_secrets_set(app_configs, **kwargs) -> list[Error]:
     """Without its signing secret a webhook cannot be verified: every delivery would be lost."""
     if settings.DEBUG:
         return []
-    missing = [name for name in ("REPLICATE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET") if not getattr(settings, name, "")]
+    missing = [
+        name
+        for name in ("REPLICATE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET")
+        if not getattr(settings, name, "")
+    ]
     if not missing:
         return []
     return [

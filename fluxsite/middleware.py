@@ -89,7 +89,10 @@ class SessionIdleTimeoutMiddleware:
             session = request.session
             started = session.get(self.STARTED, now)
             seen = session.get(self.SEEN, now)
-            if now - seen > settings.SESSION_IDLE_TIMEOUT_SECONDS or now - started > settings.SESSION_COOKIE_AGE:
+            if (
+                now - seen > settings.SESSION_IDLE_TIMEOUT_SECONDS
+                or now - started > settings.SESSION_COOKIE_AGE
+            ):
                 from django.contrib.auth import logout
 
                 logout(request)  # flushes the session; the request goes on as an anonymous visitor's
@@ -113,12 +116,14 @@ class RejectNulBytesMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if "\x00" in request.path or any("\x00" in key or any("\x00" in v for v in values)
-                                         for key, values in request.GET.lists()):
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()
+        ):
             from django.http import HttpResponseBadRequest
 
-            return HttpResponseBadRequest("This address contains a character that is not allowed.",
-                                          content_type="text/plain")
+            return HttpResponseBadRequest(
+                "This address contains a character that is not allowed.", content_type="text/plain"
+            )
         return self.get_response(request)
 
 

@@ -51,8 +51,10 @@ def _wants_json(request: HttpRequest) -> bool:
 
 def too_many(request: HttpRequest, group: str, retry_after: int) -> HttpResponse:
     minutes = max(1, round(retry_after / 60))
-    message = (f"Too many {WHAT.get(group, 'requests')} for now: please wait "
-               f"{minutes} minute{'s' if minutes != 1 else ''} before trying again.")
+    message = (
+        f"Too many {WHAT.get(group, 'requests')} for now: please wait "
+        f"{minutes} minute{'s' if minutes != 1 else ''} before trying again."
+    )
     if _wants_json(request):
         response: HttpResponse = JsonResponse({"error": message, "files": []}, status=429)
     elif request.headers.get("HX-Request"):
@@ -73,23 +75,30 @@ def axes_username(request: HttpRequest, credentials: dict | None) -> str:
     return str(value or "").strip().lower()
 
 
-def login_locked_out(request: HttpRequest, credentials: dict | None = None, *args: Any, **kwargs: Any) -> HttpResponse:
+def login_locked_out(
+    request: HttpRequest, credentials: dict | None = None, *args: Any, **kwargs: Any
+) -> HttpResponse:
     """django-axes' lockout answer: 429, the same page for the site's and the admin's login."""
     minutes = max(1, round(float(settings.AXES_COOLOFF_TIME) * 60))
-    message = (f"Too many failed logins for this account from your network: wait {minutes} minutes, or reset "
-               "your password.")
+    message = (
+        f"Too many failed logins for this account from your network: wait {minutes} minutes, or reset "
+        "your password."
+    )
     response = render(request, "429.html", {"message": message}, status=429)
     response["Retry-After"] = str(minutes * 60)
     return response
 
 
-def limit_reached(request: HttpRequest, group: str, *, key: str | Callable = _user_or_ip,
-                  increment: bool = True) -> int | None:
+def limit_reached(
+    request: HttpRequest, group: str, *, key: str | Callable = _user_or_ip, increment: bool = True
+) -> int | None:
     """Seconds until the limit resets when this request is over it (counted), else None."""
     rate = settings.RATELIMITS.get(group)
     if not rate or not getattr(settings, "RATELIMIT_ENABLE", True):
         return None
-    usage = get_usage(request, group=f"fluxsite.{group}", key=key, rate=rate, method=["POST"], increment=increment)
+    usage = get_usage(
+        request, group=f"fluxsite.{group}", key=key, rate=rate, method=["POST"], increment=increment
+    )
     if usage is None or not usage["should_limit"]:
         return None
     return max(1, int(usage["time_left"]))

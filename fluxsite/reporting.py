@@ -92,7 +92,9 @@ class SecretsExceptionReporterFilter(SafeExceptionReporterFilter):
         for name in dir(settings):
             if name.isupper():
                 walk(name, getattr(settings, name, None))
-        _secret_values_cache = sorted((s for s in found if len(s) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
+        _secret_values_cache = sorted(
+            (s for s in found if len(s) >= _MIN_SECRET_LENGTH), key=len, reverse=True
+        )
         return _secret_values_cache
 
     def scrub(self, text: str) -> str:

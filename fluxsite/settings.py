@@ -34,7 +34,9 @@ DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = env_secret("SECRET_KEY")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 if not DEBUG:
-    missing = [name for name, value in (("SECRET_KEY", SECRET_KEY), ("ALLOWED_HOSTS", ALLOWED_HOSTS)) if not value]
+    missing = [
+        name for name, value in (("SECRET_KEY", SECRET_KEY), ("ALLOWED_HOSTS", ALLOWED_HOSTS)) if not value
+    ]
     if missing:
         raise ImproperlyConfigured(
             f"DEBUG is off, so {' and '.join(missing)} must be set in the environment (see .env.example)."
@@ -122,8 +124,11 @@ LOGIN_URL = "accounts:login"
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 # With Redis the attempts live in the shared cache; without it (the embedded defaults) in the
 # database, which every process shares too (a per-process memory cache would not be a limit).
-AXES_HANDLER = ("axes.handlers.cache.AxesCacheHandler" if env_str("REDIS_URL")
-                else "axes.handlers.database.AxesDatabaseHandler")
+AXES_HANDLER = (
+    "axes.handlers.cache.AxesCacheHandler"
+    if env_str("REDIS_URL")
+    else "axes.handlers.database.AxesDatabaseHandler"
+)
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -348,7 +353,9 @@ REPLICATE_GENERATION_MODEL = env_str("REPLICATE_GENERATION_MODEL", "black-forest
 REPLICATE_TIMEOUT_SECONDS = env_int("REPLICATE_TIMEOUT_SECONDS", 30)
 REPLICATE_WEIGHTS_MAX_BYTES = env_int("REPLICATE_WEIGHTS_MAX_BYTES", 2 * 1024 * 1024 * 1024)
 # Output files are served from replicate.delivery and its subdomains (Replicate's output-files docs).
-REPLICATE_DOWNLOAD_HOSTS = env_list("REPLICATE_DOWNLOAD_HOSTS", ["replicate.delivery", "*.replicate.delivery"])
+REPLICATE_DOWNLOAD_HOSTS = env_list(
+    "REPLICATE_DOWNLOAD_HOSTS", ["replicate.delivery", "*.replicate.delivery"]
+)
 # Each download ends within this many seconds overall, however slowly the server sends.
 REPLICATE_DOWNLOAD_DEADLINE_SECONDS = env_int("REPLICATE_DOWNLOAD_DEADLINE_SECONDS", 600)
 HF_NAMESPACE = env_str("HF_NAMESPACE", "fluxsite")
@@ -359,9 +366,9 @@ STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20)
 # first encrypts, all decrypt (MultiFernet), so a key is rotated by putting a new one first and
 # dropping the old one once `rotate` has re-encrypted everything. Required when DEBUG is off.
 # FIELD_ENCRYPTION_KEY (one key) is read when the list is empty, for existing deployments.
-FIELD_ENCRYPTION_KEYS = [key.strip() for key in env_secret("FIELD_ENCRYPTION_KEYS").split(",") if key.strip()] or [
-    key for key in [env_secret("FIELD_ENCRYPTION_KEY").strip()] if key
-]
+FIELD_ENCRYPTION_KEYS = [
+    key.strip() for key in env_secret("FIELD_ENCRYPTION_KEYS").split(",") if key.strip()
+] or [key for key in [env_secret("FIELD_ENCRYPTION_KEY").strip()] if key]
 if not FIELD_ENCRYPTION_KEYS and not DEBUG:
     raise ImproperlyConfigured(
         "DEBUG is off, so FIELD_ENCRYPTION_KEYS must be set: one or more Fernet keys, comma-separated "
@@ -462,8 +469,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Log lines are scrubbed of secrets too (fluxsite.reporting): a vendor error may quote a token.
-    "formatters": {"plain": {"()": "fluxsite.reporting.SecretsFormatter",
-                             "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {
+            "()": "fluxsite.reporting.SecretsFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {

@@ -8,16 +8,41 @@ from models_app.services import LoraStateError, lora_publish_retry
 
 @admin.register(LoraModel)
 class LoraModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "trigger_word", "status", "visibility", "hf_repo_id", "publish_attempts",
-                    "created_at"]
+    list_display = [
+        "name",
+        "owner",
+        "trigger_word",
+        "status",
+        "visibility",
+        "hf_repo_id",
+        "publish_attempts",
+        "created_at",
+    ]
     list_filter = ["status", "visibility", "subject_kind", "hf_via_user_account", "publish_error_category"]
-    search_fields = ["name", "slug", "trigger_word", "owner__email", "hf_repo_id", "replicate_version",
-                     "=public_id"]
+    search_fields = [
+        "name",
+        "slug",
+        "trigger_word",
+        "owner__email",
+        "hf_repo_id",
+        "replicate_version",
+        "=public_id",
+    ]
     list_select_related = ["owner"]
     raw_id_fields = ["owner", "training"]
     date_hierarchy = "created_at"
-    readonly_fields = ["public_id", "weights_file_name", "weights_size", "weights_sha256", "config_file_name",
-                       "hf_commit", "publish_attempts", "published_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "public_id",
+        "weights_file_name",
+        "weights_size",
+        "weights_sha256",
+        "config_file_name",
+        "hf_commit",
+        "publish_attempts",
+        "published_at",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["retry_publishing"]
 
     @admin.action(description="Retry publishing to Hugging Face (failed ones only)")
@@ -51,16 +76,38 @@ class GeneratedImageInline(admin.TabularInline):
 
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
-    list_display = ["pk", "owner", "model_name", "status", "num_outputs", "cost_credits", "attempts",
-                    "replicate_prediction_id", "created_at"]
+    list_display = [
+        "pk",
+        "owner",
+        "model_name",
+        "status",
+        "num_outputs",
+        "cost_credits",
+        "attempts",
+        "replicate_prediction_id",
+        "created_at",
+    ]
     list_filter = ["status", "error_category", "replicate_status"]
     search_fields = ["owner__email", "model_name", "prompt", "=replicate_prediction_id", "=credit_reference"]
     list_select_related = ["owner"]
     raw_id_fields = ["owner", "lora_model"]
     date_hierarchy = "created_at"
-    readonly_fields = ["credit_reference", "cost_credits", "replicate_target", "replicate_prediction_id",
-                       "replicate_status", "submit_started_at", "output_claimed_at", "attempts", "last_news_at",
-                       "predict_time", "invalid_fields", "created_at", "updated_at", "finished_at"]
+    readonly_fields = [
+        "credit_reference",
+        "cost_credits",
+        "replicate_target",
+        "replicate_prediction_id",
+        "replicate_status",
+        "submit_started_at",
+        "output_claimed_at",
+        "attempts",
+        "last_news_at",
+        "predict_time",
+        "invalid_fields",
+        "created_at",
+        "updated_at",
+        "finished_at",
+    ]
     inlines = [GeneratedImageInline]
     actions = ["poll_replicate"]
 
@@ -70,7 +117,9 @@ class GenerationAdmin(admin.ModelAdmin):
         from models_app.services import generation_sync
 
         polled = 0
-        for generation in queryset.filter(status__in=["queued", "running"]).exclude(replicate_prediction_id=""):
+        for generation in queryset.filter(status__in=["queued", "running"]).exclude(
+            replicate_prediction_id=""
+        ):
             try:
                 generation_sync(generation=generation)
                 polled += 1

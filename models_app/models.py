@@ -38,7 +38,9 @@ class LoraModel(models.Model):
     subject_kind = models.CharField(max_length=16, choices=SubjectKind.choices, default=SubjectKind.SUBJECT)
     description = models.TextField(blank=True)
     base_model = models.CharField(max_length=200, default=FLUX_DEV)
-    replicate_version = models.CharField(max_length=300, blank=True, help_text="output.version: owner/name:hash")
+    replicate_version = models.CharField(
+        max_length=300, blank=True, help_text="output.version: owner/name:hash"
+    )
 
     # Our own copy, in the "private" storage.
     weights_file_name = models.CharField(max_length=300)
@@ -60,7 +62,9 @@ class LoraModel(models.Model):
     publish_attempts = models.PositiveIntegerField(default=0)
     published_at = models.DateTimeField(null=True, blank=True)
 
-    cover_image_name = models.CharField(max_length=300, null=True, blank=True, help_text="In the public storage.")
+    cover_image_name = models.CharField(
+        max_length=300, null=True, blank=True, help_text="In the public storage."
+    )
     training = models.OneToOneField(
         "training.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="lora_model"
     )
@@ -118,8 +122,9 @@ class Generation(models.Model):
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations")
     # SET_NULL: deleting a model keeps the images already made with it (the gallery still shows them).
-    lora_model = models.ForeignKey(LoraModel, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="generations")
+    lora_model = models.ForeignKey(
+        LoraModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="generations"
+    )
     model_name = models.CharField(max_length=80, help_text="The model's name when this was made.")
     prompt = models.TextField(help_text="As typed.")
     effective_prompt = models.TextField(help_text="As sent: with the trigger word.")
@@ -153,7 +158,10 @@ class Generation(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["status", "last_news_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["status", "last_news_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.model_name}: {self.prompt[:40]}"
@@ -177,7 +185,9 @@ class GeneratedImage(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        constraints = [models.UniqueConstraint(fields=["generation", "index"], name="generated_image_unique_index")]
+        constraints = [
+            models.UniqueConstraint(fields=["generation", "index"], name="generated_image_unique_index")
+        ]
 
     def __str__(self) -> str:
         return f"{self.generation_id}#{self.index}"

@@ -49,19 +49,29 @@ def model_sample_images(model: LoraModel, limit: int = 4) -> list[SampleImage]:
     """
     samples: list[SampleImage] = []
     if model.cover_image_name:
-        samples.append(SampleImage(alias=storage.PUBLIC, name=model.cover_image_name, prompt=model.trigger_word))
-    recent = (GeneratedImage.objects.filter(generation__lora_model=model, generation__owner_id=model.owner_id)
-              .exclude(file_name=model.cover_image_name or "").select_related("generation")
-              .order_by("-created_at", "-pk")[:limit])
-    samples += [SampleImage(alias=storage.PUBLIC, name=image.file_name, prompt=image.generation.effective_prompt)
-                for image in recent]
+        samples.append(
+            SampleImage(alias=storage.PUBLIC, name=model.cover_image_name, prompt=model.trigger_word)
+        )
+    recent = (
+        GeneratedImage.objects.filter(generation__lora_model=model, generation__owner_id=model.owner_id)
+        .exclude(file_name=model.cover_image_name or "")
+        .select_related("generation")
+        .order_by("-created_at", "-pk")[:limit]
+    )
+    samples += [
+        SampleImage(alias=storage.PUBLIC, name=image.file_name, prompt=image.generation.effective_prompt)
+        for image in recent
+    ]
     return samples[:limit]
 
 
 def _latest_thumbnail() -> Subquery:
     return Subquery(
-        GeneratedImage.objects.filter(generation__lora_model=OuterRef("pk"), generation__owner_id=OuterRef("owner_id"))
-        .order_by("-created_at", "-pk").values("thumbnail_name")[:1]
+        GeneratedImage.objects.filter(
+            generation__lora_model=OuterRef("pk"), generation__owner_id=OuterRef("owner_id")
+        )
+        .order_by("-created_at", "-pk")
+        .values("thumbnail_name")[:1]
     )
 
 
@@ -98,7 +108,9 @@ def get_generation_for_user(user, pk: int) -> Generation:
 
 def images_for_user(user, model: LoraModel | None = None) -> QuerySet[GeneratedImage]:
     """The user's images, newest first; only those of `model` when given."""
-    images = GeneratedImage.objects.filter(generation__owner=user).select_related("generation", "generation__lora_model")
+    images = GeneratedImage.objects.filter(generation__owner=user).select_related(
+        "generation", "generation__lora_model"
+    )
     if model is not None:
         images = images.filter(generation__lora_model=model)
     return images.order_by("-created_at", "-pk")
@@ -111,11 +123,14 @@ def get_image_for_user(user, pk: int) -> GeneratedImage:
 def owned_file_names(user) -> list[tuple[str, str]]:
     """Every stored file of the user's models, as (storage alias, name): for account deletion."""
     files: list[tuple[str, str]] = []
-    for weights, config in LoraModel.objects.filter(owner=user).values_list("weights_file_name", "config_file_name"):
+    for weights, config in LoraModel.objects.filter(owner=user).values_list(
+        "weights_file_name", "config_file_name"
+    ):
         files.append((storage.PRIVATE, weights))
         if config:
             files.append((storage.PRIVATE, config))
-    for image, thumbnail in GeneratedImage.objects.filter(generation__owner=user).values_list("file_name",
-                                                                                          "thumbnail_name"):
+    for image, thumbnail in GeneratedImage.objects.filter(generation__owner=user).values_list(
+        "file_name", "thumbnail_name"
+    ):
         files += [(storage.PUBLIC, image), (storage.PUBLIC, thumbnail)]
     return files

@@ -39,11 +39,14 @@ def prediction_webhook_process_task(delivery_id: int) -> None:
     from models_app.services import generation_apply_replicate
     from training.models import ReplicateWebhook
 
-    delivery = ReplicateWebhook.objects.filter(pk=delivery_id, kind="prediction", processed_at__isnull=True).first()
+    delivery = ReplicateWebhook.objects.filter(
+        pk=delivery_id, kind="prediction", processed_at__isnull=True
+    ).first()
     if delivery is None:
         return
-    generation_apply_replicate(info=replicate_client.prediction_from_payload(delivery.payload),
-                               generation_hint=delivery.job_hint)
+    generation_apply_replicate(
+        info=replicate_client.prediction_from_payload(delivery.payload), generation_hint=delivery.job_hint
+    )
     ReplicateWebhook.objects.filter(pk=delivery_id).update(processed_at=timezone.now())
 
 

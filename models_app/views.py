@@ -74,8 +74,10 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def model_status(request: HttpRequest, pk: int) -> HttpResponse:
     """The status fragment, polled while publishing; HTTP 286 tells htmx to stop polling."""
     model = selectors.get_model_for_user(request.user, pk)
-    return polled(render(request, f"{DETAIL}#status", _detail_context(request, model)),
-                  finished=model.status != LoraModel.Status.PUBLISHING)
+    return polled(
+        render(request, f"{DETAIL}#status", _detail_context(request, model)),
+        finished=model.status != LoraModel.Status.PUBLISHING,
+    )
 
 
 @login_required
@@ -89,8 +91,12 @@ def model_rename(request: HttpRequest, pk: int) -> HttpResponse:
     elif not request.htmx:
         messages.error(request, "A model needs a name of at most 80 characters.")
     if request.htmx:
-        return render(request, f"{DETAIL}#title", _detail_context(request, model, rename_form=form),
-                      status=200 if form is None else 422)
+        return render(
+            request,
+            f"{DETAIL}#title",
+            _detail_context(request, model, rename_form=form),
+            status=200 if form is None else 422,
+        )
     return redirect("models_app:detail", pk=model.pk)
 
 
@@ -152,9 +158,14 @@ def model_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def model_public(request: HttpRequest, public_id) -> HttpResponse:
     """The shareable page: no login for a public model; a private one is 404 except for its owner."""
     model = selectors.get_public_model(public_id, request.user)
-    return render(request, "models_app/public.html", {
-        "model": model, "thumbnail_url": selectors.model_thumbnail_url(model),
-    })
+    return render(
+        request,
+        "models_app/public.html",
+        {
+            "model": model,
+            "thumbnail_url": selectors.model_thumbnail_url(model),
+        },
+    )
 
 
 @sensitive_post_parameters("token")
@@ -170,9 +181,14 @@ def hf_account(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Connected to Hugging Face as {account.username}.")
             return redirect("models_app:hf_account")
-    return render(request, "models_app/hf_account.html", {
-        "form": form, "account": selectors.hf_account_for_user(request.user),
-    })
+    return render(
+        request,
+        "models_app/hf_account.html",
+        {
+            "form": form,
+            "account": selectors.hf_account_for_user(request.user),
+        },
+    )
 
 
 @login_required
@@ -181,8 +197,6 @@ def hf_account_disconnect(request: HttpRequest) -> HttpResponse:
     services.hf_account_disconnect(user=request.user)
     messages.success(request, "Your Hugging Face account was disconnected.")
     return redirect("models_app:hf_account")
-
-
 
 
 # --- Generating images and the gallery --------------------------------------------------------------------
@@ -208,12 +222,16 @@ def _generate_context(request: HttpRequest, form: GenerateForm, model: LoraModel
         num = 1
     prompt = str(form["prompt"].value() or "")
     return {
-        "form": form, "model": model, "usable_models": usable,
+        "form": form,
+        "model": model,
+        "usable_models": usable,
         "model_ready": model is not None and any(m.pk == model.pk for m in usable),
         "suggestions": services.prompt_suggestions(model=model) if model else [],
         "effective_prompt": services.effective_prompt(prompt=prompt, model=model) if model else prompt,
-        "prompt_has_trigger": bool(model) and services.effective_prompt(prompt=prompt, model=model) == " ".join(prompt.split()),
-        "cost": generation_cost_credits(num_images=num), "num_outputs": num,
+        "prompt_has_trigger": bool(model)
+        and services.effective_prompt(prompt=prompt, model=model) == " ".join(prompt.split()),
+        "cost": generation_cost_credits(num_images=num),
+        "num_outputs": num,
         "balance": balance_for_user(request.user),
         **extra,
     }
@@ -268,15 +286,18 @@ def generate(request: HttpRequest) -> HttpResponse:
         form.add_error(None, "Choose one of your models.")
     if form.is_valid():
         try:
-            generation = services.generation_start(user=request.user, model=model, prompt=form.cleaned_data["prompt"],
-                                                   params=form.params())
+            generation = services.generation_start(
+                user=request.user, model=model, prompt=form.cleaned_data["prompt"], params=form.params()
+            )
         except InsufficientCredits as exc:
             form.add_error(None, f"Not enough credits: {exc}")
         except services.GenerationError as exc:
             form.add_error(None, str(exc))
         else:
             return redirect("models_app:generation", pk=generation.pk)
-    return render(request, GENERATE, _generate_context(request, form, model), status=422 if request.htmx else 200)
+    return render(
+        request, GENERATE, _generate_context(request, form, model), status=422 if request.htmx else 200
+    )
 
 
 @login_required
@@ -289,8 +310,11 @@ def generate_preview(request: HttpRequest) -> HttpResponse:
 
 
 def _generation_context(request: HttpRequest, generation: Generation) -> dict:
-    return {"generation": generation, "images": list(generation.images.order_by("index")),
-            "refunded": generation.status in (Generation.Status.FAILED, Generation.Status.CANCELED)}
+    return {
+        "generation": generation,
+        "images": list(generation.images.order_by("index")),
+        "refunded": generation.status in (Generation.Status.FAILED, Generation.Status.CANCELED),
+    }
 
 
 @login_required
@@ -305,8 +329,11 @@ def generation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def generation_status(request: HttpRequest, pk: int) -> HttpResponse:
     """The status fragment, polled while the images are made; HTTP 286 stops the polling."""
     generation = selectors.get_generation_for_user(request.user, pk)
-    return polled(render(request, f"{GENERATION}#status", _generation_context(request, generation)),
-                  finished=generation.is_finished, credits_changed=True)
+    return polled(
+        render(request, f"{GENERATION}#status", _generation_context(request, generation)),
+        finished=generation.is_finished,
+        credits_changed=True,
+    )
 
 
 @login_required
@@ -324,7 +351,9 @@ def generation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _gallery_page(request: HttpRequest, model: LoraModel | None):
-    return Paginator(selectors.images_for_user(request.user, model), GALLERY_PER_PAGE).get_page(request.GET.get("page"))
+    return Paginator(selectors.images_for_user(request.user, model), GALLERY_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
 
 
 @login_required
@@ -345,10 +374,16 @@ def model_gallery(request: HttpRequest, pk: int) -> HttpResponse:
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     image = selectors.get_image_for_user(request.user, pk)
     model = image.generation.lora_model
-    return render(request, "models_app/gallery_image.html", {
-        "image": image, "generation": image.generation, "model": model,
-        "is_cover": model is not None and model.cover_image_name == image.file_name,
-    })
+    return render(
+        request,
+        "models_app/gallery_image.html",
+        {
+            "image": image,
+            "generation": image.generation,
+            "model": model,
+            "is_cover": model is not None and model.cover_image_name == image.file_name,
+        },
+    )
 
 
 @login_required
@@ -356,10 +391,15 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def image_download(request: HttpRequest, pk: int) -> HttpResponse:
     image = selectors.get_image_for_user(request.user, pk)
     extension = image.file_name.rsplit(".", 1)[-1]
-    content_type = {"webp": "image/webp", "jpg": "image/jpeg", "png": "image/png"}.get(extension, "application/octet-stream")
-    response = StreamingHttpResponse(storage.file_iter(alias=storage.PUBLIC, name=image.file_name),
-                                     content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="fluxsite-{image.generation_id}-{image.index + 1}.{extension}"'
+    content_type = {"webp": "image/webp", "jpg": "image/jpeg", "png": "image/png"}.get(
+        extension, "application/octet-stream"
+    )
+    response = StreamingHttpResponse(
+        storage.file_iter(alias=storage.PUBLIC, name=image.file_name), content_type=content_type
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="fluxsite-{image.generation_id}-{image.index + 1}.{extension}"'
+    )
     return response
 
 
@@ -372,7 +412,9 @@ def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
         model_id = image.generation.lora_model_id
         services.generated_image_delete(image=image)
         messages.success(request, "The image was deleted.")
-        return redirect("models_app:model_gallery", pk=model_id) if model_id else redirect("models_app:gallery")
+        return (
+            redirect("models_app:model_gallery", pk=model_id) if model_id else redirect("models_app:gallery")
+        )
     return render(request, "models_app/gallery_image_delete.html", {"image": image, "form": form})
 
 
@@ -397,6 +439,10 @@ def image_cover(request: HttpRequest, pk: int) -> HttpResponse:
 def replicate_webhook(request: HttpRequest) -> HttpResponse:
     """Replicate's prediction webhooks: the same recording as the training endpoint's, then a task."""
     receipt = replicate_webhook_record(
-        headers=request.headers, body=request.body, kind="prediction", job_hint=webhook_job_hint(request.GET.get("gen")),
-        task="models_app.tasks.prediction_webhook_process_task")
+        headers=request.headers,
+        body=request.body,
+        kind="prediction",
+        job_hint=webhook_job_hint(request.GET.get("gen")),
+        task="models_app.tasks.prediction_webhook_process_task",
+    )
     return webhook_response(receipt)

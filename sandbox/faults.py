@@ -15,10 +15,25 @@ from django.db.models import F, Q
 from sandbox.models import Fault, FaultKind
 
 
-def fault_inject(*, service: str, operation: str = "*", kind: str = FaultKind.STATUS, status: int | None = None,
-                 retry_after: int | None = None, delay_seconds: float = 0, times: int | None = 1) -> Fault:
-    return Fault.objects.create(service=service, operation=operation, kind=kind, status=status,
-                                retry_after=retry_after, delay_seconds=delay_seconds, remaining=times)
+def fault_inject(
+    *,
+    service: str,
+    operation: str = "*",
+    kind: str = FaultKind.STATUS,
+    status: int | None = None,
+    retry_after: int | None = None,
+    delay_seconds: float = 0,
+    times: int | None = 1,
+) -> Fault:
+    return Fault.objects.create(
+        service=service,
+        operation=operation,
+        kind=kind,
+        status=status,
+        retry_after=retry_after,
+        delay_seconds=delay_seconds,
+        remaining=times,
+    )
 
 
 def fault_clear(*, service: str | None = None) -> None:
@@ -31,7 +46,11 @@ def fault_clear(*, service: str | None = None) -> None:
 def fault_take(*, service: str, operation: str, kinds: tuple[str, ...] | None = None) -> Fault | None:
     """Consume one armed fault matching this call, or return None."""
     with transaction.atomic():
-        qs = Fault.objects.select_for_update().filter(service=service).filter(Q(operation=operation) | Q(operation="*"))
+        qs = (
+            Fault.objects.select_for_update()
+            .filter(service=service)
+            .filter(Q(operation=operation) | Q(operation="*"))
+        )
         if kinds:
             qs = qs.filter(kind__in=kinds)
         fault = qs.filter(Q(remaining__isnull=True) | Q(remaining__gt=0)).order_by("created_at", "id").first()

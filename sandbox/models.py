@@ -21,14 +21,18 @@ class Fault(models.Model):
     "checkout.sessions.create", "webhook.completed") or "*" for all of that service.
     """
 
-    service = models.CharField(max_length=20, choices=[("replicate", "Replicate"), ("huggingface", "Hugging Face"),
-                                                        ("stripe", "Stripe")])
+    service = models.CharField(
+        max_length=20,
+        choices=[("replicate", "Replicate"), ("huggingface", "Hugging Face"), ("stripe", "Stripe")],
+    )
     operation = models.CharField(max_length=80, default="*")
     kind = models.CharField(max_length=24, choices=FaultKind.choices, default=FaultKind.STATUS)
     status = models.PositiveSmallIntegerField(null=True, blank=True)
     retry_after = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds, sent with 429/503.")
     delay_seconds = models.FloatField(default=0, help_text="For timeout and slow faults.")
-    remaining = models.PositiveIntegerField(null=True, blank=True, default=1, help_text="Empty: until removed.")
+    remaining = models.PositiveIntegerField(
+        null=True, blank=True, default=1, help_text="Empty: until removed."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -26,14 +26,29 @@ def faults(request: HttpRequest) -> HttpResponse:
         try:
             body = json.loads(request.body or b"{}")
             fault = fault_inject(
-                service=body["service"], operation=body.get("operation", "*"), kind=body.get("kind", "status"),
-                status=body.get("status"), retry_after=body.get("retry_after"),
-                delay_seconds=float(body.get("delay_seconds", 0)), times=body.get("times", 1),
+                service=body["service"],
+                operation=body.get("operation", "*"),
+                kind=body.get("kind", "status"),
+                status=body.get("status"),
+                retry_after=body.get("retry_after"),
+                delay_seconds=float(body.get("delay_seconds", 0)),
+                times=body.get("times", 1),
             )
         except (KeyError, ValueError, TypeError) as exc:
             return JsonResponse({"error": f"bad fault: {exc}"}, status=400)
         return JsonResponse({"id": fault.pk, "fault": str(fault)}, status=201)
-    return JsonResponse({"faults": [
-        {"id": f.pk, "service": f.service, "operation": f.operation, "kind": f.kind, "status": f.status,
-         "remaining": f.remaining} for f in Fault.objects.all()
-    ]})
+    return JsonResponse(
+        {
+            "faults": [
+                {
+                    "id": f.pk,
+                    "service": f.service,
+                    "operation": f.operation,
+                    "kind": f.kind,
+                    "status": f.status,
+                    "remaining": f.remaining,
+                }
+                for f in Fault.objects.all()
+            ]
+        }
+    )

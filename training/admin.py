@@ -30,18 +30,54 @@ class TrainingEventInline(admin.TabularInline):
 # The pipeline owns these (compare-and-swap transitions, the ledger reference): editing them by hand
 # would desynchronise the job from Replicate and the credits, so staff see them read-only.
 PIPELINE_FIELDS = [
-    "status", "params", "preset", "duplicated_from", "cost_credits", "cost_estimate_dollars", "credit_reference",
-    "runs", "stage_times", "attempts", "next_attempt_at", "started_at", "finished_at", "failed_stage",
-    "error_category", "error_message", "error_hint", "replicate_training_id", "replicate_create_started_at",
-    "replicate_destination", "replicate_status", "replicate_version", "weights_url", "predict_time", "last_news_at",
-    "progress_step", "progress_total", "seconds_per_step", "eta_seconds", "current_loss", "loss_history", "logs_tail",
+    "status",
+    "params",
+    "preset",
+    "duplicated_from",
+    "cost_credits",
+    "cost_estimate_dollars",
+    "credit_reference",
+    "runs",
+    "stage_times",
+    "attempts",
+    "next_attempt_at",
+    "started_at",
+    "finished_at",
+    "failed_stage",
+    "error_category",
+    "error_message",
+    "error_hint",
+    "replicate_training_id",
+    "replicate_create_started_at",
+    "replicate_destination",
+    "replicate_status",
+    "replicate_version",
+    "weights_url",
+    "predict_time",
+    "last_news_at",
+    "progress_step",
+    "progress_total",
+    "seconds_per_step",
+    "eta_seconds",
+    "current_loss",
+    "loss_history",
+    "logs_tail",
 ]
 
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "trigger_word", "subject_kind", "status", "progress", "cost_credits",
-                    "image_count", "created_at"]
+    list_display = [
+        "name",
+        "owner",
+        "trigger_word",
+        "subject_kind",
+        "status",
+        "progress",
+        "cost_credits",
+        "image_count",
+        "created_at",
+    ]
     list_filter = ["status", "failed_stage", "error_category", "subject_kind", "created_at"]
     search_fields = ["name", "trigger_word", "owner__email", "replicate_training_id"]
     raw_id_fields = ["owner"]
@@ -64,7 +100,9 @@ class TrainingJobAdmin(admin.ModelAdmin):
         counts = trainings_reconcile()
         self.message_user(
             request,
-            "Reconciled: {polled} polled at Replicate, {resumed} resumed, {failed} failed and refunded.".format(**counts),
+            "Reconciled: {polled} polled at Replicate, {resumed} resumed, {failed} failed and refunded.".format(
+                **counts
+            ),
             messages.SUCCESS,
         )
 
@@ -98,8 +136,19 @@ class DatasetImageAdmin(admin.ModelAdmin):
     list_filter = ["created_at"]
     search_fields = ["original_name", "pixel_sha256", "dataset__training__owner__email"]
     readonly_fields = [
-        "dataset", "file_name", "thumbnail_name", "original_name", "width", "height", "original_width",
-        "original_height", "byte_size", "pixel_sha256", "dhash", "warnings", "created_at",
+        "dataset",
+        "file_name",
+        "thumbnail_name",
+        "original_name",
+        "width",
+        "height",
+        "original_width",
+        "original_height",
+        "byte_size",
+        "pixel_sha256",
+        "dhash",
+        "warnings",
+        "created_at",
     ]
 
     @admin.display(description="Size")
@@ -116,7 +165,17 @@ class TrainingEventAdmin(admin.ModelAdmin):
     list_display = ["created_at", "job", "stage", "level", "category", "short_message"]
     list_filter = ["level", "stage", "category"]
     search_fields = ["message", "hint", "job__name", "job__owner__email", "job__replicate_training_id"]
-    readonly_fields = ["job", "created_at", "stage", "level", "category", "message", "hint", "data", "attempt"]
+    readonly_fields = [
+        "job",
+        "created_at",
+        "stage",
+        "level",
+        "category",
+        "message",
+        "hint",
+        "data",
+        "attempt",
+    ]
     list_select_related = ["job"]
 
     @admin.display(description="Message")
@@ -126,12 +185,31 @@ class TrainingEventAdmin(admin.ModelAdmin):
 
 @admin.register(ReplicateWebhook)
 class ReplicateWebhookAdmin(admin.ModelAdmin):
-    list_display = ["webhook_id", "replicate_id", "job_hint", "kind", "status", "outcome", "refusal_reason",
-                    "received_at", "processed"]
+    list_display = [
+        "webhook_id",
+        "replicate_id",
+        "job_hint",
+        "kind",
+        "status",
+        "outcome",
+        "refusal_reason",
+        "received_at",
+        "processed",
+    ]
     list_filter = ["outcome", "kind", "status", "received_at"]
     search_fields = ["webhook_id", "replicate_id", "refusal_reason"]
-    readonly_fields = ["webhook_id", "replicate_id", "job_hint", "kind", "status", "outcome", "refusal_reason",
-                       "payload", "received_at", "processed_at"]
+    readonly_fields = [
+        "webhook_id",
+        "replicate_id",
+        "job_hint",
+        "kind",
+        "status",
+        "outcome",
+        "refusal_reason",
+        "payload",
+        "received_at",
+        "processed_at",
+    ]
     date_hierarchy = "received_at"
 
     @admin.display(description="Processed", boolean=True)

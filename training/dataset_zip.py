@@ -101,8 +101,9 @@ class _ChecksumWriter:
 
 
 def _dos_time(moment: datetime) -> tuple[int, int]:
-    return (moment.hour << 11) | (moment.minute << 5) | (moment.second // 2), \
-        ((moment.year - 1980) << 9) | (moment.month << 5) | moment.day
+    return (moment.hour << 11) | (moment.minute << 5) | (moment.second // 2), ((moment.year - 1980) << 9) | (
+        moment.month << 5
+    ) | moment.day
 
 
 @dataclass
@@ -123,8 +124,12 @@ class _StoredZipWriter:
         if size > _LIMIT or self._out.size > _LIMIT or len(self._entries) >= 0xFFFF:
             raise ValueError("the dataset is too large for a ZIP without ZIP64")
         self._entries.append(_Entry(name, crc32, size, self._out.size))
-        self._out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, self._time, self._date,
-                                    crc32, size, size, len(name), 0) + name)
+        self._out.write(
+            struct.pack(
+                "<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, self._time, self._date, crc32, size, size, len(name), 0
+            )
+            + name
+        )
 
     def add_bytes(self, name: str, data: bytes) -> None:
         self._header(name.encode("ascii"), zlib.crc32(data), len(data))
@@ -143,12 +148,35 @@ class _StoredZipWriter:
     def close(self) -> None:
         start = self._out.size
         for e in self._entries:
-            self._out.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, self._time, self._date,
-                                        e.crc32, e.size, e.size, len(e.name), 0, 0, 0, 0, 0o100644 << 16,
-                                        e.offset) + e.name)
+            self._out.write(
+                struct.pack(
+                    "<IHHHHHHIIIHHHHHII",
+                    0x02014B50,
+                    20,
+                    20,
+                    0,
+                    0,
+                    self._time,
+                    self._date,
+                    e.crc32,
+                    e.size,
+                    e.size,
+                    len(e.name),
+                    0,
+                    0,
+                    0,
+                    0,
+                    0o100644 << 16,
+                    e.offset,
+                )
+                + e.name
+            )
         length = self._out.size - start
-        self._out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(self._entries), len(self._entries),
-                                    length, start, 0))
+        self._out.write(
+            struct.pack(
+                "<IHHHHIIH", 0x06054B50, 0, 0, len(self._entries), len(self._entries), length, start, 0
+            )
+        )
 
 
 def file_crc32_and_size(*, alias: str, name: str) -> tuple[int, int]:

@@ -59,32 +59,66 @@ class CaptionTemplateForm(forms.Form):
 
 # --- Training parameters (the trainer's defaults and ranges, API_CONTRACTS.md) -----------------------------
 OPTIMIZERS = ["adamw8bit", "prodigy", "adam8bit", "lion8bit", "adam", "adamw", "lion", "adagrad", "adafactor"]
-RESOLUTIONS = [("512,768,1024", "Mixed 512, 768, 1024 (recommended)"), ("1024", "1024 only"), ("512", "512 only"),
-               ("512,768", "512 and 768")]
+RESOLUTIONS = [
+    ("512,768,1024", "Mixed 512, 768, 1024 (recommended)"),
+    ("1024", "1024 only"),
+    ("512", "512 only"),
+    ("512,768", "512 and 768"),
+]
 PRESETS: dict[str, dict] = {
-    "subject": {"label": "Portrait / subject", "steps": 1000, "learning_rate": 0.0004, "lora_rank": 16,
-                "caption_dropout_rate": 0.05},
-    "style": {"label": "Style", "steps": 1500, "learning_rate": 0.0003, "lora_rank": 32, "caption_dropout_rate": 0.1},
-    "quick": {"label": "Quick test", "steps": 300, "learning_rate": 0.0005, "lora_rank": 8,
-              "caption_dropout_rate": 0.05},
+    "subject": {
+        "label": "Portrait / subject",
+        "steps": 1000,
+        "learning_rate": 0.0004,
+        "lora_rank": 16,
+        "caption_dropout_rate": 0.05,
+    },
+    "style": {
+        "label": "Style",
+        "steps": 1500,
+        "learning_rate": 0.0003,
+        "lora_rank": 32,
+        "caption_dropout_rate": 0.1,
+    },
+    "quick": {
+        "label": "Quick test",
+        "steps": 300,
+        "learning_rate": 0.0005,
+        "lora_rank": 8,
+        "caption_dropout_rate": 0.05,
+    },
 }
 
 
 class TrainingParamsForm(forms.Form):
-    preset = forms.ChoiceField(choices=[("", "Custom")] + [(k, v["label"]) for k, v in PRESETS.items()],
-                               required=False)
-    steps = forms.IntegerField(min_value=3, max_value=6000, initial=1000,
-                               help_text="3-6000. About 1000 for a person, 1500+ for a style.")
-    learning_rate = forms.FloatField(min_value=1e-6, max_value=1e-2, initial=4e-4, help_text="Default 0.0004.")
-    lora_rank = forms.IntegerField(min_value=1, max_value=128, initial=16, label="LoRA rank",
-                                   help_text="1-128. Higher learns more detail and makes bigger files.")
+    preset = forms.ChoiceField(
+        choices=[("", "Custom")] + [(k, v["label"]) for k, v in PRESETS.items()], required=False
+    )
+    steps = forms.IntegerField(
+        min_value=3,
+        max_value=6000,
+        initial=1000,
+        help_text="3-6000. About 1000 for a person, 1500+ for a style.",
+    )
+    learning_rate = forms.FloatField(
+        min_value=1e-6, max_value=1e-2, initial=4e-4, help_text="Default 0.0004."
+    )
+    lora_rank = forms.IntegerField(
+        min_value=1,
+        max_value=128,
+        initial=16,
+        label="LoRA rank",
+        help_text="1-128. Higher learns more detail and makes bigger files.",
+    )
     batch_size = forms.IntegerField(min_value=1, max_value=8, initial=1)
     resolution = forms.ChoiceField(choices=RESOLUTIONS, initial="512,768,1024")
     optimizer = forms.ChoiceField(choices=[(o, o) for o in OPTIMIZERS], initial="adamw8bit")
-    caption_dropout_rate = forms.FloatField(min_value=0, max_value=1, initial=0.05,
-                                            help_text="Share of steps trained without captions (0-1).")
-    autocaption = forms.BooleanField(required=False, initial=True,
-                                     help_text="Caption photos that have no caption of their own.")
+    caption_dropout_rate = forms.FloatField(
+        min_value=0, max_value=1, initial=0.05, help_text="Share of steps trained without captions (0-1)."
+    )
+    autocaption = forms.BooleanField(
+        required=False, initial=True, help_text="Caption photos that have no caption of their own."
+    )
     autocaption_prefix = forms.CharField(required=False, max_length=200)
     autocaption_suffix = forms.CharField(required=False, max_length=200)
 
@@ -107,14 +141,29 @@ class TrainingFilterForm(forms.Form):
 
     status = forms.ChoiceField(
         required=False,
-        choices=[("all", "All"), ("active", "Active"), ("succeeded", "Succeeded"), ("failed", "Failed"),
-                 ("canceled", "Canceled"), ("draft", "Draft")],
+        choices=[
+            ("all", "All"),
+            ("active", "Active"),
+            ("succeeded", "Succeeded"),
+            ("failed", "Failed"),
+            ("canceled", "Canceled"),
+            ("draft", "Draft"),
+        ],
     )
-    q = forms.CharField(required=False, max_length=80, label="Search",
-                        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Name or trigger word"}))
-    sort = forms.ChoiceField(required=False, choices=[("newest", "Newest"), ("oldest", "Oldest"), ("name", "Name")])
+    q = forms.CharField(
+        required=False,
+        max_length=80,
+        label="Search",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Name or trigger word"}),
+    )
+    sort = forms.ChoiceField(
+        required=False, choices=[("newest", "Newest"), ("oldest", "Oldest"), ("name", "Name")]
+    )
 
     def values(self) -> dict:
         data = self.cleaned_data if self.is_valid() else {}
-        return {"status": data.get("status") or "all", "query": data.get("q") or "",
-                "sort": data.get("sort") or "newest"}
+        return {
+            "status": data.get("status") or "all",
+            "query": data.get("q") or "",
+            "sort": data.get("sort") or "newest",
+        }

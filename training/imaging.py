@@ -153,10 +153,10 @@ def jpeg_has_scan(data: bytes) -> bool:
             continue
         if marker == 0xD9 or pos + 2 > len(data):
             break
-        length = int.from_bytes(data[pos:pos + 2], "big")
+        length = int.from_bytes(data[pos : pos + 2], "big")
         if length < 2 or pos + length > len(data):
             break
-        segment = data[pos + 2:pos + length]
+        segment = data[pos + 2 : pos + length]
         if marker in _FRAMES and len(segment) >= 6:
             progressive = marker in (0xC2, 0xC6, 0xCA, 0xCE)
             components = [segment[6 + 3 * i] for i in range(segment[5]) if 6 + 3 * i < len(segment)]
@@ -214,15 +214,21 @@ def _check_shape(width: int, height: int, limits: ImageLimits) -> None:
     if width < 1 or height < 1:
         raise ImageRejected("This image has no pixels.")
     if width * height > limits.max_pixels:
-        raise ImageRejected(f"This image is {width}×{height} pixels ({_megapixels(width * height)}); the most we "
-                            f"accept is {_megapixels(limits.max_pixels)}. Export it at a smaller size.")
+        raise ImageRejected(
+            f"This image is {width}×{height} pixels ({_megapixels(width * height)}); the most we "
+            f"accept is {_megapixels(limits.max_pixels)}. Export it at a smaller size."
+        )
     short, long = min(width, height), max(width, height)
     if short < limits.min_side:
-        raise ImageRejected(f"This image is {width}×{height} pixels: its short side is under {limits.min_side} px, "
-                            "too small to learn from. Use a larger photo.")
+        raise ImageRejected(
+            f"This image is {width}×{height} pixels: its short side is under {limits.min_side} px, "
+            "too small to learn from. Use a larger photo."
+        )
     if long / short > limits.max_aspect:
-        raise ImageRejected(f"This image is {width}×{height} pixels, {long / short:.1f} times as long as it is wide; "
-                            f"the most we accept is {limits.max_aspect:g}:1. Crop it first.")
+        raise ImageRejected(
+            f"This image is {width}×{height} pixels, {long / short:.1f} times as long as it is wide; "
+            f"the most we accept is {limits.max_aspect:g}:1. Crop it first."
+        )
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -259,11 +265,13 @@ def _to_srgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> Image.Imag
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             space = source.profile.xcolor_space
             if im.mode in _PROFILE_MODES.get(space, ()):
-                return ImageCms.profileToProfile(im, source, _SRGB, outputMode="RGB",
-                                                 renderingIntent=ImageCms.Intent.PERCEPTUAL)
+                return ImageCms.profileToProfile(
+                    im, source, _SRGB, outputMode="RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL
+                )
             if im.mode in ("RGBA", "LA", "P", "PA") and space == "RGB ":
-                return ImageCms.profileToProfile(_to_rgb(im), source, _SRGB, outputMode="RGB",
-                                                 renderingIntent=ImageCms.Intent.PERCEPTUAL)
+                return ImageCms.profileToProfile(
+                    _to_rgb(im), source, _SRGB, outputMode="RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL
+                )
         except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
             notes.append(PROFILE_DAMAGED)
     return _to_rgb(im)
@@ -327,11 +335,15 @@ def image_prepare(data: bytes, *, limits: ImageLimits) -> PreparedImage:
         raise ImageRejected("This file is empty (0 bytes).")
     head = data[:1024]
     if head.startswith(b"\xff\xd8") and (scans := jpeg_scan_count(data)) > MAX_JPEG_SCANS:
-        raise ImageRejected(f"This JPEG is stored in {scans} progressive passes; the most we decode is "
-                            f"{MAX_JPEG_SCANS}. Export it again from your photo app.")
+        raise ImageRejected(
+            f"This JPEG is stored in {scans} progressive passes; the most we decode is "
+            f"{MAX_JPEG_SCANS}. Export it again from your photo app."
+        )
     if head.startswith(b"\xff\xd8") and not jpeg_has_scan(data):
-        raise ImageRejected("This JPEG is damaged: part or all of its picture data is missing. Export it "
-                            "again from your photo app.")
+        raise ImageRejected(
+            "This JPEG is damaged: part or all of its picture data is missing. Export it "
+            "again from your photo app."
+        )
     notes: list[str] = []
     with warnings.catch_warnings():
         # A decompression bomb must fail, not just warn.
@@ -339,8 +351,10 @@ def image_prepare(data: bytes, *, limits: ImageLimits) -> PreparedImage:
         try:
             im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageRejected(f"This image has far too many pixels to be a photo (the most we accept is "
-                                f"{_megapixels(limits.max_pixels)}).")
+            raise ImageRejected(
+                f"This image has far too many pixels to be a photo (the most we accept is "
+                f"{_megapixels(limits.max_pixels)})."
+            )
         except MemoryError:
             raise
         except Exception:  # noqa: BLE001  (whatever a damaged header raises, the answer is the same)
@@ -367,19 +381,27 @@ def _prepare_opened(im: Image.Image, *, limits: ImageLimits, notes: list[str]) -
         # stays at or above long_side, so nothing is ever upscaled.
         scale = limits.long_side / max(width, height)
         if scale < 1:
-            im.draft(im.mode if im.mode in ("RGB", "L", "CMYK") else "RGB",
-                     (max(1, int(width * scale)), max(1, int(height * scale))))
+            im.draft(
+                im.mode if im.mode in ("RGB", "L", "CMYK") else "RGB",
+                (max(1, int(width * scale)), max(1, int(height * scale))),
+            )
     try:
         im.load()
     except MemoryError:
         raise
     except Image.DecompressionBombWarning:
-        raise ImageRejected(f"This image has far too many pixels to be a photo (the most we accept is "
-                            f"{_megapixels(limits.max_pixels)}).")
+        raise ImageRejected(
+            f"This image has far too many pixels to be a photo (the most we accept is "
+            f"{_megapixels(limits.max_pixels)})."
+        )
     except Exception as exc:  # noqa: BLE001  (OSError, SyntaxError, struct.error, ValueError, ...)
         if "truncated" in str(exc) or isinstance(exc, EOFError):
-            raise ImageRejected("This image is incomplete: the file is cut short. Use the original, complete file.")
-        raise ImageRejected("This image is damaged and cannot be decoded. Export it again from your photo app.")
+            raise ImageRejected(
+                "This image is incomplete: the file is cut short. Use the original, complete file."
+            )
+        raise ImageRejected(
+            "This image is damaged and cannot be decoded. Export it again from your photo app."
+        )
     # Only after load(): PNG's getexif() loads the pixels itself, and if that load fails (and the
     # failure is swallowed as broken metadata) a second load() returns silently with bad pixels.
     orientation = _orientation(im, notes)
@@ -407,13 +429,21 @@ def _prepare_opened(im: Image.Image, *, limits: ImageLimits, notes: list[str]) -
     except MemoryError:
         raise
     except Exception:  # noqa: BLE001  (a decoder that lied about its mode or size)
-        raise ImageRejected("This image is damaged and cannot be decoded. Export it again from your photo app.")
+        raise ImageRejected(
+            "This image is damaged and cannot be decoded. Export it again from your photo app."
+        )
     if flat:
         # Nothing to learn from; also what libjpeg makes of a file whose scans are garbage.
         raise ImageRejected("This image is a single flat colour: there is no picture to learn from.")
     return PreparedImage(
-        jpeg=jpeg, thumbnail=thumbnail, width=out.width, height=out.height, original_width=width,
-        original_height=height, pixel_sha256=pixel_sha256, dhash=dhash_hex(thumb),
+        jpeg=jpeg,
+        thumbnail=thumbnail,
+        width=out.width,
+        height=out.height,
+        original_width=width,
+        original_height=height,
+        pixel_sha256=pixel_sha256,
+        dhash=dhash_hex(thumb),
         warnings=[*dict.fromkeys(notes), *_quality_warnings(thumb, (width, height))],
     )
 
@@ -490,8 +520,10 @@ def _budgeted(path: str, limits: ImageLimits) -> PreparedImage:
     try:
         parent.send(path)
         if not parent.poll(limits.wall_seconds):
-            raise ImageRejected(f"This image takes too long to decode (more than {limits.wall_seconds:g} s); "
-                                "it is not a normal photo file.")
+            raise ImageRejected(
+                f"This image takes too long to decode (more than {limits.wall_seconds:g} s); "
+                "it is not a normal photo file."
+            )
         kind, value, peak_mb = parent.recv()
     except (EOFError, BrokenPipeError, ConnectionResetError):
         kind, value, peak_mb = "died", "", None
@@ -507,10 +539,14 @@ def _budgeted(path: str, limits: ImageLimits) -> PreparedImage:
     if kind == "rejected":
         refusal = ImageRejected(value)
     elif kind == "memory":
-        refusal = ImageRejected(f"This image needs more than {mb} MB of memory to decode; it is not a normal photo file.")
+        refusal = ImageRejected(
+            f"This image needs more than {mb} MB of memory to decode; it is not a normal photo file."
+        )
     elif kind == "died" and process.exitcode in (-signal.SIGXCPU, -signal.SIGKILL):
-        refusal = ImageRejected(f"This image takes too long to decode (more than {limits.cpu_seconds} s of "
-                                "processing); it is not a normal photo file.")
+        refusal = ImageRejected(
+            f"This image takes too long to decode (more than {limits.cpu_seconds} s of "
+            "processing); it is not a normal photo file."
+        )
     else:
         raise DecodeFailed(value or f"decoder process ended with exit code {process.exitcode}")
     refusal.peak_mb = peak_mb

@@ -38,10 +38,14 @@ class TrainingJob(models.Model):
     # --- The pipeline (training.pipeline owns every write below) ---
     params = models.JSONField(default=dict, blank=True, help_text="The trainer's inputs, validated.")
     preset = models.CharField(max_length=20, blank=True)
-    duplicated_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    duplicated_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     cost_credits = models.PositiveIntegerField(null=True, blank=True)
     cost_estimate_dollars = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
-    credit_reference = models.CharField(max_length=80, blank=True, help_text="The ledger spend this run holds.")
+    credit_reference = models.CharField(
+        max_length=80, blank=True, help_text="The ledger spend this run holds."
+    )
     runs = models.PositiveSmallIntegerField(default=0)
     stage_times = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Attempts at the current stage.")
@@ -56,9 +60,13 @@ class TrainingJob(models.Model):
     replicate_training_id = models.CharField(max_length=64, blank=True, db_index=True)
     replicate_create_started_at = models.DateTimeField(null=True, blank=True)
     replicate_trainer_version = models.CharField(
-        max_length=64, blank=True, help_text="The trainer version we asked for (adoption matches on it).")
+        max_length=64, blank=True, help_text="The trainer version we asked for (adoption matches on it)."
+    )
     replicate_input = models.JSONField(
-        default=dict, blank=True, help_text="The input we sent to the trainer, secrets excluded (adoption matches on it).")
+        default=dict,
+        blank=True,
+        help_text="The input we sent to the trainer, secrets excluded (adoption matches on it).",
+    )
     replicate_destination = models.CharField(max_length=200, blank=True)
     replicate_status = models.CharField(max_length=20, blank=True)
     replicate_version = models.CharField(max_length=300, blank=True)
@@ -99,7 +107,9 @@ class TrainingJob(models.Model):
 
         if self.predict_time is None:
             return None
-        return (Decimal(str(self.predict_time)) * Decimal(settings.GPU_PRICE_PER_SECOND)).quantize(Decimal("0.01"))
+        return (Decimal(str(self.predict_time)) * Decimal(settings.GPU_PRICE_PER_SECOND)).quantize(
+            Decimal("0.01")
+        )
 
 
 ACTIVE_STATUSES = (
@@ -153,10 +163,14 @@ class ReplicateWebhook(models.Model):
     replicate_id = models.CharField(max_length=64, db_index=True)
     job_hint = models.PositiveIntegerField(null=True, blank=True, help_text="The job id in our webhook URL.")
     kind = models.CharField(max_length=20, default="training")
-    status = models.CharField(max_length=20, blank=True, help_text="The object's status, as Replicate sent it.")
+    status = models.CharField(
+        max_length=20, blank=True, help_text="The object's status, as Replicate sent it."
+    )
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.ACCEPTED)
     refusal_reason = models.CharField(max_length=200, blank=True)
-    payload = models.JSONField(help_text="The body as sent: parsed JSON, or the text itself when it is not JSON.")
+    payload = models.JSONField(
+        help_text="The body as sent: parsed JSON, or the text itself when it is not JSON."
+    )
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
@@ -193,10 +207,16 @@ class DatasetImage(models.Model):
     original_width = models.PositiveIntegerField()
     original_height = models.PositiveIntegerField()
     byte_size = models.PositiveIntegerField()
-    crc32 = models.PositiveBigIntegerField(null=True, blank=True, help_text="Of the stored JPEG, for the ZIP.")
+    crc32 = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Of the stored JPEG, for the ZIP."
+    )
     pixel_sha256 = models.CharField(max_length=64)
-    source_sha256 = models.CharField(max_length=64, blank=True, db_index=True,
-                                     help_text="Of the uploaded bytes: the same file again is refused before decoding.")
+    source_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="Of the uploaded bytes: the same file again is refused before decoding.",
+    )
     dhash = models.CharField(max_length=16)
     warnings = models.JSONField(default=list, blank=True)
     caption = models.TextField(blank=True)

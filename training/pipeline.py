@@ -56,11 +56,25 @@ class PipelineError(Exception):
 
 
 # --- Events -------------------------------------------------------------------------------------
-def training_event_record(*, job: TrainingJob, message: str, level: str = "info", stage: str = "",
-                          category: str = "", hint: str = "", data: dict | None = None) -> TrainingEvent:
+def training_event_record(
+    *,
+    job: TrainingJob,
+    message: str,
+    level: str = "info",
+    stage: str = "",
+    category: str = "",
+    hint: str = "",
+    data: dict | None = None,
+) -> TrainingEvent:
     return TrainingEvent.objects.create(
-        job=job, stage=stage or job.status, level=level, category=category, message=message[:1000],
-        hint=hint[:500], data=data or {}, attempt=job.attempts,
+        job=job,
+        stage=stage or job.status,
+        level=level,
+        category=category,
+        message=message[:1000],
+        hint=hint[:500],
+        data=data or {},
+        attempt=job.attempts,
     )
 
 
@@ -85,8 +99,11 @@ def _transition(job: TrainingJob, old: str, new: str, **fields) -> bool:
 def _enqueue_advance(job_id: int) -> None:
     from django_q.tasks import async_task
 
-    transaction.on_commit(lambda: async_task("training.tasks.training_advance_task", job_id,
-                                             task_name=f"training-{job_id}-advance"))
+    transaction.on_commit(
+        lambda: async_task(
+            "training.tasks.training_advance_task", job_id, task_name=f"training-{job_id}-advance"
+        )
+    )
 
 
 def training_estimate(*, steps: int) -> tuple[int, str]:
@@ -110,14 +127,27 @@ def training_start(*, job: TrainingJob, params: dict, preset: str = "") -> Train
         wallet_lock(user=job.owner)
         running = TrainingJob.objects.filter(owner=job.owner, status__in=ACTIVE).count()
         if running >= settings.MAX_ACTIVE_TRAININGS_PER_USER:
-            raise PipelineError(f"You already have {running} trainings running, the most at once: start this one "
-                                "when one of them has finished.")
+            raise PipelineError(
+                f"You already have {running} trainings running, the most at once: start this one "
+                "when one of them has finished."
+            )
         reference = f"training:{job.pk}" if not job.credit_reference else f"training:{job.pk}:{job.runs + 1}"
-        credits_spend(user=job.owner, amount=credits, reference=reference, kind=CreditKind.SPEND_TRAINING,
-                      note=f"Training “{job.name}”")
+        credits_spend(
+            user=job.owner,
+            amount=credits,
+            reference=reference,
+            kind=CreditKind.SPEND_TRAINING,
+            note=f"Training “{job.name}”",
+        )
         TrainingJob.objects.filter(pk=job.pk).update(
-            params=params, preset=preset, cost_credits=credits, cost_estimate_dollars=dollars,
-            credit_reference=reference, started_at=timezone.now(), runs=F("runs") + 1)
+            params=params,
+            preset=preset,
+            cost_credits=credits,
+            cost_estimate_dollars=dollars,
+            credit_reference=reference,
+            started_at=timezone.now(),
+            runs=F("runs") + 1,
+        )
         job.refresh_from_db()
         if not _transition(job, S.DRAFT, S.INITIALIZING):
             raise PipelineError("This training has already started.")
@@ -137,13 +167,18 @@ def training_advance(*, job_id: int) -> None:
     stage = job.status
     if stage == S.REPLICATE_TRAINING and job.replicate_training_id:
         return  # waiting for Replicate: webhooks and the poller move it on
-    TrainingJob.objects.filter(pk=job.pk, status=stage).update(attempts=F("attempts") + 1, updated_at=timezone.now())
+    TrainingJob.objects.filter(pk=job.pk, status=stage).update(
+        attempts=F("attempts") + 1, updated_at=timezone.now()
+    )
     job.refresh_from_db()
     if job.status != stage:
         return
     if job.attempts > settings.PIPELINE_MAX_ATTEMPTS:
-        training_fail(job=job, category=Category.SERVICE_ERROR,
-                      message=f"The stage “{job.get_status_display()}” did not finish after {job.attempts - 1} attempts.")
+        training_fail(
+            job=job,
+            category=Category.SERVICE_ERROR,
+            message=f"The stage “{job.get_status_display()}” did not finish after {job.attempts - 1} attempts.",
+        )
         return
     handler = _HANDLERS[stage]
     try:
@@ -154,9 +189,17 @@ def training_advance(*, job_id: int) -> None:
         training_fail(job=job, category=Category.VALIDATION, message=str(exc))
     except Exception as exc:  # a bug or an unexpected failure: counted, retried, then failed and refunded
         logger.exception("training %s: stage %s crashed", job.pk, stage)
-        _handle_integration_error(job, stage, IntegrationError(
-            service="fluxsite", category=Category.SERVICE_ERROR, message="An unexpected error stopped this stage.",
-            detail=repr(exc), retryable=True))
+        _handle_integration_error(
+            job,
+            stage,
+            IntegrationError(
+                service="fluxsite",
+                category=Category.SERVICE_ERROR,
+                message="An unexpected error stopped this stage.",
+                detail=repr(exc),
+                retryable=True,
+            ),
+        )
 
 
 def _backoff_seconds(attempt: int) -> float:
@@ -166,13 +209,20 @@ def _backoff_seconds(attempt: int) -> float:
 
 
 def _handle_integration_error(job: TrainingJob, stage: str, exc: IntegrationError) -> None:
-    training_event_record(job=job, stage=stage, level="error" if not exc.retryable else "warning",
-                          category=str(exc.category), message=exc.message, hint=exc.hint,
-                          data={"service": exc.service, "status": exc.status, "detail": exc.detail[:500]})
+    training_event_record(
+        job=job,
+        stage=stage,
+        level="error" if not exc.retryable else "warning",
+        category=str(exc.category),
+        message=exc.message,
+        hint=exc.hint,
+        data={"service": exc.service, "status": exc.status, "detail": exc.detail[:500]},
+    )
     if exc.retryable and job.attempts < settings.PIPELINE_MAX_ATTEMPTS:
         delay = max(_backoff_seconds(job.attempts), exc.retry_after or 0)
         TrainingJob.objects.filter(pk=job.pk, status=stage).update(
-            next_attempt_at=timezone.now() + timedelta(seconds=delay))
+            next_attempt_at=timezone.now() + timedelta(seconds=delay)
+        )
         return
     training_fail(job=job, category=exc.category, message=exc.message, hint=exc.hint)
 
@@ -192,8 +242,9 @@ def _stage_zip(job: TrainingJob) -> None:
     from training.services import dataset_build_zip
 
     dataset = dataset_build_zip(dataset_id=job.dataset.pk)
-    training_event_record(job=job, message=f"Dataset ZIP ready ({dataset.zip_size} bytes).",
-                          data={"crc32": dataset.zip_crc32})
+    training_event_record(
+        job=job, message=f"Dataset ZIP ready ({dataset.zip_size} bytes).", data={"crc32": dataset.zip_crc32}
+    )
     if _transition(job, S.ZIP_CREATION, S.REPLICATE_TRAINING):
         _enqueue_advance(job.pk)
 
@@ -206,8 +257,18 @@ def destination_name(job: TrainingJob) -> str:
 
 def trainer_input(job: TrainingJob, zip_url: str) -> dict:
     params = dict(job.params)
-    allowed = ("steps", "learning_rate", "lora_rank", "batch_size", "resolution", "optimizer", "autocaption",
-               "autocaption_prefix", "autocaption_suffix", "caption_dropout_rate")
+    allowed = (
+        "steps",
+        "learning_rate",
+        "lora_rank",
+        "batch_size",
+        "resolution",
+        "optimizer",
+        "autocaption",
+        "autocaption_prefix",
+        "autocaption_suffix",
+        "caption_dropout_rate",
+    )
     data = {k: params[k] for k in allowed if k in params and params[k] not in ("", None)}
     data.update(input_images=zip_url, trigger_word=job.trigger_word)
     return data
@@ -216,25 +277,31 @@ def trainer_input(job: TrainingJob, zip_url: str) -> dict:
 def _stage_replicate_start(job: TrainingJob) -> None:
     from training.services import dataset_zip_url
 
-    claimed = TrainingJob.objects.filter(pk=job.pk, status=S.REPLICATE_TRAINING, replicate_training_id="",
-                                         replicate_create_started_at__isnull=True).update(
-        replicate_create_started_at=timezone.now())
+    claimed = TrainingJob.objects.filter(
+        pk=job.pk,
+        status=S.REPLICATE_TRAINING,
+        replicate_training_id="",
+        replicate_create_started_at__isnull=True,
+    ).update(replicate_create_started_at=timezone.now())
     if not claimed:
         return  # another run claimed the create: never start a second paid training
     owner = settings.REPLICATE_OWNER
     name = destination_name(job)
     try:
-        replicate_client.model_ensure(owner=owner, name=name, visibility="private",
-                                      description=f"Fluxsite LoRA: {job.name}"[:200])
+        replicate_client.model_ensure(
+            owner=owner, name=name, visibility="private", description=f"Fluxsite LoRA: {job.name}"[:200]
+        )
         webhook = f"{settings.SITE_URL}{reverse('training:replicate_webhook')}?job={job.pk}"
         version = replicate_client.trainer_version_get()
         data = trainer_input(job, dataset_zip_url(dataset=job.dataset))
         # Kept before the paid call: a training we never hear back about is recognised by what it
         # carries (model, version, input), since a training object names no destination.
-        TrainingJob.objects.filter(pk=job.pk).update(replicate_trainer_version=version, replicate_input=data,
-                                                     replicate_destination=f"{owner}/{name}")
-        info = replicate_client.training_create(destination=f"{owner}/{name}", input=data, webhook_url=webhook,
-                                                version=version)
+        TrainingJob.objects.filter(pk=job.pk).update(
+            replicate_trainer_version=version, replicate_input=data, replicate_destination=f"{owner}/{name}"
+        )
+        info = replicate_client.training_create(
+            destination=f"{owner}/{name}", input=data, webhook_url=webhook, version=version
+        )
     except IntegrationError as exc:
         if exc.category != Category.TIMEOUT:
             # Replicate answered, so we know nothing was started: the next attempt may create it.
@@ -243,12 +310,17 @@ def _stage_replicate_start(job: TrainingJob) -> None:
             # No answer: a training may or may not exist. Do not create another; its start webhook
             # or the poller (which lists recent trainings) adopts it, or fails and refunds the job.
             exc.retryable = False
-            training_event_record(job=job, level="warning", category=str(exc.category),
-                                  message="Replicate did not answer in time; waiting to learn whether it started.")
+            training_event_record(
+                job=job,
+                level="warning",
+                category=str(exc.category),
+                message="Replicate did not answer in time; waiting to learn whether it started.",
+            )
             return
         raise
     TrainingJob.objects.filter(pk=job.pk, replicate_training_id="").update(
-        replicate_training_id=info.id, replicate_status=info.status, last_news_at=timezone.now())
+        replicate_training_id=info.id, replicate_status=info.status, last_news_at=timezone.now()
+    )
     job.refresh_from_db()
     training_event_record(job=job, message=f"Replicate training {info.id} created.", data={"id": info.id})
 
@@ -256,8 +328,12 @@ def _stage_replicate_start(job: TrainingJob) -> None:
 def _stage_publish(job: TrainingJob) -> None:
     from models_app.services import lora_model_create_from_training, lora_publish
 
-    model = lora_model_create_from_training(training_id=job.pk, weights_url=job.weights_url,
-                                            replicate_version=job.replicate_version, params=job.params)
+    model = lora_model_create_from_training(
+        training_id=job.pk,
+        weights_url=job.weights_url,
+        replicate_version=job.replicate_version,
+        params=job.params,
+    )
     try:
         lora_publish(model_id=model.pk)
         training_event_record(job=job, message="Weights published to Hugging Face.")
@@ -266,9 +342,14 @@ def _stage_publish(job: TrainingJob) -> None:
             raise
         # The training worked and the weights are safe in our storage: finish, and let the owner
         # retry publishing from the model page.
-        training_event_record(job=job, level="warning", category=str(exc.category),
-                              message=f"Publishing to Hugging Face failed: {exc.message} The model is usable; "
-                                      "retry publishing from its page.", hint=exc.hint)
+        training_event_record(
+            job=job,
+            level="warning",
+            category=str(exc.category),
+            message=f"Publishing to Hugging Face failed: {exc.message} The model is usable; "
+            "retry publishing from its page.",
+            hint=exc.hint,
+        )
     if _transition(job, S.HUGGINGFACE_UPLOAD, S.COMPLETION):
         _enqueue_advance(job.pk)
 
@@ -296,8 +377,12 @@ def _is_ours(job: TrainingJob, info: replicate_client.TrainingInfo) -> bool:
     input we sent, whose `input_images` is the dataset URL we generated for this job alone.
     """
     sent = job.replicate_input or {}
-    return bool(sent.get("input_images")) and info.model == settings.REPLICATE_TRAINER_MODEL \
-        and info.version == job.replicate_trainer_version and info.input.get("input_images") == sent["input_images"]
+    return (
+        bool(sent.get("input_images"))
+        and info.model == settings.REPLICATE_TRAINER_MODEL
+        and info.version == job.replicate_trainer_version
+        and info.input.get("input_images") == sent["input_images"]
+    )
 
 
 def _adopt(info: replicate_client.TrainingInfo, job_hint: int | None) -> TrainingJob | None:
@@ -306,8 +391,9 @@ def _adopt(info: replicate_client.TrainingInfo, job_hint: int | None) -> Trainin
     If that job has meanwhile ended (failed and refunded), the training is canceled at Replicate."""
     if not job_hint:
         return None
-    job = TrainingJob.objects.filter(pk=job_hint, replicate_training_id="",
-                                     replicate_create_started_at__isnull=False).first()
+    job = TrainingJob.objects.filter(
+        pk=job_hint, replicate_training_id="", replicate_create_started_at__isnull=False
+    ).first()
     if job is None or not _is_ours(job, info):
         return None
     if job.status != S.REPLICATE_TRAINING:
@@ -325,10 +411,16 @@ def _cancel_orphan(job: TrainingJob, info: replicate_client.TrainingInfo) -> Non
     try:
         replicate_client.training_cancel(training_id=info.id)
     except IntegrationError as exc:
-        logger.warning("training %s: could not cancel orphaned Replicate training %s: %s", job.pk, info.id, exc)
+        logger.warning(
+            "training %s: could not cancel orphaned Replicate training %s: %s", job.pk, info.id, exc
+        )
         return
-    training_event_record(job=job, level="warning", message=f"Replicate training {info.id} started after this job "
-                          "had ended; it was canceled at Replicate.")
+    training_event_record(
+        job=job,
+        level="warning",
+        message=f"Replicate training {info.id} started after this job "
+        "had ended; it was canceled at Replicate.",
+    )
 
 
 def training_find_lost(*, job: TrainingJob) -> TrainingJob | None:
@@ -339,7 +431,9 @@ def training_find_lost(*, job: TrainingJob) -> TrainingJob | None:
     return None
 
 
-def training_apply_replicate(*, info: replicate_client.TrainingInfo, job_hint: int | None = None) -> TrainingJob | None:
+def training_apply_replicate(
+    *, info: replicate_client.TrainingInfo, job_hint: int | None = None
+) -> TrainingJob | None:
     """Apply a training object as Replicate reports it (webhook body or GET). Idempotent, order-safe."""
     job = TrainingJob.objects.filter(replicate_training_id=info.id).first() or _adopt(info, job_hint)
     if job is None:
@@ -349,10 +443,15 @@ def training_apply_replicate(*, info: replicate_client.TrainingInfo, job_hint: i
     if job.status == S.REPLICATE_TRAINING:
         progress = progress_from_logs(info.logs)
         if progress.step >= (job.progress_step or 0):  # an old webhook never moves progress back
-            fields.update(progress_step=progress.step, progress_total=progress.total or None,
-                          seconds_per_step=progress.seconds_per_step, eta_seconds=progress.eta_seconds,
-                          current_loss=progress.loss, loss_history=[list(p) for p in progress.loss_history],
-                          logs_tail=(info.logs or "")[-LOGS_KEPT:])
+            fields.update(
+                progress_step=progress.step,
+                progress_total=progress.total or None,
+                seconds_per_step=progress.seconds_per_step,
+                eta_seconds=progress.eta_seconds,
+                current_loss=progress.loss,
+                loss_history=[list(p) for p in progress.loss_history],
+                logs_tail=(info.logs or "")[-LOGS_KEPT:],
+            )
         if not info.is_finished:
             fields["replicate_status"] = info.status
     if info.predict_time is not None:
@@ -361,22 +460,42 @@ def training_apply_replicate(*, info: replicate_client.TrainingInfo, job_hint: i
     job.refresh_from_db()
     if info.status == "succeeded" and job.status == S.REPLICATE_TRAINING:
         if not info.weights_url:
-            training_fail(job=job, category=Category.FILE_ERROR, message="Replicate reported success without weights.")
-        elif _transition(job, S.REPLICATE_TRAINING, S.HUGGINGFACE_UPLOAD, replicate_status=info.status,
-                         replicate_version=info.output_version or "", weights_url=info.weights_url):
-            training_event_record(job=job, stage=S.REPLICATE_TRAINING,
-                                  message=f"Replicate training succeeded ({info.predict_time or 0:.0f} s of GPU).")
+            training_fail(
+                job=job, category=Category.FILE_ERROR, message="Replicate reported success without weights."
+            )
+        elif _transition(
+            job,
+            S.REPLICATE_TRAINING,
+            S.HUGGINGFACE_UPLOAD,
+            replicate_status=info.status,
+            replicate_version=info.output_version or "",
+            weights_url=info.weights_url,
+        ):
+            training_event_record(
+                job=job,
+                stage=S.REPLICATE_TRAINING,
+                message=f"Replicate training succeeded ({info.predict_time or 0:.0f} s of GPU).",
+            )
             _enqueue_advance(job.pk)
     elif info.status == "failed" and job.status == S.REPLICATE_TRAINING:
         error = info.error or "The trainer failed without saying why."
         failure = trainer_failure_explain(error)  # the trainer's real messages: training/failures.py
-        training_fail(job=job, category=failure.category, message=f"The trainer failed: {error}",
-                      hint=failure.hint, replicate_status=info.status)
+        training_fail(
+            job=job,
+            category=failure.category,
+            message=f"The trainer failed: {error}",
+            hint=failure.hint,
+            replicate_status=info.status,
+        )
     elif info.status == "canceled" and job.status == S.REPLICATE_TRAINING:
         _finish_canceled(job, S.REPLICATE_TRAINING, "Replicate reports the training was canceled.")
     elif info.status == "aborted" and job.status == S.REPLICATE_TRAINING:
-        training_fail(job=job, category=Category.TIMEOUT, replicate_status=info.status,
-                      message="Replicate stopped the training before it started (its deadline passed).")
+        training_fail(
+            job=job,
+            category=Category.TIMEOUT,
+            replicate_status=info.status,
+            message="Replicate stopped the training before it started (its deadline passed).",
+        )
     return job
 
 
@@ -414,12 +533,25 @@ def training_fail(*, job: TrainingJob, category: str, message: str, hint: str = 
     if not hint and category in Category._value2member_map_:
         hint = HINTS[Category(category)]
     with transaction.atomic():
-        if not _transition(job, stage, S.FAILED, failed_stage=stage, error_category=str(category),
-                           error_message=message[:1000], error_hint=hint[:500], **fields):
+        if not _transition(
+            job,
+            stage,
+            S.FAILED,
+            failed_stage=stage,
+            error_category=str(category),
+            error_message=message[:1000],
+            error_hint=hint[:500],
+            **fields,
+        ):
             return False
-        refund = credits_refund(spend_reference=job.credit_reference, note=f"Training “{job.name}” failed") \
-            if job.credit_reference else None
-        training_event_record(job=job, stage=stage, level="error", category=str(category), message=message, hint=hint)
+        refund = (
+            credits_refund(spend_reference=job.credit_reference, note=f"Training “{job.name}” failed")
+            if job.credit_reference
+            else None
+        )
+        training_event_record(
+            job=job, stage=stage, level="error", category=str(category), message=message, hint=hint
+        )
         if refund is not None and refund.created:
             training_event_record(job=job, stage=stage, message=f"{refund.entry.amount} credits refunded.")
         _enqueue_notify(job.pk)
@@ -470,12 +602,31 @@ def training_retry(*, job: TrainingJob) -> TrainingJob:
         stage = S.INITIALIZING
     with transaction.atomic():
         reference = f"training:{job.pk}:{job.runs + 1}"
-        credits_spend(user=job.owner, amount=job.cost_credits or training_cost_credits(steps=int(job.params["steps"])),
-                      reference=reference, kind=CreditKind.SPEND_TRAINING, note=f"Retry of training “{job.name}”")
-        reset = {"replicate_training_id": "", "replicate_create_started_at": None, "replicate_status": "",
-                 "progress_step": 0} if stage in (S.INITIALIZING, S.ZIP_CREATION, S.REPLICATE_TRAINING) else {}
-        TrainingJob.objects.filter(pk=job.pk).update(credit_reference=reference, runs=F("runs") + 1, error_message="",
-                                                     error_category="", error_hint="", **reset)
+        credits_spend(
+            user=job.owner,
+            amount=job.cost_credits or training_cost_credits(steps=int(job.params["steps"])),
+            reference=reference,
+            kind=CreditKind.SPEND_TRAINING,
+            note=f"Retry of training “{job.name}”",
+        )
+        reset = (
+            {
+                "replicate_training_id": "",
+                "replicate_create_started_at": None,
+                "replicate_status": "",
+                "progress_step": 0,
+            }
+            if stage in (S.INITIALIZING, S.ZIP_CREATION, S.REPLICATE_TRAINING)
+            else {}
+        )
+        TrainingJob.objects.filter(pk=job.pk).update(
+            credit_reference=reference,
+            runs=F("runs") + 1,
+            error_message="",
+            error_category="",
+            error_hint="",
+            **reset,
+        )
         job.refresh_from_db()
         if not _transition(job, S.FAILED, stage):
             raise PipelineError("This training changed state meanwhile; reload the page.")
@@ -490,8 +641,11 @@ def trainings_reconcile() -> dict[str, int]:
     now = timezone.now()
     stale = now - timedelta(minutes=settings.PIPELINE_STALE_MINUTES)
     counts = {"polled": 0, "resumed": 0, "failed": 0, "adopted": 0}
-    waiting = TrainingJob.objects.filter(status=S.REPLICATE_TRAINING).exclude(replicate_training_id="").filter(
-        Q(last_news_at__lt=stale) | Q(last_news_at__isnull=True))
+    waiting = (
+        TrainingJob.objects.filter(status=S.REPLICATE_TRAINING)
+        .exclude(replicate_training_id="")
+        .filter(Q(last_news_at__lt=stale) | Q(last_news_at__isnull=True))
+    )
     for job in waiting:
         try:
             training_sync(job=job)
@@ -500,8 +654,11 @@ def trainings_reconcile() -> dict[str, int]:
             logger.warning("training %s: poll failed: %s", job.pk, exc)
     # A create that went unanswered: look for the training among the recent ones (a minute after, so
     # its own start webhook usually comes first); fail and refund only once the stale window has passed.
-    unconfirmed = TrainingJob.objects.filter(status=S.REPLICATE_TRAINING, replicate_training_id="",
-                                             replicate_create_started_at__lt=now - timedelta(minutes=1))
+    unconfirmed = TrainingJob.objects.filter(
+        status=S.REPLICATE_TRAINING,
+        replicate_training_id="",
+        replicate_create_started_at__lt=now - timedelta(minutes=1),
+    )
     for job in unconfirmed:
         try:
             if training_find_lost(job=job) is not None:
@@ -511,11 +668,14 @@ def trainings_reconcile() -> dict[str, int]:
             logger.warning("training %s: listing recent trainings failed: %s", job.pk, exc)
             continue  # we cannot know: never refund a training that may be running
         if job.replicate_create_started_at < stale and training_fail(
-                job=job, category=Category.TIMEOUT, message="Replicate never confirmed that the training started."):
+            job=job, category=Category.TIMEOUT, message="Replicate never confirmed that the training started."
+        ):
             counts["failed"] += 1
-    due = TrainingJob.objects.filter(status__in=ACTIVE).filter(
-        Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True, updated_at__lt=stale)
-    ).exclude(status=S.REPLICATE_TRAINING, replicate_create_started_at__isnull=False)
+    due = (
+        TrainingJob.objects.filter(status__in=ACTIVE)
+        .filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True, updated_at__lt=stale))
+        .exclude(status=S.REPLICATE_TRAINING, replicate_create_started_at__isnull=False)
+    )
     for job in due:
         TrainingJob.objects.filter(pk=job.pk).update(next_attempt_at=None)
         training_advance(job_id=job.pk)
@@ -527,8 +687,11 @@ def trainings_reconcile() -> dict[str, int]:
 def _enqueue_notify(job_id: int) -> None:
     from django_q.tasks import async_task
 
-    transaction.on_commit(lambda: async_task("training.tasks.training_notify_task", job_id,
-                                             task_name=f"training-{job_id}-notify"))
+    transaction.on_commit(
+        lambda: async_task(
+            "training.tasks.training_notify_task", job_id, task_name=f"training-{job_id}-notify"
+        )
+    )
 
 
 def training_notify(*, job_id: int) -> None:
@@ -540,12 +703,16 @@ def training_notify(*, job_id: int) -> None:
         model = getattr(job, "lora_model", None)
         if model is not None:
             link = f"{settings.SITE_URL}{reverse('models_app:detail', args=[model.pk])}"
-        body = (f"Your training “{job.name}” finished. Use the trigger word “{job.trigger_word}” in your prompts.\n\n"
-                f"Open your model: {link}\n")
+        body = (
+            f"Your training “{job.name}” finished. Use the trigger word “{job.trigger_word}” in your prompts.\n\n"
+            f"Open your model: {link}\n"
+        )
     elif job.status == S.FAILED:
         subject = f"Your training “{job.name}” failed"
-        body = (f"Your training “{job.name}” failed: {job.error_message}\n{job.error_hint}\n\n"
-                f"The {job.cost_credits or 0} credits it held were refunded. Details: {link}\n")
+        body = (
+            f"Your training “{job.name}” failed: {job.error_message}\n{job.error_hint}\n\n"
+            f"The {job.cost_credits or 0} credits it held were refunded. Details: {link}\n"
+        )
     else:
         return
     send_mail(subject, body, None, [job.owner.email], fail_silently=True)

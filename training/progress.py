@@ -116,5 +116,13 @@ def loss_chart_svg(points: list[tuple[int, float]], *, width: int = 600, height:
         '<line class="axis" x1="{p}" y1="{bottom}" x2="{right}" y2="{bottom}"/>'
         '<line class="axis" x1="{p}" y1="{p}" x2="{p}" y2="{bottom}"/>'
         '<polyline class="line" points="{coords}"/>{labels}</svg>',
-        w=width, h=height, a=x0, b=x1, p=pad, bottom=height - pad, right=width - pad, coords=coords, labels=labels,
+        w=width,
+        h=height,
+        a=x0,
+        b=x1,
+        p=pad,
+        bottom=height - pad,
+        right=width - pad,
+        coords=coords,
+        labels=labels,
     )

@@ -45,8 +45,8 @@ def owned_file_names(user) -> list[tuple[str, str]]:
         "file_name", "thumbnail_name"
     ):
         files += [(PRIVATE, file_name), (PRIVATE, thumbnail_name)]
-    for zip_name in Dataset.objects.filter(training__owner=user).exclude(zip_name="").values_list(
-        "zip_name", flat=True
+    for zip_name in (
+        Dataset.objects.filter(training__owner=user).exclude(zip_name="").values_list("zip_name", flat=True)
     ):
         files.append((PRIVATE, zip_name))
     return files
@@ -96,7 +96,9 @@ STATUS_FILTERS = {
 SORTS = {"newest": ("-created_at", "-pk"), "oldest": ("created_at", "pk"), "name": ("name", "pk")}
 
 
-def trainings_search(user, *, status: str = "all", query: str = "", sort: str = "newest") -> QuerySet[TrainingJob]:
+def trainings_search(
+    user, *, status: str = "all", query: str = "", sort: str = "newest"
+) -> QuerySet[TrainingJob]:
     """The history list: one query whatever the number of rows (photo counts are annotated and the
     model is joined, so the template never asks per row). Unknown filter or sort values fall back."""
     qs = (
@@ -117,7 +119,8 @@ def trainings_search(user, *, status: str = "all", query: str = "", sort: str = 
 def get_training_detail_for_user(user, pk: int) -> TrainingJob:
     """The detail page's training with its dataset and model joined (one query)."""
     return get_object_or_404(
-        TrainingJob.objects.filter(owner=user).select_related("dataset", "lora_model", "duplicated_from"), pk=pk
+        TrainingJob.objects.filter(owner=user).select_related("dataset", "lora_model", "duplicated_from"),
+        pk=pk,
     )
 
 
@@ -188,7 +191,10 @@ def training_timeline(job: TrainingJob, *, now: datetime | None = None) -> list[
         started, ended = _parse(stamp.get("started")), _parse(stamp.get("ended"))
         if job.status == stage:
             state = "current"
-        elif job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELED) and job.failed_stage == stage:
+        elif (
+            job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELED)
+            and job.failed_stage == stage
+        ):
             state = "failed" if job.status == TrainingJob.Status.FAILED else "canceled"
         elif ended is not None:
             state = "done"
@@ -196,5 +202,7 @@ def training_timeline(job: TrainingJob, *, now: datetime | None = None) -> list[
             state = "pending"
         end = ended or (now if state == "current" else None)
         seconds = int((end - started).total_seconds()) if started and end else None
-        rows.append(StageRow(status=stage, label=TrainingJob.Status(stage).label, state=state, seconds=seconds))
+        rows.append(
+            StageRow(status=stage, label=TrainingJob.Status(stage).label, state=state, seconds=seconds)
+        )
     return rows

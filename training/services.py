@@ -83,8 +83,11 @@ def _printable(text: str) -> str:
     """NFC text without control characters (NULs from UTF-16 files, escapes): PostgreSQL refuses
     NUL, and nothing else is useful in a name or a caption. Line breaks and tabs become spaces."""
     text = unicodedata.normalize("NFC", text)
-    return "".join(" " if ch in "\t\r\n" else ch for ch in text
-                   if ch in "\t\r\n" or (unicodedata.category(ch) not in ("Cc", "Cs") and ch not in _BIDI_CONTROLS))
+    return "".join(
+        " " if ch in "\t\r\n" else ch
+        for ch in text
+        if ch in "\t\r\n" or (unicodedata.category(ch) not in ("Cc", "Cs") and ch not in _BIDI_CONTROLS)
+    )
 
 
 # Direction overrides can make a name read backwards ("gpj.exe" shown as "exe.jpg"); emoji joiners stay.
@@ -157,10 +160,14 @@ def dataset_caption_template_apply(*, dataset: Dataset, template: str) -> int:
 # --- Uploads --------------------------------------------------------------------------------------
 def image_limits() -> ImageLimits:
     return ImageLimits(
-        long_side=settings.DATASET_LONG_SIDE, max_pixels=settings.DATASET_MAX_PIXELS,
-        min_side=settings.DATASET_MIN_SIDE, max_aspect=settings.DATASET_MAX_ASPECT,
+        long_side=settings.DATASET_LONG_SIDE,
+        max_pixels=settings.DATASET_MAX_PIXELS,
+        min_side=settings.DATASET_MIN_SIDE,
+        max_aspect=settings.DATASET_MAX_ASPECT,
         memory_bytes=settings.DATASET_DECODE_MAX_MEMORY_MB * 1024 * 1024,
-        cpu_seconds=settings.DATASET_DECODE_MAX_CPU_SECONDS, wall_seconds=settings.DATASET_DECODE_MAX_WALL_SECONDS)
+        cpu_seconds=settings.DATASET_DECODE_MAX_CPU_SECONDS,
+        wall_seconds=settings.DATASET_DECODE_MAX_WALL_SECONDS,
+    )
 
 
 def dataset_upload_files(*, dataset: Dataset, files: Sequence[UploadedFile]) -> list[FileVerdict]:
@@ -176,13 +183,23 @@ def dataset_upload_files(*, dataset: Dataset, files: Sequence[UploadedFile]) -> 
         name = display_name_sanitise(upload.name or "")
         size = upload.size or 0
         if size > settings.DATASET_MAX_FILE_BYTES:
-            verdicts.append(FileVerdict(name, False, f"Too large: {_mb(size)}; the most per file is "
-                                                     f"{_mb(settings.DATASET_MAX_FILE_BYTES)}."))
+            verdicts.append(
+                FileVerdict(
+                    name,
+                    False,
+                    f"Too large: {_mb(size)}; the most per file is {_mb(settings.DATASET_MAX_FILE_BYTES)}.",
+                )
+            )
             continue
         total += size
         if total > settings.DATASET_MAX_TOTAL_BYTES:
-            verdicts.append(FileVerdict(name, False, "Not added: this upload is over the total of "
-                                                     f"{_mb(settings.DATASET_MAX_TOTAL_BYTES)}."))
+            verdicts.append(
+                FileVerdict(
+                    name,
+                    False,
+                    f"Not added: this upload is over the total of {_mb(settings.DATASET_MAX_TOTAL_BYTES)}.",
+                )
+            )
             continue
         try:
             upload.seek(0)
@@ -198,15 +215,18 @@ def dataset_upload_files(*, dataset: Dataset, files: Sequence[UploadedFile]) -> 
     return verdicts
 
 
-_FAILED_MESSAGE = "Not added: something went wrong on our side while storing this file, and we have been told."
+_FAILED_MESSAGE = (
+    "Not added: something went wrong on our side while storing this file, and we have been told."
+)
 
 
 def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.0f} MB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KB"
 
 
-def _add_image(dataset: Dataset, data: bytes, name: str, *, caption: str | None,
-               notices: Sequence[str] = ()) -> FileVerdict:
+def _add_image(
+    dataset: Dataset, data: bytes, name: str, *, caption: str | None, notices: Sequence[str] = ()
+) -> FileVerdict:
     """One photo: refused cheaply if it cannot be added, else decoded in a budget, stored, recorded.
 
     Every stored file is deleted again if the row is not inserted: nothing is left orphaned.
@@ -215,7 +235,9 @@ def _add_image(dataset: Dataset, data: bytes, name: str, *, caption: str | None,
         return FileVerdict(name, False, _full_message())
     source_sha256 = hashlib.sha256(data).hexdigest()
     # The same bytes again (a double drop, a ZIP of copies) are refused before any decoding.
-    same_file = dataset.images.filter(source_sha256=source_sha256).values_list("original_name", flat=True).first()
+    same_file = (
+        dataset.images.filter(source_sha256=source_sha256).values_list("original_name", flat=True).first()
+    )
     if same_file is not None:
         return FileVerdict(name, False, f"Same file as “{same_file}”, already in the dataset.")
     try:
@@ -224,15 +246,18 @@ def _add_image(dataset: Dataset, data: bytes, name: str, *, caption: str | None,
         return FileVerdict(name, False, str(exc))
     except DecodeFailed as exc:
         logger.error("dataset %s: decoding %r failed: %s", dataset.pk, name, exc)
-        return FileVerdict(name, False, "This image is damaged and cannot be decoded. Export it again from "
-                                        "your photo app.")
+        return FileVerdict(
+            name, False, "This image is damaged and cannot be decoded. Export it again from your photo app."
+        )
 
     base = f"datasets/{dataset.training_id}/{secrets.token_hex(16)}"
     stored: list[str] = []
     refusal = None
     try:
         stored.append(storage.file_save(alias=PRIVATE, name=f"{base}.jpg", content=io.BytesIO(prepared.jpeg)))
-        stored.append(storage.file_save(alias=PRIVATE, name=f"{base}_t.jpg", content=io.BytesIO(prepared.thumbnail)))
+        stored.append(
+            storage.file_save(alias=PRIVATE, name=f"{base}_t.jpg", content=io.BytesIO(prepared.thumbnail))
+        )
         with transaction.atomic():
             # Parallel uploads into one dataset take turns here, so the count cannot overshoot.
             Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
@@ -291,7 +316,9 @@ def _delete_files(names: list[str]) -> None:
 
 def _safe_member(name: str) -> bool:
     parts = name.replace("\\", "/").split("/")
-    return not (name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]) or "\x00" in name)
+    return not (
+        name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]) or "\x00" in name
+    )
 
 
 def _upload_zip(dataset: Dataset, upload: BinaryIO, zip_name: str) -> list[FileVerdict]:
@@ -309,13 +336,25 @@ def _upload_zip(dataset: Dataset, upload: BinaryIO, zip_name: str) -> list[FileV
     with archive:
         infos = [i for i in archive.infolist() if not i.is_dir()]
         if len(infos) > settings.DATASET_ZIP_MAX_MEMBERS:
-            return [FileVerdict(zip_name, False, f"This ZIP holds {len(infos):,} files; the most we read is "
-                                                 f"{settings.DATASET_ZIP_MAX_MEMBERS:,} (a dataset has at most "
-                                                 f"{settings.DATASET_MAX_IMAGES} photos): nothing was added.")]
+            return [
+                FileVerdict(
+                    zip_name,
+                    False,
+                    f"This ZIP holds {len(infos):,} files; the most we read is "
+                    f"{settings.DATASET_ZIP_MAX_MEMBERS:,} (a dataset has at most "
+                    f"{settings.DATASET_MAX_IMAGES} photos): nothing was added.",
+                )
+            ]
         declared = sum(i.file_size for i in infos)
         if declared > settings.DATASET_MAX_TOTAL_BYTES:
-            return [FileVerdict(zip_name, False, f"This ZIP expands to {_mb(declared)}, over the limit of "
-                                                 f"{_mb(settings.DATASET_MAX_TOTAL_BYTES)}: nothing was added.")]
+            return [
+                FileVerdict(
+                    zip_name,
+                    False,
+                    f"This ZIP expands to {_mb(declared)}, over the limit of "
+                    f"{_mb(settings.DATASET_MAX_TOTAL_BYTES)}: nothing was added.",
+                )
+            ]
         verdicts: list[FileVerdict] = []
         captions: dict[str, str] = {}
         caption_budget = settings.DATASET_ZIP_MAX_CAPTION_BYTES
@@ -329,10 +368,16 @@ def _upload_zip(dataset: Dataset, upload: BinaryIO, zip_name: str) -> list[FileV
                 verdicts.append(FileVerdict(label, False, "Skipped: the path inside the ZIP is unsafe."))
             elif base.lower().endswith(".txt"):
                 if info.file_size > _CAPTION_FILE_MAX or info.file_size > caption_budget:
-                    verdicts.append(FileVerdict(label, False, f"Caption file skipped: it is {_mb(info.file_size)}; "
-                                                              f"a caption file may have at most {_mb(_CAPTION_FILE_MAX)} "
-                                                              f"and a ZIP {_mb(settings.DATASET_ZIP_MAX_CAPTION_BYTES)} "
-                                                              "of captions in all."))
+                    verdicts.append(
+                        FileVerdict(
+                            label,
+                            False,
+                            f"Caption file skipped: it is {_mb(info.file_size)}; "
+                            f"a caption file may have at most {_mb(_CAPTION_FILE_MAX)} "
+                            f"and a ZIP {_mb(settings.DATASET_ZIP_MAX_CAPTION_BYTES)} "
+                            "of captions in all.",
+                        )
+                    )
                     continue
                 data = _read_member(archive, info, _CAPTION_FILE_MAX)
                 if data is not None:
@@ -352,11 +397,15 @@ def _upload_zip(dataset: Dataset, upload: BinaryIO, zip_name: str) -> list[FileV
         return verdicts
 
 
-def _zip_image(dataset: Dataset, archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str,
-               captions: dict[str, str]) -> FileVerdict:
+def _zip_image(
+    dataset: Dataset, archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, captions: dict[str, str]
+) -> FileVerdict:
     if info.file_size > settings.DATASET_MAX_FILE_BYTES:
-        return FileVerdict(label, False, f"Too large: {_mb(info.file_size)}; the most per file is "
-                                         f"{_mb(settings.DATASET_MAX_FILE_BYTES)}.")
+        return FileVerdict(
+            label,
+            False,
+            f"Too large: {_mb(info.file_size)}; the most per file is {_mb(settings.DATASET_MAX_FILE_BYTES)}.",
+        )
     if dataset.images.count() >= settings.DATASET_MAX_IMAGES:
         return FileVerdict(label, False, _full_message())  # not even read
     buffer = io.BytesIO()
@@ -400,8 +449,12 @@ def dataset_image_delete(*, image: DatasetImage) -> None:
 def _zip_members(dataset: Dataset) -> list[ZipMember]:
     trigger = dataset.training.trigger_word
     return [
-        ZipMember(image_name=image.file_name, caption=caption_render(image.caption, trigger), crc32=image.crc32,
-                  size=image.byte_size)
+        ZipMember(
+            image_name=image.file_name,
+            caption=caption_render(image.caption, trigger),
+            crc32=image.crc32,
+            size=image.byte_size,
+        )
         for image in dataset.images.all()
     ]
 
@@ -484,12 +537,20 @@ def training_duplicate(*, job: TrainingJob) -> TrainingJob:
     name = job.name[: TrainingJob._meta.get_field("name").max_length - len(COPY_SUFFIX)] + COPY_SUFFIX
     with transaction.atomic():
         copy = TrainingJob.objects.create(
-            owner=job.owner, name=name, trigger_word=job.trigger_word, subject_kind=job.subject_kind,
-            description=job.description, params=dict(job.params or {}), preset=job.preset, duplicated_from=job,
+            owner=job.owner,
+            name=name,
+            trigger_word=job.trigger_word,
+            subject_kind=job.subject_kind,
+            description=job.description,
+            params=dict(job.params or {}),
+            preset=job.preset,
+            duplicated_from=job,
         )
         dataset = Dataset.objects.create(
             training=copy,
-            caption_template=source_dataset.caption_template if source_dataset else f"a photo of {TRIGGER_TOKEN}",
+            caption_template=source_dataset.caption_template
+            if source_dataset
+            else f"a photo of {TRIGGER_TOKEN}",
         )
     written: list[str] = []
     rows: list[DatasetImage] = []
@@ -500,20 +561,37 @@ def training_duplicate(*, job: TrainingJob) -> TrainingJob:
             written.append(file_name)
             thumbnail_name = _copy_stored_file(image.thumbnail_name, base, "_t.jpg")
             written.append(thumbnail_name)
-            rows.append(DatasetImage(
-                dataset=dataset, file_name=file_name, thumbnail_name=thumbnail_name,
-                original_name=image.original_name, width=image.width, height=image.height,
-                original_width=image.original_width, original_height=image.original_height,
-                byte_size=image.byte_size, crc32=image.crc32, pixel_sha256=image.pixel_sha256, dhash=image.dhash,
-                warnings=list(image.warnings or []), caption=image.caption, position=image.position,
-            ))
+            rows.append(
+                DatasetImage(
+                    dataset=dataset,
+                    file_name=file_name,
+                    thumbnail_name=thumbnail_name,
+                    original_name=image.original_name,
+                    width=image.width,
+                    height=image.height,
+                    original_width=image.original_width,
+                    original_height=image.original_height,
+                    byte_size=image.byte_size,
+                    crc32=image.crc32,
+                    pixel_sha256=image.pixel_sha256,
+                    dhash=image.dhash,
+                    warnings=list(image.warnings or []),
+                    caption=image.caption,
+                    position=image.position,
+                )
+            )
         DatasetImage.objects.bulk_create(rows)
     except Exception as exc:
         # Half a copy is worse than none: remove the new draft and every file written for it.
         _delete_files(written)
         copy.delete()
         if isinstance(exc, OSError):  # FileNotFoundError included: a stored photo has gone missing
-            raise IntegrationError(service="storage", category=Category.FILE_ERROR, retryable=False,
-                                   message="A photo of this training could not be copied.", detail=repr(exc)) from exc
+            raise IntegrationError(
+                service="storage",
+                category=Category.FILE_ERROR,
+                retryable=False,
+                message="A photo of this training could not be copied.",
+                detail=repr(exc),
+            ) from exc
         raise
     return copy

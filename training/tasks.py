@@ -19,8 +19,9 @@ def replicate_webhook_process_task(delivery_id: int) -> None:
     delivery = ReplicateWebhook.objects.filter(pk=delivery_id, processed_at__isnull=True).first()
     if delivery is None:
         return
-    pipeline.training_apply_replicate(info=replicate_client.training_from_payload(delivery.payload),
-                                      job_hint=delivery.job_hint)
+    pipeline.training_apply_replicate(
+        info=replicate_client.training_from_payload(delivery.payload), job_hint=delivery.job_hint
+    )
     ReplicateWebhook.objects.filter(pk=delivery_id).update(processed_at=timezone.now())
 
 

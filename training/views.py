@@ -53,10 +53,18 @@ def training_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(trainings, PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, LIST_PAGE, {
-        "page": page, "trainings": page.object_list, "filter_form": form, "filters": values,
-        "query_string": query.urlencode(), "status_choices": TrainingFilterForm.base_fields["status"].choices,
-    })
+    return render(
+        request,
+        LIST_PAGE,
+        {
+            "page": page,
+            "trainings": page.object_list,
+            "filter_form": form,
+            "filters": values,
+            "query_string": query.urlencode(),
+            "status_choices": TrainingFilterForm.base_fields["status"].choices,
+        },
+    )
 
 
 @login_required
@@ -126,8 +134,10 @@ def dataset_upload(request: HttpRequest, pk: int) -> HttpResponse:
     too_long = declared_length_over(request)
     if too_long is not None:
         # Refused from the headers, before a byte of the body is read.
-        error = (f"This upload is {filesizeformat(too_long)}; one upload may carry at most "
-                 f"{filesizeformat(settings.DATASET_MAX_TOTAL_BYTES)}. Send the photos in smaller batches.")
+        error = (
+            f"This upload is {filesizeformat(too_long)}; one upload may carry at most "
+            f"{filesizeformat(settings.DATASET_MAX_TOTAL_BYTES)}. Send the photos in smaller batches."
+        )
         if _wants_json(request):
             return JsonResponse({"error": error, "files": []}, status=413)
         return _render_grid_or_page(request, dataset, status=413, upload_error=error)
@@ -152,9 +162,15 @@ def dataset_upload(request: HttpRequest, pk: int) -> HttpResponse:
             error = "Choose at least one photo or ZIP to upload."
     if error is None:
         try:
-            verdicts = [services.FileVerdict(services.display_name_sanitise(name), False,
-                                             f"Too large: over {filesizeformat(limiter.limit)}, the most per file "
-                                             "(we stopped reading it there).") for name in limiter.skipped]
+            verdicts = [
+                services.FileVerdict(
+                    services.display_name_sanitise(name),
+                    False,
+                    f"Too large: over {filesizeformat(limiter.limit)}, the most per file "
+                    "(we stopped reading it there).",
+                )
+                for name in limiter.skipped
+            ]
             verdicts += services.dataset_upload_files(dataset=dataset, files=files) if files else []
         except services.DatasetError as exc:
             error = str(exc)
@@ -177,7 +193,9 @@ def dataset_caption_template(request: HttpRequest, pk: int) -> HttpResponse:
     form = CaptionTemplateForm(request.POST)
     if form.is_valid():
         try:
-            changed = services.dataset_caption_template_apply(dataset=dataset, template=form.cleaned_data["template"])
+            changed = services.dataset_caption_template_apply(
+                dataset=dataset, template=form.cleaned_data["template"]
+            )
             messages.success(request, f"Caption applied to {changed} photos.")
         except services.DatasetError as exc:
             messages.error(request, str(exc))
@@ -200,7 +218,9 @@ def image_caption(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
         except services.DatasetError as exc:
             status, note = 400, str(exc)
     if request.htmx:
-        return render(request, f"{DATASET_PAGE}#caption_status", {"note": note, "ok": status == 200}, status=status)
+        return render(
+            request, f"{DATASET_PAGE}#caption_status", {"note": note, "ok": status == 200}, status=status
+        )
     if status == 200:
         messages.success(request, "Caption saved.")
     else:
@@ -214,7 +234,9 @@ def image_delete(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
     """GET asks for confirmation (the no-JavaScript path; htmx asks with hx-confirm), POST deletes."""
     image = selectors.get_image_for_user(request.user, pk, image_pk)
     if request.method == "GET":
-        return render(request, "training/image_delete.html", {"image": image, "training": image.dataset.training})
+        return render(
+            request, "training/image_delete.html", {"image": image, "training": image.dataset.training}
+        )
     dataset = image.dataset
     try:
         services.dataset_image_delete(image=image)
@@ -242,7 +264,9 @@ def image_thumbnail(request: HttpRequest, pk: int, image_pk: int) -> HttpRespons
 def _insufficient_message(exc: InsufficientCredits) -> str:
     return format_html(
         'This training needs {} credits and your balance is {}. <a href="{}">Buy credits</a> to continue.',
-        exc.needed, exc.balance, reverse("billing:overview"),
+        exc.needed,
+        exc.balance,
+        reverse("billing:overview"),
     )
 
 
@@ -260,8 +284,13 @@ def _start_context(request: HttpRequest, job: TrainingJob, form: TrainingParamsF
     except (TypeError, ValueError):
         steps = None
     return {
-        "training": job, "form": form, "presets": PRESETS, "balance": balance_for_user(request.user),
-        "readiness": selectors.dataset_readiness(job.dataset), **_estimate_context(steps), **extra,
+        "training": job,
+        "form": form,
+        "presets": PRESETS,
+        "balance": balance_for_user(request.user),
+        "readiness": selectors.dataset_readiness(job.dataset),
+        **_estimate_context(steps),
+        **extra,
     }
 
 
@@ -278,7 +307,9 @@ def training_start(request: HttpRequest, pk: int) -> HttpResponse:
         form = TrainingParamsForm(request.POST)
         if form.is_valid():
             try:
-                pipeline.training_start(job=job, params=form.params(), preset=form.cleaned_data.get("preset") or "")
+                pipeline.training_start(
+                    job=job, params=form.params(), preset=form.cleaned_data.get("preset") or ""
+                )
             except InsufficientCredits as exc:
                 insufficient = _insufficient_message(exc)
             except pipeline.PipelineError as exc:
@@ -287,15 +318,19 @@ def training_start(request: HttpRequest, pk: int) -> HttpResponse:
                 messages.success(request, "Training started. This page follows it live.")
                 return redirect("training:detail", pk=job.pk)
         status = 402 if insufficient else 400
-        return render(request, START_PAGE, _start_context(request, job, form, insufficient=insufficient),
-                      status=status)
-    form = TrainingParamsForm(initial=params_initial(preset=request.GET.get("preset", ""), saved=job.params) or None)
+        return render(
+            request, START_PAGE, _start_context(request, job, form, insufficient=insufficient), status=status
+        )
+    form = TrainingParamsForm(
+        initial=params_initial(preset=request.GET.get("preset", ""), saved=job.params) or None
+    )
     if job.preset and "preset" not in request.GET:
         form.initial.setdefault("preset", job.preset)
     context = _start_context(request, job, form)
     if request.htmx:  # a preset was picked: new fields, and the cost of its steps out of band
         html = render_to_string(f"{START_PAGE}#params", context, request) + render_to_string(
-            f"{START_PAGE}#estimate", {**context, "oob": True}, request)
+            f"{START_PAGE}#estimate", {**context, "oob": True}, request
+        )
         return HttpResponse(html)
     return render(request, START_PAGE, context)
 
@@ -313,8 +348,11 @@ def training_estimate(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, f"{START_PAGE}#estimate", context)
 
 
-PARAM_LABELS = {name: field.label or name.replace("_", " ").capitalize()
-                for name, field in TrainingParamsForm.base_fields.items() if name != "preset"}
+PARAM_LABELS = {
+    name: field.label or name.replace("_", " ").capitalize()
+    for name, field in TrainingParamsForm.base_fields.items()
+    if name != "preset"
+}
 
 
 def _detail_context(job: TrainingJob) -> dict:
@@ -327,12 +365,14 @@ def _detail_context(job: TrainingJob) -> dict:
         "loss_svg": loss_chart_svg([(int(p[0]), float(p[1])) for p in job.loss_history or []]),
         "params": [(PARAM_LABELS.get(k, k), v) for k, v in (job.params or {}).items()],
         "failed_stage_label": TrainingJob.Status(job.failed_stage).label
-        if job.failed_stage in TrainingJob.Status.values else "",
+        if job.failed_stage in TrainingJob.Status.values
+        else "",
         "preset_label": PRESETS.get(job.preset, {}).get("label", ""),
         "speed": selectors.speed_text(job.seconds_per_step),
         "eta": selectors.duration_text(job.eta_seconds) if job.eta_seconds is not None else "",
-        "refunded": job.cost_credits if job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELED)
-        and job.credit_reference else None,
+        "refunded": job.cost_credits
+        if job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELED) and job.credit_reference
+        else None,
     }
 
 
@@ -346,8 +386,11 @@ def training_detail(request: HttpRequest, pk: int) -> HttpResponse:
         # Someone is watching: ask Replicate for fresh logs now and then (webhooks only say
         # start and completed), so the progress bar and the loss curve move.
         pipeline.training_watch(job=job)
-        return polled(render(request, f"{DETAIL_PAGE}#status", context), finished=not job.is_active,
-                      credits_changed=job.status != TrainingJob.Status.SUCCEEDED)
+        return polled(
+            render(request, f"{DETAIL_PAGE}#status", context),
+            finished=not job.is_active,
+            credits_changed=job.status != TrainingJob.Status.SUCCEEDED,
+        )
     return render(request, DETAIL_PAGE, context)
 
 

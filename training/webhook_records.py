@@ -99,7 +99,9 @@ def _json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true or false"
-    return {list: "an array", str: "a string", int: "a number", float: "a number"}.get(type(value), "something else")
+    return {list: "an array", str: "a string", int: "a number", float: "a number"}.get(
+        type(value), "something else"
+    )
 
 
 def _shape_problem(value: Any, kind: str) -> str:
@@ -119,7 +121,9 @@ def _shape_problem(value: Any, kind: str) -> str:
         if name not in value and name not in REQUIRED_FIELDS[kind]:
             continue
         if not isinstance(value.get(name), expected):
-            return f"the object's {name} is missing or not a JSON {'object' if expected is dict else 'string'}"
+            return (
+                f"the object's {name} is missing or not a JSON {'object' if expected is dict else 'string'}"
+            )
     return ""
 
 
@@ -135,8 +139,9 @@ def _answer_again(webhook_id: str) -> WebhookReceipt:
     return WebhookReceipt(200, "duplicate")
 
 
-def replicate_webhook_record(*, headers: Mapping[str, str], body: bytes, kind: str, job_hint: int | None,
-                             task: str) -> WebhookReceipt:
+def replicate_webhook_record(
+    *, headers: Mapping[str, str], body: bytes, kind: str, job_hint: int | None, task: str
+) -> WebhookReceipt:
     """Verify a Replicate webhook on its raw body and record it once; returns what to answer.
 
     `kind` is "training" or "prediction" (what the endpoint expects); `task` is the dotted path of
@@ -156,12 +161,19 @@ def replicate_webhook_record(*, headers: Mapping[str, str], body: bytes, kind: s
     webhook_id = {k.lower(): v for k, v in headers.items()}["webhook-id"][:100]  # present: verified above
     stored, reason = _parse(body)
     if not reason and _holds_nul(stored):
-        stored, reason = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:STORED_TEXT_MAX], \
-            "the body holds a NUL character"
+        stored, reason = (
+            body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:STORED_TEXT_MAX],
+            "the body holds a NUL character",
+        )
     reason = reason or _shape_problem(stored, kind)
     # A body of JSON null is stored as JSON null: a bare None would be SQL NULL, refused by the column.
     payload = Value(None, models.JSONField()) if stored is None else stored
-    fields: dict[str, Any] = {"webhook_id": webhook_id, "kind": kind, "job_hint": job_hint, "payload": payload}
+    fields: dict[str, Any] = {
+        "webhook_id": webhook_id,
+        "kind": kind,
+        "job_hint": job_hint,
+        "payload": payload,
+    }
     if isinstance(stored, dict):
         fields["replicate_id"] = stored["id"][:ID_MAX] if isinstance(stored.get("id"), str) else ""
         fields["status"] = stored["status"][:STATUS_MAX] if isinstance(stored.get("status"), str) else ""

@@ -25,6 +25,10 @@ def webhook_response(receipt: WebhookReceipt) -> HttpResponse:
 @require_POST
 def replicate_webhook(request: HttpRequest) -> HttpResponse:
     receipt = replicate_webhook_record(
-        headers=request.headers, body=request.body, kind="training", job_hint=webhook_job_hint(request.GET.get("job")),
-        task="training.tasks.replicate_webhook_process_task")
+        headers=request.headers,
+        body=request.body,
+        kind="training",
+        job_hint=webhook_job_hint(request.GET.get("job")),
+        task="training.tasks.replicate_webhook_process_task",
+    )
     return webhook_response(receipt)

@@ -31,7 +31,9 @@ class InsufficientCredits(Exception):
     def __init__(self, *, needed: int, balance: int) -> None:
         self.needed = needed
         self.balance = balance
-        super().__init__(f"This needs {needed} credits and your balance is {balance}. Buy credits to continue.")
+        super().__init__(
+            f"This needs {needed} credits and your balance is {balance}. Buy credits to continue."
+        )
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,16 @@ def wallet_lock(*, user) -> Wallet:
 
 
 def _append(
-    *, user, amount: int, kind: str, reference: str, note: str = "", amount_cents: int | None = None,
-    currency: str = "", shortfall: int = 0, allow_zero: bool = False,
+    *,
+    user,
+    amount: int,
+    kind: str,
+    reference: str,
+    note: str = "",
+    amount_cents: int | None = None,
+    currency: str = "",
+    shortfall: int = 0,
+    allow_zero: bool = False,
 ) -> LedgerResult:
     if not isinstance(amount, int) or isinstance(amount, bool):
         raise TypeError("credit amounts are integers")
@@ -86,8 +96,15 @@ def _append(
         try:
             with transaction.atomic():
                 entry = CreditEntry.objects.create(
-                    wallet=wallet, amount=amount, kind=kind, reference=reference, balance_after=wallet.balance,
-                    note=note[:300], amount_cents=amount_cents, currency=currency, shortfall=shortfall,
+                    wallet=wallet,
+                    amount=amount,
+                    kind=kind,
+                    reference=reference,
+                    balance_after=wallet.balance,
+                    note=note[:300],
+                    amount_cents=amount_cents,
+                    currency=currency,
+                    shortfall=shortfall,
                 )
         except IntegrityError:
             # A twin on another connection won the unique reference: leaving the outer block by
@@ -103,13 +120,28 @@ def _append_idempotent(**kwargs) -> LedgerResult:
         return LedgerResult(CreditEntry.objects.get(reference=kwargs["reference"]), created=False)
 
 
-def credits_grant(*, user, amount: int, reference: str, kind: str = CreditKind.GRANT, note: str = "",
-                  amount_cents: int | None = None, currency: str = "") -> LedgerResult:
+def credits_grant(
+    *,
+    user,
+    amount: int,
+    reference: str,
+    kind: str = CreditKind.GRANT,
+    note: str = "",
+    amount_cents: int | None = None,
+    currency: str = "",
+) -> LedgerResult:
     """Add `amount` (> 0) credits once per reference."""
     if amount <= 0:
         raise ValueError("a grant adds a positive number of credits")
-    return _append_idempotent(user=user, amount=amount, kind=kind, reference=reference, note=note,
-                              amount_cents=amount_cents, currency=currency)
+    return _append_idempotent(
+        user=user,
+        amount=amount,
+        kind=kind,
+        reference=reference,
+        note=note,
+        amount_cents=amount_cents,
+        currency=currency,
+    )
 
 
 def credits_spend(*, user, amount: int, reference: str, kind: str, note: str = "") -> LedgerResult:
@@ -138,9 +170,13 @@ def credits_refund(*, spend_reference: str, note: str = "") -> LedgerResult | No
     spend = CreditEntry.objects.select_related("wallet__user").filter(reference=spend_reference).first()
     if spend is None or spend.amount >= 0 or spend.kind not in SPEND_KINDS:
         return None
-    return _append_idempotent(user=spend.wallet.user, amount=-spend.amount, kind=CreditKind.REFUND,
-                              reference=f"refund:{spend_reference}",
-                              note=note or f"Refund of {spend.note or spend_reference}")
+    return _append_idempotent(
+        user=spend.wallet.user,
+        amount=-spend.amount,
+        kind=CreditKind.REFUND,
+        reference=f"refund:{spend_reference}",
+        note=note or f"Refund of {spend.note or spend_reference}",
+    )
 
 
 def credits_take_back(*, user, amount: int, reference: str, note: str = "") -> LedgerResult:
@@ -165,8 +201,15 @@ def credits_take_back(*, user, amount: int, reference: str, note: str = "") -> L
             note = f"{note} ({shortfall} credits were already spent and could not be taken back)".strip()
             logger.warning("take-back %s: %s credits already spent by user %s", reference, shortfall, user.pk)
         # A zero-credit entry is still written when everything was spent: it records the shortfall.
-        result = _append_idempotent(user=user, amount=-take, kind=CreditKind.CHARGEBACK, reference=reference,
-                                    note=note, shortfall=shortfall, allow_zero=True)
+        result = _append_idempotent(
+            user=user,
+            amount=-take,
+            kind=CreditKind.CHARGEBACK,
+            reference=reference,
+            note=note,
+            shortfall=shortfall,
+            allow_zero=True,
+        )
     if result.created:
         user_id = user.pk
         transaction.on_commit(lambda: _maybe_warn_low_balance(user_id))
@@ -184,9 +227,13 @@ def credits_adjust(*, user, amount: int, note: str, actor=None, reference: str =
     if not note.strip():
         raise ValueError("an adjustment needs a note saying why")
     who = f" by {actor}" if actor is not None else ""
-    return _append_idempotent(user=user, amount=amount, kind=CreditKind.ADJUSTMENT,
-                              reference=reference or f"adjustment:{uuid.uuid4().hex}",
-                              note=f"{note.strip()}{who}")
+    return _append_idempotent(
+        user=user,
+        amount=amount,
+        kind=CreditKind.ADJUSTMENT,
+        reference=reference or f"adjustment:{uuid.uuid4().hex}",
+        note=f"{note.strip()}{who}",
+    )
 
 
 def wallet_create_for_new_user(*, user) -> Wallet:
@@ -211,7 +258,11 @@ def wallets_check(*, fix: bool = False) -> list[WalletDrift]:
     ledger is the truth; a negative sum is reported but never written, the constraint forbids it).
     """
     drifts: list[WalletDrift] = []
-    sums = dict(CreditEntry.objects.values("wallet_id").annotate(total=Sum("amount")).values_list("wallet_id", "total"))
+    sums = dict(
+        CreditEntry.objects.values("wallet_id")
+        .annotate(total=Sum("amount"))
+        .values_list("wallet_id", "total")
+    )
     for wallet in Wallet.objects.select_related("user").order_by("pk").iterator():
         total = sums.get(wallet.pk) or 0
         if wallet.balance == total:
@@ -232,9 +283,9 @@ def _maybe_warn_low_balance(user_id: int) -> None:
     from django.core.mail import send_mail
 
     threshold = settings.LOW_BALANCE_THRESHOLD
-    updated = Wallet.objects.filter(user_id=user_id, balance__lt=threshold, low_balance_notified=False).update(
-        low_balance_notified=True
-    )
+    updated = Wallet.objects.filter(
+        user_id=user_id, balance__lt=threshold, low_balance_notified=False
+    ).update(low_balance_notified=True)
     if updated:
         wallet = Wallet.objects.select_related("user").get(user_id=user_id)
         send_mail(

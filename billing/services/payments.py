@@ -90,9 +90,10 @@ def checkout_start(*, user, pack: CreditPack | None = None, plan: Plan | None = 
     item = pack or plan
     if not item.active:
         raise CheckoutRefused("This offer is no longer available.")
-    if plan is not None and Subscription.objects.filter(
-        user=user, status__in=("active", "trialing", "past_due")
-    ).exists():
+    if (
+        plan is not None
+        and Subscription.objects.filter(user=user, status__in=("active", "trialing", "past_due")).exists()
+    ):
         raise CheckoutRefused("You already have a subscription: change it from the billing portal.")
     mode = "payment" if pack is not None else "subscription"
     metadata = {"user_id": str(user.pk)}
@@ -114,9 +115,14 @@ def checkout_start(*, user, pack: CreditPack | None = None, plan: Plan | None = 
         idempotency_key=f"checkout-{user.pk}-{uuid.uuid4().hex}",
     )
     CheckoutRecord.objects.create(
-        user=user, session_id=session.id, mode=mode, pack=pack, plan=plan,
+        user=user,
+        session_id=session.id,
+        mode=mode,
+        pack=pack,
+        plan=plan,
         credits=pack.credits if pack is not None else 0,
-        amount_cents=session.amount_total, currency=session.currency or "",
+        amount_cents=session.amount_total,
+        currency=session.currency or "",
     )
     return session.url
 
@@ -179,7 +185,9 @@ def stripe_event_process(*, event_pk: int) -> str:
         try:
             handled = handler(event.type, obj)
         except Exception as exc:
-            StripeEvent.objects.filter(pk=event_pk).update(status=StripeEventStatus.FAILED, error=repr(exc)[:2000])
+            StripeEvent.objects.filter(pk=event_pk).update(
+                status=StripeEventStatus.FAILED, error=repr(exc)[:2000]
+            )
             logger.exception("stripe event %s (%s) failed", event.event_id, event.type)
             raise
         status = StripeEventStatus.PROCESSED if handled else StripeEventStatus.IGNORED
@@ -227,12 +235,14 @@ def _on_checkout_session(event_type: str, session: dict) -> bool:
         CheckoutRecord.objects.filter(pk=record.pk).update(**updates)
 
     if event_type == "checkout.session.expired":
-        CheckoutRecord.objects.filter(pk=record.pk, status=CheckoutStatus.OPEN).update(status=CheckoutStatus.EXPIRED)
+        CheckoutRecord.objects.filter(pk=record.pk, status=CheckoutStatus.OPEN).update(
+            status=CheckoutStatus.EXPIRED
+        )
         return True
     if event_type == "checkout.session.async_payment_failed":
-        CheckoutRecord.objects.filter(pk=record.pk, status__in=(CheckoutStatus.OPEN, CheckoutStatus.PROCESSING)).update(
-            status=CheckoutStatus.FAILED
-        )
+        CheckoutRecord.objects.filter(
+            pk=record.pk, status__in=(CheckoutStatus.OPEN, CheckoutStatus.PROCESSING)
+        ).update(status=CheckoutStatus.FAILED)
         return True
     payment_status = session.get("payment_status")
     if record.mode == "subscription":
@@ -245,16 +255,22 @@ def _on_checkout_session(event_type: str, session: dict) -> bool:
         return True
     if payment_status != "paid":
         # Delayed methods (bank debits): completed but unpaid; async_payment_succeeded grants later.
-        CheckoutRecord.objects.filter(pk=record.pk, status=CheckoutStatus.OPEN).update(status=CheckoutStatus.PROCESSING)
+        CheckoutRecord.objects.filter(pk=record.pk, status=CheckoutStatus.OPEN).update(
+            status=CheckoutStatus.PROCESSING
+        )
         return True
     if record.credits <= 0:
         logger.error("paid checkout %s has no credits to grant", session_id)
         return False
     with transaction.atomic():
         credits_grant(
-            user=record.user, amount=record.credits, reference=f"stripe:checkout:{session_id}",
-            kind=CreditKind.PURCHASE, note=record.pack.name if record.pack else "Credit pack",
-            amount_cents=session.get("amount_total"), currency=session.get("currency") or "",
+            user=record.user,
+            amount=record.credits,
+            reference=f"stripe:checkout:{session_id}",
+            kind=CreditKind.PURCHASE,
+            note=record.pack.name if record.pack else "Credit pack",
+            amount_cents=session.get("amount_total"),
+            currency=session.get("currency") or "",
         )
         CheckoutRecord.objects.filter(pk=record.pk).exclude(status=CheckoutStatus.REFUNDED).update(
             status=CheckoutStatus.PAID
@@ -268,14 +284,25 @@ def _checkout_record_from_session(session: dict) -> CheckoutRecord | None:
     if user is None:
         return None
     metadata = session.get("metadata") or {}
-    pack = CreditPack.objects.filter(pk=int(metadata["pack_id"])).first() if str(
-        metadata.get("pack_id", "")).isdigit() else None
-    plan = Plan.objects.filter(pk=int(metadata["plan_id"])).first() if str(
-        metadata.get("plan_id", "")).isdigit() else None
+    pack = (
+        CreditPack.objects.filter(pk=int(metadata["pack_id"])).first()
+        if str(metadata.get("pack_id", "")).isdigit()
+        else None
+    )
+    plan = (
+        Plan.objects.filter(pk=int(metadata["plan_id"])).first()
+        if str(metadata.get("plan_id", "")).isdigit()
+        else None
+    )
     record, _ = CheckoutRecord.objects.get_or_create(
         session_id=session["id"],
-        defaults={"user": user, "mode": session.get("mode") or ("subscription" if plan else "payment"),
-                  "pack": pack, "plan": plan, "credits": pack.credits if pack else 0},
+        defaults={
+            "user": user,
+            "mode": session.get("mode") or ("subscription" if plan else "payment"),
+            "pack": pack,
+            "plan": plan,
+            "credits": pack.credits if pack else 0,
+        },
     )
     return record
 
@@ -292,7 +319,9 @@ def subscription_sync(*, subscription_id: str) -> Subscription | None:
     price_id = _id(first.get("price") or {}) if first else ""
     period_end = first.get("current_period_end") or data.get("current_period_end")
     plan = Plan.objects.filter(stripe_price_id=price_id).first() if price_id else None
-    existing = Subscription.objects.filter(stripe_subscription_id=subscription_id).select_related("user").first()
+    existing = (
+        Subscription.objects.filter(stripe_subscription_id=subscription_id).select_related("user").first()
+    )
     user = existing.user if existing else _user_from(data)
     if user is None:
         logger.warning("subscription %s names no user we know; not stored", subscription_id)
@@ -302,20 +331,22 @@ def subscription_sync(*, subscription_id: str) -> Subscription | None:
         "stripe_customer_id": _id(data.get("customer") or ""),
         "plan": plan or (existing.plan if existing else None),
         "status": data.get("status") or "incomplete",
-        "current_period_end": (
-            datetime.fromtimestamp(int(period_end), tz=UTC) if period_end else None
-        ),
+        "current_period_end": (datetime.fromtimestamp(int(period_end), tz=UTC) if period_end else None),
         "cancel_at_period_end": bool(data.get("cancel_at_period_end")),
     }
     try:
         with transaction.atomic():
-            sub, _ = Subscription.objects.update_or_create(stripe_subscription_id=subscription_id, defaults=values)
+            sub, _ = Subscription.objects.update_or_create(
+                stripe_subscription_id=subscription_id, defaults=values
+            )
     except IntegrityError:
         # A concurrent sync created it first; ours is at least as fresh, so write it over.
         Subscription.objects.filter(stripe_subscription_id=subscription_id).update(**values)
         sub = Subscription.objects.get(stripe_subscription_id=subscription_id)
     if values["stripe_customer_id"] and not StripeCustomer.objects.filter(user=user).exists():
-        StripeCustomer.objects.get_or_create(customer_id=values["stripe_customer_id"], defaults={"user": user})
+        StripeCustomer.objects.get_or_create(
+            customer_id=values["stripe_customer_id"], defaults={"user": user}
+        )
     return sub
 
 
@@ -335,25 +366,41 @@ def _on_invoice_paid(event_type: str, invoice: dict) -> bool:
         return False
     sub = subscription_sync(subscription_id=subscription_id)
     if sub is None or sub.plan is None:
-        raise LookupError(f"paid invoice {invoice.get('id')} for subscription {subscription_id}: unknown user or plan")
+        raise LookupError(
+            f"paid invoice {invoice.get('id')} for subscription {subscription_id}: unknown user or plan"
+        )
     # The payment intent is what a later charge.refunded names. A real invoice (webhook body or plain
     # retrieve) does not carry it since API 2025-03-31.basil (`payments` is includable), so ask Stripe.
     payment_intent = _stripe().invoice_payment_intent_id(invoice_id=invoice["id"]) or ""
     if not payment_intent:
-        logger.warning("paid invoice %s lists no paid payment intent; a refund of it cannot be matched",
-                       invoice.get("id"))
+        logger.warning(
+            "paid invoice %s lists no paid payment intent; a refund of it cannot be matched",
+            invoice.get("id"),
+        )
     with transaction.atomic():
         credits_grant(
-            user=sub.user, amount=sub.plan.credits_per_period, reference=f"stripe:invoice:{invoice['id']}",
-            kind=CreditKind.SUBSCRIPTION, note=f"{sub.plan.name} ({invoice.get('billing_reason') or 'invoice'})",
-            amount_cents=invoice.get("amount_paid"), currency=invoice.get("currency") or "",
+            user=sub.user,
+            amount=sub.plan.credits_per_period,
+            reference=f"stripe:invoice:{invoice['id']}",
+            kind=CreditKind.SUBSCRIPTION,
+            note=f"{sub.plan.name} ({invoice.get('billing_reason') or 'invoice'})",
+            amount_cents=invoice.get("amount_paid"),
+            currency=invoice.get("currency") or "",
         )
-        grant, created = InvoiceGrant.objects.get_or_create(invoice_id=invoice["id"], defaults={
-            "subscription": sub, "payment_intent_id": payment_intent, "credits": sub.plan.credits_per_period,
-            "amount_cents": invoice.get("amount_paid")})
+        grant, created = InvoiceGrant.objects.get_or_create(
+            invoice_id=invoice["id"],
+            defaults={
+                "subscription": sub,
+                "payment_intent_id": payment_intent,
+                "credits": sub.plan.credits_per_period,
+                "amount_cents": invoice.get("amount_paid"),
+            },
+        )
         if not created and payment_intent and not grant.payment_intent_id:
             # A redelivery learns the payment an earlier processing could not find.
-            InvoiceGrant.objects.filter(pk=grant.pk, payment_intent_id="").update(payment_intent_id=payment_intent)
+            InvoiceGrant.objects.filter(pk=grant.pk, payment_intent_id="").update(
+                payment_intent_id=payment_intent
+            )
     return True
 
 
@@ -374,19 +421,27 @@ def _on_charge_refunded(event_type: str, charge: dict) -> bool:
     """
     payment_intent = _id(charge.get("payment_intent") or "")
     record = (
-        CheckoutRecord.objects.select_related("user").filter(payment_intent_id=payment_intent, mode="payment").first()
-        if payment_intent else None
+        CheckoutRecord.objects.select_related("user")
+        .filter(payment_intent_id=payment_intent, mode="payment")
+        .first()
+        if payment_intent
+        else None
     )
     grant = (
-        InvoiceGrant.objects.select_related("subscription__user").filter(payment_intent_id=payment_intent).first()
-        if payment_intent and record is None else None
+        InvoiceGrant.objects.select_related("subscription__user")
+        .filter(payment_intent_id=payment_intent)
+        .first()
+        if payment_intent and record is None
+        else None
     )
     if record is not None and record.credits > 0:
         user, credits = record.user, record.credits
     elif grant is not None:
         user, credits = grant.subscription.user, grant.credits
     else:
-        logger.warning("refunded charge %s matches no purchase or paid invoice; nothing taken back", charge.get("id"))
+        logger.warning(
+            "refunded charge %s matches no purchase or paid invoice; nothing taken back", charge.get("id")
+        )
         return False
     amount = int(charge.get("amount") or 0)
     refunded = int(charge.get("amount_refunded") or 0)
@@ -403,7 +458,9 @@ def _on_charge_refunded(event_type: str, charge: dict) -> bool:
         already = -(taken["amount"] or 0) + (taken["shortfall"] or 0)
         if target > already:
             credits_take_back(
-                user=user, amount=target - already, reference=f"{prefix}refunded:{refunded}",
+                user=user,
+                amount=target - already,
+                reference=f"{prefix}refunded:{refunded}",
                 note=f"Payment refunded ({refunded} of {amount} {charge.get('currency', '')})".strip(),
             )
         if refunded >= amount and record is not None:

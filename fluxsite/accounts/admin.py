@@ -7,7 +7,15 @@ from fluxsite.accounts.models import User, VerifiedAddress
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ("-date_joined",)
-    list_display = ("email", "email_verified_at", "is_staff", "is_active", "date_joined", "last_login", "balance")
+    list_display = (
+        "email",
+        "email_verified_at",
+        "is_staff",
+        "is_active",
+        "date_joined",
+        "last_login",
+        "balance",
+    )
     list_filter = ("is_staff", "is_superuser", "is_active", ("email_verified_at", admin.EmptyFieldListFilter))
     search_fields = ("email", "first_name", "last_name")
     fieldsets = (

@@ -62,7 +62,9 @@ class VerifiedAddress(models.Model):
 
     normalised = models.CharField(max_length=254, unique=True)
     email = models.EmailField("address as verified", max_length=254)
-    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="verified_addresses")
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="verified_addresses"
+    )
     credits_granted = models.PositiveIntegerField(default=0)
     verified_at = models.DateTimeField()
 

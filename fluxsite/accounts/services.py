@@ -183,16 +183,26 @@ def _welcome_credits_grant(*, user: User, email: str, now) -> int:
         # The unique normalised address is the race guard: a concurrent verification of the same
         # mailbox by another account waits on this insert and then fails it.
         with transaction.atomic():
-            record = VerifiedAddress.objects.create(normalised=email_normalise(email), email=email, user=user,
-                                                    credits_granted=max(amount, 0), verified_at=now)
+            record = VerifiedAddress.objects.create(
+                normalised=email_normalise(email),
+                email=email,
+                user=user,
+                credits_granted=max(amount, 0),
+                verified_at=now,
+            )
     except IntegrityError:
         return 0
     if amount <= 0:
         return 0
     # The reference names the mailbox, not the account: the ledger's unique reference is a second
     # guard should the record above ever be deleted.
-    result = credits_grant(user=user, amount=amount, reference=f"signup:{email_fingerprint(email)}",
-                           kind=CreditKind.SIGNUP, note="Welcome credits")
+    result = credits_grant(
+        user=user,
+        amount=amount,
+        reference=f"signup:{email_fingerprint(email)}",
+        kind=CreditKind.SIGNUP,
+        note="Welcome credits",
+    )
     if not result.created:
         VerifiedAddress.objects.filter(pk=record.pk).update(credits_granted=0)
         return 0
@@ -201,13 +211,17 @@ def _welcome_credits_grant(*, user: User, email: str, now) -> int:
 
 def _verification_mail(*, user: User, email: str) -> None:
     token = verification_token_make(user=user, email=email)
-    _mail_after_commit(to=email, template="verify", context={
-        "email": email,
-        "link": f"{settings.SITE_URL}{reverse('accounts:verify', args=[token])}",
-        "is_change": email.lower() != user.email.lower(),
-        "credits": settings.SIGNUP_CREDITS,
-        "days": max(1, settings.ACCOUNT_VERIFY_MAX_AGE_SECONDS // 86400),
-    })
+    _mail_after_commit(
+        to=email,
+        template="verify",
+        context={
+            "email": email,
+            "link": f"{settings.SITE_URL}{reverse('accounts:verify', args=[token])}",
+            "is_change": email.lower() != user.email.lower(),
+            "credits": settings.SIGNUP_CREDITS,
+            "days": max(1, settings.ACCOUNT_VERIFY_MAX_AGE_SECONDS // 86400),
+        },
+    )
 
 
 def _mail_after_commit(*, to: str, template: str, context: dict) -> None:

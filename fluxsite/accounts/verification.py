@@ -68,8 +68,12 @@ def verification_token_read(token: str) -> VerificationClaim:
             "This verification link has expired. Log in and ask for a new one from your account page."
         ) from None
     except signing.BadSignature:
-        raise VerificationError("This verification link is not valid. Check that you copied all of it.") from None
+        raise VerificationError(
+            "This verification link is not valid. Check that you copied all of it."
+        ) from None
     try:
         return VerificationClaim(user_pk=int(data["u"]), email=str(data["e"]), state=str(data["s"]))
     except (KeyError, TypeError, ValueError):
-        raise VerificationError("This verification link is not valid. Check that you copied all of it.") from None
+        raise VerificationError(
+            "This verification link is not valid. Check that you copied all of it."
+        ) from None

@@ -45,7 +45,9 @@ def verify(request: HttpRequest, token: str) -> HttpResponse:
             claim = services.user_verification_check(token=token)
         except VerificationError as exc:
             return render(request, "accounts/verify.html", {"error": exc.message}, status=400)
-        return render(request, "accounts/verify.html", {"email": claim.email, "credits": settings.SIGNUP_CREDITS})
+        return render(
+            request, "accounts/verify.html", {"email": claim.email, "credits": settings.SIGNUP_CREDITS}
+        )
     try:
         outcome = services.user_email_verify(token=token)
     except VerificationError as exc:
@@ -66,8 +68,11 @@ def verify_resend(request: HttpRequest) -> HttpResponse:
     if result == "sent":
         messages.success(request, f"We sent a new verification link to {request.user.email}.")
     elif result == "too_soon":
-        messages.info(request, "A link was sent less than a minute ago. Check your inbox (and spam folder), "
-                               "or ask again in a minute.")
+        messages.info(
+            request,
+            "A link was sent less than a minute ago. Check your inbox (and spam folder), "
+            "or ask again in a minute.",
+        )
     else:
         messages.info(request, "Your address is already verified.")
     return redirect("accounts:account")
@@ -76,12 +81,16 @@ def verify_resend(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET"])
 def account(request: HttpRequest) -> HttpResponse:
-    return render(request, "accounts/account.html", {
-        "email_form": EmailChangeForm(user=request.user),
-        "password_form": PasswordChangeForm(request.user),
-        "delete_form": AccountDeleteForm(user=request.user),
-        "signup_credits": settings.SIGNUP_CREDITS,
-    })
+    return render(
+        request,
+        "accounts/account.html",
+        {
+            "email_form": EmailChangeForm(user=request.user),
+            "password_form": PasswordChangeForm(request.user),
+            "delete_form": AccountDeleteForm(user=request.user),
+            "signup_credits": settings.SIGNUP_CREDITS,
+        },
+    )
 
 
 @sensitive_post_parameters("password")
@@ -92,14 +101,22 @@ def email_change(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         # One answer whether or not the address is taken (its owner gets an e-mail then).
         services.user_email_change_request(user=request.user, email=form.cleaned_data["email"])
-        messages.success(request, f"Check your inbox at {form.cleaned_data['email']}: the change takes effect "
-                                  "when you open the link we sent there.")
+        messages.success(
+            request,
+            f"Check your inbox at {form.cleaned_data['email']}: the change takes effect "
+            "when you open the link we sent there.",
+        )
         return redirect("accounts:account")
-    return render(request, "accounts/account.html", {
-        "email_form": form,
-        "password_form": PasswordChangeForm(request.user),
-        "delete_form": AccountDeleteForm(user=request.user),
-    }, status=400)
+    return render(
+        request,
+        "accounts/account.html",
+        {
+            "email_form": form,
+            "password_form": PasswordChangeForm(request.user),
+            "delete_form": AccountDeleteForm(user=request.user),
+        },
+        status=400,
+    )
 
 
 @sensitive_post_parameters("old_password", "new_password1", "new_password2")
@@ -112,11 +129,16 @@ def password_change(request: HttpRequest) -> HttpResponse:
         update_session_auth_hash(request, user)
         messages.success(request, "Your password was changed.")
         return redirect("accounts:account")
-    return render(request, "accounts/account.html", {
-        "email_form": EmailChangeForm(user=request.user),
-        "password_form": form,
-        "delete_form": AccountDeleteForm(user=request.user),
-    }, status=400)
+    return render(
+        request,
+        "accounts/account.html",
+        {
+            "email_form": EmailChangeForm(user=request.user),
+            "password_form": form,
+            "delete_form": AccountDeleteForm(user=request.user),
+        },
+        status=400,
+    )
 
 
 @sensitive_post_parameters("password")

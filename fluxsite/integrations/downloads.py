@@ -44,8 +44,14 @@ def ip_is_public(value: str) -> bool:
     ip = ipaddress.ip_address(value)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-                or ip.is_unspecified)
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
 
 
 def host_addresses(host: str, port: int) -> tuple[str, ...]:
@@ -86,10 +92,14 @@ class _DeadlineStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        stream = self._inner.start_tls(ssl_context, server_hostname=server_hostname,
-                                       timeout=self._deadline.clamp(timeout, httpcore.ConnectTimeout))
+    def start_tls(
+        self, ssl_context, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.start_tls(
+            ssl_context,
+            server_hostname=server_hostname,
+            timeout=self._deadline.clamp(timeout, httpcore.ConnectTimeout),
+        )
         return _DeadlineStream(stream, self._deadline)
 
     def get_extra_info(self, info: str):
@@ -104,8 +114,14 @@ class _PinnedBackend(httpcore.NetworkBackend):
         self._deadline = deadline
         self.pins: dict[str, tuple[str, ...]] = {}
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options=None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options=None,
+    ) -> httpcore.NetworkStream:
         addresses = self.pins.get(host.lower(), ())
         if not addresses:
             raise httpcore.ConnectError(f"{host} was not checked before connecting; refusing to resolve it.")
@@ -113,8 +129,12 @@ class _PinnedBackend(httpcore.NetworkBackend):
         for address in addresses:  # the next checked address when one does not answer, like a browser
             try:
                 stream = self._inner.connect_tcp(
-                    address, port, timeout=self._deadline.clamp(timeout, httpcore.ConnectTimeout),
-                    local_address=local_address, socket_options=socket_options)
+                    address,
+                    port,
+                    timeout=self._deadline.clamp(timeout, httpcore.ConnectTimeout),
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
                 continue
@@ -172,8 +192,9 @@ def download(
     backend = _PinnedBackend(deadline)
     timeout = httpx.Timeout(read_timeout_seconds, connect=min(CONNECT_TIMEOUT_SECONDS, read_timeout_seconds))
     try:
-        with httpx.Client(transport=_PinnedTransport(backend), timeout=timeout, follow_redirects=False,
-                          trust_env=False) as client:
+        with httpx.Client(
+            transport=_PinnedTransport(backend), timeout=timeout, follow_redirects=False, trust_env=False
+        ) as client:
             for _hop in range(max_redirects + 1):
                 addresses = tuple(check(url))
                 host = httpx.URL(url).raw_host.decode("ascii")  # the name as httpcore will ask for it

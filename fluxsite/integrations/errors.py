@@ -70,8 +70,12 @@ class IntegrationError(Exception):
         self.detail = redact(self.detail, *secrets)
         if self.invalid_fields:
             self.invalid_fields = [
-                {key: redact(value, *secrets) if isinstance(value, str) else value for key, value in item.items()}
-                if isinstance(item, dict) else item
+                {
+                    key: redact(value, *secrets) if isinstance(value, str) else value
+                    for key, value in item.items()
+                }
+                if isinstance(item, dict)
+                else item
                 for item in self.invalid_fields
             ]
         super().__init__(self.message)
@@ -103,9 +107,17 @@ def category_for_status(status: int) -> Category:
 
 
 # The settings whose values are credentials (the names also hidden in error reports).
-SECRET_SETTINGS = ("REPLICATE_API_TOKEN", "REPLICATE_WEBHOOK_SECRET", "HF_TOKEN", "STRIPE_SECRET_KEY",
-                   "STRIPE_WEBHOOK_SECRET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "SECRET_KEY",
-                   "EMAIL_HOST_PASSWORD")
+SECRET_SETTINGS = (
+    "REPLICATE_API_TOKEN",
+    "REPLICATE_WEBHOOK_SECRET",
+    "HF_TOKEN",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+    "SECRET_KEY",
+    "EMAIL_HOST_PASSWORD",
+)
 
 
 def _configured_secrets() -> list[str]:

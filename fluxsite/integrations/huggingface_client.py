@@ -173,20 +173,42 @@ def _wrap(exc: BaseException, token: str, what: str) -> IntegrationError:
         status = exc.response.status_code
         server = redact(exc.server_message or str(exc), token).strip() or f"HTTP {status}"
         category, message = _status_message(status, server.splitlines()[0][:200])
-        return IntegrationError(service=SERVICE, category=category, message=message, detail=detail, status=status,
-                                retry_after=_retry_after(exc.response) if status in (429, 503) else None)
+        return IntegrationError(
+            service=SERVICE,
+            category=category,
+            message=message,
+            detail=detail,
+            status=status,
+            retry_after=_retry_after(exc.response) if status in (429, 503) else None,
+        )
     if isinstance(exc, httpx2.TimeoutException | TimeoutError):
-        return IntegrationError(service=SERVICE, category=Category.TIMEOUT,
-                                message="Hugging Face did not answer in time.", detail=detail)
+        return IntegrationError(
+            service=SERVICE,
+            category=Category.TIMEOUT,
+            message="Hugging Face did not answer in time.",
+            detail=detail,
+        )
     if isinstance(exc, httpx2.TransportError | ConnectionError):
-        return IntegrationError(service=SERVICE, category=Category.NETWORK,
-                                message="Hugging Face could not be reached.", detail=detail)
+        return IntegrationError(
+            service=SERVICE,
+            category=Category.NETWORK,
+            message="Hugging Face could not be reached.",
+            detail=detail,
+        )
     if isinstance(exc, OSError | ValueError) and "upload" in what:
         # Local file problems, or the LFS upload wrapper (RuntimeError is handled below).
-        return IntegrationError(service=SERVICE, category=Category.FILE_ERROR,
-                                message="A file could not be uploaded to Hugging Face.", detail=detail)
-    return IntegrationError(service=SERVICE, category=Category.SERVICE_ERROR,
-                            message="Hugging Face gave an unexpected answer.", detail=detail)
+        return IntegrationError(
+            service=SERVICE,
+            category=Category.FILE_ERROR,
+            message="A file could not be uploaded to Hugging Face.",
+            detail=detail,
+        )
+    return IntegrationError(
+        service=SERVICE,
+        category=Category.SERVICE_ERROR,
+        message="Hugging Face gave an unexpected answer.",
+        detail=detail,
+    )
 
 
 def _unwrap_upload_error(exc: BaseException) -> BaseException:
@@ -226,8 +248,9 @@ def repo_ensure(*, repo_id: str, private: bool = True, token: str | None = None)
 
 
 @sensitive_variables("token", "used")
-def repo_upload(*, repo_id: str, files: list[tuple[str, Path | bytes]], commit_message: str,
-                token: str | None = None) -> HfCommit:
+def repo_upload(
+    *, repo_id: str, files: list[tuple[str, Path | bytes]], commit_message: str, token: str | None = None
+) -> HfCommit:
     """Upload `files` ((path in repo, local path or bytes)) as one commit on main.
 
     Large and binary files go through the LFS batch API first (preupload decides), then one
@@ -235,10 +258,16 @@ def repo_upload(*, repo_id: str, files: list[tuple[str, Path | bytes]], commit_m
     """
     api, used = _api(token)
     try:
-        operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=content) for path, content in files]
+        operations = [
+            CommitOperationAdd(path_in_repo=path, path_or_fileobj=content) for path, content in files
+        ]
     except ValueError as exc:
-        raise IntegrationError(service=SERVICE, category=Category.FILE_ERROR,
-                               message="A file to upload could not be read.", detail=str(exc))
+        raise IntegrationError(
+            service=SERVICE,
+            category=Category.FILE_ERROR,
+            message="A file to upload could not be read.",
+            detail=str(exc),
+        )
     try:
         info = api.create_commit(repo_id, operations, commit_message=commit_message, repo_type="model")
     except Exception as exc:
@@ -274,18 +303,28 @@ def repo_info(*, repo_id: str, token: str | None = None) -> HfRepo:
         info = api.model_info(repo_id, timeout=float(settings.HF_TIMEOUT_SECONDS))
     except Exception as exc:
         raise _wrap(exc, used, f"info of {repo_id}")
-    return HfRepo(id=info.id, private=bool(info.private), sha=info.sha or "",
-                  files=tuple(s.rfilename for s in info.siblings or ()))
+    return HfRepo(
+        id=info.id,
+        private=bool(info.private),
+        sha=info.sha or "",
+        files=tuple(s.rfilename for s in info.siblings or ()),
+    )
 
 
 @sensitive_variables("token", "used")
-def file_download(*, repo_id: str, filename: str, revision: str | None = None, token: str | None = None,
-                  local_dir: Path) -> Path:
+def file_download(
+    *, repo_id: str, filename: str, revision: str | None = None, token: str | None = None, local_dir: Path
+) -> Path:
     """Download one file of the repo into `local_dir` (HEAD then GET /{repo_id}/resolve/{rev}/{file})."""
     api, used = _api(token)
     try:
-        path = api.hf_hub_download(repo_id, filename, revision=revision, local_dir=local_dir,
-                                   etag_timeout=float(settings.HF_TIMEOUT_SECONDS))
+        path = api.hf_hub_download(
+            repo_id,
+            filename,
+            revision=revision,
+            local_dir=local_dir,
+            etag_timeout=float(settings.HF_TIMEOUT_SECONDS),
+        )
     except Exception as exc:
         raise _wrap(exc, used, f"download {filename} from {repo_id}")
     return Path(path)

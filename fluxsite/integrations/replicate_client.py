@@ -127,9 +127,13 @@ class _Session:
 @sensitive_variables()
 def _session() -> _Session:
     """Build a client from settings; ImproperlyConfigured names every missing setting."""
-    missing = [name for name in ("REPLICATE_API_TOKEN", "REPLICATE_BASE_URL") if not getattr(settings, name, "")]
+    missing = [
+        name for name in ("REPLICATE_API_TOKEN", "REPLICATE_BASE_URL") if not getattr(settings, name, "")
+    ]
     if missing:
-        raise ImproperlyConfigured(f"Replicate needs these settings: {', '.join(missing)} (see .env.example).")
+        raise ImproperlyConfigured(
+            f"Replicate needs these settings: {', '.join(missing)} (see .env.example)."
+        )
     last = _LastResponse()
     seconds = float(settings.REPLICATE_TIMEOUT_SECONDS)
     client = replicate.Client(
@@ -149,16 +153,26 @@ def _errors(session: _Session, action: str) -> Iterator[None]:
     except ReplicateError as exc:
         raise _from_status(exc, session.last, action) from None
     except httpx.TimeoutException as exc:
-        raise IntegrationError(service=SERVICE, category=Category.TIMEOUT,
-                               message=f"Replicate did not answer in time ({action}).", detail=repr(exc)) from None
+        raise IntegrationError(
+            service=SERVICE,
+            category=Category.TIMEOUT,
+            message=f"Replicate did not answer in time ({action}).",
+            detail=repr(exc),
+        ) from None
     except httpx.HTTPError as exc:
-        raise IntegrationError(service=SERVICE, category=Category.NETWORK,
-                               message=f"Replicate could not be reached ({action}).",
-                               detail=redact(repr(exc), settings.REPLICATE_API_TOKEN)) from None
+        raise IntegrationError(
+            service=SERVICE,
+            category=Category.NETWORK,
+            message=f"Replicate could not be reached ({action}).",
+            detail=redact(repr(exc), settings.REPLICATE_API_TOKEN),
+        ) from None
     except (ValueError, TypeError, KeyError) as exc:  # pydantic ValidationError is a ValueError
-        raise IntegrationError(service=SERVICE, category=Category.SERVICE_ERROR,
-                               message=f"Replicate sent an answer we could not read ({action}).",
-                               detail=redact(repr(exc), settings.REPLICATE_API_TOKEN)[:2000]) from None
+        raise IntegrationError(
+            service=SERVICE,
+            category=Category.SERVICE_ERROR,
+            message=f"Replicate sent an answer we could not read ({action}).",
+            detail=redact(repr(exc), settings.REPLICATE_API_TOKEN)[:2000],
+        ) from None
 
 
 def _from_status(exc: ReplicateError, last: _LastResponse, action: str) -> IntegrationError:
@@ -167,22 +181,42 @@ def _from_status(exc: ReplicateError, last: _LastResponse, action: str) -> Integ
     detail = redact(f"{status} {exc.title or ''}: {exc.detail or ''}".strip(), settings.REPLICATE_API_TOKEN)
     common: dict[str, Any] = {"service": SERVICE, "status": status, "detail": detail}
     if status == 402:
-        return IntegrationError(category=Category.SERVICE_ERROR, retryable=False,
-                                message="Replicate account is out of credit: an operator must top it up.", **common)
+        return IntegrationError(
+            category=Category.SERVICE_ERROR,
+            retryable=False,
+            message="Replicate account is out of credit: an operator must top it up.",
+            **common,
+        )
     category = category_for_status(status)
     if category == Category.VALIDATION:
         fields = body.get("invalid_fields") if isinstance(body.get("invalid_fields"), list) else None
-        what = {404: "was not found", 409: "already exists", 422: "was refused as invalid"}.get(status, "was refused")
-        return IntegrationError(category=category, invalid_fields=fields,
-                                message=f"Replicate: the request ({action}) {what}.", **common)
+        what = {404: "was not found", 409: "already exists", 422: "was refused as invalid"}.get(
+            status, "was refused"
+        )
+        return IntegrationError(
+            category=category,
+            invalid_fields=fields,
+            message=f"Replicate: the request ({action}) {what}.",
+            **common,
+        )
     if category == Category.RATE_LIMIT:
-        return IntegrationError(category=category, retry_after=last.retry_after,
-                                message="Replicate asked us to slow down.", **common)
-    messages = {Category.AUTHENTICATION: "Replicate refused our API token.",
-                Category.TIMEOUT: f"Replicate timed out ({action}).",
-                Category.SERVICE_ERROR: f"Replicate had an internal problem ({action})."}
-    return IntegrationError(category=category, message=messages.get(category, f"Replicate error ({action})."),
-                            retry_after=last.retry_after, **common)
+        return IntegrationError(
+            category=category,
+            retry_after=last.retry_after,
+            message="Replicate asked us to slow down.",
+            **common,
+        )
+    messages = {
+        Category.AUTHENTICATION: "Replicate refused our API token.",
+        Category.TIMEOUT: f"Replicate timed out ({action}).",
+        Category.SERVICE_ERROR: f"Replicate had an internal problem ({action}).",
+    }
+    return IntegrationError(
+        category=category,
+        message=messages.get(category, f"Replicate error ({action})."),
+        retry_after=last.retry_after,
+        **common,
+    )
 
 
 def _call(action: str, fn: Callable[[replicate.Client], T]) -> tuple[T, _Session]:
@@ -195,8 +229,12 @@ def _call(action: str, fn: Callable[[replicate.Client], T]) -> tuple[T, _Session
 # --- Models ---------------------------------------------------------------------------------------
 def _model_info(model: Any) -> ModelInfo:
     latest = getattr(model, "latest_version", None)
-    return ModelInfo(owner=model.owner, name=model.name, visibility=model.visibility,
-                     latest_version_id=latest.id if latest else None)
+    return ModelInfo(
+        owner=model.owner,
+        name=model.name,
+        visibility=model.visibility,
+        latest_version_id=latest.id if latest else None,
+    )
 
 
 def model_ensure(*, owner: str, name: str, visibility: str = "private", description: str = "") -> ModelInfo:
@@ -205,8 +243,12 @@ def model_ensure(*, owner: str, name: str, visibility: str = "private", descript
     https://replicate.com/docs/reference/http#models.create
     """
     try:
-        model, _ = _call("create a model", lambda c: c.models.create(
-            owner=owner, name=name, visibility=visibility, hardware="cpu", description=description or None))
+        model, _ = _call(
+            "create a model",
+            lambda c: c.models.create(
+                owner=owner, name=name, visibility=visibility, hardware="cpu", description=description or None
+            ),
+        )
     except IntegrationError as exc:
         if exc.status != 409:
             raise
@@ -227,9 +269,13 @@ def trainer_version_get() -> str:
     owner, _, name = settings.REPLICATE_TRAINER_MODEL.partition("/")
     info = model_get(owner=owner, name=name)
     if not info.latest_version_id:
-        raise IntegrationError(service=SERVICE, category=Category.SERVICE_ERROR, retryable=False,
-                               message="The trainer model has no version to train with.",
-                               detail=settings.REPLICATE_TRAINER_MODEL)
+        raise IntegrationError(
+            service=SERVICE,
+            category=Category.SERVICE_ERROR,
+            retryable=False,
+            message="The trainer model has no version to train with.",
+            detail=settings.REPLICATE_TRAINER_MODEL,
+        )
     return info.latest_version_id
 
 
@@ -258,14 +304,19 @@ def input_schema_parse(openapi_schema: Any) -> dict[str, InputField]:
         kind, choices = spec.get("type"), spec.get("enum")
         for part in spec.get("allOf") or []:
             ref = str((part or {}).get("$ref", ""))
-            target = components.get(ref.rsplit("/", 1)[-1], {}) if ref.startswith("#/components/schemas/") else {}
+            target = (
+                components.get(ref.rsplit("/", 1)[-1], {}) if ref.startswith("#/components/schemas/") else {}
+            )
             kind = kind or target.get("type")
             choices = choices or target.get("enum")
         fields[name] = InputField(
-            name=name, type=str(kind or "string"),
+            name=name,
+            type=str(kind or "string"),
             minimum=spec.get("minimum") if isinstance(spec.get("minimum"), int | float) else None,
             maximum=spec.get("maximum") if isinstance(spec.get("maximum"), int | float) else None,
-            default=spec.get("default"), choices=tuple(choices) if isinstance(choices, list) else None)
+            default=spec.get("default"),
+            choices=tuple(choices) if isinstance(choices, list) else None,
+        )
     return fields
 
 
@@ -313,12 +364,18 @@ def training_from_payload(payload: Mapping[str, Any]) -> TrainingInfo:
     """A training object (GET response or webhook body) as a TrainingInfo."""
     output = payload.get("output") if isinstance(payload.get("output"), dict) else {}
     return TrainingInfo(
-        id=str(payload.get("id", "")), status=str(payload.get("status", "")),
-        output_version=_text(output.get("version")), weights_url=_text(output.get("weights")),
-        logs=_text(payload.get("logs")) or "", error=_text(payload.get("error")),
-        predict_time=_predict_time(payload), created_at=_text(payload.get("created_at")),
-        started_at=_text(payload.get("started_at")), completed_at=_text(payload.get("completed_at")),
-        model=_text(payload.get("model")) or "", version=_text(payload.get("version")) or "",
+        id=str(payload.get("id", "")),
+        status=str(payload.get("status", "")),
+        output_version=_text(output.get("version")),
+        weights_url=_text(output.get("weights")),
+        logs=_text(payload.get("logs")) or "",
+        error=_text(payload.get("error")),
+        predict_time=_predict_time(payload),
+        created_at=_text(payload.get("created_at")),
+        started_at=_text(payload.get("started_at")),
+        completed_at=_text(payload.get("completed_at")),
+        model=_text(payload.get("model")) or "",
+        version=_text(payload.get("version")) or "",
         input=dict(payload["input"]) if isinstance(payload.get("input"), dict) else {},
     )
 
@@ -331,8 +388,14 @@ def _training_info(training: Any, session: _Session) -> TrainingInfo:
     return training_from_payload(training.dict())
 
 
-def training_create(*, destination: str, input: Mapping[str, Any], webhook_url: str | None = None,
-                    events: tuple[str, ...] = ("start", "completed"), version: str | None = None) -> TrainingInfo:
+def training_create(
+    *,
+    destination: str,
+    input: Mapping[str, Any],
+    webhook_url: str | None = None,
+    events: tuple[str, ...] = ("start", "completed"),
+    version: str | None = None,
+) -> TrainingInfo:
     """Start a training of settings.REPLICATE_TRAINER_MODEL into `destination` ("owner/name").
 
     https://replicate.com/docs/reference/http#trainings.create
@@ -342,8 +405,12 @@ def training_create(*, destination: str, input: Mapping[str, Any], webhook_url: 
     if webhook_url:
         params["webhook"] = webhook_url
         params["webhook_events_filter"] = list(events)
-    training, session = _call("start a training", lambda c: c.trainings.create(
-        model=settings.REPLICATE_TRAINER_MODEL, version=trainer_version, input=dict(input), **params))
+    training, session = _call(
+        "start a training",
+        lambda c: c.trainings.create(
+            model=settings.REPLICATE_TRAINER_MODEL, version=trainer_version, input=dict(input), **params
+        ),
+    )
     return _training_info(training, session)
 
 
@@ -386,18 +453,30 @@ def prediction_from_payload(payload: Mapping[str, Any]) -> PredictionInfo:
         urls = tuple(str(u) for u in output if isinstance(u, str))
     else:
         urls = ()
-    return PredictionInfo(id=str(payload.get("id", "")), status=str(payload.get("status", "")), output_urls=urls,
-                          error=_text(payload.get("error")), predict_time=_predict_time(payload),
-                          created_at=_text(payload.get("created_at")), completed_at=_text(payload.get("completed_at")))
+    return PredictionInfo(
+        id=str(payload.get("id", "")),
+        status=str(payload.get("status", "")),
+        output_urls=urls,
+        error=_text(payload.get("error")),
+        predict_time=_predict_time(payload),
+        created_at=_text(payload.get("created_at")),
+        completed_at=_text(payload.get("completed_at")),
+    )
 
 
 def _prediction_info(prediction: Any) -> PredictionInfo:
     return prediction_from_payload(prediction.dict())
 
 
-def prediction_create(*, input: Mapping[str, Any], version: str | None = None, model: str | None = None,
-                      webhook_url: str | None = None, wait_seconds: int | None = None,
-                      events: tuple[str, ...] = ("start", "completed")) -> PredictionInfo:
+def prediction_create(
+    *,
+    input: Mapping[str, Any],
+    version: str | None = None,
+    model: str | None = None,
+    webhook_url: str | None = None,
+    wait_seconds: int | None = None,
+    events: tuple[str, ...] = ("start", "completed"),
+) -> PredictionInfo:
     """Run a version ("hash" or "owner/name:hash") or a model ("owner/name"); exactly one of the two.
 
     `wait_seconds` (1-60) sends `Prefer: wait=N`: the answer may then already be finished.
@@ -413,11 +492,14 @@ def prediction_create(*, input: Mapping[str, Any], version: str | None = None, m
     if wait_seconds:
         params["wait"] = max(1, min(60, int(wait_seconds)))
     if model is not None:
-        prediction, _ = _call("start a prediction", lambda c: c.models.predictions.create(
-            model=model, input=dict(input), **params))
+        prediction, _ = _call(
+            "start a prediction",
+            lambda c: c.models.predictions.create(model=model, input=dict(input), **params),
+        )
     else:
-        prediction, _ = _call("start a prediction", lambda c: c.predictions.create(
-            version=version, input=dict(input), **params))
+        prediction, _ = _call(
+            "start a prediction", lambda c: c.predictions.create(version=version, input=dict(input), **params)
+        )
     return _prediction_info(prediction)
 
 
@@ -442,13 +524,19 @@ def webhook_secret_get() -> str:
 
 
 def _invalid_webhook(reason: str) -> IntegrationError:
-    return IntegrationError(service=SERVICE, category=Category.VALIDATION, message="The webhook signature is not valid.",
-                            detail=reason, status=None)
+    return IntegrationError(
+        service=SERVICE,
+        category=Category.VALIDATION,
+        message="The webhook signature is not valid.",
+        detail=reason,
+        status=None,
+    )
 
 
 @sensitive_variables("secret", "key", "expected")
-def webhook_verify(*, headers: Mapping[str, str], body: bytes, secret: str | None = None,
-                   tolerance: int = 300) -> None:
+def webhook_verify(
+    *, headers: Mapping[str, str], body: bytes, secret: str | None = None, tolerance: int = 300
+) -> None:
     """Check a Replicate webhook (Standard Webhooks); returns None when genuine, raises otherwise.
 
     key = base64-decode of the secret after "whsec_"; signed text = "{id}.{timestamp}.{raw body}";
@@ -472,7 +560,9 @@ def webhook_verify(*, headers: Mapping[str, str], body: bytes, secret: str | Non
     if abs(time.time() - sent_at) > tolerance:
         raise _invalid_webhook("webhook-timestamp is outside the tolerance")
     try:
-        key = base64.b64decode(secret.split("_", 1)[1] if secret.startswith("whsec_") else secret, validate=True)
+        key = base64.b64decode(
+            secret.split("_", 1)[1] if secret.startswith("whsec_") else secret, validate=True
+        )
     except (binascii.Error, IndexError):
         raise ImproperlyConfigured("REPLICATE_WEBHOOK_SECRET is not a valid whsec_ secret.")
     signed = msg_id.encode() + b"." + timestamp.encode() + b"." + body
@@ -527,8 +617,13 @@ def replicate_serves(url: str) -> bool:
     if address is None:
         return False
     scheme, host, port, path = address
-    if scheme == "https" and port == 443 and (
-            host in (REPLICATE_FILE_DOMAIN, REPLICATE_API_HOST) or host.endswith("." + REPLICATE_FILE_DOMAIN)):
+    if (
+        scheme == "https"
+        and port == 443
+        and (
+            host in (REPLICATE_FILE_DOMAIN, REPLICATE_API_HOST) or host.endswith("." + REPLICATE_FILE_DOMAIN)
+        )
+    ):
         return True
     base = _address(settings.REPLICATE_BASE_URL.rstrip("/")) if settings.REPLICATE_BASE_URL else None
     if base is None or base[:3] != (scheme, host, port):

@@ -91,7 +91,9 @@ def _error_from_stripe(exc: stripe.StripeError, *, operation: str) -> Integratio
     elif isinstance(exc, stripe.RateLimitError):
         category = Category.RATE_LIMIT
         try:
-            retry_after = float((exc.headers or {}).get("retry-after") or (exc.headers or {}).get("Retry-After"))
+            retry_after = float(
+                (exc.headers or {}).get("retry-after") or (exc.headers or {}).get("Retry-After")
+            )
         except (TypeError, ValueError):
             retry_after = None
     elif isinstance(exc, stripe.APIConnectionError):
@@ -105,13 +107,29 @@ def _error_from_stripe(exc: stripe.StripeError, *, operation: str) -> Integratio
         category = Category.SERVICE_ERROR
     vendor_text = error.get("message") or exc.user_message or type(exc).__name__
     secret = settings.STRIPE_SECRET_KEY
-    message = redact(f"Stripe {operation} failed" + (f" ({status})" if status else "") + f": {vendor_text}", secret)
-    detail = redact(f"{type(exc).__name__} status={status} code={code} type={error.get('type')} "
-                    f"param={error.get('param')} message={vendor_text}", secret)
-    invalid = [{"type": code or "", "field": error["param"], "description": vendor_text}] if error.get("param") else None
+    message = redact(
+        f"Stripe {operation} failed" + (f" ({status})" if status else "") + f": {vendor_text}", secret
+    )
+    detail = redact(
+        f"{type(exc).__name__} status={status} code={code} type={error.get('type')} "
+        f"param={error.get('param')} message={vendor_text}",
+        secret,
+    )
+    invalid = (
+        [{"type": code or "", "field": error["param"], "description": vendor_text}]
+        if error.get("param")
+        else None
+    )
     # Over a short cut-off, line breaks from the SDK's wrapped messages only make logs harder to read.
-    return IntegrationError(service=SERVICE, category=category, message=message.replace("\n", " ")[:500],
-                            detail=detail, status=status, retry_after=retry_after, invalid_fields=invalid)
+    return IntegrationError(
+        service=SERVICE,
+        category=category,
+        message=message.replace("\n", " ")[:500],
+        detail=detail,
+        status=status,
+        retry_after=retry_after,
+        invalid_fields=invalid,
+    )
 
 
 def _call(operation: str, fn: Callable[[stripe.StripeClient], T]) -> T:
@@ -137,10 +155,17 @@ def _plain(obj: Any) -> dict[str, Any]:
 def _checkout_session(obj: Any) -> CheckoutSession:
     data = _plain(obj)
     return CheckoutSession(
-        id=data["id"], url=data.get("url"), status=data.get("status"), payment_status=data.get("payment_status"),
-        mode=data.get("mode", ""), customer=_id(data.get("customer")), subscription=_id(data.get("subscription")),
-        payment_intent=_id(data.get("payment_intent")), amount_total=data.get("amount_total"),
-        currency=data.get("currency"), client_reference_id=data.get("client_reference_id"),
+        id=data["id"],
+        url=data.get("url"),
+        status=data.get("status"),
+        payment_status=data.get("payment_status"),
+        mode=data.get("mode", ""),
+        customer=_id(data.get("customer")),
+        subscription=_id(data.get("subscription")),
+        payment_intent=_id(data.get("payment_intent")),
+        amount_total=data.get("amount_total"),
+        currency=data.get("currency"),
+        client_reference_id=data.get("client_reference_id"),
         metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
     )
 
@@ -156,9 +181,18 @@ def customer_create(*, email: str, user_id: int) -> str:
 
 
 # --- Checkout ----------------------------------------------------------------------------------------
-def checkout_session_create(*, mode: str, price_id: str, customer_id: str | None, customer_email: str | None,
-                            client_reference_id: str, metadata: dict[str, str], success_url: str,
-                            cancel_url: str, idempotency_key: str) -> CheckoutSession:
+def checkout_session_create(
+    *,
+    mode: str,
+    price_id: str,
+    customer_id: str | None,
+    customer_email: str | None,
+    client_reference_id: str,
+    metadata: dict[str, str],
+    success_url: str,
+    cancel_url: str,
+    idempotency_key: str,
+) -> CheckoutSession:
     """Create a hosted Checkout Session for one price; send the buyer to `.url`.
 
     `metadata` goes on the session and also on the object that outlives it (the payment
@@ -183,15 +217,18 @@ def checkout_session_create(*, mode: str, price_id: str, customer_id: str | None
         params["payment_intent_data"] = {"metadata": metadata}
     else:
         params["subscription_data"] = {"metadata": metadata}
-    session = _call("checkout.sessions.create", lambda c: c.v1.checkout.sessions.create(
-        params=params, options={"idempotency_key": idempotency_key}))
+    session = _call(
+        "checkout.sessions.create",
+        lambda c: c.v1.checkout.sessions.create(params=params, options={"idempotency_key": idempotency_key}),
+    )
     return _checkout_session(session)
 
 
 def checkout_session_retrieve(*, session_id: str) -> CheckoutSession:
     """https://docs.stripe.com/api/checkout/sessions/retrieve"""
-    return _checkout_session(_call("checkout.sessions.retrieve",
-                                   lambda c: c.v1.checkout.sessions.retrieve(session_id)))
+    return _checkout_session(
+        _call("checkout.sessions.retrieve", lambda c: c.v1.checkout.sessions.retrieve(session_id))
+    )
 
 
 def checkout_session_expire(*, session_id: str) -> CheckoutSession:
@@ -199,8 +236,9 @@ def checkout_session_expire(*, session_id: str) -> CheckoutSession:
 
     https://docs.stripe.com/api/checkout/sessions/expire
     """
-    return _checkout_session(_call("checkout.sessions.expire",
-                                   lambda c: c.v1.checkout.sessions.expire(session_id)))
+    return _checkout_session(
+        _call("checkout.sessions.expire", lambda c: c.v1.checkout.sessions.expire(session_id))
+    )
 
 
 # --- Billing portal ----------------------------------------------------------------------------------
@@ -210,8 +248,9 @@ def billing_portal_session_create(*, customer_id: str, return_url: str) -> str:
     https://docs.stripe.com/api/customer_portal/sessions/create
     """
     params = {"customer": customer_id, "return_url": return_url}
-    return _call("billing_portal.sessions.create",
-                 lambda c: c.v1.billing_portal.sessions.create(params=params)).url
+    return _call(
+        "billing_portal.sessions.create", lambda c: c.v1.billing_portal.sessions.create(params=params)
+    ).url
 
 
 # --- Reads (webhooks are only triggers: state is re-read from Stripe) ----------------------------------
@@ -249,7 +288,11 @@ def invoice_payment_intent_id(*, invoice_id: str) -> str | None:
     listing = _plain(_call("invoice_payments.list", lambda c: c.v1.invoice_payments.list(params=params)))
     for payment in listing.get("data") or []:
         inner = payment.get("payment") or {}
-        if payment.get("status") == "paid" and inner.get("type") == "payment_intent" and inner.get("payment_intent"):
+        if (
+            payment.get("status") == "paid"
+            and inner.get("type") == "payment_intent"
+            and inner.get("payment_intent")
+        ):
             return _id(inner["payment_intent"])
     return None
 
@@ -265,19 +308,37 @@ def webhook_construct_event(*, payload: bytes, sig_header: str) -> dict:
     """
     _settings_checked("STRIPE_WEBHOOK_SECRET")
     try:
-        event = stripe.Webhook.construct_event(payload, sig_header, settings.STRIPE_WEBHOOK_SECRET,
-                                               tolerance=WEBHOOK_TOLERANCE_SECONDS)
+        event = stripe.Webhook.construct_event(
+            payload, sig_header, settings.STRIPE_WEBHOOK_SECRET, tolerance=WEBHOOK_TOLERANCE_SECONDS
+        )
     except stripe.SignatureVerificationError as exc:
-        raise IntegrationError(service=SERVICE, category=Category.VALIDATION, retryable=False,
-                               message="The Stripe webhook signature is invalid or too old.",
-                               detail=str(exc)[:300]) from exc
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-        raise IntegrationError(service=SERVICE, category=Category.VALIDATION, retryable=False,
-                               message="The Stripe webhook body is not a valid event.",
-                               detail=f"{type(exc).__name__}: {exc}"[:300]) from exc
+        raise IntegrationError(
+            service=SERVICE,
+            category=Category.VALIDATION,
+            retryable=False,
+            message="The Stripe webhook signature is invalid or too old.",
+            detail=str(exc)[:300],
+        ) from exc
+    except (
+        ValueError,
+        UnicodeDecodeError,
+        KeyError,
+        TypeError,
+    ) as exc:  # json.JSONDecodeError is a ValueError
+        raise IntegrationError(
+            service=SERVICE,
+            category=Category.VALIDATION,
+            retryable=False,
+            message="The Stripe webhook body is not a valid event.",
+            detail=f"{type(exc).__name__}: {exc}"[:300],
+        ) from exc
     data = _plain(event)
     if not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
-        raise IntegrationError(service=SERVICE, category=Category.VALIDATION, retryable=False,
-                               message="The Stripe webhook body is not a valid event.",
-                               detail=json.dumps({k: data.get(k) for k in ("id", "type", "object")})[:300])
+        raise IntegrationError(
+            service=SERVICE,
+            category=Category.VALIDATION,
+            retryable=False,
+            message="The Stripe webhook body is not a valid event.",
+            detail=json.dumps({k: data.get(k) for k in ("id", "type", "object")})[:300],
+        )
     return data

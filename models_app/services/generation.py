@@ -60,14 +60,23 @@ PROMPT_MAX_CHARS = 1000
 THUMBNAIL_PX = 384
 IMAGE_FORMATS = {"webp": "WEBP", "jpg": "JPEG", "png": "PNG"}
 MAX_IMAGE_PIXELS = 40_000_000  # FLUX makes at most ~2 MP; anything far bigger is not an honest output
-NSFW_MESSAGE = ("The safety filter flagged this prompt or an image it produced as sensitive content. "
-                "Try a different prompt; your credits were refunded.")
+NSFW_MESSAGE = (
+    "The safety filter flagged this prompt or an image it produced as sensitive content. "
+    "Try a different prompt; your credits were refunded."
+)
 
 # Our form's field for each Replicate input (the base model's `guidance` is our guidance_scale).
-INPUT_TO_FIELD = {"prompt": "prompt", "aspect_ratio": "aspect_ratio", "num_outputs": "num_outputs",
-                  "lora_scale": "lora_scale", "num_inference_steps": "num_inference_steps",
-                  "guidance_scale": "guidance_scale", "guidance": "guidance_scale", "seed": "seed",
-                  "output_format": "output_format"}
+INPUT_TO_FIELD = {
+    "prompt": "prompt",
+    "aspect_ratio": "aspect_ratio",
+    "num_outputs": "num_outputs",
+    "lora_scale": "lora_scale",
+    "num_inference_steps": "num_inference_steps",
+    "guidance_scale": "guidance_scale",
+    "guidance": "guidance_scale",
+    "seed": "seed",
+    "output_format": "output_format",
+}
 
 SUGGESTIONS = {
     LoraModel.SubjectKind.SUBJECT: [
@@ -95,22 +104,36 @@ class GenerationError(Exception):
 
 # --- Reads that services and views share ---------------------------------------------------------
 def generation_target(*, model: LoraModel) -> str:
-    """"version" or "hf": how this model runs on Replicate. Raises GenerationError when not ready."""
+    """ "version" or "hf": how this model runs on Replicate. Raises GenerationError when not ready."""
     if model.replicate_version:
         return "version"
     if model.hf_repo_id and model.status == LoraModel.Status.READY:
         return "hf"
-    raise GenerationError(f"“{model.name}” is not ready to generate yet: it has no trained version on Replicate "
-                          "and no published weights.")
+    raise GenerationError(
+        f"“{model.name}” is not ready to generate yet: it has no trained version on Replicate "
+        "and no published weights."
+    )
 
 
 # Our form's field → the input it fills, per target (the base model calls guidance `guidance`).
-FIELD_TO_INPUT = {"version": {"lora_scale": "lora_scale", "num_outputs": "num_outputs", "guidance_scale": "guidance_scale",
-                              "num_inference_steps": "num_inference_steps", "aspect_ratio": "aspect_ratio",
-                              "output_format": "output_format"},
-                  "hf": {"lora_scale": "lora_scale", "num_outputs": "num_outputs", "guidance_scale": "guidance",
-                         "num_inference_steps": "num_inference_steps", "aspect_ratio": "aspect_ratio",
-                         "output_format": "output_format"}}
+FIELD_TO_INPUT = {
+    "version": {
+        "lora_scale": "lora_scale",
+        "num_outputs": "num_outputs",
+        "guidance_scale": "guidance_scale",
+        "num_inference_steps": "num_inference_steps",
+        "aspect_ratio": "aspect_ratio",
+        "output_format": "output_format",
+    },
+    "hf": {
+        "lora_scale": "lora_scale",
+        "num_outputs": "num_outputs",
+        "guidance_scale": "guidance",
+        "num_inference_steps": "num_inference_steps",
+        "aspect_ratio": "aspect_ratio",
+        "output_format": "output_format",
+    },
+}
 
 
 def generation_limits(*, model: LoraModel) -> dict[str, replicate_client.InputField]:
@@ -146,7 +169,9 @@ def effective_prompt(*, prompt: str, model: LoraModel) -> str:
 
 
 def prompt_suggestions(*, model: LoraModel) -> list[str]:
-    return [s.format(t=model.trigger_word) for s in SUGGESTIONS.get(model.subject_kind, SUGGESTIONS["subject"])]
+    return [
+        s.format(t=model.trigger_word) for s in SUGGESTIONS.get(model.subject_kind, SUGGESTIONS["subject"])
+    ]
 
 
 def prediction_request(*, generation: Generation, model: LoraModel) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -209,18 +234,34 @@ def generation_start(*, user, model: LoraModel, prompt: str, params: dict[str, A
         wallet_lock(user=user)
         waiting = Generation.objects.filter(owner=user, status__in=ACTIVE).count()
         if waiting >= settings.MAX_QUEUED_GENERATIONS_PER_USER:
-            raise GenerationError(f"You already have {waiting} generations waiting, the most at once: try again "
-                                  "when they have finished.")
+            raise GenerationError(
+                f"You already have {waiting} generations waiting, the most at once: try again "
+                "when they have finished."
+            )
         generation = Generation.objects.create(
-            owner=user, lora_model=model, model_name=model.name, prompt=prompt,
-            effective_prompt=effective_prompt(prompt=prompt, model=model), params=dict(params), num_outputs=num,
-            seed=params.get("seed"), cost_credits=cost,
-            replicate_target=(f"version:{model.replicate_version.rpartition(':')[2]}"
-                              if generation_target(model=model) == "version"
-                              else f"model:{settings.REPLICATE_GENERATION_MODEL}"))
+            owner=user,
+            lora_model=model,
+            model_name=model.name,
+            prompt=prompt,
+            effective_prompt=effective_prompt(prompt=prompt, model=model),
+            params=dict(params),
+            num_outputs=num,
+            seed=params.get("seed"),
+            cost_credits=cost,
+            replicate_target=(
+                f"version:{model.replicate_version.rpartition(':')[2]}"
+                if generation_target(model=model) == "version"
+                else f"model:{settings.REPLICATE_GENERATION_MODEL}"
+            ),
+        )
         reference = f"generation:{generation.pk}"
-        credits_spend(user=user, amount=cost, reference=reference, kind=CreditKind.SPEND_GENERATION,
-                      note=f"{num} image{'s' if num != 1 else ''} with “{model.name}”")
+        credits_spend(
+            user=user,
+            amount=cost,
+            reference=reference,
+            kind=CreditKind.SPEND_GENERATION,
+            note=f"{num} image{'s' if num != 1 else ''} with “{model.name}”",
+        )
         Generation.objects.filter(pk=generation.pk).update(credit_reference=reference)
         generation.credit_reference = reference
         _enqueue_submit(generation.pk)
@@ -230,8 +271,13 @@ def generation_start(*, user, model: LoraModel, prompt: str, params: dict[str, A
 def _enqueue_submit(generation_id: int) -> None:
     from django_q.tasks import async_task
 
-    transaction.on_commit(lambda: async_task("models_app.tasks.generation_submit_task", generation_id,
-                                             task_name=f"generation-{generation_id}-submit"))
+    transaction.on_commit(
+        lambda: async_task(
+            "models_app.tasks.generation_submit_task",
+            generation_id,
+            task_name=f"generation-{generation_id}-submit",
+        )
+    )
 
 
 def _transition(generation: Generation, old: str | tuple[str, ...], new: str, **fields: Any) -> bool:
@@ -239,8 +285,9 @@ def _transition(generation: Generation, old: str | tuple[str, ...], new: str, **
     olds = (old,) if isinstance(old, str) else old
     now = timezone.now()
     extra = {"finished_at": now} if new in (G.SUCCEEDED, G.FAILED, G.CANCELED) else {}
-    updated = Generation.objects.filter(pk=generation.pk, status__in=olds).update(status=new, updated_at=now,
-                                                                                 **extra, **fields)
+    updated = Generation.objects.filter(pk=generation.pk, status__in=olds).update(
+        status=new, updated_at=now, **extra, **fields
+    )
     generation.refresh_from_db()
     return updated == 1
 
@@ -253,11 +300,15 @@ def _backoff_seconds(attempt: int) -> float:
 
 def _failure_message(exc: IntegrationError, attempts: int) -> str:
     if exc.category == Category.RATE_LIMIT:
-        return (f"Replicate is busy and kept asking us to slow down ({attempts} attempts). "
-                "Your credits were refunded; try again in a minute.")
+        return (
+            f"Replicate is busy and kept asking us to slow down ({attempts} attempts). "
+            "Your credits were refunded; try again in a minute."
+        )
     if exc.category == Category.VALIDATION and exc.invalid_fields:
-        fields = "; ".join(f"{str(f.get('field', '')).removeprefix('input.')}: {f.get('description', '')}"
-                           for f in exc.invalid_fields)
+        fields = "; ".join(
+            f"{str(f.get('field', '')).removeprefix('input.')}: {f.get('description', '')}"
+            for f in exc.invalid_fields
+        )
         return f"Replicate refused these settings ({fields}). Your credits were refunded."
     return f"{exc.message} {exc.hint} Your credits were refunded."
 
@@ -279,20 +330,29 @@ def generation_submit(*, generation_id: int) -> Generation | None:
     inline_cap = float(settings.GENERATION_INLINE_RETRY_SECONDS)
     while True:
         claimed = Generation.objects.filter(
-            pk=generation.pk, status=G.QUEUED, replicate_prediction_id="", submit_started_at__isnull=True,
+            pk=generation.pk,
+            status=G.QUEUED,
+            replicate_prediction_id="",
+            submit_started_at__isnull=True,
         ).update(submit_started_at=timezone.now(), attempts=F("attempts") + 1, next_attempt_at=None)
         if not claimed:
             return generation  # another worker holds the claim: never create a second paid prediction
         generation.refresh_from_db()
         model = generation.lora_model
         if model is None:
-            generation_fail(generation=generation, category=Category.VALIDATION,
-                            message="The model was deleted before the images could be made. Credits refunded.")
+            generation_fail(
+                generation=generation,
+                category=Category.VALIDATION,
+                message="The model was deleted before the images could be made. Credits refunded.",
+            )
             return generation
         if generation.attempts > max_attempts:
-            generation_fail(generation=generation, category=Category.SERVICE_ERROR,
-                            message=f"Replicate did not accept the request after {max_attempts} attempts. "
-                                    "Your credits were refunded.")
+            generation_fail(
+                generation=generation,
+                category=Category.SERVICE_ERROR,
+                message=f"Replicate did not accept the request after {max_attempts} attempts. "
+                "Your credits were refunded.",
+            )
             return generation
         try:
             target, data = prediction_request(generation=generation, model=model)
@@ -302,11 +362,15 @@ def generation_submit(*, generation_id: int) -> Generation | None:
             generation_fail(generation=generation, category=Category.VALIDATION, message=str(exc))
             return generation
         except IntegrationError as exc:
-            logger.info("generation %s: create failed (attempt %s): %s", generation.pk, generation.attempts, exc)
+            logger.info(
+                "generation %s: create failed (attempt %s): %s", generation.pk, generation.attempts, exc
+            )
             if exc.category == Category.TIMEOUT:
                 # No answer: a prediction may exist. Keep the claim (no second paid run); its webhook
                 # adopts it, or the poller fails and refunds it when Replicate never reports one.
-                Generation.objects.filter(pk=generation.pk).update(error_message="Waiting for Replicate to confirm.")
+                Generation.objects.filter(pk=generation.pk).update(
+                    error_message="Waiting for Replicate to confirm."
+                )
                 return generation
             Generation.objects.filter(pk=generation.pk).update(submit_started_at=None)
             if exc.retryable and generation.attempts < max_attempts:
@@ -315,15 +379,23 @@ def generation_submit(*, generation_id: int) -> Generation | None:
                     time.sleep(delay)
                     continue
                 Generation.objects.filter(pk=generation.pk, status=G.QUEUED).update(
-                    next_attempt_at=timezone.now() + timedelta(seconds=delay))
+                    next_attempt_at=timezone.now() + timedelta(seconds=delay)
+                )
                 generation.refresh_from_db()
                 return generation
-            generation_fail(generation=generation, category=exc.category,
-                            message=_failure_message(exc, generation.attempts), invalid_fields=exc.invalid_fields)
+            generation_fail(
+                generation=generation,
+                category=exc.category,
+                message=_failure_message(exc, generation.attempts),
+                invalid_fields=exc.invalid_fields,
+            )
             return generation
         Generation.objects.filter(pk=generation.pk, replicate_prediction_id="").update(
-            replicate_prediction_id=info.id, replicate_status=info.status, last_news_at=timezone.now(),
-            error_message="")
+            replicate_prediction_id=info.id,
+            replicate_status=info.status,
+            last_news_at=timezone.now(),
+            error_message="",
+        )
         generation.refresh_from_db()
         if not _transition(generation, G.QUEUED, G.RUNNING) and generation.status == G.CANCELED:
             _cancel_at_replicate(generation)  # canceled by its owner while we were creating it
@@ -338,16 +410,19 @@ def _adopt(info: replicate_client.PredictionInfo, generation_hint: int | None) -
     """A prediction we asked for but never heard back about (timeout, or its webhook came first)."""
     if not generation_hint:
         return None
-    Generation.objects.filter(pk=generation_hint, status__in=ACTIVE, replicate_prediction_id="",
-                              submit_started_at__isnull=False).update(replicate_prediction_id=info.id)
+    Generation.objects.filter(
+        pk=generation_hint, status__in=ACTIVE, replicate_prediction_id="", submit_started_at__isnull=False
+    ).update(replicate_prediction_id=info.id)
     return Generation.objects.filter(replicate_prediction_id=info.id).first()
 
 
-def generation_apply_replicate(*, info: replicate_client.PredictionInfo,
-                               generation_hint: int | None = None) -> Generation | None:
+def generation_apply_replicate(
+    *, info: replicate_client.PredictionInfo, generation_hint: int | None = None
+) -> Generation | None:
     """Apply a prediction object as Replicate reports it. Idempotent and safe in any order."""
-    generation = (Generation.objects.filter(replicate_prediction_id=info.id).first()
-                  or _adopt(info, generation_hint))
+    generation = Generation.objects.filter(replicate_prediction_id=info.id).first() or _adopt(
+        info, generation_hint
+    )
     if generation is None:
         return None
     fields: dict[str, Any] = {"last_news_at": timezone.now()}
@@ -357,7 +432,11 @@ def generation_apply_replicate(*, info: replicate_client.PredictionInfo,
         fields["replicate_status"] = info.status
     Generation.objects.filter(pk=generation.pk).update(**fields)
     generation.refresh_from_db()
-    if generation.status == G.QUEUED and info.status in ("starting", "processing", *replicate_client.FINISHED):
+    if generation.status == G.QUEUED and info.status in (
+        "starting",
+        "processing",
+        *replicate_client.FINISHED,
+    ):
         _transition(generation, G.QUEUED, G.RUNNING)
     if info.status == "succeeded":
         _outputs_store(generation, info)
@@ -366,13 +445,19 @@ def generation_apply_replicate(*, info: replicate_client.PredictionInfo,
         if "nsfw" in error.lower():
             generation_fail(generation=generation, category=Category.VALIDATION, message=NSFW_MESSAGE)
         else:
-            generation_fail(generation=generation, category=Category.SERVICE_ERROR,
-                            message=f"The model failed: {error[:500]} Your credits were refunded.")
+            generation_fail(
+                generation=generation,
+                category=Category.SERVICE_ERROR,
+                message=f"The model failed: {error[:500]} Your credits were refunded.",
+            )
     elif info.status == "canceled":
         _finish_canceled(generation, "Canceled at Replicate. Your credits were refunded.")
     elif info.status == "aborted":
-        generation_fail(generation=generation, category=Category.TIMEOUT,
-                        message="Replicate stopped this run before it started. Your credits were refunded.")
+        generation_fail(
+            generation=generation,
+            category=Category.TIMEOUT,
+            message="Replicate stopped this run before it started. Your credits were refunded.",
+        )
     generation.refresh_from_db()
     return generation
 
@@ -394,8 +479,13 @@ class _Stored:
 
 
 def _file_error(message: str, *, retryable: bool, detail: str = "") -> IntegrationError:
-    return IntegrationError(service="replicate", category=Category.FILE_ERROR, message=message,
-                            detail=detail or message, retryable=retryable)
+    return IntegrationError(
+        service="replicate",
+        category=Category.FILE_ERROR,
+        message=message,
+        detail=detail or message,
+        retryable=retryable,
+    )
 
 
 def _image_download(url: str) -> bytes:
@@ -406,31 +496,45 @@ def _image_download(url: str) -> bytes:
         try:
             return weights_url_check(hop_url)
         except IntegrationError as exc:
-            raise _file_error("Replicate sent an image address we do not download from.", retryable=False,
-                              detail=exc.detail) from None
+            raise _file_error(
+                "Replicate sent an image address we do not download from.", retryable=False, detail=exc.detail
+            ) from None
 
     def on_response(response: httpx.Response) -> None:
         if response.status_code in (404, 410):
-            raise _file_error("Replicate no longer has the image.", retryable=False,
-                              detail=f"{response.status_code} {url}")
+            raise _file_error(
+                "Replicate no longer has the image.", retryable=False, detail=f"{response.status_code} {url}"
+            )
         if response.status_code != 200:
-            raise _file_error("The image could not be downloaded from Replicate.",
-                              retryable=response.status_code >= 500 or response.status_code == 429,
-                              detail=f"{response.status_code} {url}")
+            raise _file_error(
+                "The image could not be downloaded from Replicate.",
+                retryable=response.status_code >= 500 or response.status_code == 429,
+                detail=f"{response.status_code} {url}",
+            )
 
     def fail(kind: downloads.Failure, detail: str) -> IntegrationError:
         if kind in ("too_large", "too_large_declared"):
             return _file_error("The image is larger than we accept.", retryable=False, detail=detail)
-        return _file_error("The image could not be downloaded from Replicate.",
-                           retryable=kind in ("timeout", "network"), detail=detail)
+        return _file_error(
+            "The image could not be downloaded from Replicate.",
+            retryable=kind in ("timeout", "network"),
+            detail=detail,
+        )
 
     buffer = io.BytesIO()
     # Our token goes only to Replicate's own hosts; redirects are not followed, so it goes nowhere else.
     downloads.download(
-        url=url, check=check, sink=buffer, cap_bytes=int(settings.GENERATION_IMAGE_MAX_BYTES),
+        url=url,
+        check=check,
+        sink=buffer,
+        cap_bytes=int(settings.GENERATION_IMAGE_MAX_BYTES),
         deadline_seconds=float(settings.GENERATION_DOWNLOAD_DEADLINE_SECONDS),
         read_timeout_seconds=float(settings.REPLICATE_TIMEOUT_SECONDS),
-        headers_for=replicate_client.download_headers, max_redirects=0, on_response=on_response, fail=fail)
+        headers_for=replicate_client.download_headers,
+        max_redirects=0,
+        on_response=on_response,
+        fail=fail,
+    )
     return buffer.getvalue()
 
 
@@ -444,16 +548,24 @@ def _image_decode(data: bytes) -> Image.Image:
                 raise _file_error("The image is larger than we accept.", retryable=False)
             image.load()
             return image
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise _file_error("Replicate sent a file that is not a readable image.", retryable=False,
-                          detail=repr(exc)) from None
+    except (
+        UnidentifiedImageError,
+        OSError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as exc:
+        raise _file_error(
+            "Replicate sent a file that is not a readable image.", retryable=False, detail=repr(exc)
+        ) from None
 
 
 def _image_store(generation: Generation, index: int, data: bytes, extension: str) -> _Stored:
     image = _image_decode(data)
     # An unguessable folder: the public storage serves these without a login.
     folder = f"generations/{secrets.token_hex(12)}"
-    name = storage.file_save(alias=storage.PUBLIC, name=f"{folder}/{index + 1}.{extension}", content=io.BytesIO(data))
+    name = storage.file_save(
+        alias=storage.PUBLIC, name=f"{folder}/{index + 1}.{extension}", content=io.BytesIO(data)
+    )
     thumb = image.convert("RGB") if image.mode not in ("RGB", "RGBA") else image.copy()
     thumb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     out = io.BytesIO()
@@ -480,13 +592,17 @@ def _outputs_store(generation: Generation, info: replicate_client.PredictionInfo
     """Copy every output into the public storage at once (Replicate's URLs expire), then succeed."""
     if generation.status != G.RUNNING:
         return
-    claimed = Generation.objects.filter(pk=generation.pk, status=G.RUNNING, output_claimed_at__isnull=True).update(
-        output_claimed_at=timezone.now())
+    claimed = Generation.objects.filter(
+        pk=generation.pk, status=G.RUNNING, output_claimed_at__isnull=True
+    ).update(output_claimed_at=timezone.now())
     if not claimed:
         return  # another worker is copying them
     if not info.output_urls:
-        generation_fail(generation=generation, category=Category.FILE_ERROR,
-                        message="Replicate reported success without images. Your credits were refunded.")
+        generation_fail(
+            generation=generation,
+            category=Category.FILE_ERROR,
+            message="Replicate reported success without images. Your credits were refunded.",
+        )
         return
     extension = generation.params.get("output_format", "webp")
     done = set(generation.images.values_list("index", flat=True))
@@ -496,30 +612,47 @@ def _outputs_store(generation: Generation, info: replicate_client.PredictionInfo
                 continue
             stored = _image_store(generation, index, _image_fetch_with_retries(url), extension)
             try:
-                GeneratedImage.objects.create(generation=generation, index=index, file_name=stored.file_name,
-                                              thumbnail_name=stored.thumbnail_name, width=stored.width,
-                                              height=stored.height, byte_size=stored.byte_size)
+                GeneratedImage.objects.create(
+                    generation=generation,
+                    index=index,
+                    file_name=stored.file_name,
+                    thumbnail_name=stored.thumbnail_name,
+                    width=stored.width,
+                    height=stored.height,
+                    byte_size=stored.byte_size,
+                )
             except IntegrityError:
                 _files_delete([stored.file_name, stored.thumbnail_name])
     except IntegrationError as exc:
         logger.warning("generation %s: copying the outputs failed: %s (%s)", generation.pk, exc, exc.detail)
-        generation_fail(generation=generation, category=Category.FILE_ERROR,
-                        message=f"{exc.message} The images could not be saved; your credits were refunded.")
+        generation_fail(
+            generation=generation,
+            category=Category.FILE_ERROR,
+            message=f"{exc.message} The images could not be saved; your credits were refunded.",
+        )
         return
     _transition(generation, G.RUNNING, G.SUCCEEDED, replicate_status="succeeded", error_message="")
 
 
 # --- Endings ------------------------------------------------------------------------------------------------
-def generation_fail(*, generation: Generation, category: str, message: str,
-                    invalid_fields: list[dict] | None = None) -> bool:
+def generation_fail(
+    *, generation: Generation, category: str, message: str, invalid_fields: list[dict] | None = None
+) -> bool:
     """Queued/running → failed, once, with the credits refunded in the same transaction."""
     with transaction.atomic():
-        if not _transition(generation, ACTIVE, G.FAILED, error_category=str(category), error_message=message[:2000],
-                           invalid_fields=invalid_fields or []):
+        if not _transition(
+            generation,
+            ACTIVE,
+            G.FAILED,
+            error_category=str(category),
+            error_message=message[:2000],
+            invalid_fields=invalid_fields or [],
+        ):
             return False
         if generation.credit_reference:
-            credits_refund(spend_reference=generation.credit_reference,
-                           note=f"Generation #{generation.pk} failed")
+            credits_refund(
+                spend_reference=generation.credit_reference, note=f"Generation #{generation.pk} failed"
+            )
     _cancel_at_replicate(generation)
     return True
 
@@ -529,8 +662,9 @@ def _finish_canceled(generation: Generation, message: str) -> bool:
         if not _transition(generation, ACTIVE, G.CANCELED, error_message=message):
             return False
         if generation.credit_reference:
-            credits_refund(spend_reference=generation.credit_reference,
-                           note=f"Generation #{generation.pk} canceled")
+            credits_refund(
+                spend_reference=generation.credit_reference, note=f"Generation #{generation.pk} canceled"
+            )
     return True
 
 
@@ -547,7 +681,9 @@ def generation_cancel(*, generation: Generation) -> Generation:
     if generation.status not in ACTIVE:
         raise GenerationError("Only a queued or running generation can be canceled.")
     if generation.replicate_prediction_id:
-        replicate_client.prediction_cancel(prediction_id=generation.replicate_prediction_id)  # errors reach the user
+        replicate_client.prediction_cancel(
+            prediction_id=generation.replicate_prediction_id
+        )  # errors reach the user
         Generation.objects.filter(pk=generation.pk).update(replicate_status="canceled")
         generation.refresh_from_db()
     if not _finish_canceled(generation, "Canceled by you. Your credits were refunded."):
@@ -563,22 +699,30 @@ def generations_reconcile() -> dict[str, int]:
     counts = {"polled": 0, "submitted": 0, "failed": 0}
     # A worker that died while copying the images: let the next sync claim the copy again.
     Generation.objects.filter(status=G.RUNNING, output_claimed_at__lt=stale).update(output_claimed_at=None)
-    quiet = Generation.objects.filter(status__in=ACTIVE).exclude(replicate_prediction_id="").filter(
-        Q(last_news_at__lt=stale) | Q(last_news_at__isnull=True))
+    quiet = (
+        Generation.objects.filter(status__in=ACTIVE)
+        .exclude(replicate_prediction_id="")
+        .filter(Q(last_news_at__lt=stale) | Q(last_news_at__isnull=True))
+    )
     for generation in quiet:
         try:
             generation_sync(generation=generation)
             counts["polled"] += 1
         except IntegrationError as exc:
             logger.warning("generation %s: poll failed: %s", generation.pk, exc)
-    unconfirmed = Generation.objects.filter(status=G.QUEUED, replicate_prediction_id="",
-                                            submit_started_at__lt=stale)
+    unconfirmed = Generation.objects.filter(
+        status=G.QUEUED, replicate_prediction_id="", submit_started_at__lt=stale
+    )
     for generation in unconfirmed:
-        if generation_fail(generation=generation, category=Category.TIMEOUT,
-                           message="Replicate never confirmed that the run started. Your credits were refunded."):
+        if generation_fail(
+            generation=generation,
+            category=Category.TIMEOUT,
+            message="Replicate never confirmed that the run started. Your credits were refunded.",
+        ):
             counts["failed"] += 1
-    due = Generation.objects.filter(status=G.QUEUED, replicate_prediction_id="", submit_started_at__isnull=True).filter(
-        Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True, updated_at__lt=stale))
+    due = Generation.objects.filter(
+        status=G.QUEUED, replicate_prediction_id="", submit_started_at__isnull=True
+    ).filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True, updated_at__lt=stale))
     for generation in due:
         Generation.objects.filter(pk=generation.pk).update(next_attempt_at=None)
         generation_submit(generation_id=generation.pk)
@@ -600,7 +744,8 @@ def generated_image_delete(*, image: GeneratedImage) -> None:
     names = [image.file_name, image.thumbnail_name]
     with transaction.atomic():
         LoraModel.objects.filter(owner_id=image.generation.owner_id, cover_image_name=image.file_name).update(
-            cover_image_name=None)
+            cover_image_name=None
+        )
         GeneratedImage.objects.filter(pk=image.pk).delete()
         transaction.on_commit(lambda: _files_delete(names))
 

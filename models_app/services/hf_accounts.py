@@ -34,7 +34,9 @@ def _fernet() -> MultiFernet:
     try:
         return MultiFernet([Fernet(key) for key in keys])
     except ValueError:
-        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be Fernet keys (32 url-safe base64-encoded bytes).")
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS must be Fernet keys (32 url-safe base64-encoded bytes)."
+        )
 
 
 def token_encrypt(token: str) -> str:
@@ -50,15 +52,21 @@ def token_decrypt(encrypted: str) -> str:
     try:
         return _fernet().decrypt(encrypted.encode()).decode()
     except InvalidToken:
-        raise IntegrationError(service="huggingface", category=Category.AUTHENTICATION,
-                               message="Your Hugging Face token can no longer be read: connect your account again.")
+        raise IntegrationError(
+            service="huggingface",
+            category=Category.AUTHENTICATION,
+            message="Your Hugging Face token can no longer be read: connect your account again.",
+        )
 
 
 def _check_writer(token: str) -> hf.HfIdentity:
     identity = hf.whoami(token=token)
     if not identity.can_write:
-        raise IntegrationError(service="huggingface", category=Category.AUTHENTICATION,
-                               message="This Hugging Face token is read-only: create one with write access.")
+        raise IntegrationError(
+            service="huggingface",
+            category=Category.AUTHENTICATION,
+            message="This Hugging Face token is read-only: create one with write access.",
+        )
     return identity
 
 
@@ -71,8 +79,12 @@ def hf_account_connect(*, user, token: str) -> HuggingFaceAccount:
     identity = _check_writer(token)
     account, _ = HuggingFaceAccount.objects.update_or_create(
         user=user,
-        defaults={"username": identity.name, "token_encrypted": token_encrypt(token), "token_last4": token[-4:],
-                  "checked_at": timezone.now()},
+        defaults={
+            "username": identity.name,
+            "token_encrypted": token_encrypt(token),
+            "token_last4": token[-4:],
+            "checked_at": timezone.now(),
+        },
     )
     return account
 
@@ -88,9 +100,12 @@ def hf_account_token_for_use(*, user) -> tuple[str, str]:
     """
     account = HuggingFaceAccount.objects.filter(user=user).first()
     if account is None:
-        raise IntegrationError(service="huggingface", category=Category.AUTHENTICATION,
-                               message="This model was published with your Hugging Face account, "
-                                       "which is no longer connected: connect it again.")
+        raise IntegrationError(
+            service="huggingface",
+            category=Category.AUTHENTICATION,
+            message="This model was published with your Hugging Face account, "
+            "which is no longer connected: connect it again.",
+        )
     token = token_decrypt(account.token_encrypted)
     identity = _check_writer(token)
     HuggingFaceAccount.objects.filter(pk=account.pk).update(checked_at=timezone.now(), username=identity.name)

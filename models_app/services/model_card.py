@@ -17,9 +17,14 @@ TAGS = ["text-to-image", "flux", "lora", "diffusers", "template:sd-lora"]
 LICENSE_NAME = "flux-1-dev-non-commercial-license"
 LICENSE_LINK = "https://huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/LICENSE.md"
 PARAM_LABELS = [
-    ("steps", "Steps"), ("learning_rate", "Learning rate"), ("lora_rank", "LoRA rank"),
-    ("batch_size", "Batch size"), ("resolution", "Resolution"), ("optimizer", "Optimizer"),
-    ("caption_dropout_rate", "Caption dropout rate"), ("autocaption", "Autocaption"),
+    ("steps", "Steps"),
+    ("learning_rate", "Learning rate"),
+    ("lora_rank", "LoRA rank"),
+    ("batch_size", "Batch size"),
+    ("resolution", "Resolution"),
+    ("optimizer", "Optimizer"),
+    ("caption_dropout_rate", "Caption dropout rate"),
+    ("autocaption", "Autocaption"),
 ]
 
 
@@ -41,9 +46,16 @@ def _md(text: str) -> str:
 
 
 def model_card_render(*, model: LoraModel, repo_id: str, images: list[CardImage]) -> str:
-    front = ["---", "tags:", *[f"- {_q(t)}" for t in TAGS], f"base_model: {_q(model.base_model)}",
-             f"instance_prompt: {_q(model.trigger_word)}", "license: other", f"license_name: {_q(LICENSE_NAME)}",
-             f"license_link: {_q(LICENSE_LINK)}"]
+    front = [
+        "---",
+        "tags:",
+        *[f"- {_q(t)}" for t in TAGS],
+        f"base_model: {_q(model.base_model)}",
+        f"instance_prompt: {_q(model.trigger_word)}",
+        "license: other",
+        f"license_name: {_q(LICENSE_NAME)}",
+        f"license_link: {_q(LICENSE_LINK)}",
+    ]
     if images:
         front.append("widget:")
         for image in images:
@@ -54,9 +66,11 @@ def model_card_render(*, model: LoraModel, repo_id: str, images: list[CardImage]
     trigger = model.trigger_word
     kind = "style" if model.subject_kind == LoraModel.SubjectKind.STYLE else "subject"
     body = [
-        f"# {name}", "",
+        f"# {name}",
+        "",
         f"A FLUX.1 [dev] LoRA of a {kind}, trained with Fluxsite on Replicate "
-        "([ostris/flux-dev-lora-trainer](https://replicate.com/ostris/flux-dev-lora-trainer)).", "",
+        "([ostris/flux-dev-lora-trainer](https://replicate.com/ostris/flux-dev-lora-trainer)).",
+        "",
     ]
     if model.description:
         body += [_md(model.description), ""]
@@ -65,27 +79,46 @@ def model_card_render(*, model: LoraModel, repo_id: str, images: list[CardImage]
         body += [f"![{_md(image.prompt)}]({image.path_in_repo})" for image in images]
         body.append("")
     body += ["## Trigger words", "", f"Use `{trigger}` in the prompt to trigger the {kind}.", ""]
-    rows = [(label, model.training_params[key]) for key, label in PARAM_LABELS if key in model.training_params]
+    rows = [
+        (label, model.training_params[key]) for key, label in PARAM_LABELS if key in model.training_params
+    ]
     if rows:
         body += ["## Training parameters", "", "| Parameter | Value |", "|---|---|"]
         body += [f"| {label} | {_md(str(value))} |" for label, value in rows]
         body.append("")
     example = f"a photo of {trigger}" if kind == "subject" else f"a landscape in the style of {trigger}"
     body += [
-        "## Use it with diffusers", "",
-        "```python", "import torch", "from diffusers import AutoPipelineForText2Image", "",
+        "## Use it with diffusers",
+        "",
+        "```python",
+        "import torch",
+        "from diffusers import AutoPipelineForText2Image",
+        "",
         f'pipeline = AutoPipelineForText2Image.from_pretrained("{model.base_model}", torch_dtype=torch.bfloat16)',
         'pipeline.to("cuda")',
         f'pipeline.load_lora_weights("{repo_id}", weight_name="lora.safetensors")',
-        f'image = pipeline("{example}").images[0]', "```", "",
+        f'image = pipeline("{example}").images[0]',
+        "```",
+        "",
     ]
     if model.replicate_version:
         body += [
-            "## Use it on Replicate", "",
-            "```python", "import replicate", "",
-            f'output = replicate.run("{model.replicate_version}", input={{"prompt": "{example}"}})', "```", "",
+            "## Use it on Replicate",
+            "",
+            "```python",
+            "import replicate",
+            "",
+            f'output = replicate.run("{model.replicate_version}", input={{"prompt": "{example}"}})',
+            "```",
+            "",
             "Or with any FLUX LoRA runner, such as `black-forest-labs/flux-dev-lora`, passing "
-            f'`lora_weights="huggingface.co/{repo_id}"`.', "",
+            f'`lora_weights="huggingface.co/{repo_id}"`.',
+            "",
         ]
-    body += ["## License", "", f"The weights follow the [FLUX.1 [dev] Non-Commercial License]({LICENSE_LINK}).", ""]
+    body += [
+        "## License",
+        "",
+        f"The weights follow the [FLUX.1 [dev] Non-Commercial License]({LICENSE_LINK}).",
+        "",
+    ]
     return "\n".join(front) + "\n" + "\n".join(body)

@@ -45,7 +45,9 @@ class LoraStateError(Exception):
 # --- Creation ------------------------------------------------------------------------------------
 def _free_slug(owner_id: int, name: str) -> str:
     base = (slugify(name) or "model")[:80].strip("-") or "model"
-    taken = set(LoraModel.objects.filter(owner_id=owner_id, slug__startswith=base).values_list("slug", flat=True))
+    taken = set(
+        LoraModel.objects.filter(owner_id=owner_id, slug__startswith=base).values_list("slug", flat=True)
+    )
     if base not in taken:
         return base
     n = 2
@@ -54,8 +56,9 @@ def _free_slug(owner_id: int, name: str) -> str:
     return f"{base}-{n}"
 
 
-def lora_model_create_from_training(*, training_id: int, weights_url: str, replicate_version: str,
-                                    params: dict) -> LoraModel:
+def lora_model_create_from_training(
+    *, training_id: int, weights_url: str, replicate_version: str, params: dict
+) -> LoraModel:
     """Download, check and store the training's weights; create its model in status publishing.
 
     Idempotent per training: a second call returns the existing model without downloading.
@@ -77,11 +80,19 @@ def lora_model_create_from_training(*, training_id: int, weights_url: str, repli
         try:
             with transaction.atomic():
                 return LoraModel.objects.create(
-                    owner_id=training.owner_id, name=training.name, slug=_free_slug(training.owner_id, training.name),
-                    trigger_word=training.trigger_word, subject_kind=training.subject_kind,
-                    description=training.description, replicate_version=replicate_version,
-                    weights_file_name=stored.weights_name, weights_size=stored.size, weights_sha256=stored.sha256,
-                    config_file_name=stored.config_name, training_params=dict(params or {}), training=training,
+                    owner_id=training.owner_id,
+                    name=training.name,
+                    slug=_free_slug(training.owner_id, training.name),
+                    trigger_word=training.trigger_word,
+                    subject_kind=training.subject_kind,
+                    description=training.description,
+                    replicate_version=replicate_version,
+                    weights_file_name=stored.weights_name,
+                    weights_size=stored.size,
+                    weights_sha256=stored.sha256,
+                    config_file_name=stored.config_name,
+                    training_params=dict(params or {}),
+                    training=training,
                     status=Status.PUBLISHING,
                 )
         except IntegrityError:
@@ -139,7 +150,9 @@ def _publish_files(model: LoraModel, repo_id: str, tmp: Path) -> list[tuple[str,
     files.append(("README.md", model_card_render(model=model, repo_id=repo_id, images=card_images).encode()))
     if model.config_file_name:
         files.append((CONFIG_NAME, _read_bytes(storage.PRIVATE, model.config_file_name)))
-    files.append(("training_params.json", json.dumps(model.training_params, indent=2, sort_keys=True).encode()))
+    files.append(
+        ("training_params.json", json.dumps(model.training_params, indent=2, sort_keys=True).encode())
+    )
     return files
 
 
@@ -155,16 +168,18 @@ def lora_publish(*, model_id: int) -> LoraModel:
     model = LoraModel.objects.select_related("owner").get(pk=model_id)
     if model.status == Status.READY:
         return model
-    claimed = LoraModel.objects.filter(pk=model_id, status__in=[Status.PUBLISHING, Status.PUBLISH_FAILED]).update(
-        status=Status.PUBLISHING, publish_attempts=F("publish_attempts") + 1, updated_at=timezone.now())
+    claimed = LoraModel.objects.filter(
+        pk=model_id, status__in=[Status.PUBLISHING, Status.PUBLISH_FAILED]
+    ).update(status=Status.PUBLISHING, publish_attempts=F("publish_attempts") + 1, updated_at=timezone.now())
     model.refresh_from_db()
     if not claimed:
         return model
     try:
         repo_id, token, via_user = _hf_target(model)
         if not model.hf_repo_id:
-            LoraModel.objects.filter(pk=model.pk, hf_repo_id="").update(hf_repo_id=repo_id,
-                                                                        hf_via_user_account=via_user)
+            LoraModel.objects.filter(pk=model.pk, hf_repo_id="").update(
+                hf_repo_id=repo_id, hf_via_user_account=via_user
+            )
             model.refresh_from_db()
             repo_id = model.hf_repo_id
         private = not model.is_public
@@ -173,18 +188,29 @@ def lora_publish(*, model_id: int) -> LoraModel:
             # The repo may be left over from a failed attempt, made before a visibility change.
             hf.repo_set_private(repo_id=repo_id, private=private, token=token)
         with tempfile.TemporaryDirectory(prefix="fluxsite-publish-") as tmp:
-            commit = hf.repo_upload(repo_id=repo_id, files=_publish_files(model, repo_id, Path(tmp)),
-                                    commit_message=f"Publish {model.name} (trigger word {model.trigger_word})",
-                                    token=token)
+            commit = hf.repo_upload(
+                repo_id=repo_id,
+                files=_publish_files(model, repo_id, Path(tmp)),
+                commit_message=f"Publish {model.name} (trigger word {model.trigger_word})",
+                token=token,
+            )
     except IntegrationError as exc:
         logger.warning("Publishing LoRA model %s failed: %s (%s)", model.pk, exc, exc.detail)
         LoraModel.objects.filter(pk=model.pk, status=Status.PUBLISHING).update(
-            status=Status.PUBLISH_FAILED, publish_error_category=str(exc.category),
-            publish_error_message=exc.message[:1000], updated_at=timezone.now())
+            status=Status.PUBLISH_FAILED,
+            publish_error_category=str(exc.category),
+            publish_error_message=exc.message[:1000],
+            updated_at=timezone.now(),
+        )
         raise
     LoraModel.objects.filter(pk=model.pk, status=Status.PUBLISHING).update(
-        status=Status.READY, hf_commit=commit.oid, published_at=timezone.now(), publish_error_category="",
-        publish_error_message="", updated_at=timezone.now())
+        status=Status.READY,
+        hf_commit=commit.oid,
+        published_at=timezone.now(),
+        publish_error_category="",
+        publish_error_message="",
+        updated_at=timezone.now(),
+    )
     model.refresh_from_db()
     return model
 
@@ -195,11 +221,15 @@ def lora_publish_retry(*, model: LoraModel) -> None:
 
     with transaction.atomic():
         moved = LoraModel.objects.filter(pk=model.pk, status=Status.PUBLISH_FAILED).update(
-            status=Status.PUBLISHING, updated_at=timezone.now())
+            status=Status.PUBLISHING, updated_at=timezone.now()
+        )
         if not moved:
             raise LoraStateError("Only a model whose publishing failed can be retried.")
-        transaction.on_commit(lambda: async_task("models_app.tasks.lora_publish_task", model.pk,
-                                                 task_name=f"lora-publish-{model.pk}"))
+        transaction.on_commit(
+            lambda: async_task(
+                "models_app.tasks.lora_publish_task", model.pk, task_name=f"lora-publish-{model.pk}"
+            )
+        )
 
 
 # --- Changes by the owner ---------------------------------------------------------------------------
@@ -225,8 +255,11 @@ def lora_set_visibility(*, model: LoraModel, visibility: str) -> LoraModel:
     if model.visibility == visibility:
         return model
     if model.status == Status.READY and model.hf_repo_id:
-        hf.repo_set_private(repo_id=model.hf_repo_id, private=visibility == LoraModel.Visibility.PRIVATE,
-                            token=_hf_token(model))
+        hf.repo_set_private(
+            repo_id=model.hf_repo_id,
+            private=visibility == LoraModel.Visibility.PRIVATE,
+            token=_hf_token(model),
+        )
     LoraModel.objects.filter(pk=model.pk).update(visibility=visibility, updated_at=timezone.now())
     model.refresh_from_db()
     return model

@@ -36,14 +36,30 @@ CONFIG_NAME = "config.yaml"
 MAX_REDIRECTS = 3
 CHUNK = 1024 * 1024
 # Bytes per element of each safetensors dtype (https://github.com/huggingface/safetensors#format).
-DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+DTYPE_SIZES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's own limit
 
 
 def _refuse(message: str, *, category: Category = Category.FILE_ERROR, detail: str = "") -> IntegrationError:
-    return IntegrationError(service=SERVICE, category=category, message=message, detail=detail or message,
-                            retryable=False)
+    return IntegrationError(
+        service=SERVICE, category=category, message=message, detail=detail or message, retryable=False
+    )
 
 
 # --- Where we may download from ----------------------------------------------------------------------
@@ -79,16 +95,25 @@ def weights_url_check(url: str) -> tuple[str, ...]:
             raise _refuse("The weights URL must use https.", category=Category.VALIDATION, detail=url)
         allowed = {h.lower() for h in settings.REPLICATE_DOWNLOAD_HOSTS}
         if not _host_allowed(host, allowed):
-            raise _refuse(f"Weights are only downloaded from {', '.join(sorted(allowed))}, not {host}.",
-                          category=Category.VALIDATION)
+            raise _refuse(
+                f"Weights are only downloaded from {', '.join(sorted(allowed))}, not {host}.",
+                category=Category.VALIDATION,
+            )
     try:
         addresses = downloads.host_addresses(host, port or (443 if parsed.scheme == "https" else 80))
     except OSError as exc:
-        raise IntegrationError(service=SERVICE, category=Category.NETWORK,
-                               message="The weights host could not be resolved.", detail=repr(exc))
+        raise IntegrationError(
+            service=SERVICE,
+            category=Category.NETWORK,
+            message="The weights host could not be resolved.",
+            detail=repr(exc),
+        )
     if not sandbox and (not addresses or not all(downloads.ip_is_public(a) for a in addresses)):
-        raise _refuse("The weights host resolves to a private address; refusing to download.",
-                      category=Category.VALIDATION, detail=f"{host} -> {sorted(addresses)}")
+        raise _refuse(
+            "The weights host resolves to a private address; refusing to download.",
+            category=Category.VALIDATION,
+            detail=f"{host} -> {sorted(addresses)}",
+        )
     return addresses
 
 
@@ -110,11 +135,17 @@ def weights_fetch(*, url: str, dest_dir: Path) -> Path:
     try:
         with handle:
             downloads.download(
-                url=url, check=weights_url_check, sink=handle, cap_bytes=cap,
+                url=url,
+                check=weights_url_check,
+                sink=handle,
+                cap_bytes=cap,
                 deadline_seconds=float(settings.REPLICATE_DOWNLOAD_DEADLINE_SECONDS),
                 read_timeout_seconds=float(settings.REPLICATE_TIMEOUT_SECONDS),
-                headers_for=replicate_client.download_headers, max_redirects=MAX_REDIRECTS,
-                on_response=_check_response, fail=lambda kind, detail: _download_failure(kind, detail, cap))
+                headers_for=replicate_client.download_headers,
+                max_redirects=MAX_REDIRECTS,
+                on_response=_check_response,
+                fail=lambda kind, detail: _download_failure(kind, detail, cap),
+            )
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -127,12 +158,22 @@ def _download_failure(kind: downloads.Failure, detail: str, cap: int) -> Integra
     if kind == "too_large":
         return _refuse(f"The weights are larger than the {_mb(cap)} limit; download stopped.", detail=detail)
     if kind == "too_many_redirects":
-        return _refuse("The weights URL redirected too many times.", category=Category.VALIDATION, detail=detail)
+        return _refuse(
+            "The weights URL redirected too many times.", category=Category.VALIDATION, detail=detail
+        )
     if kind == "timeout":
-        return IntegrationError(service=SERVICE, category=Category.TIMEOUT,
-                                message="Downloading the weights timed out.", detail=detail)
-    return IntegrationError(service=SERVICE, category=Category.NETWORK,
-                            message="The weights could not be downloaded.", detail=detail)
+        return IntegrationError(
+            service=SERVICE,
+            category=Category.TIMEOUT,
+            message="Downloading the weights timed out.",
+            detail=detail,
+        )
+    return IntegrationError(
+        service=SERVICE,
+        category=Category.NETWORK,
+        message="The weights could not be downloaded.",
+        detail=detail,
+    )
 
 
 def _mb(n: int) -> str:
@@ -144,11 +185,19 @@ def _check_response(response: httpx.Response) -> None:
     if status in (404, 410):
         raise _refuse("The weights are no longer available from Replicate.", detail=f"HTTP {status}")
     if status == 429:
-        raise IntegrationError(service=SERVICE, category=Category.RATE_LIMIT,
-                               message="Replicate is rate limiting the download.", status=status)
+        raise IntegrationError(
+            service=SERVICE,
+            category=Category.RATE_LIMIT,
+            message="Replicate is rate limiting the download.",
+            status=status,
+        )
     if status >= 500:
-        raise IntegrationError(service=SERVICE, category=Category.SERVICE_ERROR,
-                               message="Replicate failed to serve the weights.", status=status)
+        raise IntegrationError(
+            service=SERVICE,
+            category=Category.SERVICE_ERROR,
+            message="Replicate failed to serve the weights.",
+            status=status,
+        )
     if status != 200:
         raise _refuse(f"Downloading the weights answered HTTP {status}.", detail=f"HTTP {status}")
 
@@ -174,7 +223,9 @@ def _find_members(tar: tarfile.TarFile) -> tuple[tarfile.TarInfo, tarfile.TarInf
             if lora is not None:
                 raise _refuse("The weights archive holds more than one lora.safetensors.")
             lora = member
-        elif path.name == CONFIG_NAME and (config is None or len(path.parts) < len(PurePosixPath(config.name).parts)):
+        elif path.name == CONFIG_NAME and (
+            config is None or len(path.parts) < len(PurePosixPath(config.name).parts)
+        ):
             config = member
     if lora is None:
         raise _refuse("The weights archive holds no lora.safetensors file.")
@@ -297,8 +348,13 @@ def _store(local: Path, name: str) -> tuple[str, int, str]:
                 size += len(chunk)
                 target.write(chunk)
     except OSError as exc:
-        raise IntegrationError(service="storage", category=Category.FILE_ERROR,
-                               message="The weights could not be stored.", detail=repr(exc), retryable=True)
+        raise IntegrationError(
+            service="storage",
+            category=Category.FILE_ERROR,
+            message="The weights could not be stored.",
+            detail=repr(exc),
+            retryable=True,
+        )
     return name, size, digest.hexdigest()
 
 

@@ -33,9 +33,29 @@ REPO_NOT_FOUND = vendor.example("errors", "repo_not_found")
 READONLY_TOKEN_PREFIX = "hf_readonly"
 LFS_THRESHOLD_BYTES = 10 * 1024 * 1024
 # Patterns the Hub's default .gitattributes sends to LFS (a short list of the ones that matter here).
-LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".tar", ".zip", ".gz", ".png", ".jpg", ".jpeg",
-                ".webp", ".gguf", ".onnx", ".h5", ".npy", ".parquet", ".arrow")
-GITATTRIBUTES = "".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES).encode()
+LFS_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".tar",
+    ".zip",
+    ".gz",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".gguf",
+    ".onnx",
+    ".h5",
+    ".npy",
+    ".parquet",
+    ".arrow",
+)
+GITATTRIBUTES = "".join(
+    f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES
+).encode()
 REPO_NAME_RE = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 COMMIT_OID_RE = re.compile(r"^[0-9a-f]{40}$")
 
@@ -44,9 +64,17 @@ class HubError(Exception):
     """An error answer. `body` replaces the usual `{"error": message, **extra}`; `message_header`
     False leaves out X-Error-Message (the recorded 409 of repo creation has none)."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None, extra: dict | None = None,
-                 headers: dict[str, str] | None = None, body: dict | None = None,
-                 message_header: bool = True) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        extra: dict | None = None,
+        headers: dict[str, str] | None = None,
+        body: dict | None = None,
+        message_header: bool = True,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -133,8 +161,9 @@ def blob_path(sha256: str) -> Path:
     return _root() / "blobs" / sha256[:2] / sha256
 
 
-def blob_write_stream(*, chunks: Iterable[bytes], expected_oid: str | None = None,
-                      expected_size: int | None = None) -> tuple[str, int]:
+def blob_write_stream(
+    *, chunks: Iterable[bytes], expected_oid: str | None = None, expected_size: int | None = None
+) -> tuple[str, int]:
     """Stream `chunks` to the store; returns (sha256, size). Refuses a mismatch with what was announced."""
     tmp_dir = _root() / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -215,10 +244,17 @@ def repo_create(*, namespace: str, name: str, private: bool) -> tuple[HubRepo, b
         return existing, False
     oid, size = blob_write_stream(chunks=[GITATTRIBUTES])
     repo = HubRepo.objects.create(namespace=namespace, name=name, private=private, head_oid="")
-    commit = HubCommit.objects.create(repo=repo, oid=_new_commit_oid(repo.repo_id, "initial"),
-                                      summary="initial commit")
-    HubFile.objects.create(commit=commit, path=".gitattributes", size=size, sha256=oid,
-                           git_oid=git_blob_oid(GITATTRIBUTES), lfs=False)
+    commit = HubCommit.objects.create(
+        repo=repo, oid=_new_commit_oid(repo.repo_id, "initial"), summary="initial commit"
+    )
+    HubFile.objects.create(
+        commit=commit,
+        path=".gitattributes",
+        size=size,
+        sha256=oid,
+        git_oid=git_blob_oid(GITATTRIBUTES),
+        lfs=False,
+    )
     repo.head_oid = commit.oid
     repo.save(update_fields=["head_oid", "updated_at"])
     return repo, True
@@ -247,24 +283,36 @@ def commit_apply(*, repo: HubRepo, revision: str, header: dict, changes: list[_C
         for change in changes:
             if change.kind == "deletedFile":
                 if tree.pop(change.path, None) is None:
-                    raise HubError(404, f"A file with this name doesn't exist: {change.path}",
-                                   code="EntryNotFound")
+                    raise HubError(
+                        404, f"A file with this name doesn't exist: {change.path}", code="EntryNotFound"
+                    )
             elif change.kind == "deletedFolder":
                 prefix = change.path.rstrip("/") + "/"
                 for path in [p for p in tree if p.startswith(prefix)]:
                     del tree[path]
             else:
-                tree[change.path] = HubFile(path=change.path, size=change.size, sha256=change.sha256,
-                                            git_oid=change.git_oid, lfs=change.kind == "lfsFile")
+                tree[change.path] = HubFile(
+                    path=change.path,
+                    size=change.size,
+                    sha256=change.sha256,
+                    git_oid=change.git_oid,
+                    lfs=change.kind == "lfsFile",
+                )
         commit = HubCommit.objects.create(
-            repo=repo, oid=_new_commit_oid(repo.repo_id, repo.head_oid, header.get("summary", "")),
-            parent_oid=repo.head_oid, summary=str(header.get("summary", ""))[:500],
+            repo=repo,
+            oid=_new_commit_oid(repo.repo_id, repo.head_oid, header.get("summary", "")),
+            parent_oid=repo.head_oid,
+            summary=str(header.get("summary", ""))[:500],
             description=str(header.get("description", "")),
         )
-        HubFile.objects.bulk_create([
-            HubFile(commit=commit, path=f.path, size=f.size, sha256=f.sha256, git_oid=f.git_oid, lfs=f.lfs)
-            for f in tree.values()
-        ])
+        HubFile.objects.bulk_create(
+            [
+                HubFile(
+                    commit=commit, path=f.path, size=f.size, sha256=f.sha256, git_oid=f.git_oid, lfs=f.lfs
+                )
+                for f in tree.values()
+            ]
+        )
         repo.head_oid = commit.oid
         repo.save(update_fields=["head_oid", "updated_at"])
     return commit
@@ -294,12 +342,20 @@ def change_from_line(item: dict) -> _Change | None:
         oid = str(value.get("oid", ""))
         obj = HubLfsObject.objects.filter(oid=oid, verified=True).first()
         if obj is None or not blob_path(oid).exists():
-            raise HubError(400, f"Your push was rejected because an LFS pointer pointed to a file that does not "
-                                f"exist. For instance: {path}")
+            raise HubError(
+                400,
+                f"Your push was rejected because an LFS pointer pointed to a file that does not "
+                f"exist. For instance: {path}",
+            )
         if value.get("size") is not None and int(value["size"]) != obj.size:
             raise HubError(400, f"LFS pointer size mismatch for {path}")
-        return _Change(kind="lfsFile", path=path, sha256=oid, size=obj.size,
-                       git_oid=git_blob_oid(lfs_pointer(oid, obj.size)))
+        return _Change(
+            kind="lfsFile",
+            path=path,
+            sha256=oid,
+            size=obj.size,
+            git_oid=git_blob_oid(lfs_pointer(oid, obj.size)),
+        )
     if key in ("deletedFile", "deletedFolder"):
         return _Change(kind=key, path=path)
     raise HubError(400, f"Unknown commit operation: {key!r}")

@@ -21,7 +21,9 @@ class HubRepo(models.Model):
     class Meta:
         verbose_name = "Hub repository"
         verbose_name_plural = "Hub repositories"
-        constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="sandbox_hf_repo_unique_id")]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "name"], name="sandbox_hf_repo_unique_id")
+        ]
         ordering = ["namespace", "name"]
 
     def __str__(self) -> str:
@@ -55,7 +57,9 @@ class HubFile(models.Model):
     path = models.CharField(max_length=1000)
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64, help_text="Names the blob on disk; the LFS oid for LFS files.")
-    git_oid = models.CharField(max_length=40, help_text="git blob sha1 of the content (of the pointer for LFS).")
+    git_oid = models.CharField(
+        max_length=40, help_text="git blob sha1 of the content (of the pointer for LFS)."
+    )
     lfs = models.BooleanField(default=False)
 
     class Meta:

@@ -51,8 +51,10 @@ _FAULT_MESSAGES = {
 
 
 # Every error body the stand-in sends must fit one of these (the shape _format reads: "error").
-_ERROR_BODIES = [*vendor.bodies("errors", "repo_not_found", "rate_limited", "rate_limited_repo_creation"),
-                 *vendor.bodies("repos", "create_409")]
+_ERROR_BODIES = [
+    *vendor.bodies("errors", "repo_not_found", "rate_limited", "rate_limited_repo_creation"),
+    *vendor.bodies("repos", "create_409"),
+]
 
 
 def _error(exc: HubError) -> JsonResponse:
@@ -72,8 +74,12 @@ def _repo_exists_error(url: str) -> HubError:
     """The recorded 409 of POST /api/repos/create (repos.json, create_409), for a model repo."""
     recorded = vendor.example("repos", "create_409")
     message = recorded["body"]["error"].replace("space repo", "model repo")
-    return HubError(409, message, body=vendor.body("repos", "create_409", error=message, url=url),
-                    message_header="X-Error-Message" in recorded["headers"])
+    return HubError(
+        409,
+        message,
+        body=vendor.body("repos", "create_409", error=message, url=url),
+        message_header="X-Error-Message" in recorded["headers"],
+    )
 
 
 def _rate_limited(retry_after: int | None) -> HubError:
@@ -82,14 +88,22 @@ def _rate_limited(retry_after: int | None) -> HubError:
     `retry_after` seconds. huggingface_hub waits that long before it retries."""
     recorded = vendor.example("errors", "rate_limited")
     seconds = retry_after if retry_after is not None else 1
-    headers = {"RateLimit": re.sub(r";t=\d+", f";t={seconds}", recorded["headers"]["ratelimit"]),
-               "RateLimit-Policy": recorded["headers"]["ratelimit-policy"]}
-    return HubError(429, "Too Many Requests", body=vendor.body("errors", "rate_limited"), headers=headers,
-                    message_header=False)
+    headers = {
+        "RateLimit": re.sub(r";t=\d+", f";t={seconds}", recorded["headers"]["ratelimit"]),
+        "RateLimit-Policy": recorded["headers"]["ratelimit-policy"],
+    }
+    return HubError(
+        429,
+        "Too Many Requests",
+        body=vendor.body("errors", "rate_limited"),
+        headers=headers,
+        message_header=False,
+    )
 
 
-def _fault_error(status: int, retry_after: int | None, operation: str, base: str,
-                 request: HttpRequest | None = None) -> HubError:
+def _fault_error(
+    status: int, retry_after: int | None, operation: str, base: str, request: HttpRequest | None = None
+) -> HubError:
     if status == 429:
         return _rate_limited(retry_after)
     headers = {}
@@ -119,8 +133,11 @@ def hub_endpoint(operation: str) -> Callable:
             fault = fault_take(service="huggingface", operation=operation, kinds=HTTP_FAULT_KINDS)
             if fault is not None:
                 if fault.kind == FaultKind.STATUS:
-                    return _error(_fault_error(fault.status or 500, fault.retry_after, operation, _base(request),
-                                                        request))
+                    return _error(
+                        _fault_error(
+                            fault.status or 500, fault.retry_after, operation, _base(request), request
+                        )
+                    )
                 fault_delay(fault)
                 if fault.kind == FaultKind.TIMEOUT:
                     return _error(HubError(504, _FAULT_MESSAGES[504]))
@@ -172,18 +189,26 @@ def whoami(request: HttpRequest) -> HttpResponse:
     # huggingface.js's recorded answer (whoami.json), with the sandbox account in place of its CI bot;
     # the flags (emailVerified, isPro, canPay, billingMode, ...) stay as recorded.
     recorded = vendor.example("whoami", "user")["body"]
-    return JsonResponse(vendor.body(
-        "whoami", "user",
-        id=hashlib.sha1(caller.name.encode(), usedforsecurity=False).hexdigest()[:24],
-        name=caller.name,
-        fullname="Fluxsite (sandbox)",
-        email=f"{caller.name}@fluxsite.local",
-        avatarUrl=f"/avatars/{hashlib.md5(caller.name.encode(), usedforsecurity=False).hexdigest()}.svg",
-        auth={**recorded["auth"],
-              "accessToken": {**recorded["auth"]["accessToken"], "displayName": caller.token_name,
-                              "role": "write" if caller.can_write else "read",
-                              "createdAt": "2025-01-01T00:00:00.000Z"}},
-    ))
+    return JsonResponse(
+        vendor.body(
+            "whoami",
+            "user",
+            id=hashlib.sha1(caller.name.encode(), usedforsecurity=False).hexdigest()[:24],
+            name=caller.name,
+            fullname="Fluxsite (sandbox)",
+            email=f"{caller.name}@fluxsite.local",
+            avatarUrl=f"/avatars/{hashlib.md5(caller.name.encode(), usedforsecurity=False).hexdigest()}.svg",
+            auth={
+                **recorded["auth"],
+                "accessToken": {
+                    **recorded["auth"]["accessToken"],
+                    "displayName": caller.token_name,
+                    "role": "write" if caller.can_write else "read",
+                    "createdAt": "2025-01-01T00:00:00.000Z",
+                },
+            },
+        )
+    )
 
 
 @require_http_methods(["GET"])
@@ -196,8 +221,11 @@ def _repo_names(data: dict, caller: hub.Caller | None) -> tuple[str, str]:
     name = data.get("name")
     namespace = data.get("organization") or (caller.name if caller else None)
     if not isinstance(name, str) or not hub.REPO_NAME_RE.match(name):
-        raise HubError(400, "Repo name must use alphanumeric chars or '-', '_', '.', '--' and '..' are forbidden, "
-                            "'-' and '.' cannot start or end the name, max length is 96.")
+        raise HubError(
+            400,
+            "Repo name must use alphanumeric chars or '-', '_', '.', '--' and '..' are forbidden, "
+            "'-' and '.' cannot start or end the name, max length is 96.",
+        )
     if data.get("type") not in (None, "model"):
         raise HubError(400, "The sandbox only hosts model repos.")
     return str(namespace), name
@@ -210,7 +238,9 @@ def repos_create(request: HttpRequest) -> HttpResponse:
     caller = _caller(request)
     namespace, name = _repo_names(data, caller)
     hub.require_writer(caller, namespace)
-    private = data.get("visibility") == "private" if "visibility" in data else bool(data.get("private", False))
+    private = (
+        data.get("visibility") == "private" if "visibility" in data else bool(data.get("private", False))
+    )
     repo, created = hub.repo_create(namespace=namespace, name=name, private=private)
     url = f"{_base(request)}/{repo.repo_id}"
     if not created:
@@ -227,8 +257,9 @@ def repos_delete(request: HttpRequest) -> HttpResponse:
     repo = _repo_for_write(request, namespace, name)
     repo.delete()
     recorded = vendor.example("repos", "delete_200")  # the plain text "OK"
-    return HttpResponse(recorded["body"], status=recorded["status"],
-                        content_type=recorded["headers"]["Content-Type"])
+    return HttpResponse(
+        recorded["body"], status=recorded["status"], content_type=recorded["headers"]["Content-Type"]
+    )
 
 
 @hub_endpoint("repos.settings")
@@ -245,8 +276,9 @@ def repo_settings(request: HttpRequest, namespace: str, name: str) -> HttpRespon
     elif "gated" not in data:
         raise HubError(400, "At least one setting must be updated.")
     repo.save(update_fields=["private", "updated_at"])
-    return JsonResponse({"private": repo.private, "visibility": "private" if repo.private else "public",
-                         "gated": False})
+    return JsonResponse(
+        {"private": repo.private, "visibility": "private" if repo.private else "public", "gated": False}
+    )
 
 
 @hub_endpoint("repo.info")
@@ -261,8 +293,11 @@ def repo_info(request: HttpRequest, namespace: str, name: str, revision: str = "
         if with_blobs:
             sibling.update(size=f.size, blobId=f.git_oid)
             if f.lfs:
-                sibling["lfs"] = {"size": f.size, "sha256": f.sha256,
-                                  "pointerSize": len(hub.lfs_pointer(f.sha256, f.size))}
+                sibling["lfs"] = {
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "pointerSize": len(hub.lfs_pointer(f.sha256, f.size)),
+                }
         siblings.append(sibling)
     answer = {
         "_id": f"{repo.pk:024x}",
@@ -281,8 +316,14 @@ def repo_info(request: HttpRequest, namespace: str, name: str, revision: str = "
         "siblings": siblings,
     }
     # Only fields the recorded model-info answer has; blob fields as huggingface_hub parses them.
-    vendor.conform(answer, [*vendor.bodies("model_info", "model"),
-                            {"siblings": vendor.bodies("model_info", "sibling_with_blobs")}], "model info")
+    vendor.conform(
+        answer,
+        [
+            *vendor.bodies("model_info", "model"),
+            {"siblings": vendor.bodies("model_info", "sibling_with_blobs")},
+        ],
+        "model info",
+    )
     return JsonResponse(answer)
 
 
@@ -341,21 +382,30 @@ def lfs_batch(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     for obj in data.get("objects", []):
         oid, size = str(obj.get("oid", "")), obj.get("size")
         if len(oid) != 64 or not isinstance(size, int):
-            objects.append({"oid": oid, "size": size if isinstance(size, int) else 0,
-                            "error": {"code": 422, "message": "Invalid oid or size"}})
+            objects.append(
+                {
+                    "oid": oid,
+                    "size": size if isinstance(size, int) else 0,
+                    "error": {"code": 422, "message": "Invalid oid or size"},
+                }
+            )
             continue
         if hub.lfs_object_present(oid, size):
             objects.append({"oid": oid, "size": size})  # no actions: already stored
             continue
         token = signing.dumps({"oid": oid, "size": size}, salt=_LFS_SALT)
-        objects.append({
-            "oid": oid, "size": size, "authenticated": True,
-            "actions": {
-                # Like a presigned storage URL: the client PUTs to it without its Hub token.
-                "upload": {"href": f"{base}/lfs-upload/{token}", "expires_in": _LFS_URL_SECONDS},
-                "verify": {"href": f"{base}/{repo.repo_id}.git/info/lfs/objects/verify"},
-            },
-        })
+        objects.append(
+            {
+                "oid": oid,
+                "size": size,
+                "authenticated": True,
+                "actions": {
+                    # Like a presigned storage URL: the client PUTs to it without its Hub token.
+                    "upload": {"href": f"{base}/lfs-upload/{token}", "expires_in": _LFS_URL_SECONDS},
+                    "verify": {"href": f"{base}/{repo.repo_id}.git/info/lfs/objects/verify"},
+                },
+            }
+        )
     answer = {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}
     # git-lfs's own examples (lfs_batch.json): upload and verify actions, and a per-object error.
     vendor.conform(answer, vendor.bodies("lfs_batch", "upload_with_verify", "object_error"), "lfs batch")
@@ -410,8 +460,14 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
         raise HubError(400, "Missing commit header with a summary")
     new = hub.commit_apply(repo=repo, revision=revision, header=header, changes=changes)
     # As recorded (commit.json): success and hookOutput stay the Hub's own.
-    return JsonResponse(vendor.body("commit", "commit_200", commitOid=new.oid,
-                                    commitUrl=f"{_base(request)}/{repo.repo_id}/commit/{new.oid}"))
+    return JsonResponse(
+        vendor.body(
+            "commit",
+            "commit_200",
+            commitOid=new.oid,
+            commitUrl=f"{_base(request)}/{repo.repo_id}/commit/{new.oid}",
+        )
+    )
 
 
 # --- Downloads -------------------------------------------------------------------------------------

@@ -28,7 +28,9 @@ class SandboxModel(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="sandbox_replicate_model_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="sandbox_replicate_model_unique")
+        ]
         ordering = ["owner", "name"]
 
     def __str__(self) -> str:
@@ -58,7 +60,9 @@ class SandboxTraining(models.Model):
     input = models.JSONField(default=dict)
     webhook = models.URLField(max_length=1000, blank=True)
     webhook_events_filter = models.JSONField(default=list)
-    base_url = models.CharField(max_length=500, help_text="Absolute URL of the stand-in, for urls.* and files.")
+    base_url = models.CharField(
+        max_length=500, help_text="Absolute URL of the stand-in, for urls.* and files."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     duration_seconds = models.FloatField()
     fail_midway = models.BooleanField(default=False, help_text="Armed by a fail_training fault.")

@@ -45,8 +45,9 @@ def _components(doc: dict[str, Any]) -> dict[str, Any]:
 
 def openapi_schema(doc: dict[str, Any], *, training: bool) -> dict[str, Any]:
     """The `openapi_schema` of a version, as Cog publishes it (the parts our client and the SDK read)."""
-    schemas: dict[str, Any] = {"Output": {"type": "array", "title": "Output",
-                                          "items": {"type": "string", "format": "uri"}}}
+    schemas: dict[str, Any] = {
+        "Output": {"type": "array", "title": "Output", "items": {"type": "string", "format": "uri"}}
+    }
     if training:
         # A trainer's version predicts like the versions it makes and also declares its train().
         schemas.update(_components(TRAINED_VERSION))
@@ -55,8 +56,12 @@ def openapi_schema(doc: dict[str, Any], *, training: bool) -> dict[str, Any]:
         schemas["TrainingOutput"] = doc["output"]
     else:
         schemas.update(_components(doc))
-    return {"openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"}, "paths": {},
-            "components": {"schemas": schemas}}
+    return {
+        "openapi": "3.0.2",
+        "info": {"title": "Cog", "version": "0.1.0"},
+        "paths": {},
+        "components": {"schemas": schemas},
+    }
 
 
 def resolved(spec: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +69,9 @@ def resolved(spec: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]
     out = {k: v for k, v in spec.items() if k != "allOf"}
     for part in spec.get("allOf", []):
         ref = part.get("$ref", "")
-        target = components.get(ref.rsplit("/", 1)[-1], {}) if ref.startswith("#/components/schemas/") else part
+        target = (
+            components.get(ref.rsplit("/", 1)[-1], {}) if ref.startswith("#/components/schemas/") else part
+        )
         out.setdefault("type", target.get("type"))
         if "enum" in target:
             out["enum"] = target["enum"]
@@ -74,20 +81,39 @@ def resolved(spec: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]
 def _given(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-            dict: "object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
 
 
-def input_validate(data: Any, schema: dict[str, Any], components: dict[str, Any] | None = None) -> list[dict[str, str]]:
+def input_validate(
+    data: Any, schema: dict[str, Any], components: dict[str, Any] | None = None
+) -> list[dict[str, str]]:
     """Check an `input` object against a schema; returns Replicate-style invalid_fields (empty: valid)."""
     if not isinstance(data, dict):
-        return [{"type": "invalid_type", "field": "input",
-                 "description": MESSAGES["invalid_type"].format(expected="object", given=_given(data))}]
+        return [
+            {
+                "type": "invalid_type",
+                "field": "input",
+                "description": MESSAGES["invalid_type"].format(expected="object", given=_given(data)),
+            }
+        ]
     components = components if components is not None else {}
     problems: list[dict[str, str]] = []
     for name in schema.get("required", []):
         if name not in data:
-            problems.append({"type": "required", "field": "input", "description": MESSAGES["required"].format(property=name)})
+            problems.append(
+                {
+                    "type": "required",
+                    "field": "input",
+                    "description": MESSAGES["required"].format(property=name),
+                }
+            )
     properties = schema["properties"]
     for name, value in data.items():
         if name not in properties:
@@ -102,16 +128,39 @@ def input_validate(data: Any, schema: dict[str, Any], components: dict[str, Any]
             "number": isinstance(value, int | float) and not isinstance(value, bool),
         }[expected]
         if not ok:
-            problems.append({"type": "invalid_type", "field": field,
-                             "description": MESSAGES["invalid_type"].format(expected=expected, given=_given(value))})
+            problems.append(
+                {
+                    "type": "invalid_type",
+                    "field": field,
+                    "description": MESSAGES["invalid_type"].format(expected=expected, given=_given(value)),
+                }
+            )
             continue
         if "enum" in spec and value not in spec["enum"]:
             allowed = ", ".join(f'"{v}"' for v in spec["enum"])
-            problems.append({"type": "enum", "field": field, "description": MESSAGES["enum"].format(field=name, allowed=allowed)})
+            problems.append(
+                {
+                    "type": "enum",
+                    "field": field,
+                    "description": MESSAGES["enum"].format(field=name, allowed=allowed),
+                }
+            )
         if "minimum" in spec and value < spec["minimum"]:
-            problems.append({"type": "number_gte", "field": field, "description": MESSAGES["number_gte"].format(min=spec["minimum"])})
+            problems.append(
+                {
+                    "type": "number_gte",
+                    "field": field,
+                    "description": MESSAGES["number_gte"].format(min=spec["minimum"]),
+                }
+            )
         if "maximum" in spec and value > spec["maximum"]:
-            problems.append({"type": "number_lte", "field": field, "description": MESSAGES["number_lte"].format(max=spec["maximum"])})
+            problems.append(
+                {
+                    "type": "number_lte",
+                    "field": field,
+                    "description": MESSAGES["number_lte"].format(max=spec["maximum"]),
+                }
+            )
     return problems
 
 

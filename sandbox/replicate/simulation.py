@@ -58,8 +58,12 @@ MAX_DATASET_BYTES = 200 * 1024 * 1024
 # The completed webhook is retried (Replicate: about a minute at most; here short, for tests).
 WEBHOOK_ATTEMPTS = 4
 WEBHOOK_BACKOFF_SECONDS = 0.2
-WEBHOOK_KINDS = (FaultKind.DROP_WEBHOOK, FaultKind.DUPLICATE_WEBHOOK, FaultKind.REORDER_WEBHOOKS,
-                 FaultKind.BAD_SIGNATURE)
+WEBHOOK_KINDS = (
+    FaultKind.DROP_WEBHOOK,
+    FaultKind.DUPLICATE_WEBHOOK,
+    FaultKind.REORDER_WEBHOOKS,
+    FaultKind.BAD_SIGNATURE,
+)
 TERMINAL = ("succeeded", "failed", "canceled")
 
 
@@ -79,14 +83,19 @@ def trained_version_id(training_id: str) -> str:
 
 def builtin_models_ensure() -> None:
     """The trainer and the base generator always exist (recreated if a test flushed the database)."""
-    for ref, kind, schema in ((TRAINER, VersionKind.TRAINER, schemas.openapi_schema(schemas.TRAINER, training=True)),
-                              (GENERATOR, VersionKind.GENERATOR, schemas.openapi_schema(schemas.GENERATOR, training=False))):
+    for ref, kind, schema in (
+        (TRAINER, VersionKind.TRAINER, schemas.openapi_schema(schemas.TRAINER, training=True)),
+        (GENERATOR, VersionKind.GENERATOR, schemas.openapi_schema(schemas.GENERATOR, training=False)),
+    ):
         owner, name = ref.split("/")
         try:
-            model, _ = SandboxModel.objects.get_or_create(owner=owner, name=name,
-                                                          defaults={"visibility": "public", "hardware": "gpu-h100"})
-            SandboxVersion.objects.get_or_create(version_id=fixed_version_id(ref),
-                                                 defaults={"model": model, "kind": kind, "openapi_schema": schema})
+            model, _ = SandboxModel.objects.get_or_create(
+                owner=owner, name=name, defaults={"visibility": "public", "hardware": "gpu-h100"}
+            )
+            SandboxVersion.objects.get_or_create(
+                version_id=fixed_version_id(ref),
+                defaults={"model": model, "kind": kind, "openapi_schema": schema},
+            )
         except IntegrityError:  # another request created it at the same moment
             pass
 
@@ -98,17 +107,28 @@ def rfc3339(moment: datetime | None) -> str | None:
 
 
 def version_json(version: SandboxVersion) -> dict[str, Any]:
-    return {"id": version.version_id, "created_at": rfc3339(version.created_at), "cog_version": "0.9.13",
-            "openapi_schema": version.openapi_schema}
+    return {
+        "id": version.version_id,
+        "created_at": rfc3339(version.created_at),
+        "cog_version": "0.9.13",
+        "openapi_schema": version.openapi_schema,
+    }
 
 
 def model_json(model: SandboxModel, base_url: str) -> dict[str, Any]:
     latest = model.versions.order_by("-created_at", "-id").first()
     return {
         "url": f"{base_url}/{model.owner}/{model.name}",
-        "owner": model.owner, "name": model.name, "description": model.description or None,
-        "visibility": model.visibility, "github_url": None, "paper_url": None, "license_url": None,
-        "run_count": 0, "cover_image_url": None, "default_example": None,
+        "owner": model.owner,
+        "name": model.name,
+        "description": model.description or None,
+        "visibility": model.visibility,
+        "github_url": None,
+        "paper_url": None,
+        "license_url": None,
+        "run_count": 0,
+        "cover_image_url": None,
+        "default_example": None,
         "latest_version": version_json(latest) if latest else None,
     }
 
@@ -137,8 +157,14 @@ def training_state(training: SandboxTraining, now: datetime | None = None) -> Ru
     if checked and training.dataset_error:
         natural = RunState("failed", checked, checked, 0.0, training.dataset_error)
     elif started and training.fail_midway:
-        natural = RunState("failed", started, started + span / 2, 0.5, "RuntimeError: CUDA error: an illegal "
-                           "memory access was encountered (sandbox fault: fail_training)")
+        natural = RunState(
+            "failed",
+            started,
+            started + span / 2,
+            0.5,
+            "RuntimeError: CUDA error: an illegal "
+            "memory access was encountered (sandbox fault: fail_training)",
+        )
     elif started:
         natural = RunState("succeeded", started, started + span, 1.0, None)
     else:
@@ -183,8 +209,10 @@ def progress_line(desc: str, n: int, total: int, seconds_per_it: float, postfix:
     elapsed = n * seconds_per_it
     remaining = (total - n) * seconds_per_it
     rate = f"{seconds_per_it:5.2f}s/it" if seconds_per_it >= 1 else f"{1 / seconds_per_it:5.2f}it/s"
-    return (f"{desc}: {fraction * 100:3.0f}%|{_bar(fraction)}| {n}/{total} "
-            f"[{_clock(elapsed)}<{_clock(remaining)}, {rate}{postfix}]")
+    return (
+        f"{desc}: {fraction * 100:3.0f}%|{_bar(fraction)}| {n}/{total} "
+        f"[{_clock(elapsed)}<{_clock(remaining)}, {rate}{postfix}]"
+    )
 
 
 def training_logs(training: SandboxTraining, state: RunState) -> str:
@@ -192,8 +220,10 @@ def training_logs(training: SandboxTraining, state: RunState) -> str:
         return ""
     params = schemas.with_defaults(training.input, schemas.TRAINING_INPUT)
     images = training.dataset_images
-    lines = [f"Downloading input_images from {training.input.get('input_images', '')[:60]}...",
-             "Extracting input_images zip"]
+    lines = [
+        f"Downloading input_images from {training.input.get('input_images', '')[:60]}...",
+        "Extracting input_images zip",
+    ]
     if training.dataset_error:
         return "\n".join([*lines, "Traceback (most recent call last):", f"  {training.dataset_error}", ""])
     lines.append(f"Found {len(images)} images and {len(training.captions)} captions")
@@ -208,7 +238,9 @@ def training_logs(training: SandboxTraining, state: RunState) -> str:
     for tick in range(reached + 1):
         n = min(steps, round(steps * tick / ticks))
         loss = 0.45 * math.exp(-2.2 * n / max(steps, 1)) + 0.05 + 0.01 * math.sin(n)
-        lines.append(progress_line("flux_train_replicate", n, steps, 1.01, f", lr: {lr:.1e} loss: {loss:.3e}"))
+        lines.append(
+            progress_line("flux_train_replicate", n, steps, 1.01, f", lr: {lr:.1e} loss: {loss:.3e}")
+        )
     if state.status == "succeeded":
         lines += ["Saved to output/flux_train_replicate/lora.safetensors", "Training completed"]
     if state.status == "failed" and state.error:
@@ -228,8 +260,10 @@ def training_json(training: SandboxTraining, now: datetime | None = None) -> dic
     output = None
     metrics: dict[str, Any] = {}
     if state.status == "succeeded":
-        output = {"version": f"{training.destination}:{trained_version_id(training.id)}",
-                  "weights": f"{training.base_url}/v1/files/trainings/{training.id}/trained_model.tar"}
+        output = {
+            "version": f"{training.destination}:{trained_version_id(training.id)}",
+            "weights": f"{training.base_url}/v1/files/trainings/{training.id}/trained_model.tar",
+        }
     if state.status in TERMINAL and state.completed_at:
         metrics["total_time"] = round((state.completed_at - training.created_at).total_seconds(), 3)
         if state.started_at:
@@ -237,13 +271,23 @@ def training_json(training: SandboxTraining, now: datetime | None = None) -> dic
     # Only the fields of Replicate's training object (sandbox/vendor/replicate/objects.json): no
     # `destination` (the real API never sends it), no webhook settings, no `web` URL.
     return {
-        "id": training.id, "model": training.trainer, "version": training.trainer_version,
-        "status": state.status, "input": training.input,
-        "output": output, "logs": training_logs(training, state), "error": state.error,
-        "metrics": metrics, "created_at": rfc3339(training.created_at), "started_at": rfc3339(state.started_at),
-        "completed_at": rfc3339(state.completed_at), "source": "api",
-        "urls": {"get": f"{training.base_url}/v1/trainings/{training.id}",
-                 "cancel": f"{training.base_url}/v1/trainings/{training.id}/cancel"},
+        "id": training.id,
+        "model": training.trainer,
+        "version": training.trainer_version,
+        "status": state.status,
+        "input": training.input,
+        "output": output,
+        "logs": training_logs(training, state),
+        "error": state.error,
+        "metrics": metrics,
+        "created_at": rfc3339(training.created_at),
+        "started_at": rfc3339(state.started_at),
+        "completed_at": rfc3339(state.completed_at),
+        "source": "api",
+        "urls": {
+            "get": f"{training.base_url}/v1/trainings/{training.id}",
+            "cancel": f"{training.base_url}/v1/trainings/{training.id}/cancel",
+        },
     }
 
 
@@ -256,7 +300,11 @@ def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, 
         if not resolutions or any(r < 256 or r > 2048 for r in resolutions):
             raise ValueError
     except ValueError:
-        return f"invalid resolution {params['resolution']!r}: expected comma-separated sizes like 512,768,1024", [], {}
+        return (
+            f"invalid resolution {params['resolution']!r}: expected comma-separated sizes like 512,768,1024",
+            [],
+            {},
+        )
     # `error` is str(exception), no type prefix (cog's worker: Done(error=True, error_detail=str(e))).
     # Quoted: train() and extract_zip() in replicate/flux-fine-tuner train.py @ 3dd14e3, and "no images
     # found in input_images" from ai-toolkit's data loader; the download and URL ones are ours.
@@ -281,7 +329,9 @@ def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, 
         names = [info.filename for info in archive.infolist() if not info.is_dir()]
     except zipfile.BadZipFile:
         return "input_images must be a zip file", [], {}
-    visible = [n for n in names if not n.startswith("__MACOSX/") and not PurePosixPath(n).name.startswith(".")]
+    visible = [
+        n for n in names if not n.startswith("__MACOSX/") and not PurePosixPath(n).name.startswith(".")
+    ]
     images = sorted(n for n in visible if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         return "no images found in input_images", [], {}
@@ -346,8 +396,10 @@ def weights_tar(training: SandboxTraining) -> bytes:
         f"    datasets:\n    - caption_dropout_rate: {params['caption_dropout_rate']}\n"
         f"      resolution: [{params['resolution']}]\n    model:\n      name_or_path: black-forest-labs/FLUX.1-dev\n"
     )
-    files = {f"{root}/lora.safetensors": safetensors_bytes(rank=params["lora_rank"], seed=training.id),
-             f"{root}/config.yaml": config.encode()}
+    files = {
+        f"{root}/lora.safetensors": safetensors_bytes(rank=params["lora_rank"], seed=training.id),
+        f"{root}/config.yaml": config.encode(),
+    }
     for stem, text in sorted((training.captions or {}).items()):
         if stem != "__given__":
             files[f"{root}/captions/{PurePosixPath(stem).name}.txt"] = str(text).encode()
@@ -361,8 +413,19 @@ def weights_tar(training: SandboxTraining) -> bytes:
     return out.getvalue()
 
 
-ASPECT_SIZES = {"1:1": (1, 1), "16:9": (16, 9), "21:9": (21, 9), "3:2": (3, 2), "2:3": (2, 3), "4:5": (4, 5),
-                "5:4": (5, 4), "3:4": (3, 4), "4:3": (4, 3), "9:16": (9, 16), "9:21": (9, 21)}
+ASPECT_SIZES = {
+    "1:1": (1, 1),
+    "16:9": (16, 9),
+    "21:9": (21, 9),
+    "3:2": (3, 2),
+    "2:3": (2, 3),
+    "4:5": (4, 5),
+    "5:4": (5, 4),
+    "3:4": (3, 4),
+    "4:3": (4, 3),
+    "9:16": (9, 16),
+    "9:21": (9, 21),
+}
 
 
 def image_size(aspect_ratio: str, long_side: int = 512) -> tuple[int, int]:
@@ -423,7 +486,9 @@ def prediction_json(prediction: SandboxPrediction, now: datetime | None = None) 
     output = None
     if state.status == "succeeded":
         count = int(prediction.input.get("num_outputs") or 1)
-        output = [f"{prediction.base_url}/v1/files/predictions/{prediction.id}/out-{i}.{fmt}" for i in range(count)]
+        output = [
+            f"{prediction.base_url}/v1/files/predictions/{prediction.id}/out-{i}.{fmt}" for i in range(count)
+        ]
     logs = ""
     if state.started_at:
         steps = int(prediction.input.get("num_inference_steps") or 28)
@@ -433,17 +498,30 @@ def prediction_json(prediction: SandboxPrediction, now: datetime | None = None) 
             logs += f"{state.error}\n"
     metrics: dict[str, Any] = {}
     if state.completed_at and state.started_at:
-        metrics = {"predict_time": round((state.completed_at - state.started_at).total_seconds(), 3),
-                   "total_time": round((state.completed_at - prediction.created_at).total_seconds(), 3)}
+        metrics = {
+            "predict_time": round((state.completed_at - state.started_at).total_seconds(), 3),
+            "total_time": round((state.completed_at - prediction.created_at).total_seconds(), 3),
+        }
     return {
-        "id": prediction.id, "model": prediction.model, "version": prediction.version, "status": state.status,
-        "input": prediction.input, "output": output, "logs": logs, "error": state.error, "metrics": metrics,
-        "created_at": rfc3339(prediction.created_at), "started_at": rfc3339(state.started_at),
+        "id": prediction.id,
+        "model": prediction.model,
+        "version": prediction.version,
+        "status": state.status,
+        "input": prediction.input,
+        "output": output,
+        "logs": logs,
+        "error": state.error,
+        "metrics": metrics,
+        "created_at": rfc3339(prediction.created_at),
+        "started_at": rfc3339(state.started_at),
         # The fields of Replicate's Prediction (sandbox/vendor/replicate/objects.json): no `source`.
-        "completed_at": rfc3339(state.completed_at), "data_removed": False,
-        "urls": {"get": f"{prediction.base_url}/v1/predictions/{prediction.id}",
-                 "cancel": f"{prediction.base_url}/v1/predictions/{prediction.id}/cancel",
-                 "web": f"{prediction.base_url}/p/{prediction.id}"},
+        "completed_at": rfc3339(state.completed_at),
+        "data_removed": False,
+        "urls": {
+            "get": f"{prediction.base_url}/v1/predictions/{prediction.id}",
+            "cancel": f"{prediction.base_url}/v1/predictions/{prediction.id}/cancel",
+            "web": f"{prediction.base_url}/p/{prediction.id}",
+        },
     }
 
 
@@ -463,9 +541,15 @@ def _deliver(url: str, payload: dict[str, Any], *, msg_id: str, retry: bool, bad
     attempts = WEBHOOK_ATTEMPTS if retry else 1
     for attempt in range(attempts):
         timestamp = int(time.time())
-        headers = {"Content-Type": "application/json", "User-Agent": "Replicate-Webhooks/1.0 (sandbox)",
-                   "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-                   "webhook-signature": webhook_signature(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body)}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Replicate-Webhooks/1.0 (sandbox)",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": webhook_signature(
+                secret=secret, msg_id=msg_id, timestamp=timestamp, body=body
+            ),
+        }
         try:
             response = httpx.post(url, content=body, headers=headers, timeout=10.0, follow_redirects=False)
             if 200 <= response.status_code < 300:
@@ -496,7 +580,9 @@ class _Outbox:
         fault = fault_take(service="replicate", operation=f"webhook.{event}", kinds=WEBHOOK_KINDS)
         if fault is None and event == "start":
             # A reorder armed on the completed webhook also means: hold the start one back.
-            fault = fault_take(service="replicate", operation="webhook.completed", kinds=(FaultKind.REORDER_WEBHOOKS,))
+            fault = fault_take(
+                service="replicate", operation="webhook.completed", kinds=(FaultKind.REORDER_WEBHOOKS,)
+            )
         kind = fault.kind if fault else None
         msg_id = "msg_" + secrets.token_urlsafe(18)
         bad = kind == FaultKind.BAD_SIGNATURE
@@ -540,7 +626,8 @@ def _training_run(training_id: str) -> None:
     outbox.send("start", training_json(training))
     error, images, captions = dataset_check(training)
     SandboxTraining.objects.filter(pk=training_id).update(
-        dataset_checked_at=timezone.now(), dataset_error=error, dataset_images=images, captions=captions)
+        dataset_checked_at=timezone.now(), dataset_error=error, dataset_images=images, captions=captions
+    )
     deadline = time.monotonic() + training.duration_seconds + 120
     last_logs = ""
     while time.monotonic() < deadline:
@@ -572,9 +659,14 @@ def trained_version_register(training: SandboxTraining) -> SandboxVersion | None
     try:
         version, _ = SandboxVersion.objects.get_or_create(
             version_id=trained_version_id(training.id),
-            defaults={"model": model, "kind": VersionKind.LORA, "training_id": training.id,
-                      "openapi_schema": schemas.openapi_schema(schemas.TRAINED_VERSION, training=False),
-                      "created_at": training_state(training).completed_at or timezone.now()})
+            defaults={
+                "model": model,
+                "kind": VersionKind.LORA,
+                "training_id": training.id,
+                "openapi_schema": schemas.openapi_schema(schemas.TRAINED_VERSION, training=False),
+                "created_at": training_state(training).completed_at or timezone.now(),
+            },
+        )
     except IntegrityError:
         version = SandboxVersion.objects.filter(version_id=trained_version_id(training.id)).first()
     return version

@@ -34,13 +34,24 @@ from sandbox.replicate.models import (
     VersionKind,
 )
 
-TITLES = {400: "Bad Request", 401: "Unauthenticated", 402: "Insufficient credit", 403: "Forbidden",
-          404: "Not found", 409: "Conflict", 422: "Input validation failed", 429: "Too Many Requests",
-          500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthenticated",
+    402: "Insufficient credit",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    422: "Input validation failed",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 DETAILS = {
     401: "You did not pass a valid authentication token",
     402: "You have insufficient credit to run this model. Go to https://replicate.com/account/billing#billing "
-         "to purchase credit. Once you purchase credit, please wait a few minutes before trying again.",
+    "to purchase credit. Once you purchase credit, please wait a few minutes before trying again.",
     404: "The requested resource could not be found.",
     409: "A model with that name and owner already exists.",
     429: "Request was throttled. Your rate limit resets in ~30s.",
@@ -51,10 +62,20 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
 
 
-def problem(status: int, detail: str | None = None, *, title: str | None = None, retry_after: int | None = None,
-            **extra: Any) -> JsonResponse:
-    body = {"title": title or TITLES.get(status, "Error"), "detail": detail or DETAILS.get(status, ""),
-            "status": status, **extra}
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    retry_after: int | None = None,
+    **extra: Any,
+) -> JsonResponse:
+    body = {
+        "title": title or TITLES.get(status, "Error"),
+        "detail": detail or DETAILS.get(status, ""),
+        "status": status,
+        **extra,
+    }
     response = JsonResponse(body, status=status, content_type="application/problem+json")
     if retry_after is not None:
         response["Retry-After"] = str(retry_after)
@@ -108,12 +129,19 @@ def _invalid(fields: list[dict[str, str]]) -> JsonResponse:
 def _webhook_problems(data: dict[str, Any]) -> list[dict[str, str]]:
     problems = []
     webhook = data.get("webhook")
-    if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))):
+    if webhook is not None and (
+        not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))
+    ):
         problems.append({"type": "format", "field": "webhook", "description": "Does not match format 'uri'"})
     events = data.get("webhook_events_filter")
     if events is not None and (not isinstance(events, list) or any(e not in WEBHOOK_EVENTS for e in events)):
-        problems.append({"type": "enum", "field": "webhook_events_filter",
-                         "description": "webhook_events_filter must contain only: start, output, logs, completed"})
+        problems.append(
+            {
+                "type": "enum",
+                "field": "webhook_events_filter",
+                "description": "webhook_events_filter must contain only: start, output, logs, completed",
+            }
+        )
     return problems
 
 
@@ -124,20 +152,35 @@ def models_create(request: HttpRequest) -> HttpResponse:
     data = _body(request)
     if data is None:
         return problem(400, "The request body is not valid JSON.")
-    problems = [{"type": "required", "field": f, "description": f"{f} is required"}
-                for f in ("owner", "name", "visibility", "hardware") if not data.get(f)]
+    problems = [
+        {"type": "required", "field": f, "description": f"{f} is required"}
+        for f in ("owner", "name", "visibility", "hardware")
+        if not data.get(f)
+    ]
     if data.get("name") and not NAME_RE.match(str(data["name"])):
-        problems.append({"type": "pattern", "field": "name", "description": "name must be lowercase letters, "
-                         "digits, dashes, underscores and periods"})
+        problems.append(
+            {
+                "type": "pattern",
+                "field": "name",
+                "description": "name must be lowercase letters, digits, dashes, underscores and periods",
+            }
+        )
     if data.get("visibility") and data["visibility"] not in ("public", "private"):
-        problems.append({"type": "enum", "field": "visibility", "description": "visibility must be public or private"})
+        problems.append(
+            {"type": "enum", "field": "visibility", "description": "visibility must be public or private"}
+        )
     if problems:
         return _invalid(problems)
     simulation.builtin_models_ensure()
     try:
         with transaction.atomic():
-            model = SandboxModel.objects.create(owner=data["owner"], name=data["name"], visibility=data["visibility"],
-                                                hardware=data["hardware"], description=data.get("description") or "")
+            model = SandboxModel.objects.create(
+                owner=data["owner"],
+                name=data["name"],
+                visibility=data["visibility"],
+                hardware=data["hardware"],
+                description=data.get("description") or "",
+            )
     except IntegrityError:
         return problem(409)
     return JsonResponse(simulation.model_json(model, _base_url(request)), status=201)
@@ -157,7 +200,9 @@ def model_get(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 @endpoint("models.versions.get")
 def version_get(request: HttpRequest, owner: str, name: str, version_id: str) -> HttpResponse:
     simulation.builtin_models_ensure()
-    version = SandboxVersion.objects.filter(model__owner=owner, model__name=name, version_id=version_id).first()
+    version = SandboxVersion.objects.filter(
+        model__owner=owner, model__name=name, version_id=version_id
+    ).first()
     if version is None:
         return problem(404)
     return JsonResponse(simulation.version_json(version))
@@ -168,8 +213,9 @@ def version_get(request: HttpRequest, owner: str, name: str, version_id: str) ->
 @endpoint("trainings.create")
 def training_create(request: HttpRequest, owner: str, name: str, version_id: str) -> HttpResponse:
     simulation.builtin_models_ensure()
-    trainer = SandboxVersion.objects.filter(model__owner=owner, model__name=name, version_id=version_id,
-                                            kind=VersionKind.TRAINER).first()
+    trainer = SandboxVersion.objects.filter(
+        model__owner=owner, model__name=name, version_id=version_id, kind=VersionKind.TRAINER
+    ).first()
     if trainer is None:
         return problem(404, "The specified trainer version does not exist or does not support training.")
     data = _body(request)
@@ -177,13 +223,23 @@ def training_create(request: HttpRequest, owner: str, name: str, version_id: str
         return problem(400, "The request body is not valid JSON.")
     destination = str(data.get("destination") or "")
     if "/" not in destination:
-        return _invalid([{"type": "required", "field": "destination",
-                          "description": "destination is required, in the form owner/name"}])
+        return _invalid(
+            [
+                {
+                    "type": "required",
+                    "field": "destination",
+                    "description": "destination is required, in the form owner/name",
+                }
+            ]
+        )
     dest_owner, _, dest_name = destination.partition("/")
     if not SandboxModel.objects.filter(owner=dest_owner, name=dest_name).exists():
         # Replicate answers this one without a title.
-        return JsonResponse({"detail": "The specified training destination does not exist", "status": 404},
-                            status=404, content_type="application/problem+json")
+        return JsonResponse(
+            {"detail": "The specified training destination does not exist", "status": 404},
+            status=404,
+            content_type="application/problem+json",
+        )
     components = trainer.openapi_schema["components"]["schemas"]
     problems = schemas.input_validate(data.get("input"), components["TrainingInput"], components)
     problems += _webhook_problems(data)
@@ -192,10 +248,17 @@ def training_create(request: HttpRequest, owner: str, name: str, version_id: str
     fail = fault_take(service="replicate", operation="trainings.create", kinds=(FaultKind.FAIL_TRAINING,))
     steps = int(data["input"].get("steps") or schemas.TRAINING_INPUT["properties"]["steps"]["default"])
     training = SandboxTraining.objects.create(
-        id=simulation.new_id(), trainer=f"{owner}/{name}", trainer_version=version_id, destination=destination,
-        input=data["input"], webhook=data.get("webhook") or "",
-        webhook_events_filter=data.get("webhook_events_filter") or [], base_url=_base_url(request),
-        duration_seconds=simulation.training_duration(steps), fail_midway=fail is not None)
+        id=simulation.new_id(),
+        trainer=f"{owner}/{name}",
+        trainer_version=version_id,
+        destination=destination,
+        input=data["input"],
+        webhook=data.get("webhook") or "",
+        webhook_events_filter=data.get("webhook_events_filter") or [],
+        base_url=_base_url(request),
+        duration_seconds=simulation.training_duration(steps),
+        fail_midway=fail is not None,
+    )
     transaction.on_commit(lambda: simulation.training_runner_start(training.id))
     return JsonResponse(simulation.training_json(training), status=201)
 
@@ -211,14 +274,16 @@ def training_list(request: HttpRequest) -> HttpResponse:
     rows = SandboxTraining.objects.order_by("-created_at", "-id")
     cursor = request.GET.get("cursor", "")
     offset = int(cursor) if cursor.isdigit() else 0
-    page = list(rows[offset:offset + TRAININGS_PAGE_SIZE + 1])
+    page = list(rows[offset : offset + TRAININGS_PAGE_SIZE + 1])
     base = f"{_base_url(request)}/v1/trainings"
     more = len(page) > TRAININGS_PAGE_SIZE
-    return JsonResponse({
-        "next": f"{base}?cursor={offset + TRAININGS_PAGE_SIZE}" if more else None,
-        "previous": f"{base}?cursor={max(0, offset - TRAININGS_PAGE_SIZE)}" if offset else None,
-        "results": [simulation.training_json(t) for t in page[:TRAININGS_PAGE_SIZE]],
-    })
+    return JsonResponse(
+        {
+            "next": f"{base}?cursor={offset + TRAININGS_PAGE_SIZE}" if more else None,
+            "previous": f"{base}?cursor={max(0, offset - TRAININGS_PAGE_SIZE)}" if offset else None,
+            "results": [simulation.training_json(t) for t in page[:TRAININGS_PAGE_SIZE]],
+        }
+    )
 
 
 @require_GET
@@ -240,7 +305,9 @@ def training_cancel(request: HttpRequest, training_id: str) -> HttpResponse:
     if training is None:
         return problem(404)
     if simulation.training_state(training).status not in simulation.TERMINAL:
-        SandboxTraining.objects.filter(pk=training_id, canceled_at__isnull=True).update(canceled_at=timezone.now())
+        SandboxTraining.objects.filter(pk=training_id, canceled_at__isnull=True).update(
+            canceled_at=timezone.now()
+        )
         training.refresh_from_db()
     return JsonResponse(simulation.training_json(training))
 
@@ -262,17 +329,25 @@ def _prediction_start(request: HttpRequest, version: SandboxVersion, data: dict[
     input_data = schemas.with_defaults(data["input"], schema)
     nsfw = re.search(r"\bnsfw\b", str(input_data.get("prompt", "")), re.IGNORECASE)
     prediction = SandboxPrediction.objects.create(
-        id=simulation.new_id(), model=f"{version.model.owner}/{version.model.name}", version=version.version_id,
-        input=input_data, webhook=data.get("webhook") or "",
-        webhook_events_filter=data.get("webhook_events_filter") or [], base_url=_base_url(request),
+        id=simulation.new_id(),
+        model=f"{version.model.owner}/{version.model.name}",
+        version=version.version_id,
+        input=input_data,
+        webhook=data.get("webhook") or "",
+        webhook_events_filter=data.get("webhook_events_filter") or [],
+        base_url=_base_url(request),
         duration_seconds=float(settings.SANDBOX_PREDICTION_SECONDS),
-        error=simulation.NSFW_ERROR if nsfw else "")
+        error=simulation.NSFW_ERROR if nsfw else "",
+    )
     transaction.on_commit(lambda: simulation.prediction_runner_start(prediction.id))
     wait = _prefer_wait(request)
     if wait is None:
         return JsonResponse(simulation.prediction_json(prediction), status=201)
     deadline = time.monotonic() + wait
-    while simulation.prediction_state(prediction).status not in simulation.TERMINAL and time.monotonic() < deadline:
+    while (
+        simulation.prediction_state(prediction).status not in simulation.TERMINAL
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
         prediction.refresh_from_db()
     payload = simulation.prediction_json(prediction)
@@ -289,8 +364,11 @@ def prediction_create(request: HttpRequest) -> HttpResponse:
     version_id = str(data.get("version") or "").rpartition(":")[2]
     version = SandboxVersion.objects.select_related("model").filter(version_id=version_id).first()
     if version is None or version.kind == VersionKind.TRAINER:
-        return problem(422, "The specified version does not exist (or perhaps you don't have permission to use it?)",
-                       title="Invalid version or not permitted")
+        return problem(
+            422,
+            "The specified version does not exist (or perhaps you don't have permission to use it?)",
+            title="Invalid version or not permitted",
+        )
     return _prediction_start(request, version, data)
 
 
@@ -301,8 +379,13 @@ def model_prediction_create(request: HttpRequest, owner: str, name: str) -> Http
     if data is None:
         return problem(400, "The request body is not valid JSON.")
     simulation.builtin_models_ensure()
-    version = SandboxVersion.objects.select_related("model").filter(model__owner=owner, model__name=name).exclude(
-        kind=VersionKind.TRAINER).order_by("-created_at", "-id").first()
+    version = (
+        SandboxVersion.objects.select_related("model")
+        .filter(model__owner=owner, model__name=name)
+        .exclude(kind=VersionKind.TRAINER)
+        .order_by("-created_at", "-id")
+        .first()
+    )
     if version is None:
         return problem(404)
     return _prediction_start(request, version, data)
@@ -324,7 +407,9 @@ def prediction_cancel(request: HttpRequest, prediction_id: str) -> HttpResponse:
     if prediction is None:
         return problem(404)
     if simulation.prediction_state(prediction).status not in simulation.TERMINAL:
-        SandboxPrediction.objects.filter(pk=prediction_id, canceled_at__isnull=True).update(canceled_at=timezone.now())
+        SandboxPrediction.objects.filter(pk=prediction_id, canceled_at__isnull=True).update(
+            canceled_at=timezone.now()
+        )
         prediction.refresh_from_db()
     return JsonResponse(simulation.prediction_json(prediction))
 
@@ -363,9 +448,12 @@ def prediction_file(request: HttpRequest, prediction_id: str, index: int, extens
     if _file_token_refused(request):
         return problem(401)
     prediction = SandboxPrediction.objects.filter(pk=prediction_id).first()
-    if (prediction is None or simulation.prediction_state(prediction).status != "succeeded"
-            or index >= int(prediction.input.get("num_outputs") or 1)
-            or extension != (prediction.input.get("output_format") or "webp")):
+    if (
+        prediction is None
+        or simulation.prediction_state(prediction).status != "succeeded"
+        or index >= int(prediction.input.get("num_outputs") or 1)
+        or extension != (prediction.input.get("output_format") or "webp")
+    ):
         return problem(404)
     content, content_type = simulation.prediction_image(prediction, index)
     return HttpResponse(content, content_type=content_type)

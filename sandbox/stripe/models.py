@@ -13,9 +13,13 @@ from django.db import models
 
 class StripeRecord(models.Model):
     id = models.CharField(primary_key=True, max_length=64)
-    object = models.CharField(max_length=40, db_index=True, help_text="Stripe's `object` field, e.g. checkout.session")
+    object = models.CharField(
+        max_length=40, db_index=True, help_text="Stripe's `object` field, e.g. checkout.session"
+    )
     data = models.JSONField(help_text="The object exactly as the API returns it.")
-    internal = models.JSONField(default=dict, blank=True, help_text="Creation parameters the API does not echo.")
+    internal = models.JSONField(
+        default=dict, blank=True, help_text="Creation parameters the API does not echo."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -49,7 +53,9 @@ class IdempotentRequest(models.Model):
 
     key = models.CharField(max_length=255, unique=True)
     path = models.CharField(max_length=255)
-    params_digest = models.CharField(max_length=64, help_text="sha256 of the form body: a different body is refused.")
+    params_digest = models.CharField(
+        max_length=64, help_text="sha256 of the form body: a different body is refused."
+    )
     status = models.PositiveSmallIntegerField()
     body = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)

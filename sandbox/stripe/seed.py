@@ -24,25 +24,66 @@ PRICES: list[tuple[str, str, int, str | None, str, dict[str, str]]] = [
 SEED_IDS = frozenset([p[0] for p in PRODUCTS] + [p[0] for p in PRICES])
 
 
-def product_json(pid: str, name: str, *, created: int = CREATED, metadata: dict | None = None) -> dict[str, Any]:
-    return {"id": pid, "object": "product", "active": True, "created": created, "default_price": None,
-            "description": None, "images": [], "livemode": False, "metadata": metadata or {}, "name": name,
-            "type": "service", "updated": created, "url": None}
-
-
-def price_json(pid: str, product: str, amount: int, interval: str | None, nickname: str | None,
-               metadata: dict[str, str], *, currency: str = "usd", created: int = CREATED,
-               lookup_key: str | None = None) -> dict[str, Any]:
+def product_json(
+    pid: str, name: str, *, created: int = CREATED, metadata: dict | None = None
+) -> dict[str, Any]:
     return {
-        "id": pid, "object": "price", "active": True, "billing_scheme": "per_unit", "created": created,
-        "currency": currency, "custom_unit_amount": None, "livemode": False, "lookup_key": lookup_key,
-        "metadata": metadata, "nickname": nickname, "product": product,
-        "recurring": None if interval is None else {
-            "interval": interval, "interval_count": 1, "meter": None, "trial_period_days": None,
-            "usage_type": "licensed"},
-        "tax_behavior": "unspecified", "tiers_mode": None, "transform_quantity": None,
+        "id": pid,
+        "object": "product",
+        "active": True,
+        "created": created,
+        "default_price": None,
+        "description": None,
+        "images": [],
+        "livemode": False,
+        "metadata": metadata or {},
+        "name": name,
+        "type": "service",
+        "updated": created,
+        "url": None,
+    }
+
+
+def price_json(
+    pid: str,
+    product: str,
+    amount: int,
+    interval: str | None,
+    nickname: str | None,
+    metadata: dict[str, str],
+    *,
+    currency: str = "usd",
+    created: int = CREATED,
+    lookup_key: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "object": "price",
+        "active": True,
+        "billing_scheme": "per_unit",
+        "created": created,
+        "currency": currency,
+        "custom_unit_amount": None,
+        "livemode": False,
+        "lookup_key": lookup_key,
+        "metadata": metadata,
+        "nickname": nickname,
+        "product": product,
+        "recurring": None
+        if interval is None
+        else {
+            "interval": interval,
+            "interval_count": 1,
+            "meter": None,
+            "trial_period_days": None,
+            "usage_type": "licensed",
+        },
+        "tax_behavior": "unspecified",
+        "tiers_mode": None,
+        "transform_quantity": None,
         "type": "one_time" if interval is None else "recurring",
-        "unit_amount": amount, "unit_amount_decimal": str(amount),
+        "unit_amount": amount,
+        "unit_amount_decimal": str(amount),
     }
 
 
@@ -55,6 +96,9 @@ def seed_records(record_model: Any) -> None:
     for pid, product, amount, interval, nickname, metadata in PRICES:
         if pid not in existing:
             record_model.objects.create(
-                id=pid, object="price",
-                data=price_json(pid, product, amount, interval, nickname, metadata,
-                                lookup_key=pid.removeprefix("price_")))
+                id=pid,
+                object="price",
+                data=price_json(
+                    pid, product, amount, interval, nickname, metadata, lookup_key=pid.removeprefix("price_")
+                ),
+            )

@@ -39,8 +39,15 @@ WEBHOOK_FAULT_KINDS = (FaultKind.DROP_WEBHOOK, FaultKind.DUPLICATE_WEBHOOK, Faul
 class StripeSandboxError(Exception):
     """An API error, rendered by the views as {"error": {type, code, message, param}}."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
 
@@ -65,7 +72,9 @@ def add_month(ts: int) -> int:
 
 
 # --- Objects --------------------------------------------------------------------------------------
-def record_get(*, object_id: str, object_type: str, param: str = "id", for_update: bool = False) -> StripeRecord:
+def record_get(
+    *, object_id: str, object_type: str, param: str = "id", for_update: bool = False
+) -> StripeRecord:
     """Load one object or raise Stripe's 404 "No such ..." error."""
     if object_id in SEED_IDS:
         seed_records(StripeRecord)
@@ -79,24 +88,54 @@ def record_get(*, object_id: str, object_type: str, param: str = "id", for_updat
 
 def record_save(*, data: dict[str, Any], internal: dict[str, Any] | None = None) -> StripeRecord:
     return StripeRecord.objects.update_or_create(
-        pk=data["id"], defaults={"object": data["object"], "data": data, **({"internal": internal} if internal is not None else {})}
+        pk=data["id"],
+        defaults={
+            "object": data["object"],
+            "data": data,
+            **({"internal": internal} if internal is not None else {}),
+        },
     )[0]
 
 
-def record_list(*, object_type: str, limit: int = 10, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+def record_list(
+    *, object_type: str, limit: int = 10, filters: dict[str, Any] | None = None
+) -> dict[str, Any]:
     if object_type == "price":
         seed_records(StripeRecord)
     rows = [r.data for r in StripeRecord.objects.filter(object=object_type)]
     for key, value in (filters or {}).items():
         rows = [r for r in rows if r.get(key) == value]
-    return {"object": "list", "url": f"/v1/{object_type}s", "has_more": len(rows) > limit, "data": rows[:limit]}
+    return {
+        "object": "list",
+        "url": f"/v1/{object_type}s",
+        "has_more": len(rows) > limit,
+        "data": rows[:limit],
+    }
 
 
-def customer_create(*, email: str | None, name: str | None = None, metadata: dict[str, str] | None = None) -> dict:
-    data = {"id": new_id("cus"), "object": "customer", "address": None, "balance": 0, "created": now_ts(),
-            "currency": None, "default_source": None, "delinquent": False, "description": None, "email": email,
-            "invoice_prefix": secrets.token_hex(4).upper(), "livemode": False, "metadata": metadata or {},
-            "name": name, "phone": None, "preferred_locales": [], "shipping": None, "tax_exempt": "none"}
+def customer_create(
+    *, email: str | None, name: str | None = None, metadata: dict[str, str] | None = None
+) -> dict:
+    data = {
+        "id": new_id("cus"),
+        "object": "customer",
+        "address": None,
+        "balance": 0,
+        "created": now_ts(),
+        "currency": None,
+        "default_source": None,
+        "delinquent": False,
+        "description": None,
+        "email": email,
+        "invoice_prefix": secrets.token_hex(4).upper(),
+        "livemode": False,
+        "metadata": metadata or {},
+        "name": name,
+        "phone": None,
+        "preferred_locales": [],
+        "shipping": None,
+        "tax_exempt": "none",
+    }
     record_save(data=data)
     return data
 
@@ -118,21 +157,38 @@ def price_create(*, params: dict[str, Any]) -> dict:
 
     currency = params.get("currency")
     if not currency:
-        raise StripeSandboxError(400, "Missing required param: currency.", code="parameter_missing", param="currency")
+        raise StripeSandboxError(
+            400, "Missing required param: currency.", code="parameter_missing", param="currency"
+        )
     try:
         amount = int(params.get("unit_amount", ""))
     except ValueError:
-        raise StripeSandboxError(400, "Invalid integer: unit_amount", code="parameter_invalid_integer", param="unit_amount")
+        raise StripeSandboxError(
+            400, "Invalid integer: unit_amount", code="parameter_invalid_integer", param="unit_amount"
+        )
     product = params.get("product")
     if product:
         record_get(object_id=product, object_type="product", param="product")
     elif isinstance(params.get("product_data"), dict) and params["product_data"].get("name"):
         product = product_create(name=params["product_data"]["name"])["id"]
     else:
-        raise StripeSandboxError(400, "Missing required param: product.", code="parameter_missing", param="product")
-    interval = (params.get("recurring") or {}).get("interval") if isinstance(params.get("recurring"), dict) else None
-    data = price_json(new_id("price"), product, amount, interval, params.get("nickname"), params.get("metadata") or {},
-                      currency=currency, created=now_ts(), lookup_key=params.get("lookup_key"))
+        raise StripeSandboxError(
+            400, "Missing required param: product.", code="parameter_missing", param="product"
+        )
+    interval = (
+        (params.get("recurring") or {}).get("interval") if isinstance(params.get("recurring"), dict) else None
+    )
+    data = price_json(
+        new_id("price"),
+        product,
+        amount,
+        interval,
+        params.get("nickname"),
+        params.get("metadata") or {},
+        currency=currency,
+        created=now_ts(),
+        lookup_key=params.get("lookup_key"),
+    )
     record_save(data=data)
     return data
 
@@ -142,39 +198,68 @@ def checkout_session_create(*, params: dict[str, Any], hosted_url_base: str) -> 
     """Validate like Stripe does and store an open session; `hosted_url_base` + id + "/" is its page."""
     mode = params.get("mode")
     if mode not in ("payment", "subscription"):
-        raise StripeSandboxError(400, "Invalid mode: must be one of payment or subscription (setup is not simulated).",
-                                 code="parameter_invalid_empty" if not mode else "parameter_unknown", param="mode")
+        raise StripeSandboxError(
+            400,
+            "Invalid mode: must be one of payment or subscription (setup is not simulated).",
+            code="parameter_invalid_empty" if not mode else "parameter_unknown",
+            param="mode",
+        )
     if not params.get("success_url"):
-        raise StripeSandboxError(400, "Missing required param: success_url.", code="parameter_missing",
-                                 param="success_url")
+        raise StripeSandboxError(
+            400, "Missing required param: success_url.", code="parameter_missing", param="success_url"
+        )
     if params.get("customer") and params.get("customer_email"):
-        raise StripeSandboxError(400, "You may only specify one of these parameters: customer, customer_email.",
-                                 param="customer_email")
+        raise StripeSandboxError(
+            400,
+            "You may only specify one of these parameters: customer, customer_email.",
+            param="customer_email",
+        )
     raw_items = params.get("line_items")
     if not isinstance(raw_items, list) or not raw_items:
-        raise StripeSandboxError(400, "Missing required param: line_items.", code="parameter_missing",
-                                 param="line_items")
+        raise StripeSandboxError(
+            400, "Missing required param: line_items.", code="parameter_missing", param="line_items"
+        )
     line_items = []
     currency = None
     for i, item in enumerate(raw_items):
-        price = record_get(object_id=str((item or {}).get("price", "")), object_type="price",
-                           param=f"line_items[{i}][price]").data
+        price = record_get(
+            object_id=str((item or {}).get("price", "")), object_type="price", param=f"line_items[{i}][price]"
+        ).data
         if mode == "payment" and price["type"] == "recurring":
-            raise StripeSandboxError(400, "You specified `payment` mode but passed a recurring price. Either switch "
-                                     "to `subscription` mode or use only one-time prices.", param=f"line_items[{i}][price]")
+            raise StripeSandboxError(
+                400,
+                "You specified `payment` mode but passed a recurring price. Either switch "
+                "to `subscription` mode or use only one-time prices.",
+                param=f"line_items[{i}][price]",
+            )
         try:
             quantity = int(item.get("quantity", 1))
         except ValueError:
-            raise StripeSandboxError(400, "Invalid integer: quantity", code="parameter_invalid_integer",
-                                     param=f"line_items[{i}][quantity]")
+            raise StripeSandboxError(
+                400,
+                "Invalid integer: quantity",
+                code="parameter_invalid_integer",
+                param=f"line_items[{i}][quantity]",
+            )
         currency = currency or price["currency"]
-        line_items.append({"id": new_id("li"), "object": "item", "price": price, "quantity": quantity,
-                           "amount_subtotal": price["unit_amount"] * quantity,
-                           "amount_total": price["unit_amount"] * quantity, "currency": price["currency"],
-                           "description": price.get("nickname")})
+        line_items.append(
+            {
+                "id": new_id("li"),
+                "object": "item",
+                "price": price,
+                "quantity": quantity,
+                "amount_subtotal": price["unit_amount"] * quantity,
+                "amount_total": price["unit_amount"] * quantity,
+                "currency": price["currency"],
+                "description": price.get("nickname"),
+            }
+        )
     if mode == "subscription" and not any(li["price"]["type"] == "recurring" for li in line_items):
-        raise StripeSandboxError(400, "You must provide at least one recurring price in `subscription` mode when "
-                                 "using prices.", param="line_items")
+        raise StripeSandboxError(
+            400,
+            "You must provide at least one recurring price in `subscription` mode when using prices.",
+            param="line_items",
+        )
     customer = params.get("customer")
     if customer:
         record_get(object_id=customer, object_type="customer", param="customer")
@@ -182,16 +267,34 @@ def checkout_session_create(*, params: dict[str, Any], hosted_url_base: str) -> 
     total = sum(li["amount_total"] for li in line_items)
     created = now_ts()
     data = {
-        "id": session_id, "object": "checkout.session", "after_expiration": None, "allow_promotion_codes": None,
-        "amount_subtotal": total, "amount_total": total, "billing_address_collection": None,
-        "cancel_url": params.get("cancel_url"), "client_reference_id": params.get("client_reference_id"),
-        "created": created, "currency": currency, "customer": customer or None,
+        "id": session_id,
+        "object": "checkout.session",
+        "after_expiration": None,
+        "allow_promotion_codes": None,
+        "amount_subtotal": total,
+        "amount_total": total,
+        "billing_address_collection": None,
+        "cancel_url": params.get("cancel_url"),
+        "client_reference_id": params.get("client_reference_id"),
+        "created": created,
+        "currency": currency,
+        "customer": customer or None,
         "customer_creation": None if customer else ("always" if mode == "subscription" else "if_required"),
-        "customer_details": None, "customer_email": params.get("customer_email"),
-        "expires_at": created + 24 * 3600, "invoice": None, "livemode": False, "locale": None,
-        "metadata": params.get("metadata") or {}, "mode": mode, "payment_intent": None,
-        "payment_method_types": ["card"], "payment_status": "unpaid", "status": "open",
-        "subscription": None, "success_url": params["success_url"], "ui_mode": "hosted",
+        "customer_details": None,
+        "customer_email": params.get("customer_email"),
+        "expires_at": created + 24 * 3600,
+        "invoice": None,
+        "livemode": False,
+        "locale": None,
+        "metadata": params.get("metadata") or {},
+        "mode": mode,
+        "payment_intent": None,
+        "payment_method_types": ["card"],
+        "payment_status": "unpaid",
+        "status": "open",
+        "subscription": None,
+        "success_url": params["success_url"],
+        "ui_mode": "hosted",
         "url": f"{hosted_url_base}{session_id}/",
     }
     internal = {
@@ -205,10 +308,13 @@ def checkout_session_create(*, params: dict[str, Any], hosted_url_base: str) -> 
 
 def checkout_session_expire(*, session_id: str) -> dict:
     with transaction.atomic():
-        record = record_get(object_id=session_id, object_type="checkout.session", param="session", for_update=True)
+        record = record_get(
+            object_id=session_id, object_type="checkout.session", param="session", for_update=True
+        )
         if record.data["status"] != "open":
-            raise StripeSandboxError(400, 'Only Checkout Sessions with a status in ["open"] can be expired.',
-                                     param="session")
+            raise StripeSandboxError(
+                400, 'Only Checkout Sessions with a status in ["open"] can be expired.', param="session"
+            )
         record.data.update(status="expired", url=None)
         record.save(update_fields=["data", "updated_at"])
         events = [event_record(type="checkout.session.expired", obj=record.data)]
@@ -232,18 +338,32 @@ def checkout_session_pay(*, session_id: str, payment_fails: bool = False) -> dic
         if session["status"] == "complete":
             return session
         if session["status"] != "open":
-            raise StripeSandboxError(400, "This Checkout Session is no longer active.", code="checkout_session_expired")
+            raise StripeSandboxError(
+                400, "This Checkout Session is no longer active.", code="checkout_session_expired"
+            )
         internal = record.internal
         email = session.get("customer_email") or "buyer@example.com"
         customer_id = session.get("customer")
         if customer_id is None and session["mode"] == "subscription":
             customer_id = customer_create(email=email)["id"]
         else:
-            email = (record_get(object_id=customer_id, object_type="customer").data.get("email") or email
-                     if customer_id else email)
-        session.update(customer=customer_id, status="complete",
-                       customer_details={"email": email, "name": None, "phone": None, "address": None,
-                                         "tax_exempt": "none", "tax_ids": []})
+            email = (
+                record_get(object_id=customer_id, object_type="customer").data.get("email") or email
+                if customer_id
+                else email
+            )
+        session.update(
+            customer=customer_id,
+            status="complete",
+            customer_details={
+                "email": email,
+                "name": None,
+                "phone": None,
+                "address": None,
+                "tax_exempt": "none",
+                "tax_ids": [],
+            },
+        )
         events: list[StripeEvent] = []
         if payment_fails:
             session["payment_status"] = "unpaid"
@@ -252,9 +372,13 @@ def checkout_session_pay(*, session_id: str, payment_fails: bool = False) -> dic
             events.append(event_record(type="checkout.session.async_payment_failed", obj=session))
         elif session["mode"] == "payment":
             pi_metadata = (internal.get("payment_intent_data") or {}).get("metadata") or {}
-            pi = _payment_intent_and_charge(amount=session["amount_total"], currency=session["currency"],
-                                            customer=customer_id, metadata=pi_metadata,
-                                            description=None)
+            pi = _payment_intent_and_charge(
+                amount=session["amount_total"],
+                currency=session["currency"],
+                customer=customer_id,
+                metadata=pi_metadata,
+                description=None,
+            )
             session.update(payment_status="paid", payment_intent=pi["id"])
             record.save(update_fields=["data", "updated_at"])
             events.append(event_record(type="checkout.session.completed", obj=session))
@@ -269,20 +393,50 @@ def checkout_session_pay(*, session_id: str, payment_fails: bool = False) -> dic
     return session
 
 
-def _payment_intent_and_charge(*, amount: int, currency: str, customer: str | None, metadata: dict[str, str],
-                               description: str | None) -> dict:
+def _payment_intent_and_charge(
+    *, amount: int, currency: str, customer: str | None, metadata: dict[str, str], description: str | None
+) -> dict:
     created = now_ts()
     pi_id, ch_id = new_id("pi"), new_id("ch")
     # Stripe copies the payment intent's metadata onto the charge it creates.
-    charge = {"id": ch_id, "object": "charge", "amount": amount, "amount_captured": amount, "amount_refunded": 0,
-              "captured": True, "created": created, "currency": currency, "customer": customer,
-              "description": description, "disputed": False, "livemode": False, "metadata": dict(metadata),
-              "paid": True, "payment_intent": pi_id, "refunded": False, "status": "succeeded",
-              "receipt_url": None, "failure_code": None, "failure_message": None}
-    pi = {"id": pi_id, "object": "payment_intent", "amount": amount, "amount_received": amount,
-          "capture_method": "automatic", "created": created, "currency": currency, "customer": customer,
-          "description": description, "latest_charge": ch_id, "livemode": False, "metadata": dict(metadata),
-          "payment_method_types": ["card"], "status": "succeeded"}
+    charge = {
+        "id": ch_id,
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": 0,
+        "captured": True,
+        "created": created,
+        "currency": currency,
+        "customer": customer,
+        "description": description,
+        "disputed": False,
+        "livemode": False,
+        "metadata": dict(metadata),
+        "paid": True,
+        "payment_intent": pi_id,
+        "refunded": False,
+        "status": "succeeded",
+        "receipt_url": None,
+        "failure_code": None,
+        "failure_message": None,
+    }
+    pi = {
+        "id": pi_id,
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_received": amount,
+        "capture_method": "automatic",
+        "created": created,
+        "currency": currency,
+        "customer": customer,
+        "description": description,
+        "latest_charge": ch_id,
+        "livemode": False,
+        "metadata": dict(metadata),
+        "payment_method_types": ["card"],
+        "status": "succeeded",
+    }
     record_save(data=charge)
     record_save(data=pi)
     return pi
@@ -292,44 +446,105 @@ def _invoice(*, sub: dict, billing_reason: str, period_start: int, period_end: i
     item = sub["items"]["data"][0]
     price = item["price"]
     amount = price["unit_amount"] * item["quantity"]
-    pi = _payment_intent_and_charge(amount=amount, currency=price["currency"], customer=sub["customer"],
-                                    metadata={}, description="Subscription creation" if billing_reason ==
-                                    "subscription_create" else "Subscription update")
+    pi = _payment_intent_and_charge(
+        amount=amount,
+        currency=price["currency"],
+        customer=sub["customer"],
+        metadata={},
+        description="Subscription creation"
+        if billing_reason == "subscription_create"
+        else "Subscription update",
+    )
     in_id = new_id("in")
     created = now_ts()
     invoice = {
-        "id": in_id, "object": "invoice", "amount_due": amount, "amount_paid": amount, "amount_remaining": 0,
-        "attempt_count": 1, "attempted": True, "billing_reason": billing_reason, "collection_method":
-        "charge_automatically", "created": created, "currency": price["currency"], "customer": sub["customer"],
-        "livemode": False, "metadata": {}, "number": f"SANDBOX-{secrets.token_hex(3).upper()}",
+        "id": in_id,
+        "object": "invoice",
+        "amount_due": amount,
+        "amount_paid": amount,
+        "amount_remaining": 0,
+        "attempt_count": 1,
+        "attempted": True,
+        "billing_reason": billing_reason,
+        "collection_method": "charge_automatically",
+        "created": created,
+        "currency": price["currency"],
+        "customer": sub["customer"],
+        "livemode": False,
+        "metadata": {},
+        "number": f"SANDBOX-{secrets.token_hex(3).upper()}",
         # Since API version 2025-03-31 the subscription is found here, not at invoice.subscription.
-        "parent": {"type": "subscription_details", "quote_details": None,
-                   "subscription_details": {"metadata": sub["metadata"], "subscription": sub["id"]}},
-        "lines": {"object": "list", "has_more": False, "url": f"/v1/invoices/{in_id}/lines", "data": [{
-            "id": new_id("il"), "object": "line_item", "amount": amount, "currency": price["currency"],
-            "description": f"{item['quantity']} × {price.get('nickname') or price['product']}",
-            "invoice": in_id, "livemode": False, "metadata": {}, "quantity": item["quantity"],
-            "period": {"start": period_start, "end": period_end},
-            "pricing": {"type": "price_details", "price_details": {"price": price["id"], "product": price["product"]},
-                        "unit_amount_decimal": price["unit_amount_decimal"]},
-            "parent": {"type": "subscription_item_details", "invoice_item_details": None,
-                       "subscription_item_details": {"subscription": sub["id"], "subscription_item": item["id"],
-                                                     "proration": False, "invoice_item": None}},
-        }]},
-        "period_start": period_start, "period_end": period_end, "status": "paid",
-        "status_transitions": {"finalized_at": created, "paid_at": created, "voided_at": None,
-                               "marked_uncollectible_at": None},
-        "subtotal": amount, "total": amount,
+        "parent": {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {"metadata": sub["metadata"], "subscription": sub["id"]},
+        },
+        "lines": {
+            "object": "list",
+            "has_more": False,
+            "url": f"/v1/invoices/{in_id}/lines",
+            "data": [
+                {
+                    "id": new_id("il"),
+                    "object": "line_item",
+                    "amount": amount,
+                    "currency": price["currency"],
+                    "description": f"{item['quantity']} × {price.get('nickname') or price['product']}",
+                    "invoice": in_id,
+                    "livemode": False,
+                    "metadata": {},
+                    "quantity": item["quantity"],
+                    "period": {"start": period_start, "end": period_end},
+                    "pricing": {
+                        "type": "price_details",
+                        "price_details": {"price": price["id"], "product": price["product"]},
+                        "unit_amount_decimal": price["unit_amount_decimal"],
+                    },
+                    "parent": {
+                        "type": "subscription_item_details",
+                        "invoice_item_details": None,
+                        "subscription_item_details": {
+                            "subscription": sub["id"],
+                            "subscription_item": item["id"],
+                            "proration": False,
+                            "invoice_item": None,
+                        },
+                    },
+                }
+            ],
+        },
+        "period_start": period_start,
+        "period_end": period_end,
+        "status": "paid",
+        "status_transitions": {
+            "finalized_at": created,
+            "paid_at": created,
+            "voided_at": None,
+            "marked_uncollectible_at": None,
+        },
+        "subtotal": amount,
+        "total": amount,
     }
     record_save(data=invoice)
     # Since API version 2025-03-31.basil an invoice's payments are their own objects: `payments` is
     # includable (absent unless expanded) and GET /v1/invoice_payments?invoice=... lists them.
     # Shape: stripe/openapi fixtures3.json `invoice_payment` (sandbox/vendor/stripe/README.md).
-    record_save(data={
-        "id": new_id("inpay"), "object": "invoice_payment", "amount_paid": amount, "amount_requested": amount,
-        "created": created, "currency": price["currency"], "invoice": in_id, "is_default": True, "livemode": False,
-        "payment": {"type": "payment_intent", "payment_intent": pi["id"]}, "status": "paid",
-        "status_transitions": {"canceled_at": None, "paid_at": created}})
+    record_save(
+        data={
+            "id": new_id("inpay"),
+            "object": "invoice_payment",
+            "amount_paid": amount,
+            "amount_requested": amount,
+            "created": created,
+            "currency": price["currency"],
+            "invoice": in_id,
+            "is_default": True,
+            "livemode": False,
+            "payment": {"type": "payment_intent", "payment_intent": pi["id"]},
+            "status": "paid",
+            "status_transitions": {"canceled_at": None, "paid_at": created},
+        }
+    )
     return invoice
 
 
@@ -355,16 +570,40 @@ def _subscription_create(*, session: dict, internal: dict, customer: str) -> tup
     sub_id = new_id("sub")
     line = next(li for li in internal["line_items"] if li["price"]["type"] == "recurring")
     sub = {
-        "id": sub_id, "object": "subscription", "billing_cycle_anchor": start, "cancel_at": None,
-        "cancel_at_period_end": False, "canceled_at": None, "collection_method": "charge_automatically",
-        "created": start, "currency": line["price"]["currency"], "customer": customer, "ended_at": None,
-        "items": {"object": "list", "has_more": False, "url": f"/v1/subscription_items?subscription={sub_id}",
-                  "data": [{"id": new_id("si"), "object": "subscription_item", "created": start,
-                            "current_period_start": start, "current_period_end": end, "metadata": {},
-                            "price": line["price"], "quantity": line["quantity"], "subscription": sub_id}]},
-        "latest_invoice": None, "livemode": False,
+        "id": sub_id,
+        "object": "subscription",
+        "billing_cycle_anchor": start,
+        "cancel_at": None,
+        "cancel_at_period_end": False,
+        "canceled_at": None,
+        "collection_method": "charge_automatically",
+        "created": start,
+        "currency": line["price"]["currency"],
+        "customer": customer,
+        "ended_at": None,
+        "items": {
+            "object": "list",
+            "has_more": False,
+            "url": f"/v1/subscription_items?subscription={sub_id}",
+            "data": [
+                {
+                    "id": new_id("si"),
+                    "object": "subscription_item",
+                    "created": start,
+                    "current_period_start": start,
+                    "current_period_end": end,
+                    "metadata": {},
+                    "price": line["price"],
+                    "quantity": line["quantity"],
+                    "subscription": sub_id,
+                }
+            ],
+        },
+        "latest_invoice": None,
+        "livemode": False,
         "metadata": (internal.get("subscription_data") or {}).get("metadata") or {},
-        "start_date": start, "status": "active",
+        "start_date": start,
+        "status": "active",
     }
     invoice = _invoice(sub=sub, billing_reason="subscription_create", period_start=start, period_end=end)
     sub["latest_invoice"] = invoice["id"]
@@ -400,11 +639,19 @@ def subscription_cancel(*, subscription_id: str, at_period_end: bool) -> dict:
             return sub
         now = now_ts()
         if at_period_end:
-            previous = {"cancel_at_period_end": sub["cancel_at_period_end"], "cancel_at": sub["cancel_at"],
-                        "canceled_at": sub["canceled_at"]}
-            sub.update(cancel_at_period_end=True, cancel_at=sub["items"]["data"][0]["current_period_end"],
-                       canceled_at=now)
-            events = [event_record(type="customer.subscription.updated", obj=sub, previous_attributes=previous)]
+            previous = {
+                "cancel_at_period_end": sub["cancel_at_period_end"],
+                "cancel_at": sub["cancel_at"],
+                "canceled_at": sub["canceled_at"],
+            }
+            sub.update(
+                cancel_at_period_end=True,
+                cancel_at=sub["items"]["data"][0]["current_period_end"],
+                canceled_at=now,
+            )
+            events = [
+                event_record(type="customer.subscription.updated", obj=sub, previous_attributes=previous)
+            ]
         else:
             sub.update(status="canceled", canceled_at=now, ended_at=now)
             events = [event_record(type="customer.subscription.deleted", obj=sub)]
@@ -421,10 +668,14 @@ def charge_refund(*, charge_id: str, amount: int | None) -> dict:
         remaining = charge["amount"] - charge["amount_refunded"]
         amount = remaining if amount is None else amount
         if amount <= 0 or amount > remaining:
-            raise StripeSandboxError(400, f"Refund amount ({amount}) is greater than unrefunded amount on charge "
-                                     f"({remaining})" if amount > 0 else "Refund amount must be positive.",
-                                     code="amount_too_large" if amount > 0 else "parameter_invalid_integer",
-                                     param="amount")
+            raise StripeSandboxError(
+                400,
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})"
+                if amount > 0
+                else "Refund amount must be positive.",
+                code="amount_too_large" if amount > 0 else "parameter_invalid_integer",
+                param="amount",
+            )
         previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
@@ -437,15 +688,27 @@ def charge_refund(*, charge_id: str, amount: int | None) -> dict:
 def billing_portal_session_create(*, customer: str, return_url: str | None, portal_url_base: str) -> dict:
     record_get(object_id=customer, object_type="customer", param="customer")
     bps_id = new_id("bps")
-    data = {"id": bps_id, "object": "billing_portal.session", "configuration": "bpc_sandbox",
-            "created": now_ts(), "customer": customer, "flow": None, "livemode": False, "locale": None,
-            "on_behalf_of": None, "return_url": return_url, "url": f"{portal_url_base}{bps_id}/"}
+    data = {
+        "id": bps_id,
+        "object": "billing_portal.session",
+        "configuration": "bpc_sandbox",
+        "created": now_ts(),
+        "customer": customer,
+        "flow": None,
+        "livemode": False,
+        "locale": None,
+        "on_behalf_of": None,
+        "return_url": return_url,
+        "url": f"{portal_url_base}{bps_id}/",
+    }
     record_save(data=data)
     return data
 
 
 def subscriptions_for_customer(*, customer: str) -> list[dict]:
-    return [r.data for r in StripeRecord.objects.filter(object="subscription") if r.data["customer"] == customer]
+    return [
+        r.data for r in StripeRecord.objects.filter(object="subscription") if r.data["customer"] == customer
+    ]
 
 
 # --- Events and webhooks -------------------------------------------------------------------------
@@ -454,9 +717,17 @@ def event_record(*, type: str, obj: dict, previous_attributes: dict | None = Non
     data: dict[str, Any] = {"object": json.loads(json.dumps(obj))}  # a snapshot, not a live reference
     if previous_attributes is not None:
         data["previous_attributes"] = previous_attributes
-    envelope = {"id": evt_id, "object": "event", "api_version": settings.STRIPE_API_VERSION, "created": now_ts(),
-                "data": data, "livemode": False, "pending_webhooks": 1,
-                "request": {"id": None, "idempotency_key": None}, "type": type}
+    envelope = {
+        "id": evt_id,
+        "object": "event",
+        "api_version": settings.STRIPE_API_VERSION,
+        "created": now_ts(),
+        "data": data,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": type,
+    }
     return StripeEvent.objects.create(id=evt_id, type=type, data=envelope)
 
 
@@ -479,8 +750,9 @@ def webhooks_send_after_commit(events: Iterable[StripeEvent]) -> None:
 
 def webhooks_send_in_background(*, event_ids: list[str]) -> threading.Thread:
     """Deliver from a daemon thread, as Stripe delivers after the API call has returned."""
-    thread = threading.Thread(target=_deliver_batch, kwargs={"event_ids": event_ids}, daemon=True,
-                              name="sandbox-stripe-webhooks")
+    thread = threading.Thread(
+        target=_deliver_batch, kwargs={"event_ids": event_ids}, daemon=True, name="sandbox-stripe-webhooks"
+    )
     thread.start()
     return thread
 
@@ -496,8 +768,9 @@ def _deliver_batch(*, event_ids: list[str]) -> None:
             event = StripeEvent.objects.filter(pk=event_id).first()
             if event is None:
                 continue
-            fault = (fault_take(service="stripe", operation=f"webhook.{event.type}", kinds=WEBHOOK_FAULT_KINDS)
-                     or fault_take(service="stripe", operation="webhook", kinds=WEBHOOK_FAULT_KINDS))
+            fault = fault_take(
+                service="stripe", operation=f"webhook.{event.type}", kinds=WEBHOOK_FAULT_KINDS
+            ) or fault_take(service="stripe", operation="webhook", kinds=WEBHOOK_FAULT_KINDS)
             kind = fault.kind if fault else None
             if kind == FaultKind.DROP_WEBHOOK:
                 logger.info("sandbox stripe: dropped %s (fault)", event_id)
@@ -523,16 +796,21 @@ def _deliver_one(*, event: StripeEvent, bad_signature: bool) -> bool:
         if pause:
             connections.close_all()  # hold no database session while waiting to retry
             time.sleep(pause)
-        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                   "Stripe-Signature": webhook_signature_header(payload=payload, secret=secret)}
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            "Stripe-Signature": webhook_signature_header(payload=payload, secret=secret),
+        }
         try:
             status = httpx.post(url, content=payload.encode(), headers=headers, timeout=10).status_code
         except httpx.HTTPError as exc:
             logger.info("sandbox stripe: webhook %s attempt %d failed: %s", event.id, attempt + 1, exc)
             status = None
         StripeEvent.objects.filter(pk=event.pk).update(
-            delivery_attempts=F("delivery_attempts") + 1, last_delivery_status=status,
-            **({"delivered_at": timezone.now()} if status and 200 <= status < 300 else {}))
+            delivery_attempts=F("delivery_attempts") + 1,
+            last_delivery_status=status,
+            **({"delivered_at": timezone.now()} if status and 200 <= status < 300 else {}),
+        )
         if status is not None and 200 <= status < 300:
             return True
     return False
@@ -546,5 +824,5 @@ def events_list(*, type: str | None, limit: int, starting_after: str | None) -> 
     rows = [e.data for e in qs]
     if starting_after:
         ids = [r["id"] for r in rows]
-        rows = rows[ids.index(starting_after) + 1:] if starting_after in ids else []
+        rows = rows[ids.index(starting_after) + 1 :] if starting_after in ids else []
     return {"object": "list", "url": "/v1/events", "has_more": len(rows) > limit, "data": rows[:limit]}

@@ -17,8 +17,11 @@ urlpatterns = [
     path("v1/products", views.products_create, name="products"),
     path("v1/checkout/sessions", views.checkout_sessions_create, name="checkout_sessions"),
     path("v1/checkout/sessions/<str:object_id>", views.checkout_sessions_retrieve, name="checkout_session"),
-    path("v1/checkout/sessions/<str:object_id>/expire", views.checkout_sessions_expire,
-         name="checkout_session_expire"),
+    path(
+        "v1/checkout/sessions/<str:object_id>/expire",
+        views.checkout_sessions_expire,
+        name="checkout_session_expire",
+    ),
     path("v1/billing_portal/sessions", views.billing_portal_sessions_create, name="billing_portal_sessions"),
     path("v1/events", views.events_list, name="events"),
     path("v1/events/<str:object_id>", views.events_retrieve, name="event"),
@@ -32,8 +35,11 @@ urlpatterns = [
     path("checkout/<str:session_id>/pay", views.checkout_pay, name="checkout_pay"),
     path("checkout/<str:session_id>/cancel", views.checkout_cancel, name="checkout_cancel"),
     path("portal/<str:portal_id>/", views.portal_page, name="portal"),
-    path("portal/<str:portal_id>/subscriptions/<str:subscription_id>/cancel", views.portal_cancel,
-         name="portal_cancel"),
+    path(
+        "portal/<str:portal_id>/subscriptions/<str:subscription_id>/cancel",
+        views.portal_cancel,
+        name="portal_cancel",
+    ),
     # Controls for tests and demos: what happens later at Stripe, made to happen now.
     path("subscriptions/<str:subscription_id>/renew", views.subscription_renew, name="subscription_renew"),
     path("charges/<str:charge_id>/refund", views.charge_refund, name="charge_refund"),

@@ -40,7 +40,7 @@ def parse_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     root: dict[str, Any] = {}
     for key, value in pairs:
         head = key.split("[", 1)[0]
-        parts = [head, *_BRACKETS.findall(key[len(head):])]
+        parts = [head, *_BRACKETS.findall(key[len(head) :])]
         node = root
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
@@ -78,24 +78,50 @@ def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | Non
     return response
 
 
-def _error(status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None,
-           param: str | None = None, headers: dict[str, str] | None = None) -> JsonResponse:
-    return _json(StripeSandboxError(status, message, type=type, code=code, param=param).body(), status, headers)
+def _error(
+    status: int,
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    return _json(
+        StripeSandboxError(status, message, type=type, code=code, param=param).body(), status, headers
+    )
 
 
 # What each injected status looks like when Stripe itself answers it.
 _FAULT_ERRORS: dict[int, dict[str, str | None]] = {
-    400: {"type": "invalid_request_error", "code": "parameter_invalid", "message": "Invalid request (sandbox fault)."},
+    400: {
+        "type": "invalid_request_error",
+        "code": "parameter_invalid",
+        "message": "Invalid request (sandbox fault).",
+    },
     401: {"type": "invalid_request_error", "code": None, "message": "Invalid API Key provided."},
     402: {"type": "card_error", "code": "card_declined", "message": "Your card was declined."},
-    403: {"type": "invalid_request_error", "code": "secret_key_required",
-          "message": "The provided key does not have access to this resource."},
-    404: {"type": "invalid_request_error", "code": "resource_missing", "message": "No such object (sandbox fault)."},
-    409: {"type": "invalid_request_error", "code": "lock_timeout",
-          "message": "This object cannot be accessed right now because another API request or Stripe process is "
-                     "currently accessing it."},
-    429: {"type": "invalid_request_error", "code": "rate_limit",
-          "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."},
+    403: {
+        "type": "invalid_request_error",
+        "code": "secret_key_required",
+        "message": "The provided key does not have access to this resource.",
+    },
+    404: {
+        "type": "invalid_request_error",
+        "code": "resource_missing",
+        "message": "No such object (sandbox fault).",
+    },
+    409: {
+        "type": "invalid_request_error",
+        "code": "lock_timeout",
+        "message": "This object cannot be accessed right now because another API request or Stripe process is "
+        "currently accessing it.",
+    },
+    429: {
+        "type": "invalid_request_error",
+        "code": "rate_limit",
+        "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+    },
 }
 
 
@@ -107,11 +133,13 @@ def _fault_response(operation: str) -> JsonResponse | None:
         fault_delay(fault)
         return None
     status = fault.status or 500
-    shape = _FAULT_ERRORS.get(status, {"type": "api_error", "code": None,
-                                       "message": "An unknown error occurred (sandbox fault)."})
+    shape = _FAULT_ERRORS.get(
+        status, {"type": "api_error", "code": None, "message": "An unknown error occurred (sandbox fault)."}
+    )
     headers = {"Retry-After": str(fault.retry_after or 1)} if status in (429, 503) else None
-    return _error(status, shape["message"] or "", type=shape["type"] or "api_error", code=shape["code"],
-                  headers=headers)
+    return _error(
+        status, shape["message"] or "", type=shape["type"] or "api_error", code=shape["code"], headers=headers
+    )
 
 
 def _authenticated(request: HttpRequest) -> bool:
@@ -139,9 +167,13 @@ def stripe_api(operation: str | dict[str, str]) -> Callable:
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not _authenticated(request):
                 # Never echo the key that was sent.
-                return _error(401, "Invalid API Key provided." if request.headers.get("Authorization") else
-                              "You did not provide an API key. You need to provide your API key in the "
-                              "Authorization header, using Bearer auth.")
+                return _error(
+                    401,
+                    "Invalid API Key provided."
+                    if request.headers.get("Authorization")
+                    else "You did not provide an API key. You need to provide your API key in the "
+                    "Authorization header, using Bearer auth.",
+                )
             faulted = _fault_response(operation if isinstance(operation, str) else operation[request.method])
             if faulted is not None:
                 return faulted
@@ -151,12 +183,18 @@ def stripe_api(operation: str | dict[str, str]) -> Callable:
                 stored = IdempotentRequest.objects.filter(key=key).first()
                 if stored is not None:
                     if stored.params_digest != digest:
-                        return _error(400, "Keys for idempotent requests can only be used with the same "
-                                      "parameters they were first used with. Try using a key other than "
-                                      f"'{key}' if you meant to execute a different request.",
-                                      type="idempotency_error")
-                    return _json(stored.body, stored.status, {"Idempotent-Replayed": "true",
-                                                              "Original-Request": "req_replayed"})
+                        return _error(
+                            400,
+                            "Keys for idempotent requests can only be used with the same "
+                            "parameters they were first used with. Try using a key other than "
+                            f"'{key}' if you meant to execute a different request.",
+                            type="idempotency_error",
+                        )
+                    return _json(
+                        stored.body,
+                        stored.status,
+                        {"Idempotent-Replayed": "true", "Original-Request": "req_replayed"},
+                    )
             try:
                 body = view(request, *args, **kwargs)
             except StripeSandboxError as exc:
@@ -164,8 +202,9 @@ def stripe_api(operation: str | dict[str, str]) -> Callable:
             if key:
                 # A concurrent request with the same key may have stored first; its answer stands.
                 with contextlib.suppress(IntegrityError), transaction.atomic():
-                    IdempotentRequest.objects.create(key=key, path=request.path, params_digest=digest,
-                                                     status=200, body=body)
+                    IdempotentRequest.objects.create(
+                        key=key, path=request.path, params_digest=digest, status=200, body=body
+                    )
             return _json(body)
 
         return csrf_exempt(wrapper)
@@ -183,7 +222,9 @@ def _page_base(name: str) -> str:
 @stripe_api("customers.create")
 def customers_create(request: HttpRequest) -> dict:
     p = _params(request)
-    return services.customer_create(email=p.get("email"), name=p.get("name"), metadata=p.get("metadata") or {})
+    return services.customer_create(
+        email=p.get("email"), name=p.get("name"), metadata=p.get("metadata") or {}
+    )
 
 
 @require_GET
@@ -256,8 +297,11 @@ def invoice_payments_list(request: HttpRequest) -> dict:
     try:
         limit = min(max(int(p.get("limit", 10)), 1), 100)
     except ValueError:
-        raise StripeSandboxError(400, "Invalid integer: limit", code="parameter_invalid_integer", param="limit")
+        raise StripeSandboxError(
+            400, "Invalid integer: limit", code="parameter_invalid_integer", param="limit"
+        )
     return services.invoice_payments_list(invoice=p.get("invoice"), status=p.get("status"), limit=limit)
+
 
 payment_intents_retrieve = _retrieve("payment_intent", "payment_intents.retrieve")
 charges_retrieve = _retrieve("charge", "charges.retrieve")
@@ -267,8 +311,9 @@ charges_retrieve = _retrieve("charge", "charges.retrieve")
 @require_POST
 @stripe_api("checkout.sessions.create")
 def checkout_sessions_create(request: HttpRequest) -> dict:
-    return services.checkout_session_create(params=_params(request),
-                                            hosted_url_base=_page_base("sandbox:stripe:checkout"))
+    return services.checkout_session_create(
+        params=_params(request), hosted_url_base=_page_base("sandbox:stripe:checkout")
+    )
 
 
 @require_GET
@@ -288,17 +333,23 @@ def checkout_sessions_expire(request: HttpRequest, object_id: str) -> dict:
 def billing_portal_sessions_create(request: HttpRequest) -> dict:
     p = _params(request)
     if not p.get("customer"):
-        raise StripeSandboxError(400, "Missing required param: customer.", code="parameter_missing", param="customer")
-    return services.billing_portal_session_create(customer=p["customer"], return_url=p.get("return_url"),
-                                                  portal_url_base=_page_base("sandbox:stripe:portal"))
+        raise StripeSandboxError(
+            400, "Missing required param: customer.", code="parameter_missing", param="customer"
+        )
+    return services.billing_portal_session_create(
+        customer=p["customer"],
+        return_url=p.get("return_url"),
+        portal_url_base=_page_base("sandbox:stripe:portal"),
+    )
 
 
 @require_GET
 @stripe_api("events.list")
 def events_list(request: HttpRequest) -> dict:
     p = _params(request)
-    return services.events_list(type=p.get("type"), limit=min(int(p.get("limit", 10)), 100),
-                                starting_after=p.get("starting_after"))
+    return services.events_list(
+        type=p.get("type"), limit=min(int(p.get("limit", 10)), 100), starting_after=p.get("starting_after")
+    )
 
 
 @require_GET
@@ -326,22 +377,34 @@ def _session_or_404(session_id: str) -> Any:
 @require_GET
 def checkout_page(request: HttpRequest, session_id: str) -> HttpResponse:
     record = _session_or_404(session_id)
-    items = [{"description": li["description"] or li["price"]["id"], "quantity": li["quantity"],
-              "amount": _cents(li["amount_total"]),
-              "interval": (li["price"].get("recurring") or {}).get("interval")}
-             for li in record.internal.get("line_items", [])]
-    return render(request, "sandbox/stripe/checkout.html", {
-        "session": record.data, "items": items, "total": _cents(record.data["amount_total"]),
-        "currency": (record.data["currency"] or "").upper(),
-    })
+    items = [
+        {
+            "description": li["description"] or li["price"]["id"],
+            "quantity": li["quantity"],
+            "amount": _cents(li["amount_total"]),
+            "interval": (li["price"].get("recurring") or {}).get("interval"),
+        }
+        for li in record.internal.get("line_items", [])
+    ]
+    return render(
+        request,
+        "sandbox/stripe/checkout.html",
+        {
+            "session": record.data,
+            "items": items,
+            "total": _cents(record.data["amount_total"]),
+            "currency": (record.data["currency"] or "").upper(),
+        },
+    )
 
 
 @require_POST
 def checkout_pay(request: HttpRequest, session_id: str) -> HttpResponse:
     _session_or_404(session_id)
     try:
-        session = services.checkout_session_pay(session_id=session_id,
-                                                payment_fails=request.POST.get("outcome") == "fail")
+        session = services.checkout_session_pay(
+            session_id=session_id, payment_fails=request.POST.get("outcome") == "fail"
+        )
     except StripeSandboxError as exc:
         return HttpResponseBadRequest(exc.message)
     return redirect(services.success_url_for(session))
@@ -365,11 +428,15 @@ def _portal_or_404(portal_id: str) -> dict:
 def portal_page(request: HttpRequest, portal_id: str) -> HttpResponse:
     portal = _portal_or_404(portal_id)
     subscriptions = [
-        {"id": s["id"], "status": s["status"], "cancel_at_period_end": s["cancel_at_period_end"],
-         "price": s["items"]["data"][0]["price"].get("nickname") or s["items"]["data"][0]["price"]["id"],
-         "amount": _cents(s["items"]["data"][0]["price"]["unit_amount"]),
-         "currency": s["currency"].upper(),
-         "period_end": s["items"]["data"][0]["current_period_end"]}
+        {
+            "id": s["id"],
+            "status": s["status"],
+            "cancel_at_period_end": s["cancel_at_period_end"],
+            "price": s["items"]["data"][0]["price"].get("nickname") or s["items"]["data"][0]["price"]["id"],
+            "amount": _cents(s["items"]["data"][0]["price"]["unit_amount"]),
+            "currency": s["currency"].upper(),
+            "period_end": s["items"]["data"][0]["current_period_end"],
+        }
         for s in services.subscriptions_for_customer(customer=portal["customer"])
     ]
     return render(request, "sandbox/stripe/portal.html", {"portal": portal, "subscriptions": subscriptions})
@@ -378,9 +445,13 @@ def portal_page(request: HttpRequest, portal_id: str) -> HttpResponse:
 @require_POST
 def portal_cancel(request: HttpRequest, portal_id: str, subscription_id: str) -> HttpResponse:
     portal = _portal_or_404(portal_id)
-    if subscription_id not in {s["id"] for s in services.subscriptions_for_customer(customer=portal["customer"])}:
+    if subscription_id not in {
+        s["id"] for s in services.subscriptions_for_customer(customer=portal["customer"])
+    }:
         raise Http404("No such subscription for this customer")
-    services.subscription_cancel(subscription_id=subscription_id, at_period_end=request.POST.get("when") != "now")
+    services.subscription_cancel(
+        subscription_id=subscription_id, at_period_end=request.POST.get("when") != "now"
+    )
     return redirect(reverse("sandbox:stripe:portal", args=[portal_id]))
 
 

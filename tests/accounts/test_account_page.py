@@ -16,9 +16,12 @@ def test_alice_sees_her_account_page(alice_client):
 
 
 def test_alice_changes_her_email_once_she_opens_the_link_sent_to_the_new_address(
-        alice_client, alice, django_capture_on_commit_callbacks):
+    alice_client, alice, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        response = alice_client.post("/account/email/", {"email": "alice.new@example.com", "password": PASSWORD})
+        response = alice_client.post(
+            "/account/email/", {"email": "alice.new@example.com", "password": PASSWORD}
+        )
     assert response.status_code == 302
     alice.refresh_from_db()
     assert alice.email == "alice@example.com"
@@ -29,11 +32,13 @@ def test_alice_changes_her_email_once_she_opens_the_link_sent_to_the_new_address
     assert alice.email_verified_at is not None
 
 
-def test_an_email_taken_by_bob_changes_nothing_and_bob_is_told(alice_client, alice, bob,
-                                                               django_capture_on_commit_callbacks):
+def test_an_email_taken_by_bob_changes_nothing_and_bob_is_told(
+    alice_client, alice, bob, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        response = alice_client.post("/account/email/", {"email": "bob@example.com", "password": PASSWORD},
-                                     follow=True)
+        response = alice_client.post(
+            "/account/email/", {"email": "bob@example.com", "password": PASSWORD}, follow=True
+        )
     assert response.status_code == 200
     assert b"Check your inbox at bob@example.com" in response.content
     alice.refresh_from_db()
@@ -51,8 +56,9 @@ def test_a_wrong_current_password_changes_nothing(alice_client, alice):
 
 def test_alice_changes_her_password_and_stays_logged_in(alice_client, alice):
     new = "another-unusual-passphrase-77"
-    response = alice_client.post("/account/password/", {"old_password": PASSWORD, "new_password1": new,
-                                                        "new_password2": new})
+    response = alice_client.post(
+        "/account/password/", {"old_password": PASSWORD, "new_password1": new, "new_password2": new}
+    )
     assert response.status_code == 302
     alice.refresh_from_db()
     assert alice.check_password(new)
@@ -60,8 +66,9 @@ def test_alice_changes_her_password_and_stays_logged_in(alice_client, alice):
 
 
 def test_a_weak_new_password_is_refused(alice_client, alice):
-    response = alice_client.post("/account/password/", {"old_password": PASSWORD, "new_password1": "123",
-                                                        "new_password2": "123"})
+    response = alice_client.post(
+        "/account/password/", {"old_password": PASSWORD, "new_password1": "123", "new_password2": "123"}
+    )
     assert response.status_code == 400
     assert b"too short" in response.content
 
@@ -72,9 +79,13 @@ def test_deleting_the_account_needs_the_confirmation_words(alice_client, alice):
     assert get_user_model().objects.filter(pk=alice.pk).exists()
 
 
-def test_deleting_the_account_removes_it_and_its_data(alice_client, alice, bob, django_capture_on_commit_callbacks):
+def test_deleting_the_account_removes_it_and_its_data(
+    alice_client, alice, bob, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        response = alice_client.post("/account/delete/", {"confirm": "delete my account", "password": PASSWORD})
+        response = alice_client.post(
+            "/account/delete/", {"confirm": "delete my account", "password": PASSWORD}
+        )
     assert response.status_code == 302
     assert not get_user_model().objects.filter(pk=alice.pk).exists()
     assert not Wallet.objects.filter(user_id=alice.pk).exists()
@@ -88,7 +99,9 @@ def test_account_actions_refuse_get(alice_client):
     assert alice_client.get("/account/password/").status_code == 405
 
 
-def test_deleting_the_account_removes_its_stored_photos(alice_client, alice, django_capture_on_commit_callbacks):
+def test_deleting_the_account_removes_its_stored_photos(
+    alice_client, alice, django_capture_on_commit_callbacks
+):
     from fluxsite.integrations import storage
     from tests.training.conftest import add_photos
     from training.selectors import owned_file_names

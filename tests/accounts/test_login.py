@@ -25,8 +25,9 @@ def test_logging_out_ends_the_session(alice_client):
     assert alice_client.get("/trainings/").status_code == 302
 
 
-@pytest.mark.parametrize("path", ["/trainings/", "/models/", "/models/generate/", "/billing/", "/account/",
-                                  "/account/delete/"])
+@pytest.mark.parametrize(
+    "path", ["/trainings/", "/models/", "/models/generate/", "/billing/", "/account/", "/account/delete/"]
+)
 def test_every_dashboard_page_needs_a_login(anon_client, path):
     response = anon_client.get(path)
     assert response.status_code == 302

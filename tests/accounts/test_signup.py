@@ -15,7 +15,9 @@ def signup(client, **overrides):
     return client.post("/account/signup/", data)
 
 
-def test_a_visitor_signs_up_and_is_asked_to_verify_with_no_credits_yet(anon_client, django_capture_on_commit_callbacks):
+def test_a_visitor_signs_up_and_is_asked_to_verify_with_no_credits_yet(
+    anon_client, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         response = signup(anon_client)
     assert response.status_code == 302

@@ -34,7 +34,9 @@ def sign_up(anon_client, django_capture_on_commit_callbacks):
 
     def post(email: str, password: str = GOOD):
         with django_capture_on_commit_callbacks(execute=True):
-            return anon_client.post("/account/signup/", {"email": email, "password1": password, "password2": password})
+            return anon_client.post(
+                "/account/signup/", {"email": email, "password1": password, "password2": password}
+            )
 
     return post
 
@@ -93,7 +95,9 @@ def test_opening_the_link_only_shows_a_button_so_mail_scanners_verify_nothing(si
 
 def test_an_expired_link_is_refused_with_a_clear_message(settings):
     carol = signed_up("carol@example.com")
-    with time_machine.travel(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settings.ACCOUNT_VERIFY_MAX_AGE_SECONDS + 60)):
+    with time_machine.travel(
+        dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settings.ACCOUNT_VERIFY_MAX_AGE_SECONDS + 60)
+    ):
         link = link_for(carol)
     from django.test import Client
 
@@ -129,7 +133,8 @@ def test_a_link_for_another_users_account_cannot_be_forged_by_editing_it(anon_cl
     payload, _, rest = token.partition(":")
     assert not payload.startswith(".")  # short payloads are not compressed: the JSON is right there
     data = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).replace(
-        f'"u":{carol.pk}'.encode(), f'"u":{dave.pk}'.encode())
+        f'"u":{carol.pk}'.encode(), f'"u":{dave.pk}'.encode()
+    )
     forged = base64.urlsafe_b64encode(data).decode().rstrip("=") + ":" + rest
 
     response = anon_client.post(reverse("accounts:verify", args=[forged]))
@@ -163,7 +168,9 @@ def test_the_same_mailbox_never_brings_welcome_credits_twice(settings):
     first = signed_up("jane.doe+x@gmail.com")
     second = signed_up("janedoe@googlemail.com")
 
-    assert user_email_verify(token=verification_token_make(user=first, email=first.email)).credits_granted == 500
+    assert (
+        user_email_verify(token=verification_token_make(user=first, email=first.email)).credits_granted == 500
+    )
     outcome = user_email_verify(token=verification_token_make(user=second, email=second.email))
 
     assert outcome.credits_granted == 0
@@ -175,7 +182,9 @@ def test_the_same_mailbox_never_brings_welcome_credits_twice(settings):
     assert VerifiedAddress.objects.get().normalised == "janedoe@gmail.com"
 
 
-def test_deleting_the_account_and_signing_up_again_brings_no_second_grant(alice_client, alice, sign_up, anon_client):
+def test_deleting_the_account_and_signing_up_again_brings_no_second_grant(
+    alice_client, alice, sign_up, anon_client
+):
     alice_client.post("/account/delete/", {"confirm": "delete my account", "password": PASSWORD})
     assert not User.objects.filter(email="alice@example.com").exists()
     mail.outbox.clear()
@@ -240,7 +249,9 @@ def test_the_owner_of_a_taken_address_gets_an_e_mail_instead(alice, sign_up):
     assert "/account/verify/" not in message.body
 
 
-def test_changing_to_a_taken_address_answers_like_a_free_one(alice_client, alice, bob, django_capture_on_commit_callbacks):
+def test_changing_to_a_taken_address_answers_like_a_free_one(
+    alice_client, alice, bob, django_capture_on_commit_callbacks
+):
     def change(email: str):
         with django_capture_on_commit_callbacks(execute=True):
             response = alice_client.post("/account/email/", {"email": email, "password": PASSWORD})
@@ -284,7 +295,9 @@ def test_a_training_start_before_verification_is_refused_for_lack_of_credits(sig
     assert not CreditEntry.objects.filter(reference=f"training:{draft.pk}").exists()
 
 
-def test_the_account_page_asks_an_unverified_user_to_verify_with_a_resend_button(sign_up, anon_client, settings):
+def test_the_account_page_asks_an_unverified_user_to_verify_with_a_resend_button(
+    sign_up, anon_client, settings
+):
     sign_up("carol@example.com")
     anon_client.post("/account/login/", {"username": "carol@example.com", "password": GOOD})
 

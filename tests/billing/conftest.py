@@ -12,9 +12,15 @@ from django.db import connections
 
 
 def stripe_event(type: str, obj: dict, *, event_id: str | None = None, created: int | None = None) -> dict:
-    return {"id": event_id or f"evt_{uuid.uuid4().hex[:20]}", "object": "event", "api_version": "2025-03-31.basil",
-            "created": created or int(time.time()), "livemode": False, "type": type,
-            "data": {"object": obj, "previous_attributes": {}}}
+    return {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:20]}",
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "created": created or int(time.time()),
+        "livemode": False,
+        "type": type,
+        "data": {"object": obj, "previous_attributes": {}},
+    }
 
 
 def signed(event: dict, secret: str, *, timestamp: int | None = None) -> tuple[bytes, str]:
@@ -30,8 +36,12 @@ def post_event(client, settings, django_capture_on_commit_callbacks):
     def post(event: dict, *, secret: str | None = None, timestamp: int | None = None):
         body, header = signed(event, secret or settings.STRIPE_WEBHOOK_SECRET, timestamp=timestamp)
         with django_capture_on_commit_callbacks(execute=True):
-            return client.post("/billing/webhooks/stripe/", data=body, content_type="application/json",
-                               HTTP_STRIPE_SIGNATURE=header)
+            return client.post(
+                "/billing/webhooks/stripe/",
+                data=body,
+                content_type="application/json",
+                HTTP_STRIPE_SIGNATURE=header,
+            )
 
     return post
 

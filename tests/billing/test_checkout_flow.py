@@ -33,8 +33,9 @@ def test_buying_a_pack_grants_its_credits_once_the_webhook_arrives(sandbox, alic
     assert balance(alice) == start  # nothing before payment
     stripe_sandbox.checkout_session_pay(session_id=record.session_id)
     assert wait_for(lambda: balance(alice) == start + 3000)
-    done = alice_client.get(reverse("billing:checkout_success") + f"?session_id={record.session_id}",
-                            HTTP_HX_REQUEST="true")
+    done = alice_client.get(
+        reverse("billing:checkout_success") + f"?session_id={record.session_id}", HTTP_HX_REQUEST="true"
+    )
     assert done.status_code == 286
     record.refresh_from_db()
     entry = alice.wallet.entries.get(kind=CreditKind.PURCHASE)
@@ -48,7 +49,9 @@ def test_a_refund_through_stripe_after_spending_takes_back_what_is_left(sandbox,
     stripe_sandbox.checkout_session_pay(session_id=record.session_id)
     assert wait_for(lambda: alice.wallet.entries.filter(kind=CreditKind.PURCHASE).exists())
     record.refresh_from_db()
-    credits_spend(user=alice, amount=balance(alice) - 100, reference="training:1", kind=CreditKind.SPEND_TRAINING)
+    credits_spend(
+        user=alice, amount=balance(alice) - 100, reference="training:1", kind=CreditKind.SPEND_TRAINING
+    )
     pi = stripe_sandbox.record_get(object_id=record.payment_intent_id, object_type="payment_intent").data
     charge_id = pi.get("latest_charge")
     stripe_sandbox.charge_refund(charge_id=charge_id, amount=None)
@@ -57,8 +60,9 @@ def test_a_refund_through_stripe_after_spending_takes_back_what_is_left(sandbox,
     assert entry.amount == -100 and entry.shortfall == 900 and balance(alice) == 0
 
 
-def test_subscribing_grants_the_allowance_and_a_late_stale_event_cannot_revive_it(sandbox, alice, alice_client,
-                                                                                      settings):
+def test_subscribing_grants_the_allowance_and_a_late_stale_event_cannot_revive_it(
+    sandbox, alice, alice_client, settings
+):
     ensure_catalog()
     plan = Plan.objects.get(stripe_price_id="price_sandbox_plan_pro")
     start = balance(alice)
@@ -75,9 +79,12 @@ def test_subscribing_grants_the_allowance_and_a_late_stale_event_cannot_revive_i
     assert wait_for(lambda: Subscription.objects.get(pk=sub.pk).status == "canceled")
 
     # An old "updated (active)" arriving after the deletion: we re-read Stripe, so it stays canceled.
-    body, header = signed(stripe_event("customer.subscription.updated", stale), settings.STRIPE_WEBHOOK_SECRET)
-    response = Client().post("/billing/webhooks/stripe/", data=body, content_type="application/json",
-                             HTTP_STRIPE_SIGNATURE=header)
+    body, header = signed(
+        stripe_event("customer.subscription.updated", stale), settings.STRIPE_WEBHOOK_SECRET
+    )
+    response = Client().post(
+        "/billing/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
     assert response.status_code == 200
     assert Subscription.objects.get(pk=sub.pk).status == "canceled"
     assert balance(alice) == start + 5000

@@ -63,7 +63,9 @@ def test_the_database_refuses_a_negative_balance(alice):
 
 
 def test_take_back_takes_what_is_left_and_records_the_shortfall(alice):
-    credits_spend(user=alice, amount=balance(alice) - 30, reference="training:2", kind=CreditKind.SPEND_TRAINING)
+    credits_spend(
+        user=alice, amount=balance(alice) - 30, reference="training:2", kind=CreditKind.SPEND_TRAINING
+    )
     result = credits_take_back(user=alice, amount=100, reference="stripe:charge:ch_1:refunded:1000")
     assert result.entry.amount == -30 and result.entry.shortfall == 70
     assert balance(alice) == 0
@@ -86,13 +88,17 @@ def test_an_adjustment_is_a_new_entry_and_cannot_go_below_zero(alice):
 def test_the_low_balance_mail_goes_once_per_crossing(alice, settings, django_capture_on_commit_callbacks):
     settings.LOW_BALANCE_THRESHOLD = 100
     with django_capture_on_commit_callbacks(execute=True):
-        credits_spend(user=alice, amount=balance(alice) - 50, reference="training:3", kind=CreditKind.SPEND_TRAINING)
+        credits_spend(
+            user=alice, amount=balance(alice) - 50, reference="training:3", kind=CreditKind.SPEND_TRAINING
+        )
     with django_capture_on_commit_callbacks(execute=True):
         credits_spend(user=alice, amount=10, reference="generation:3", kind=CreditKind.SPEND_GENERATION)
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["alice@example.com"]
     credits_grant(user=alice, amount=500, reference="test:topup")  # back above: armed again
     with django_capture_on_commit_callbacks(execute=True):
-        credits_spend(user=alice, amount=balance(alice) - 1, reference="training:4", kind=CreditKind.SPEND_TRAINING)
+        credits_spend(
+            user=alice, amount=balance(alice) - 1, reference="training:4", kind=CreditKind.SPEND_TRAINING
+        )
     assert len(mail.outbox) == 2
 
 
@@ -117,7 +123,9 @@ def test_concurrent_spends_never_go_below_zero(alice):
     CreditEntry.objects.filter(wallet__user=alice).delete()
     credits_grant(user=alice, amount=100, reference="test:pool")
     results = run_concurrently(
-        lambda i: credits_spend(user=alice, amount=30, reference=f"generation:{i}", kind=CreditKind.SPEND_GENERATION),
+        lambda i: credits_spend(
+            user=alice, amount=30, reference=f"generation:{i}", kind=CreditKind.SPEND_GENERATION
+        ),
         8,
     )
     succeeded = [r for r in results if not isinstance(r, Exception)]
@@ -143,7 +151,9 @@ def test_a_refund_requested_twice_at_once_refunds_once(alice):
 @pytest.mark.django_db(transaction=True)
 def test_the_same_grant_at_the_same_moment_adds_once(alice):
     start = balance(alice)
-    results = run_concurrently(lambda i: credits_grant(user=alice, amount=50, reference="stripe:checkout:cs_x"), 8)
+    results = run_concurrently(
+        lambda i: credits_grant(user=alice, amount=50, reference="stripe:checkout:cs_x"), 8
+    )
     assert not any(isinstance(r, Exception) for r in results), results
     assert sum(1 for r in results if r.created) == 1
     assert balance(alice) == start + 50

@@ -99,8 +99,16 @@ def test_admin_adjusts_credits_through_the_service(staff_client, alice):
     assert response.status_code == 302
     entry = wallet.entries.get(kind=CreditKind.ADJUSTMENT)
     assert entry.amount == 25 and "staff@example.com" in entry.note
-    for model in ("wallet", "creditentry", "creditpack", "plan", "stripecustomer", "subscription",
-                  "checkoutrecord", "stripeevent"):
+    for model in (
+        "wallet",
+        "creditentry",
+        "creditpack",
+        "plan",
+        "stripecustomer",
+        "subscription",
+        "checkoutrecord",
+        "stripeevent",
+    ):
         assert staff_client.get(reverse(f"admin:billing_{model}_changelist")).status_code == 200
 
 
@@ -120,4 +128,7 @@ def test_a_retried_training_spend_links_to_its_training():
     from billing.selectors import entry_source
 
     assert entry_source(CreditEntry(reference="training:5:2")) == ("Training #5", "/trainings/5/")
-    assert entry_source(CreditEntry(reference="refund:training:5:2")) == ("Refund of Training #5", "/trainings/5/")
+    assert entry_source(CreditEntry(reference="refund:training:5:2")) == (
+        "Refund of Training #5",
+        "/trainings/5/",
+    )

@@ -31,8 +31,12 @@ def recorded(name: str) -> list[dict]:
 
 
 def recorded_bodies(*names: str) -> list[tuple[str, dict]]:
-    return [(f"{name}[{i}]", item["response"]["body"]) for name in names for i, item in enumerate(recorded(name))
-            if isinstance(item["response"]["body"], dict)]
+    return [
+        (f"{name}[{i}]", item["response"]["body"])
+        for name in names
+        for i, item in enumerate(recorded(name))
+        if isinstance(item["response"]["body"], dict)
+    ]
 
 
 def _allowed(kind: str) -> set[str]:
@@ -40,21 +44,32 @@ def _allowed(kind: str) -> set[str]:
 
 
 # --- The recorded responses, through our client ------------------------------------------------------
-TRAININGS = [(n, b) for n, b in recorded_bodies("trainings-create", "trainings-get", "trainings-cancel") if "status" in b]
+TRAININGS = [
+    (n, b)
+    for n, b in recorded_bodies("trainings-create", "trainings-get", "trainings-cancel")
+    if "status" in b
+]
 
 
 @pytest.mark.parametrize(("name", "body"), TRAININGS, ids=[n for n, _ in TRAININGS])
 def test_a_recorded_training_reads_into_our_training_info(name, body):
     info = rc.training_from_payload(body)
-    assert (info.id, info.status, info.model, info.version) == (body["id"], body["status"], body["model"],
-                                                                 body["version"])
+    assert (info.id, info.status, info.model, info.version) == (
+        body["id"],
+        body["status"],
+        body["model"],
+        body["version"],
+    )
     assert info.input == body["input"]
     assert "destination" not in body  # the fact that broke adoption (issue 11, defect 2)
     assert set(body) - {"webhook_completed"} <= _allowed("training")
 
 
-PREDICTIONS = [(n, b) for n, b in recorded_bodies("predictions-create", "predictions-get", "predictions-cancel")
-               if b.get("id") and "status" in b]
+PREDICTIONS = [
+    (n, b)
+    for n, b in recorded_bodies("predictions-create", "predictions-get", "predictions-cancel")
+    if b.get("id") and "status" in b
+]
 
 
 @pytest.mark.parametrize(("name", "body"), PREDICTIONS, ids=[n for n, _ in PREDICTIONS])
@@ -79,8 +94,11 @@ def test_a_recorded_cog_schema_parses_into_its_ranges_and_choices():
 # --- The sandbox's answers against the vendor's fields -------------------------------------------------
 @pytest.fixture
 def api(sandbox, settings):
-    return httpx.Client(base_url=settings.REPLICATE_BASE_URL,
-                        headers={"Authorization": f"Bearer {settings.REPLICATE_API_TOKEN}"}, timeout=20)
+    return httpx.Client(
+        base_url=settings.REPLICATE_BASE_URL,
+        headers={"Authorization": f"Bearer {settings.REPLICATE_API_TOKEN}"},
+        timeout=20,
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -92,20 +110,35 @@ def test_the_sandboxs_objects_carry_only_fields_replicates_spec_declares(api):
 
     trainer = api.get("/v1/models/ostris/flux-dev-lora-trainer").json()
     assert set(trainer) <= _allowed("model") and set(trainer["latest_version"]) <= _allowed("version")
-    assert api.post("/v1/models", json={"owner": "fluxsite", "name": "contract", "visibility": "private",
-                                        "hardware": "cpu"}).status_code == 201
-    name = storage.file_save(alias=storage.PRIVATE, name="contract/data.zip", content=io.BytesIO(good_dataset()))
+    assert (
+        api.post(
+            "/v1/models",
+            json={"owner": "fluxsite", "name": "contract", "visibility": "private", "hardware": "cpu"},
+        ).status_code
+        == 201
+    )
+    name = storage.file_save(
+        alias=storage.PRIVATE, name="contract/data.zip", content=io.BytesIO(good_dataset())
+    )
     url = storage.signed_url(alias=storage.PRIVATE, name=name)
-    created = api.post(f"/v1/models/ostris/flux-dev-lora-trainer/versions/{trainer['latest_version']['id']}/trainings",
-                       json={"destination": "fluxsite/contract", "input": {"input_images": url, "steps": 10}})
+    created = api.post(
+        f"/v1/models/ostris/flux-dev-lora-trainer/versions/{trainer['latest_version']['id']}/trainings",
+        json={"destination": "fluxsite/contract", "input": {"input_images": url, "steps": 10}},
+    )
     assert created.status_code == 201
-    for body in (created.json(), api.get(f"/v1/trainings/{created.json()['id']}").json(),
-                 api.get("/v1/trainings").json()["results"][0]):
+    for body in (
+        created.json(),
+        api.get(f"/v1/trainings/{created.json()['id']}").json(),
+        api.get("/v1/trainings").json()["results"][0],
+    ):
         assert set(body) <= _allowed("training"), set(body) - _allowed("training")
         assert set(body["urls"]) <= set(OBJECTS["training"]["urls"])
         assert body["status"] in OBJECTS["training"]["status"]
-    prediction = api.post("/v1/models/black-forest-labs/flux-dev-lora/predictions",
-                          json={"input": {"prompt": "a cat", "lora_scale": 2.5}}, headers={"Prefer": "wait=10"}).json()
+    prediction = api.post(
+        "/v1/models/black-forest-labs/flux-dev-lora/predictions",
+        json={"input": {"prompt": "a cat", "lora_scale": 2.5}},
+        headers={"Prefer": "wait=10"},
+    ).json()
     assert set(prediction) <= _allowed("prediction"), set(prediction) - _allowed("prediction")
     assert set(prediction["urls"]) <= set(OBJECTS["prediction"]["urls"])
 
@@ -117,7 +150,9 @@ def test_the_sandbox_publishes_each_models_own_schema(api, sandbox):
 
     trainer = api.get("/v1/models/ostris/flux-dev-lora-trainer").json()["latest_version"]["openapi_schema"]
     assert trainer["components"]["schemas"]["TrainingInput"] == schemas.TRAINER["input"]
-    generator = api.get("/v1/models/black-forest-labs/flux-dev-lora").json()["latest_version"]["openapi_schema"]
+    generator = api.get("/v1/models/black-forest-labs/flux-dev-lora").json()["latest_version"][
+        "openapi_schema"
+    ]
     assert generator["components"]["schemas"]["Input"] == schemas.GENERATOR["input"]
     ref, _, version_id = sandbox_version("contract").rpartition(":")
     trained = api.get(f"/v1/models/{ref}/versions/{version_id}").json()["openapi_schema"]
@@ -133,20 +168,30 @@ def _problem_keys(name: str) -> set[str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_sandboxs_error_bodies_have_the_recorded_shapes(api, sandbox, settings):
-    refused = httpx.post(f"{settings.REPLICATE_BASE_URL}/v1/predictions", json={"version": "x", "input": {}},
-                         headers={"Authorization": "Bearer wrong"}, timeout=10)
+    refused = httpx.post(
+        f"{settings.REPLICATE_BASE_URL}/v1/predictions",
+        json={"version": "x", "input": {}},
+        headers={"Authorization": "Bearer wrong"},
+        timeout=10,
+    )
     assert refused.status_code == 401 and set(refused.json()) == _problem_keys("run__invalid-token")
     assert refused.json()["detail"] == recorded("run__invalid-token")[-1]["response"]["body"]["detail"]
     trainer = api.get("/v1/models/ostris/flux-dev-lora-trainer").json()["latest_version"]["id"]
-    missing = api.post(f"/v1/models/ostris/flux-dev-lora-trainer/versions/{trainer}/trainings",
-                       json={"destination": "nobody/nothing", "input": {"input_images": "https://x/y.zip"}})
+    missing = api.post(
+        f"/v1/models/ostris/flux-dev-lora-trainer/versions/{trainer}/trainings",
+        json={"destination": "nobody/nothing", "input": {"input_images": "https://x/y.zip"}},
+    )
     assert missing.status_code == 404
     assert missing.json() == recorded("trainings-create__invalid-destination")[-1]["response"]["body"]
     # The one recorded 422 (errors.json): same keys, same detail layout, same invalid_fields shape.
     vendor = schemas.vendor_json("errors.json")["validation_422"]
-    api.post("/v1/models", json={"owner": "fluxsite", "name": "x", "visibility": "private", "hardware": "cpu"})
-    invalid = api.post(f"/v1/models/ostris/flux-dev-lora-trainer/versions/{trainer}/trainings",
-                       json={"destination": "fluxsite/x", "input": {"input_images": None, "steps": 7000}})
+    api.post(
+        "/v1/models", json={"owner": "fluxsite", "name": "x", "visibility": "private", "hardware": "cpu"}
+    )
+    invalid = api.post(
+        f"/v1/models/ostris/flux-dev-lora-trainer/versions/{trainer}/trainings",
+        json={"destination": "fluxsite/x", "input": {"input_images": None, "steps": 7000}},
+    )
     body = invalid.json()
     assert invalid.status_code == 422 and set(body) == set(vendor) and body["title"] == vendor["title"]
     assert [set(f) for f in body["invalid_fields"]] == [set(vendor["invalid_fields"][0])] * 2
@@ -161,8 +206,14 @@ def _signed_post(client: Client, url: str, payload: dict, msg_id: str):
     body = json.dumps(payload).encode()
     timestamp = int(time.time())
     signature = rc_signature(msg_id, timestamp, body)
-    return client.post(url, data=body, content_type="application/json", HTTP_WEBHOOK_ID=msg_id,
-                       HTTP_WEBHOOK_TIMESTAMP=str(timestamp), HTTP_WEBHOOK_SIGNATURE=signature)
+    return client.post(
+        url,
+        data=body,
+        content_type="application/json",
+        HTTP_WEBHOOK_ID=msg_id,
+        HTTP_WEBHOOK_TIMESTAMP=str(timestamp),
+        HTTP_WEBHOOK_SIGNATURE=signature,
+    )
 
 
 def rc_signature(msg_id: str, timestamp: int, body: bytes) -> str:
@@ -187,19 +238,25 @@ def timed_out_job(alice, settings):
     settings.REPLICATE_TRAINER_MODEL = body["model"]
     job = training_create(owner=alice, name="Anna", trigger_word="ohwx_anna", subject_kind="subject")
     TrainingJob.objects.filter(pk=job.pk).update(
-        status=TrainingJob.Status.REPLICATE_TRAINING, replicate_create_started_at=timezone.now(),
-        replicate_trainer_version=body["version"], replicate_input=dict(body["input"]))
+        status=TrainingJob.Status.REPLICATE_TRAINING,
+        replicate_create_started_at=timezone.now(),
+        replicate_trainer_version=body["version"],
+        replicate_input=dict(body["input"]),
+    )
     job.refresh_from_db()
     return job, body
 
 
 @pytest.mark.django_db
-def test_a_recorded_training_webhook_adopts_the_job_whose_create_timed_out(timed_out_job,
-                                                                           django_capture_on_commit_callbacks):
+def test_a_recorded_training_webhook_adopts_the_job_whose_create_timed_out(
+    timed_out_job, django_capture_on_commit_callbacks
+):
     """Defect 2 of issue 11: a real training object (no `destination`) is matched by model, version and input."""
     job, body = timed_out_job
     with django_capture_on_commit_callbacks(execute=True):
-        response = _signed_post(Client(), f"/trainings/webhooks/replicate/?job={job.pk}", body, "msg_recorded_1")
+        response = _signed_post(
+            Client(), f"/trainings/webhooks/replicate/?job={job.pk}", body, "msg_recorded_1"
+        )
     assert response.status_code == 200
     job.refresh_from_db()
     assert job.replicate_training_id == body["id"]
@@ -209,9 +266,17 @@ def test_a_recorded_training_webhook_adopts_the_job_whose_create_timed_out(timed
 @pytest.mark.django_db
 def test_a_training_with_another_input_is_never_adopted(timed_out_job, django_capture_on_commit_callbacks):
     job, body = timed_out_job
-    other = {**body, "input": {**body["input"], "input_images": "https://replicate.delivery/someone-else.zip"}}
+    other = {
+        **body,
+        "input": {**body["input"], "input_images": "https://replicate.delivery/someone-else.zip"},
+    }
     with django_capture_on_commit_callbacks(execute=True):
-        assert _signed_post(Client(), f"/trainings/webhooks/replicate/?job={job.pk}", other, "msg_other").status_code == 200
+        assert (
+            _signed_post(
+                Client(), f"/trainings/webhooks/replicate/?job={job.pk}", other, "msg_other"
+            ).status_code
+            == 200
+        )
     job.refresh_from_db()
     assert job.replicate_training_id == ""
 

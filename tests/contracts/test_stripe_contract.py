@@ -26,7 +26,9 @@ from sandbox.stripe.models import StripeEvent as SandboxEvent
 from sandbox.stripe.models import StripeRecord
 from tests.billing.conftest import ensure_catalog, stripe_event, wait_for
 
-FIXTURES = json.loads((Path(__file__).resolve().parents[2] / "sandbox/vendor/stripe/fixtures.json").read_text())
+FIXTURES = json.loads(
+    (Path(__file__).resolve().parents[2] / "sandbox/vendor/stripe/fixtures.json").read_text()
+)
 RESOURCES = FIXTURES["resources"]
 # Fields the real API sends only when expanded ("includable"), per stripe-python 16.1's type docs
 # (stripe/_invoice.py: "payments ... includable"): they may never appear unexpanded.
@@ -41,7 +43,9 @@ def _subscribe_and_renew(client) -> Subscription:
     record = CheckoutRecord.objects.latest("created_at")
     stripe_sandbox.checkout_session_pay(session_id=record.session_id)
     assert wait_for(lambda: InvoiceGrant.objects.exists())
-    sub = Subscription.objects.get(stripe_subscription_id=CheckoutRecord.objects.get(pk=record.pk).stripe_subscription_id)
+    sub = Subscription.objects.get(
+        stripe_subscription_id=CheckoutRecord.objects.get(pk=record.pk).stripe_subscription_id
+    )
     stripe_sandbox.subscription_renew(subscription_id=sub.stripe_subscription_id)
     assert wait_for(lambda: InvoiceGrant.objects.count() == 2)
     return sub
@@ -52,7 +56,9 @@ def _unknown_fields(kind: str, obj: dict) -> set[str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_every_object_the_sandbox_stores_has_only_fields_stripes_own_example_has(sandbox, alice, alice_client):
+def test_every_object_the_sandbox_stores_has_only_fields_stripes_own_example_has(
+    sandbox, alice, alice_client
+):
     _subscribe_and_renew(alice_client)
     seen: set[str] = set()
     for record in StripeRecord.objects.all():
@@ -62,12 +68,24 @@ def test_every_object_the_sandbox_stores_has_only_fields_stripes_own_example_has
         for field in INCLUDABLE.get(kind, ()):
             assert field not in record.data, f"{kind}.{field} is includable: absent unless expanded"
         seen.add(kind)
-    assert {"invoice", "invoice_payment", "subscription", "payment_intent", "charge", "checkout.session"} <= seen
+    assert {
+        "invoice",
+        "invoice_payment",
+        "subscription",
+        "payment_intent",
+        "charge",
+        "checkout.session",
+    } <= seen
     for event in SandboxEvent.objects.all():
         assert not _unknown_fields("event", event.data), _unknown_fields("event", event.data)
         obj = event.data["data"]["object"]
-        assert not _unknown_fields(obj["object"], obj), (event.data["type"], _unknown_fields(obj["object"], obj))
-        assert not INCLUDABLE.get(obj["object"], set()) & set(obj), f"{event.data['type']} carries an includable field"
+        assert not _unknown_fields(obj["object"], obj), (
+            event.data["type"],
+            _unknown_fields(obj["object"], obj),
+        )
+        assert not INCLUDABLE.get(obj["object"], set()) & set(obj), (
+            f"{event.data['type']} carries an includable field"
+        )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -77,20 +95,29 @@ def test_an_invoice_carries_its_payments_only_when_expanded(sandbox, alice, alic
 
     sub = _subscribe_and_renew(alice_client)
     invoice_id = InvoiceGrant.objects.filter(subscription=sub).values_list("invoice_id", flat=True).first()
-    client = stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE},
-                                 stripe_version=settings.STRIPE_API_VERSION, max_network_retries=0)
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY,
+        base_addresses={"api": settings.STRIPE_API_BASE},
+        stripe_version=settings.STRIPE_API_VERSION,
+        max_network_retries=0,
+    )
     plain = client.v1.invoices.retrieve(invoice_id).to_dict()
     assert "payments" not in plain
     expanded = client.v1.invoices.retrieve(invoice_id, params={"expand": ["payments"]}).to_dict()
     payment = expanded["payments"]["data"][0]
-    assert set(payment) <= set(RESOURCES["invoice_payment"]) and payment["payment"]["type"] == "payment_intent"
+    assert (
+        set(payment) <= set(RESOURCES["invoice_payment"]) and payment["payment"]["type"] == "payment_intent"
+    )
     # Our client finds the same payment intent through the list endpoint.
-    assert stripe_client.invoice_payment_intent_id(invoice_id=invoice_id) == payment["payment"]["payment_intent"]
+    assert (
+        stripe_client.invoice_payment_intent_id(invoice_id=invoice_id) == payment["payment"]["payment_intent"]
+    )
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_refund_of_a_subscription_invoice_finds_its_grant_without_an_expanded_invoice(sandbox, alice,
-                                                                                        alice_client):
+def test_a_refund_of_a_subscription_invoice_finds_its_grant_without_an_expanded_invoice(
+    sandbox, alice, alice_client
+):
     """Defect 1 of issue 11: the webhook's invoice has no `payments`; the grant still learns its payment."""
     sub = _subscribe_and_renew(alice_client)
     grants = list(InvoiceGrant.objects.filter(subscription=sub))
@@ -103,13 +130,18 @@ def test_a_refund_of_a_subscription_invoice_finds_its_grant_without_an_expanded_
 
 
 @pytest.mark.django_db
-def test_stripes_own_example_objects_replayed_through_our_webhook_are_stored_and_grant_nothing(post_event, alice):
+def test_stripes_own_example_objects_replayed_through_our_webhook_are_stored_and_grant_nothing(
+    post_event, alice
+):
     """Stripe's examples name customers and payments we never created: each is stored once, answered
     200, and grants or takes nothing. (Events whose handling re-reads Stripe, such as invoice.paid,
     are replayed against the sandbox in the tests above: the examples' ids do not exist there.)"""
     before = list(alice.wallet.entries.values_list("pk", flat=True))
-    for kind, type_ in (("checkout.session", "checkout.session.completed"), ("charge", "charge.refunded"),
-                        ("checkout.session", "checkout.session.expired")):
+    for kind, type_ in (
+        ("checkout.session", "checkout.session.completed"),
+        ("charge", "charge.refunded"),
+        ("checkout.session", "checkout.session.expired"),
+    ):
         response = post_event(stripe_event(type_, json.loads(json.dumps(RESOURCES[kind]))))
         assert response.status_code == 200, (type_, response.content)
     assert StripeEvent.objects.count() == 3

@@ -37,7 +37,15 @@ DATABASE_URL = f"postgres://fluxsite:{DB_PASSWORD}@db.internal:5432/fluxsite"
 REDIS_URL = f"redis://:{REDIS_PASSWORD}@cache.internal:6379/0"
 POSTED_PASSWORD = "known-posted-password-0123"
 POSTED_TOKEN = "hf_KnownPostedToken0123456789"
-ALL_SECRETS = [*SECRETS.values(), FERNET_KEY, DB_PASSWORD, REDIS_PASSWORD, SENTRY_KEY, POSTED_PASSWORD, POSTED_TOKEN]
+ALL_SECRETS = [
+    *SECRETS.values(),
+    FERNET_KEY,
+    DB_PASSWORD,
+    REDIS_PASSWORD,
+    SENTRY_KEY,
+    POSTED_PASSWORD,
+    POSTED_TOKEN,
+]
 
 
 @csrf_exempt
@@ -58,7 +66,9 @@ def secret_settings(settings):
     settings.DATABASE_URL = DATABASE_URL
     settings.REDIS_URL = REDIS_URL
     settings.Q_CLUSTER = {**django_settings.Q_CLUSTER, "redis": REDIS_URL}
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": REDIS_URL}}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": REDIS_URL}
+    }
     settings.ERROR_TRACKING_DSN = f"https://{SENTRY_KEY}@o1.ingest.example.com/1"  # any DSN-like value
     settings.ADMINS = [("Operators", "ops@fluxsite.example.com")]
     settings.DEBUG = False
@@ -80,7 +90,9 @@ def test_the_admin_error_mail_holds_the_exception_but_no_secret(secret_settings,
     # backend has since replaced.
     assert len(mail.outbox) == 1
     sent = mail.outbox[0]
-    report = "\n".join([sent.subject, sent.body, *(content for content, _ in getattr(sent, "alternatives", []))])
+    report = "\n".join(
+        [sent.subject, sent.body, *(content for content, _ in getattr(sent, "alternatives", []))]
+    )
     print(sent.subject, sent.body[:1500], sep="\n")
     assert "RuntimeError" in sent.body
     assert "the vendor echoed our header back" in sent.body
@@ -103,9 +115,14 @@ def test_the_debug_page_shows_locals_and_settings_without_a_secret(secret_settin
 def test_settings_are_hidden_by_name_and_by_value_also_inside_dicts(secret_settings):
     secret_settings.STORAGES = {
         **django_settings.STORAGES,
-        "backup": {"BACKEND": "storages.backends.s3.S3Storage",
-                   "OPTIONS": {"access_key": SECRETS["S3_ACCESS_KEY_ID"], "secret_key": SECRETS["S3_SECRET_ACCESS_KEY"],
-                               "endpoint_url": f"https://{SENTRY_KEY}:{DB_PASSWORD}@r2.example.com"}},
+        "backup": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "access_key": SECRETS["S3_ACCESS_KEY_ID"],
+                "secret_key": SECRETS["S3_SECRET_ACCESS_KEY"],
+                "endpoint_url": f"https://{SENTRY_KEY}:{DB_PASSWORD}@r2.example.com",
+            },
+        },
     }
     safe = SecretsExceptionReporterFilter().get_safe_settings()
 
@@ -120,12 +137,17 @@ def test_settings_are_hidden_by_name_and_by_value_also_inside_dicts(secret_setti
 def test_a_vendor_error_never_carries_a_token_in_its_message_detail_or_invalid_fields(secret_settings):
     token = SECRETS["HF_TOKEN"]
     error = IntegrationError(
-        service="huggingface", category=Category.VALIDATION, message=f"refused {token}", detail=f"401 for {token}",
+        service="huggingface",
+        category=Category.VALIDATION,
+        message=f"refused {token}",
+        detail=f"401 for {token}",
         invalid_fields=[{"field": "token", "description": f"{token} is not allowed", "type": "value"}],
     )
 
     assert token not in error.message and token not in error.detail and token not in str(error)
-    assert error.invalid_fields == [{"field": "token", "description": "[redacted] is not allowed", "type": "value"}]
+    assert error.invalid_fields == [
+        {"field": "token", "description": "[redacted] is not allowed", "type": "value"}
+    ]
 
 
 def test_log_lines_and_their_tracebacks_are_scrubbed_too(secret_settings):
@@ -136,8 +158,9 @@ def test_log_lines_and_their_tracebacks_are_scrubbed_too(secret_settings):
     try:
         raise RuntimeError(f"connect to {DATABASE_URL} with {SECRETS['STRIPE_SECRET_KEY']}")
     except RuntimeError:
-        record = logging.LogRecord("billing", logging.ERROR, __file__, 1, "failed: %s", (SECRETS["HF_TOKEN"],),
-                                   sys.exc_info())
+        record = logging.LogRecord(
+            "billing", logging.ERROR, __file__, 1, "failed: %s", (SECRETS["HF_TOKEN"],), sys.exc_info()
+        )
     line = console.format(record)
     assert "RuntimeError: connect to postgres://" in line and "@db.internal:5432/fluxsite" in line
     assert _leaks(line) == []

@@ -10,8 +10,15 @@ from django.core import mail
 
 from training.services import training_create
 
-SECURITY_HEADERS = ("Content-Security-Policy", "Permissions-Policy", "Cache-Control", "X-Frame-Options",
-                    "X-Content-Type-Options", "Referrer-Policy", "Cross-Origin-Opener-Policy")
+SECURITY_HEADERS = (
+    "Content-Security-Policy",
+    "Permissions-Policy",
+    "Cache-Control",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "Cross-Origin-Opener-Policy",
+)
 
 
 def _pages(anon_client, alice_client, staff_client, alice):
@@ -43,7 +50,9 @@ def test_every_kind_of_page_carries_the_security_headers(anon_client, alice_clie
     assert seen["404 (signed in)"].status_code == 404
     for kind, response in seen.items():
         csp = response.headers["Content-Security-Policy"]
-        assert "script-src 'self';" in csp and "'unsafe-eval'" not in csp and "frame-ancestors 'none'" in csp, kind
+        assert (
+            "script-src 'self';" in csp and "'unsafe-eval'" not in csp and "frame-ancestors 'none'" in csp
+        ), kind
         assert "microphone=()" in response.headers["Permissions-Policy"], kind
         assert "geolocation=()" in response.headers["Permissions-Policy"], kind
         assert response.headers["X-Frame-Options"] == "DENY", kind
@@ -67,7 +76,9 @@ def test_a_private_thumbnail_keeps_the_caching_its_view_chose(alice_client, alic
     chosen = HttpResponse(b"jpeg")
     chosen["Cache-Control"] = "private, max-age=86400"
     request = alice_client.get("/trainings/").wsgi_request
-    assert PrivateCacheControlMiddleware(lambda r: chosen)(request)["Cache-Control"] == "private, max-age=86400"
+    assert (
+        PrivateCacheControlMiddleware(lambda r: chosen)(request)["Cache-Control"] == "private, max-age=86400"
+    )
     request.path = "/static/site.css"
     assert "Cache-Control" not in PrivateCacheControlMiddleware(lambda r: HttpResponse())(request)
 
@@ -111,11 +122,14 @@ def test_the_password_reset_link_is_built_on_site_url_not_the_host_header(anon_c
     settings.SITE_URL = "https://fluxsite.example.com"
     settings.ALLOWED_HOSTS = ["*"]
     mail.outbox = []
-    response = anon_client.post("/account/password-reset/", {"email": alice.email},
-                                headers={"Host": "attacker.example.net"})
+    response = anon_client.post(
+        "/account/password-reset/", {"email": alice.email}, headers={"Host": "attacker.example.net"}
+    )
 
     assert response.status_code == 302
     assert len(mail.outbox) == 1
     links = re.findall(r"\S+://\S+", mail.outbox[0].body)
-    assert links and all(link.startswith("https://fluxsite.example.com/account/reset/") for link in links), links
+    assert links and all(link.startswith("https://fluxsite.example.com/account/reset/") for link in links), (
+        links
+    )
     assert "attacker.example.net" not in mail.outbox[0].body

@@ -35,7 +35,9 @@ def _login(client: Client, email: str, password: str, ip: str = "203.0.113.7", p
 
 def test_wrong_passwords_lock_the_account_from_that_address_and_the_right_one_then_fails(alice, settings):
     client = Client()
-    answers = [_login(client, alice.email, "wrong-password").status_code for _ in range(settings.AXES_FAILURE_LIMIT)]
+    answers = [
+        _login(client, alice.email, "wrong-password").status_code for _ in range(settings.AXES_FAILURE_LIMIT)
+    ]
     assert all(a == 200 for a in answers[:-1])  # the form again, with its error
     locked = _login(client, alice.email, PASSWORD)
     assert locked.status_code == 429 and "Too many failed logins" in locked.content.decode()
@@ -55,16 +57,23 @@ def test_the_admin_login_is_locked_the_same_way(staff, settings):
     client = Client()
     for _ in range(settings.AXES_FAILURE_LIMIT):
         client.post("/admin/login/", {"username": staff.email, "password": "nope"}, REMOTE_ADDR="192.0.2.1")
-    response = client.post("/admin/login/", {"username": staff.email, "password": PASSWORD}, REMOTE_ADDR="192.0.2.1")
+    response = client.post(
+        "/admin/login/", {"username": staff.email, "password": PASSWORD}, REMOTE_ADDR="192.0.2.1"
+    )
     assert response.status_code == 429
 
 
 def test_sign_ups_from_one_address_stop_at_the_limit(settings):
     settings.RATELIMITS = {**settings.RATELIMITS, "signup": "3/h"}
     client = Client()
-    answers = [client.post(reverse("accounts:signup"), {"email": f"new{i}@example.com", "password1": PASSWORD,
-                                                        "password2": PASSWORD}, REMOTE_ADDR="198.51.100.20")
-               for i in range(5)]
+    answers = [
+        client.post(
+            reverse("accounts:signup"),
+            {"email": f"new{i}@example.com", "password1": PASSWORD, "password2": PASSWORD},
+            REMOTE_ADDR="198.51.100.20",
+        )
+        for i in range(5)
+    ]
     assert all(a.status_code != 429 for a in answers[:3])
     assert answers[3].status_code == 429 and answers[3]["Retry-After"].isdigit()
     assert "Too many sign-ups from your network" in answers[3].content.decode()
@@ -72,8 +81,12 @@ def test_sign_ups_from_one_address_stop_at_the_limit(settings):
 
 def test_password_resets_are_limited_per_address_typed_whatever_the_client(settings, alice):
     settings.RATELIMITS = {**settings.RATELIMITS, "password_reset": "2/h"}
-    answers = [Client().post(reverse("accounts:password_reset"), {"email": alice.email},
-                             REMOTE_ADDR=f"198.51.100.{i}").status_code for i in range(3)]
+    answers = [
+        Client()
+        .post(reverse("accounts:password_reset"), {"email": alice.email}, REMOTE_ADDR=f"198.51.100.{i}")
+        .status_code
+        for i in range(3)
+    ]
     assert answers[:2] == [302, 302] and answers[2] == 429
 
 
@@ -82,8 +95,10 @@ def test_uploads_over_the_limit_get_429_as_json(alice, alice_client, settings):
 
     settings.RATELIMITS = {**settings.RATELIMITS, "upload": "2/m"}
     training = training_create(owner=alice, name="R", trigger_word="ohwx_r", subject_kind="subject")
-    codes = [post_files(alice_client, training, [(f"{i}.jpg", images.photo(seed=300 + i))]).status_code
-             for i in range(3)]
+    codes = [
+        post_files(alice_client, training, [(f"{i}.jpg", images.photo(seed=300 + i))]).status_code
+        for i in range(3)
+    ]
     assert codes == [200, 200, 429]
     refused = post_files(alice_client, training, [("x.jpg", images.photo(seed=310))])
     assert "Too many uploads" in refused.json()["error"]
@@ -106,8 +121,15 @@ def test_parallel_sign_ups_share_one_counter_in_redis(settings):
     settings.RATELIMITS = {**settings.RATELIMITS, "signup": "4/h"}
 
     def sign_up(i: int) -> int:
-        return Client().post(reverse("accounts:signup"), {"email": f"p{i}@example.com", "password1": PASSWORD,
-                                                          "password2": PASSWORD}, REMOTE_ADDR="198.51.100.77").status_code
+        return (
+            Client()
+            .post(
+                reverse("accounts:signup"),
+                {"email": f"p{i}@example.com", "password1": PASSWORD, "password2": PASSWORD},
+                REMOTE_ADDR="198.51.100.77",
+            )
+            .status_code
+        )
 
     codes = run_concurrently(sign_up, 10)
     assert codes.count(429) == 6, codes

@@ -58,16 +58,35 @@ def _free_port() -> int:
 
 
 def test_the_run_command_serves_the_login_page_and_stops_both_processes_on_ctrl_c(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+    }
     env.update({"FLUXSITE_VAR_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"})
     manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=180)
-    demo = subprocess.run([*manage, "ensure_demo_account"], cwd=ROOT, env=env, check=True, capture_output=True,
-                          text=True, timeout=60)
+    subprocess.run(
+        [*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=180
+    )
+    demo = subprocess.run(
+        [*manage, "ensure_demo_account"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "demo@fluxsite.local" in demo.stdout
     port = _free_port()
-    proc = subprocess.Popen([*manage, "devserver", "--addr", f"127.0.0.1:{port}"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [*manage, "devserver", "--addr", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -79,7 +98,9 @@ def test_the_run_command_serves_the_login_page_and_stops_both_processes_on_ctrl_
                 time.sleep(0.3)
         assert response.status_code == 200
         assert "Log in" in response.text
-        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
         assert len(children) == 2  # runserver and qcluster
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

@@ -26,12 +26,15 @@ PROD = {
 
 
 def run_manage(*args: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in PROD and not k.startswith(("DATABASE_URL", "REDIS"))}
+    clean = {
+        k: v for k, v in os.environ.items() if k not in PROD and not k.startswith(("DATABASE_URL", "REDIS"))
+    }
     clean.pop("DJANGO_SETTINGS_MODULE", None)
     clean.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for browser tests only; check --deploy refuses it
     clean.update({"FLUXSITE_VAR_DIR": str(ROOT / "var"), **extra_env})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_check_deploy_passes_with_production_settings():
@@ -80,7 +83,12 @@ def test_database_url_becomes_a_postgres_entry():
     db = env.database_from_url("postgres://u:p%40ss@db.example.com:6543/fluxsite?sslmode=require")
     assert db["ENGINE"] == "django.db.backends.postgresql"
     assert (db["USER"], db["PASSWORD"], db["HOST"], db["PORT"], db["NAME"]) == (
-        "u", "p@ss", "db.example.com", "6543", "fluxsite")
+        "u",
+        "p@ss",
+        "db.example.com",
+        "6543",
+        "fluxsite",
+    )
     assert db["OPTIONS"] == {"sslmode": "require"}
     with pytest.raises(ImproperlyConfigured):
         env.database_from_url("mysql://u@h/db")
@@ -88,9 +96,11 @@ def test_database_url_becomes_a_postgres_entry():
 
 def test_the_embedded_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
     """Checked in a fresh process on the default settings, whatever database this run uses."""
-    script = ("from django.db import connection\n"
-              "c = connection.cursor()\n"
-              "print(c.execute('PRAGMA journal_mode').fetchone()[0], c.execute('PRAGMA busy_timeout').fetchone()[0])")
+    script = (
+        "from django.db import connection\n"
+        "c = connection.cursor()\n"
+        "print(c.execute('PRAGMA journal_mode').fetchone()[0], c.execute('PRAGMA busy_timeout').fetchone()[0])"
+    )
     result = run_manage("shell", "-c", script, extra_env={"SQLITE_PATH": str(tmp_path / "db.sqlite3")})
     assert result.returncode == 0, result.stderr
     mode, timeout = result.stdout.strip().splitlines()[-1].split()

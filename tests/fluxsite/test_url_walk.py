@@ -52,8 +52,13 @@ def objects(alice, alice_client):
     model = lora_model(alice, replicate_version="fluxsite/lora-walk:" + "b" * 64)
     generation = finished_generation(alice, model, images=1)
     image = GeneratedImage.objects.get(generation=generation)
-    return {"training": training, "dataset_image": dataset_image, "model": model, "generation": generation,
-            "image": image}
+    return {
+        "training": training,
+        "dataset_image": dataset_image,
+        "model": model,
+        "generation": generation,
+        "image": image,
+    }
 
 
 def _kwargs(name: str, objects) -> dict:

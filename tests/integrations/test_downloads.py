@@ -156,8 +156,9 @@ def public_only(url: str) -> tuple[str, ...]:
     parsed = httpx.URL(url)
     addresses = downloads.host_addresses(parsed.host, parsed.port or 80)
     if not all(downloads.ip_is_public(a) for a in addresses):
-        raise IntegrationError(service="test", category=Category.VALIDATION, message="private address",
-                               detail=str(addresses))
+        raise IntegrationError(
+            service="test", category=Category.VALIDATION, message="private address", detail=str(addresses)
+        )
     return addresses
 
 
@@ -175,9 +176,17 @@ def fail(kind: downloads.Failure, detail: str) -> IntegrationError:
 
 def _get(url: str, **overrides) -> bytes:
     sink = BytesIO()
-    arguments = {"check": public_only, "cap_bytes": 10_000, "deadline_seconds": 10.0, "read_timeout_seconds": 5.0,
-                 "headers_for": lambda _url: {}, "max_redirects": 3, "on_response": lambda _response: None,
-                 "fail": fail, **overrides}
+    arguments = {
+        "check": public_only,
+        "cap_bytes": 10_000,
+        "deadline_seconds": 10.0,
+        "read_timeout_seconds": 5.0,
+        "headers_for": lambda _url: {},
+        "max_redirects": 3,
+        "on_response": lambda _response: None,
+        "fail": fail,
+        **overrides,
+    }
     downloads.download(url=url, sink=sink, **arguments)
     return sink.getvalue()
 
@@ -204,7 +213,8 @@ def test_each_hop_is_looked_up_once_and_a_hop_that_now_resolves_privately_is_ref
 
 
 def test_in_production_a_weights_host_resolving_to_loopback_is_refused_before_connecting(
-        settings, dns, connects, tmp_path):
+    settings, dns, connects, tmp_path
+):
     settings.SANDBOX_MODE = False
     settings.REPLICATE_DOWNLOAD_HOSTS = ["replicate.delivery", "*.replicate.delivery"]
     dns.answers["rebind.replicate.delivery"] = lambda n: "127.0.0.1"
@@ -214,7 +224,9 @@ def test_in_production_a_weights_host_resolving_to_loopback_is_refused_before_co
     assert connects == [] and list(tmp_path.iterdir()) == []
 
 
-def test_a_name_the_check_did_not_return_addresses_for_is_never_resolved_by_the_connection(server, dns, connects):
+def test_a_name_the_check_did_not_return_addresses_for_is_never_resolved_by_the_connection(
+    server, dns, connects
+):
     dns.answers["rebind.test"] = lambda n: "127.0.0.1"
     with pytest.raises(IntegrationError) as err:
         _get(f"http://rebind.test:{server.port}/file", check=lambda _url: ())
@@ -228,8 +240,12 @@ def test_a_server_trickling_bytes_is_stopped_by_the_overall_deadline(server):
     started = time.monotonic()
     with pytest.raises(IntegrationError) as err:
         # Each byte comes well within the 5 s per-read timeout; only the 2 s deadline can stop this.
-        _get(f"http://127.0.0.1:{server.port}/slow", check=any_address, deadline_seconds=2.0,
-             read_timeout_seconds=5.0)
+        _get(
+            f"http://127.0.0.1:{server.port}/slow",
+            check=any_address,
+            deadline_seconds=2.0,
+            read_timeout_seconds=5.0,
+        )
     elapsed = time.monotonic() - started
     assert err.value.message == "timeout" and err.value.category == Category.TIMEOUT
     assert 1.5 < elapsed < 3.0
@@ -245,7 +261,9 @@ def test_the_weights_download_times_out_at_its_deadline(settings, server, tmp_pa
     with pytest.raises(IntegrationError) as err:
         weights_fetch(url=f"http://127.0.0.1:{server.port}/t.tar", dest_dir=tmp_path)
     assert time.monotonic() - started < 3.0
-    assert err.value.category == Category.TIMEOUT and err.value.message == "Downloading the weights timed out."
+    assert (
+        err.value.category == Category.TIMEOUT and err.value.message == "Downloading the weights timed out."
+    )
     assert err.value.retryable is True and list(tmp_path.iterdir()) == []
 
 
@@ -300,9 +318,18 @@ def test_a_body_without_a_length_is_stopped_mid_stream_at_the_cap(server):
     server.routes["/big"] = _body(b"x" * 50_000, length=False)
     sink = BytesIO()
     with pytest.raises(IntegrationError) as err:
-        downloads.download(url=f"http://127.0.0.1:{server.port}/big", check=any_address, sink=sink, cap_bytes=1000,
-                           deadline_seconds=10, read_timeout_seconds=5, headers_for=lambda _url: {},
-                           max_redirects=0, on_response=lambda _response: None, fail=fail)
+        downloads.download(
+            url=f"http://127.0.0.1:{server.port}/big",
+            check=any_address,
+            sink=sink,
+            cap_bytes=1000,
+            deadline_seconds=10,
+            read_timeout_seconds=5,
+            headers_for=lambda _url: {},
+            max_redirects=0,
+            on_response=lambda _response: None,
+            fail=fail,
+        )
     assert err.value.message == "too_large"
     assert sink.tell() <= 1000
 
@@ -326,22 +353,32 @@ def _self_signed(tmp_path, name: str) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return str(cert_path), str(key_path)
 
 
 @pytest.mark.parametrize(("certificate_for", "served"), [("secure.test", True), ("someone-else.test", False)])
 def test_tls_verifies_the_certificate_against_the_name_and_sends_it_as_sni(
-        server, dns, monkeypatch, tmp_path, certificate_for, served):
+    server, dns, monkeypatch, tmp_path, certificate_for, served
+):
     import ssl
 
     import httpx

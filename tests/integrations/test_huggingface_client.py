@@ -46,19 +46,29 @@ def test_a_lora_is_published_and_downloaded_back_byte_identical(hub, tmp_path):
     assert url.endswith("/sandbox/hf/fluxsite/portrait")
     assert hf.repo_ensure(repo_id="fluxsite/portrait") == url  # exists: fine
 
-    commit = hf.repo_upload(repo_id="fluxsite/portrait", commit_message="Publish LoRA",
-                            files=[("lora.safetensors", weights), ("README.md", card)])
+    commit = hf.repo_upload(
+        repo_id="fluxsite/portrait",
+        commit_message="Publish LoRA",
+        files=[("lora.safetensors", weights), ("README.md", card)],
+    )
     assert len(commit.oid) == 40
     assert commit.url.endswith(commit.oid)
 
     info = hf.repo_info(repo_id="fluxsite/portrait")
-    assert info == hf.HfRepo(id="fluxsite/portrait", private=True, sha=commit.oid,
-                             files=(".gitattributes", "README.md", "lora.safetensors"))
+    assert info == hf.HfRepo(
+        id="fluxsite/portrait",
+        private=True,
+        sha=commit.oid,
+        files=(".gitattributes", "README.md", "lora.safetensors"),
+    )
 
-    got = hf.file_download(repo_id="fluxsite/portrait", filename="lora.safetensors", local_dir=tmp_path / "dl")
+    got = hf.file_download(
+        repo_id="fluxsite/portrait", filename="lora.safetensors", local_dir=tmp_path / "dl"
+    )
     assert hashlib.sha256(got.read_bytes()).digest() == hashlib.sha256(weights.read_bytes()).digest()
-    got_card = hf.file_download(repo_id="fluxsite/portrait", filename="README.md", revision=commit.oid,
-                                local_dir=tmp_path / "dl")
+    got_card = hf.file_download(
+        repo_id="fluxsite/portrait", filename="README.md", revision=commit.oid, local_dir=tmp_path / "dl"
+    )
     assert got_card.read_bytes() == card
 
 
@@ -108,8 +118,9 @@ def test_uploads_avoid_xet_even_without_the_environment_variable(hub, monkeypatc
     assert hub_state.xet_requests() == []
 
 
-def test_a_publish_to_an_endpoint_that_is_not_the_sandbox_never_asks_for_xet(hub, live_server, settings,
-                                                                              monkeypatch, tmp_path):
+def test_a_publish_to_an_endpoint_that_is_not_the_sandbox_never_asks_for_xet(
+    hub, live_server, settings, monkeypatch, tmp_path
+):
     # Production's conditions: SANDBOX_MODE off, the Hub at the root of its host (as huggingface.co),
     # Xet left on by the environment. The client may not tell this from the real Hub, so whatever it
     # does here it does in production; the stand-in records any Xet token request it gets.
@@ -123,14 +134,19 @@ def test_a_publish_to_an_endpoint_that_is_not_the_sandbox_never_asks_for_xet(hub
     hf.repo_ensure(repo_id="fluxsite/prod-like", private=True)
     failure = None
     try:
-        commit = hf.repo_upload(repo_id="fluxsite/prod-like", commit_message="Publish LoRA",
-                                files=[("lora.safetensors", weights), ("README.md", b"# LoRA\n")])
+        commit = hf.repo_upload(
+            repo_id="fluxsite/prod-like",
+            commit_message="Publish LoRA",
+            files=[("lora.safetensors", weights), ("README.md", b"# LoRA\n")],
+        )
     except IntegrationError as exc:  # the stand-in refuses Xet: say why first
         failure = exc
     assert hub_state.xet_requests() == [], f"the publish asked the Hub for Xet ({failure})"
     assert failure is None
     assert hf.repo_info(repo_id="fluxsite/prod-like").sha == commit.oid
-    assert HubLfsObject.objects.filter(oid=hashlib.sha256(weights.read_bytes()).hexdigest(), verified=True).exists()
+    assert HubLfsObject.objects.filter(
+        oid=hashlib.sha256(weights.read_bytes()).hexdigest(), verified=True
+    ).exists()
 
 
 def _create(name: str):
@@ -142,12 +158,20 @@ def _create(name: str):
     [
         ("whoami", 401, Category.AUTHENTICATION, lambda: hf.whoami()),
         ("repos.create", 403, Category.AUTHENTICATION, _create("forbidden")),
-        ("commit", 409, Category.VALIDATION,
-         lambda: hf.repo_upload(repo_id="fluxsite/base", files=[("a.txt", b"a")], commit_message="x")),
+        (
+            "commit",
+            409,
+            Category.VALIDATION,
+            lambda: hf.repo_upload(repo_id="fluxsite/base", files=[("a.txt", b"a")], commit_message="x"),
+        ),
         ("whoami", 429, Category.RATE_LIMIT, lambda: hf.whoami()),
         ("repo.info", 500, Category.SERVICE_ERROR, lambda: hf.repo_info(repo_id="fluxsite/base")),
-        ("repos.settings", 503, Category.SERVICE_ERROR,
-         lambda: hf.repo_set_private(repo_id="fluxsite/base", private=False)),
+        (
+            "repos.settings",
+            503,
+            Category.SERVICE_ERROR,
+            lambda: hf.repo_set_private(repo_id="fluxsite/base", private=False),
+        ),
     ],
 )
 def test_each_armed_fault_arrives_as_its_category(hub, operation, status, category, call):

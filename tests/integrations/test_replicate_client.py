@@ -18,8 +18,11 @@ from sandbox.faults import fault_inject
 from tests.sandbox.replicate_kit import WebhookReceiver, dataset_url, good_dataset, wait_until
 
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-VECTOR_HEADERS = {"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330",
-                  "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}
+VECTOR_HEADERS = {
+    "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+    "webhook-timestamp": "1614265330",
+    "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+}
 VECTOR_BODY = b'{"test": 2432232314}'
 VECTOR_TIME = 1614265330
 
@@ -66,16 +69,22 @@ def test_a_missing_header_is_refused(time_machine, missing):
 
 def test_one_matching_signature_among_several_is_enough_and_headers_are_case_insensitive(time_machine):
     time_machine.move_to(VECTOR_TIME, tick=False)
-    headers = {"Webhook-Id": VECTOR_HEADERS["webhook-id"], "Webhook-Timestamp": VECTOR_HEADERS["webhook-timestamp"],
-               "Webhook-Signature": "v1,bm9wZQ== v2,abc " + VECTOR_HEADERS["webhook-signature"]}
+    headers = {
+        "Webhook-Id": VECTOR_HEADERS["webhook-id"],
+        "Webhook-Timestamp": VECTOR_HEADERS["webhook-timestamp"],
+        "Webhook-Signature": "v1,bm9wZQ== v2,abc " + VECTOR_HEADERS["webhook-signature"],
+    }
     rc.webhook_verify(headers=headers, body=VECTOR_BODY, secret=VECTOR_SECRET)
 
 
 def test_a_signature_made_with_another_secret_is_refused(settings):
     now = int(time.time())
     other = "whsec_" + base64.b64encode(b"another key entirely").decode()
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(now),
-               "webhook-signature": _sign(other, "msg_1", now, b"{}")}
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(now),
+        "webhook-signature": _sign(other, "msg_1", now, b"{}"),
+    }
     with pytest.raises(IntegrationError):
         rc.webhook_verify(headers=headers, body=b"{}")
     headers["webhook-signature"] = _sign(settings.REPLICATE_WEBHOOK_SECRET, "msg_1", now, b"{}")
@@ -83,16 +92,30 @@ def test_a_signature_made_with_another_secret_is_refused(settings):
 
 
 def test_webhook_bodies_become_typed_results():
-    info = rc.training_from_payload({
-        "id": "t1", "status": "succeeded", "logs": "x", "error": None,
-        "output": {"version": "o/n:" + "a" * 64, "weights": "https://replicate.delivery/w.tar"},
-        "metrics": {"predict_time": 12.5}, "created_at": "2025-01-01T00:00:00.000000Z",
-        "started_at": None, "completed_at": "2025-01-01T00:01:00.000000Z"})
+    info = rc.training_from_payload(
+        {
+            "id": "t1",
+            "status": "succeeded",
+            "logs": "x",
+            "error": None,
+            "output": {"version": "o/n:" + "a" * 64, "weights": "https://replicate.delivery/w.tar"},
+            "metrics": {"predict_time": 12.5},
+            "created_at": "2025-01-01T00:00:00.000000Z",
+            "started_at": None,
+            "completed_at": "2025-01-01T00:01:00.000000Z",
+        }
+    )
     assert (info.status, info.output_version, info.weights_url, info.predict_time) == (
-        "succeeded", "o/n:" + "a" * 64, "https://replicate.delivery/w.tar", 12.5)
+        "succeeded",
+        "o/n:" + "a" * 64,
+        "https://replicate.delivery/w.tar",
+        12.5,
+    )
     assert info.is_finished
     assert rc.training_from_payload({"id": "t2", "status": "queued-somehow"}).is_finished is False
-    prediction = rc.prediction_from_payload({"id": "p", "status": "succeeded", "output": ["https://a/1.webp"]})
+    prediction = rc.prediction_from_payload(
+        {"id": "p", "status": "succeeded", "output": ["https://a/1.webp"]}
+    )
     assert prediction.output_urls == ("https://a/1.webp",)
 
 
@@ -123,8 +146,11 @@ def test_a_training_runs_to_success_through_the_client(sandbox, settings, receiv
     version = rc.trainer_version_get()
     assert len(version) == 64
 
-    started = rc.training_create(destination=first.ref, webhook_url=receiver.url,
-                                 input={"input_images": dataset_url(good_dataset()), "steps": 200})
+    started = rc.training_create(
+        destination=first.ref,
+        webhook_url=receiver.url,
+        input={"input_images": dataset_url(good_dataset()), "steps": 200},
+    )
     assert started.status == "starting" and not started.is_finished
     done = wait_until(lambda: rc.training_get(training_id=started.id), lambda t: t.is_finished)
     assert done.status == "succeeded"
@@ -139,7 +165,9 @@ def test_a_training_runs_to_success_through_the_client(sandbox, settings, receiv
     from_hook = rc.training_from_payload(json.loads(deliveries[-1].body))
     assert from_hook == done
 
-    prediction = rc.prediction_create(version=done.output_version, input={"prompt": "TOK smiling"}, wait_seconds=10)
+    prediction = rc.prediction_create(
+        version=done.output_version, input={"prompt": "TOK smiling"}, wait_seconds=10
+    )
     assert prediction.status == "succeeded"
     assert len(prediction.output_urls) == 1
     assert rc.prediction_get(prediction_id=prediction.id) == prediction
@@ -156,8 +184,9 @@ def test_a_prediction_can_be_canceled_through_the_client(sandbox, settings):
 @pytestmark_db
 def test_a_training_can_be_canceled_through_the_client(sandbox):
     rc.model_ensure(owner="fluxsite", name="to-cancel")
-    started = rc.training_create(destination="fluxsite/to-cancel",
-                                 input={"input_images": dataset_url(good_dataset()), "steps": 3000})
+    started = rc.training_create(
+        destination="fluxsite/to-cancel", input={"input_images": dataset_url(good_dataset()), "steps": 3000}
+    )
     assert rc.training_cancel(training_id=started.id).status == "canceled"
 
 
@@ -170,16 +199,19 @@ def _start_prediction() -> rc.PredictionInfo:
 
 
 @pytestmark_db
-@pytest.mark.parametrize(("status", "category", "retryable"), [
-    (401, Category.AUTHENTICATION, False),
-    (402, Category.SERVICE_ERROR, False),
-    (404, Category.VALIDATION, False),
-    (409, Category.VALIDATION, False),
-    (422, Category.VALIDATION, False),
-    (429, Category.RATE_LIMIT, True),
-    (500, Category.SERVICE_ERROR, True),
-    (503, Category.SERVICE_ERROR, True),
-])
+@pytest.mark.parametrize(
+    ("status", "category", "retryable"),
+    [
+        (401, Category.AUTHENTICATION, False),
+        (402, Category.SERVICE_ERROR, False),
+        (404, Category.VALIDATION, False),
+        (409, Category.VALIDATION, False),
+        (422, Category.VALIDATION, False),
+        (429, Category.RATE_LIMIT, True),
+        (500, Category.SERVICE_ERROR, True),
+        (503, Category.SERVICE_ERROR, True),
+    ],
+)
 def test_status_faults_reach_the_client_as_the_right_category(sandbox, status, category, retryable):
     _arm("predictions.create", status, retry_after=7 if status == 429 else None)
     with pytest.raises(IntegrationError) as failed:
@@ -197,10 +229,13 @@ def test_status_faults_reach_the_client_as_the_right_category(sandbox, status, c
 def test_a_real_422_carries_invalid_fields(sandbox):
     rc.model_ensure(owner="fluxsite", name="bad-input")
     with pytest.raises(IntegrationError) as refused:
-        rc.training_create(destination="fluxsite/bad-input", input={"input_images": "https://x/y.zip", "steps": 7000})
+        rc.training_create(
+            destination="fluxsite/bad-input", input={"input_images": "https://x/y.zip", "steps": 7000}
+        )
     assert refused.value.category == Category.VALIDATION
     assert refused.value.invalid_fields == [
-        {"type": "number_lte", "field": "input.steps", "description": "Must be less than or equal to 6000"}]
+        {"type": "number_lte", "field": "input.steps", "description": "Must be less than or equal to 6000"}
+    ]
 
 
 @pytestmark_db

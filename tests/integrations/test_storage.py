@@ -30,7 +30,11 @@ def moto_endpoint():
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
     ).create_bucket(Bucket=BUCKET)
     yield endpoint
     server.stop()
@@ -59,7 +63,10 @@ def s3(moto_endpoint, settings):
         },
     }
     return boto3.client(
-        "s3", endpoint_url=moto_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+        "s3",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
         region_name="us-east-1",
     )
 
@@ -113,7 +120,10 @@ def test_the_dataset_zip_streams_into_s3(s3, alice, alice_client, settings):
     body = httpx.get(dataset_zip_url(dataset=dataset), timeout=10).content
     assert len(body) == dataset.zip_size and f"{zlib.crc32(body):08x}" == dataset.zip_crc32
     assert body.startswith(b"PK\x03\x04")
-    names = [key["Key"] for key in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"private/datasets/{training.pk}/")["Contents"]]
+    names = [
+        key["Key"]
+        for key in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"private/datasets/{training.pk}/")["Contents"]
+    ]
     assert f"private/{dataset.zip_name}" in names and len(names) == 3 * 2 + 1
 
 

@@ -17,25 +17,33 @@ from sandbox.faults import fault_inject
 
 def _create(**overrides) -> stripe_client.CheckoutSession:
     args = {
-        "mode": "payment", "price_id": "price_sandbox_pack_1000", "customer_id": None,
-        "customer_email": "alice@example.com", "client_reference_id": "1", "metadata": {"user_id": "1"},
-        "success_url": "http://app.test/ok?s={CHECKOUT_SESSION_ID}", "cancel_url": "http://app.test/no",
+        "mode": "payment",
+        "price_id": "price_sandbox_pack_1000",
+        "customer_id": None,
+        "customer_email": "alice@example.com",
+        "client_reference_id": "1",
+        "metadata": {"user_id": "1"},
+        "success_url": "http://app.test/ok?s={CHECKOUT_SESSION_ID}",
+        "cancel_url": "http://app.test/no",
         "idempotency_key": "client-test",
     }
     return stripe_client.checkout_session_create(**{**args, **overrides})
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(("status", "category", "retryable"), [
-    (400, Category.VALIDATION, False),
-    (401, Category.AUTHENTICATION, False),
-    (402, Category.VALIDATION, False),
-    (404, Category.VALIDATION, False),
-    (409, Category.VALIDATION, False),
-    (429, Category.RATE_LIMIT, True),
-    (500, Category.SERVICE_ERROR, True),
-    (503, Category.SERVICE_ERROR, True),
-])
+@pytest.mark.parametrize(
+    ("status", "category", "retryable"),
+    [
+        (400, Category.VALIDATION, False),
+        (401, Category.AUTHENTICATION, False),
+        (402, Category.VALIDATION, False),
+        (404, Category.VALIDATION, False),
+        (409, Category.VALIDATION, False),
+        (429, Category.RATE_LIMIT, True),
+        (500, Category.SERVICE_ERROR, True),
+        (503, Category.SERVICE_ERROR, True),
+    ],
+)
 def test_each_status_fault_reaches_the_caller_as_its_category(sandbox, settings, status, category, retryable):
     fault_inject(service="stripe", operation="checkout.sessions.create", status=status, retry_after=7)
     with pytest.raises(IntegrationError) as err:
@@ -105,9 +113,15 @@ def _signed(event: dict, secret: str, timestamp: int | None = None) -> tuple[byt
     return payload.encode(), stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp)
 
 
-EVENT = {"id": "evt_1", "object": "event", "type": "invoice.paid", "api_version": "2025-03-31.basil",
-         "created": 1, "livemode": False, "data": {"object": {"id": "in_1", "object": "invoice",
-                                                                "amount_paid": 1900}}}
+EVENT = {
+    "id": "evt_1",
+    "object": "event",
+    "type": "invoice.paid",
+    "api_version": "2025-03-31.basil",
+    "created": 1,
+    "livemode": False,
+    "data": {"object": {"id": "in_1", "object": "invoice", "amount_paid": 1900}},
+}
 
 
 def test_a_valid_webhook_becomes_a_plain_dict(settings):

@@ -52,8 +52,13 @@ def tar_bytes(members: list[tuple[str, bytes]], *, links: list[tuple[str, str, b
 
 
 def good_tar(lora: bytes | None = None) -> bytes:
-    return tar_bytes([(f"{ROOT}/lora.safetensors", lora or safetensors_bytes()), (f"{ROOT}/config.yaml", CONFIG),
-                      (f"{ROOT}/captions/img_001.txt", b"a photo of TOK")])
+    return tar_bytes(
+        [
+            (f"{ROOT}/lora.safetensors", lora or safetensors_bytes()),
+            (f"{ROOT}/config.yaml", CONFIG),
+            (f"{ROOT}/captions/img_001.txt", b"a photo of TOK"),
+        ]
+    )
 
 
 class FileServer:

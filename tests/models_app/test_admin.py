@@ -12,15 +12,28 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def failed(alice):
-    return LoraModel.objects.create(owner=alice, name="Portrait", slug="portrait", trigger_word="ALICEX",
-                                    weights_file_name="weights/x/lora.safetensors", weights_size=1,
-                                    weights_sha256="0" * 64, status=LoraModel.Status.PUBLISH_FAILED,
-                                    publish_error_category="rate_limit", publish_error_message="Slow down")
+    return LoraModel.objects.create(
+        owner=alice,
+        name="Portrait",
+        slug="portrait",
+        trigger_word="ALICEX",
+        weights_file_name="weights/x/lora.safetensors",
+        weights_size=1,
+        weights_sha256="0" * 64,
+        status=LoraModel.Status.PUBLISH_FAILED,
+        publish_error_category="rate_limit",
+        publish_error_message="Slow down",
+    )
 
 
 def test_the_changelists_filter_and_search(staff_client, failed, alice):
-    HuggingFaceAccount.objects.create(user=alice, username="alice", token_encrypted=token_encrypt("hf_secret1234"),
-                                      token_last4="1234", checked_at=failed.created_at)
+    HuggingFaceAccount.objects.create(
+        user=alice,
+        username="alice",
+        token_encrypted=token_encrypt("hf_secret1234"),
+        token_last4="1234",
+        checked_at=failed.created_at,
+    )
     page = staff_client.get("/admin/models_app/loramodel/?status__exact=publish_failed&q=ALICEX")
     assert page.status_code == 200 and b"Portrait" in page.content
     account = staff_client.get("/admin/models_app/huggingfaceaccount/")
@@ -36,8 +49,9 @@ def test_the_retry_action_moves_failed_models_back_to_publishing(staff_client, f
     from django_q.conf import Conf
 
     monkeypatch.setattr(Conf, "SYNC", False)
-    response = staff_client.post("/admin/models_app/loramodel/", {"action": "retry_publishing",
-                                                                    "_selected_action": [failed.pk]})
+    response = staff_client.post(
+        "/admin/models_app/loramodel/", {"action": "retry_publishing", "_selected_action": [failed.pk]}
+    )
     assert response.status_code == 302
     failed.refresh_from_db()
     assert failed.status == LoraModel.Status.PUBLISHING

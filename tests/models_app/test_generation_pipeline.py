@@ -33,7 +33,9 @@ def _finished(generation: Generation) -> bool:
     return generation.is_finished
 
 
-def test_a_generation_runs_on_the_trained_version_and_copies_the_images(sandbox, alice, alice_client, ready_model):
+def test_a_generation_runs_on_the_trained_version_and_copies_the_images(
+    sandbox, alice, alice_client, ready_model
+):
     before = balance_for_user(alice)
     response = alice_client.post("/models/generate/", {**FORM, "model": ready_model.pk, "seed": "7"})
     generation = Generation.objects.get()
@@ -82,18 +84,21 @@ def test_a_prompt_flagged_as_sensitive_fails_with_a_clear_message_and_a_refund(s
     assert balance_for_user(alice) == before
 
 
-def test_replicate_refusing_an_input_fails_and_refunds_and_shows_it_against_the_field(sandbox, alice, alice_client,
-                                                                                      ready_model):
+def test_replicate_refusing_an_input_fails_and_refunds_and_shows_it_against_the_field(
+    sandbox, alice, alice_client, ready_model
+):
     # Our form never lets lora_scale 5 through: the service is called directly to reach Replicate's own 422.
     before = balance_for_user(alice)
-    generation = generation_start(user=alice, model=ready_model, prompt="a cat", params={**PARAMS, "lora_scale": 5})
+    generation = generation_start(
+        user=alice, model=ready_model, prompt="a cat", params={**PARAMS, "lora_scale": 5}
+    )
     generation.refresh_from_db()
     assert generation.status == G.FAILED and generation.error_category == "validation"
     assert generation.invalid_fields[0]["field"] == "input.lora_scale"
     assert balance_for_user(alice) == before
     assert not SandboxPrediction.objects.exists()
     page = alice_client.get(f"/models/generate/?again={generation.pk}").content.decode()
-    field = page[page.index('for="id_lora_scale"'):]
+    field = page[page.index('for="id_lora_scale"') :]
     # A trained version's predictor bounds lora_scale at 2 (flux-fine-tuner predict.py, vendor data).
     assert "Replicate: Must be less than or equal to 2" in field[:1500]
 
@@ -120,8 +125,9 @@ def test_a_create_that_stays_rate_limited_fails_with_a_refund(sandbox, settings,
     assert not SandboxPrediction.objects.exists()
 
 
-def test_an_output_that_cannot_be_downloaded_fails_with_a_file_error_and_a_refund(sandbox, settings, alice,
-                                                                                  ready_model):
+def test_an_output_that_cannot_be_downloaded_fails_with_a_file_error_and_a_refund(
+    sandbox, settings, alice, ready_model
+):
     settings.GENERATION_DOWNLOAD_RETRY_SECONDS = 0
     fault_inject(service="replicate", operation="files.get", status=503, retry_after=1, times=None)
     before = balance_for_user(alice)
@@ -134,7 +140,9 @@ def test_an_output_that_cannot_be_downloaded_fails_with_a_file_error_and_a_refun
 
 def test_a_model_with_only_hugging_face_weights_runs_on_the_base_model_with_lora_weights(sandbox, alice):
     model = lora_model(alice, name="Hub only", hf_repo_id="fluxsite/hub-only")
-    generation = generation_start(user=alice, model=model, prompt="a cat", params={**PARAMS, "guidance_scale": 4.5})
+    generation = generation_start(
+        user=alice, model=model, prompt="a cat", params={**PARAMS, "guidance_scale": 4.5}
+    )
     generation.refresh_from_db()
     assert generation.status == G.RUNNING, generation.error_message
     prediction = SandboxPrediction.objects.get()
@@ -143,10 +151,17 @@ def test_a_model_with_only_hugging_face_weights_runs_on_the_base_model_with_lora
     assert prediction.input["guidance"] == 4.5 and "guidance_scale" not in prediction.input
 
 
-def test_insufficient_credits_show_a_message_and_nothing_reaches_replicate(sandbox, alice, alice_client, ready_model):
+def test_insufficient_credits_show_a_message_and_nothing_reaches_replicate(
+    sandbox, alice, alice_client, ready_model
+):
     from billing.services import credits_spend
 
-    credits_spend(user=alice, amount=balance_for_user(alice) - 3, reference="test:drain", kind="billing.credits.spent.training")
+    credits_spend(
+        user=alice,
+        amount=balance_for_user(alice) - 3,
+        reference="test:drain",
+        kind="billing.credits.spent.training",
+    )
     page = alice_client.post("/models/generate/", {**FORM, "model": ready_model.pk})
     assert page.status_code == 200 and "Not enough credits" in page.content.decode()
     assert not Generation.objects.exists() and not SandboxPrediction.objects.exists()
@@ -158,13 +173,21 @@ def _signed(sandbox_settings, payload: dict, msg_id: str = "msg_test_1") -> dict
 
     body = json.dumps(payload).encode()
     ts = int(time.time())
-    sig = webhook_signature(secret=sandbox_settings.REPLICATE_WEBHOOK_SECRET, msg_id=msg_id, timestamp=ts, body=body)
-    return {"data": body, "content_type": "application/json", "HTTP_WEBHOOK_ID": msg_id,
-            "HTTP_WEBHOOK_TIMESTAMP": str(ts), "HTTP_WEBHOOK_SIGNATURE": sig}
+    sig = webhook_signature(
+        secret=sandbox_settings.REPLICATE_WEBHOOK_SECRET, msg_id=msg_id, timestamp=ts, body=body
+    )
+    return {
+        "data": body,
+        "content_type": "application/json",
+        "HTTP_WEBHOOK_ID": msg_id,
+        "HTTP_WEBHOOK_TIMESTAMP": str(ts),
+        "HTTP_WEBHOOK_SIGNATURE": sig,
+    }
 
 
-def test_the_prediction_webhook_refuses_a_bad_signature_and_ignores_a_duplicate(sandbox, settings, client, alice,
-                                                                                ready_model):
+def test_the_prediction_webhook_refuses_a_bad_signature_and_ignores_a_duplicate(
+    sandbox, settings, client, alice, ready_model
+):
     from training.models import ReplicateWebhook
 
     fault_inject(service="replicate", operation="*", kind=FaultKind.DROP_WEBHOOK, times=None)
@@ -183,8 +206,12 @@ def test_the_prediction_webhook_refuses_a_bad_signature_and_ignores_a_duplicate(
     assert delivery.kind == "prediction" and delivery.job_hint == generation.pk and delivery.processed_at
 
 
-def test_a_generation_without_a_seed_picks_one_and_sends_it_so_it_can_be_repeated(sandbox, alice, ready_model):
-    generation = generation_start(user=alice, model=ready_model, prompt="a cat", params={**PARAMS, "seed": None})
+def test_a_generation_without_a_seed_picks_one_and_sends_it_so_it_can_be_repeated(
+    sandbox, alice, ready_model
+):
+    generation = generation_start(
+        user=alice, model=ready_model, prompt="a cat", params={**PARAMS, "seed": None}
+    )
     generation.refresh_from_db()
     assert generation.seed is not None
     assert SandboxPrediction.objects.get().input["seed"] == generation.seed
@@ -193,10 +220,12 @@ def test_a_generation_without_a_seed_picks_one_and_sends_it_so_it_can_be_repeate
 # --- Issue 11, defect 3: each target's own ranges, read from its schema ---------------------------------
 def _lora_scale_input(page: str) -> str:
     start = page.index('name="lora_scale"')
-    return page[page.rindex("<input", 0, start):page.index(">", start)]
+    return page[page.rindex("<input", 0, start) : page.index(">", start)]
 
 
-def test_a_trained_version_refuses_a_strength_over_its_own_maximum_of_2(sandbox, alice, alice_client, ready_model):
+def test_a_trained_version_refuses_a_strength_over_its_own_maximum_of_2(
+    sandbox, alice, alice_client, ready_model
+):
     """The predictor behind trained versions (replicate/flux-fine-tuner) bounds lora_scale at 2."""
     page = alice_client.get(f"/models/generate/?model={ready_model.pk}").content.decode()
     assert 'max="2.0"' in _lora_scale_input(page) and "-1 to 2: how strongly" in page

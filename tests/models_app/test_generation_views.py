@@ -23,18 +23,21 @@ def generation(alice, model):
     return finished_generation(alice, model, images=2)
 
 
-@pytest.mark.parametrize(("change", "field", "message"), [
-    ({"prompt": ""}, "prompt", "Write a prompt."),
-    ({"prompt": "x" * 2000}, "prompt", "at most 1000 characters"),
-    ({"num_outputs": "5"}, "num_outputs", "less than or equal to 4"),
-    # No schema can be read here (no sandbox): the narrower known range applies (trained versions: 2).
-    ({"lora_scale": "2.5"}, "lora_scale", "less than or equal to 2"),
-    ({"num_inference_steps": "0"}, "num_inference_steps", "greater than or equal to 1"),
-    ({"guidance_scale": "11"}, "guidance_scale", "less than or equal to 10"),
-    ({"aspect_ratio": "7:5"}, "aspect_ratio", "Select a valid choice"),
-    ({"output_format": "gif"}, "output_format", "Select a valid choice"),
-    ({"seed": "-1"}, "seed", "greater than or equal to 0"),
-])
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"prompt": ""}, "prompt", "Write a prompt."),
+        ({"prompt": "x" * 2000}, "prompt", "at most 1000 characters"),
+        ({"num_outputs": "5"}, "num_outputs", "less than or equal to 4"),
+        # No schema can be read here (no sandbox): the narrower known range applies (trained versions: 2).
+        ({"lora_scale": "2.5"}, "lora_scale", "less than or equal to 2"),
+        ({"num_inference_steps": "0"}, "num_inference_steps", "greater than or equal to 1"),
+        ({"guidance_scale": "11"}, "guidance_scale", "less than or equal to 10"),
+        ({"aspect_ratio": "7:5"}, "aspect_ratio", "Select a valid choice"),
+        ({"output_format": "gif"}, "output_format", "Select a valid choice"),
+        ({"seed": "-1"}, "seed", "greater than or equal to 0"),
+    ],
+)
 def test_bad_input_is_a_form_error_and_nothing_is_charged(alice, alice_client, model, change, field, message):
     before = balance_for_user(alice)
     page = alice_client.post("/models/generate/", {**FORM, "model": model.pk, **change})
@@ -66,9 +69,14 @@ def test_the_page_offers_suggestions_for_the_models_kind_and_a_live_preview(alic
     style = lora_model(alice, name="Ink", subject_kind="style", replicate_version=VERSION)
     page = alice_client.get(f"/models/generate/?model={style.pk}").content.decode()
     assert 'data-suggestion="a lighthouse on a cliff at dusk, in the style of ALICEX"' in page
-    assert 'hx-trigger="keyup changed delay:300ms"' in page and "generate.js" in page and "<script>" not in page
-    preview = alice_client.get("/models/generate/preview/", {"model": model.pk, "prompt": "a cat", "num_outputs": 3},
-                               HTTP_HX_REQUEST="true").content.decode()
+    assert (
+        'hx-trigger="keyup changed delay:300ms"' in page and "generate.js" in page and "<script>" not in page
+    )
+    preview = alice_client.get(
+        "/models/generate/preview/",
+        {"model": model.pk, "prompt": "a cat", "num_outputs": 3},
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
     assert "ALICEX, a cat" in preview and "12 credits" in preview and "<html" not in preview
     kept = alice_client.get("/models/generate/preview/", {"model": model.pk, "prompt": "alicex on a boat"})
     assert "alicex on a boat" in kept.content.decode() and "was added" not in kept.content.decode()
@@ -103,8 +111,9 @@ def test_an_image_opens_large_downloads_and_becomes_the_cover(alice_client, mode
     assert storage.public_url(name=image.file_name) in alice_client.get("/models/").content.decode()
 
 
-def test_deleting_an_image_needs_a_confirmation_and_clears_the_cover(alice_client, model, generation,
-                                                                    django_capture_on_commit_callbacks):
+def test_deleting_an_image_needs_a_confirmation_and_clears_the_cover(
+    alice_client, model, generation, django_capture_on_commit_callbacks
+):
     image = generation.images.first()
     model.cover_image_name = image.file_name
     model.save()
@@ -120,42 +129,69 @@ def test_deleting_an_image_needs_a_confirmation_and_clears_the_cover(alice_clien
 
 
 def test_the_status_fragment_keeps_polling_while_running(alice, alice_client, model):
-    running = Generation.objects.create(owner=alice, lora_model=model, model_name=model.name, prompt="a",
-                                        effective_prompt="ALICEX, a", params={"aspect_ratio": "1:1"}, num_outputs=2,
-                                        status=Generation.Status.RUNNING)
+    running = Generation.objects.create(
+        owner=alice,
+        lora_model=model,
+        model_name=model.name,
+        prompt="a",
+        effective_prompt="ALICEX, a",
+        params={"aspect_ratio": "1:1"},
+        num_outputs=2,
+        status=Generation.Status.RUNNING,
+    )
     response = alice_client.get(f"/models/generations/{running.pk}/status/", HTTP_HX_REQUEST="true")
     assert response.status_code == 200 and "every 2s" in response.content.decode()
 
 
-URLS = [("get", "/models/generations/{g}/"), ("get", "/models/generations/{g}/status/"),
-        ("post", "/models/generations/{g}/cancel/"), ("get", "/models/images/{i}/"),
-        ("get", "/models/images/{i}/download/"), ("get", "/models/images/{i}/delete/"),
-        ("post", "/models/images/{i}/delete/"), ("post", "/models/images/{i}/cover/"),
-        ("get", "/models/{m}/gallery/"), ("get", "/models/generate/?again={g}")]
+URLS = [
+    ("get", "/models/generations/{g}/"),
+    ("get", "/models/generations/{g}/status/"),
+    ("post", "/models/generations/{g}/cancel/"),
+    ("get", "/models/images/{i}/"),
+    ("get", "/models/images/{i}/download/"),
+    ("get", "/models/images/{i}/delete/"),
+    ("post", "/models/images/{i}/delete/"),
+    ("post", "/models/images/{i}/cover/"),
+    ("get", "/models/{m}/gallery/"),
+    ("get", "/models/generate/?again={g}"),
+]
 
 
 @pytest.mark.parametrize(("method", "path"), URLS)
 def test_bob_gets_404_for_alices_generations_and_images(bob_client, model, generation, method, path):
     image = generation.images.first()
     url = path.format(g=generation.pk, i=image.pk, m=model.pk)
-    assert getattr(bob_client, method)(url, {"confirm": "on"} if method == "post" else None).status_code == 404
+    assert (
+        getattr(bob_client, method)(url, {"confirm": "on"} if method == "post" else None).status_code == 404
+    )
     assert GeneratedImage.objects.filter(pk=image.pk).exists()
 
 
-@pytest.mark.parametrize(("method", "path"), [*URLS, ("get", "/models/generate/"), ("get", "/models/gallery/"),
-                                              ("get", "/models/generate/preview/")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [*URLS, ("get", "/models/generate/"), ("get", "/models/gallery/"), ("get", "/models/generate/preview/")],
+)
 def test_the_anonymous_visitor_is_sent_to_log_in(anon_client, model, generation, method, path):
     url = path.format(g=generation.pk, i=generation.images.first().pk, m=model.pk)
     response = getattr(anon_client, method)(url)
     assert response.status_code == 302 and "/login" in response["Location"]
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("post", "/models/generations/{g}/"), ("post", "/models/generations/{g}/status/"),
-    ("get", "/models/generations/{g}/cancel/"), ("post", "/models/images/{i}/"),
-    ("post", "/models/images/{i}/download/"), ("get", "/models/images/{i}/cover/"), ("post", "/models/gallery/"),
-    ("put", "/models/generate/"), ("post", "/models/generate/preview/"), ("get", "/models/webhooks/replicate/"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/models/generations/{g}/"),
+        ("post", "/models/generations/{g}/status/"),
+        ("get", "/models/generations/{g}/cancel/"),
+        ("post", "/models/images/{i}/"),
+        ("post", "/models/images/{i}/download/"),
+        ("get", "/models/images/{i}/cover/"),
+        ("post", "/models/gallery/"),
+        ("put", "/models/generate/"),
+        ("post", "/models/generate/preview/"),
+        ("get", "/models/webhooks/replicate/"),
+    ],
+)
 def test_the_wrong_method_is_405(alice_client, generation, method, path):
     url = path.format(g=generation.pk, i=generation.images.first().pk)
     assert getattr(alice_client, method)(url).status_code == 405

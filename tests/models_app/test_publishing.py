@@ -32,8 +32,13 @@ VERSION = "fluxsite/portrait:" + "a" * 64
 
 @pytest.fixture
 def training(alice):
-    return TrainingJob.objects.create(owner=alice, name="Alice portrait", trigger_word="ALICEX",
-                                      subject_kind="subject", description="Me, in good light.")
+    return TrainingJob.objects.create(
+        owner=alice,
+        name="Alice portrait",
+        trigger_word="ALICEX",
+        subject_kind="subject",
+        description="Me, in good light.",
+    )
 
 
 @pytest.fixture
@@ -44,8 +49,12 @@ def lora_bytes():
 @pytest.fixture
 def model(sandbox, file_server, training, lora_bytes):
     file_server.routes["/trained_model.tar"] = good_tar(lora_bytes)
-    return lora_model_create_from_training(training_id=training.pk, weights_url=file_server.url("/trained_model.tar"),
-                                           replicate_version=VERSION, params=PARAMS)
+    return lora_model_create_from_training(
+        training_id=training.pk,
+        weights_url=file_server.url("/trained_model.tar"),
+        replicate_version=VERSION,
+        params=PARAMS,
+    )
 
 
 def _stored(model: LoraModel) -> bytes:
@@ -55,7 +64,9 @@ def _stored(model: LoraModel) -> bytes:
 def test_the_weights_are_stored_and_published_and_come_back_byte_identical(model, lora_bytes, tmp_path):
     assert model.status == LoraModel.Status.PUBLISHING
     assert _stored(model) == lora_bytes
-    assert model.weights_sha256 == hashlib.sha256(lora_bytes).hexdigest() and model.weights_size == len(lora_bytes)
+    assert model.weights_sha256 == hashlib.sha256(lora_bytes).hexdigest() and model.weights_size == len(
+        lora_bytes
+    )
     assert model.config_file_name
 
     published = lora_publish(model_id=model.pk)
@@ -66,9 +77,13 @@ def test_the_weights_are_stored_and_published_and_come_back_byte_identical(model
     assert info.sha == published.hf_commit
     assert {"lora.safetensors", "README.md", "config.yaml", "training_params.json"} <= set(info.files)
 
-    back = hf.file_download(repo_id=published.hf_repo_id, filename="lora.safetensors", local_dir=tmp_path / "dl")
+    back = hf.file_download(
+        repo_id=published.hf_repo_id, filename="lora.safetensors", local_dir=tmp_path / "dl"
+    )
     assert back.read_bytes() == lora_bytes
-    card = hf.file_download(repo_id=published.hf_repo_id, filename="README.md", local_dir=tmp_path / "dl").read_text()
+    card = hf.file_download(
+        repo_id=published.hf_repo_id, filename="README.md", local_dir=tmp_path / "dl"
+    ).read_text()
     _, front, body = card.split("---", 2)
     meta = yaml.safe_load(front)
     assert meta["tags"] == ["text-to-image", "flux", "lora", "diffusers", "template:sd-lora"]
@@ -83,8 +98,9 @@ def test_the_weights_are_stored_and_published_and_come_back_byte_identical(model
 
 
 def test_creating_twice_for_one_training_returns_the_same_model(model, training, file_server):
-    again = lora_model_create_from_training(training_id=training.pk, weights_url=file_server.url("/missing"),
-                                            replicate_version=VERSION, params={})
+    again = lora_model_create_from_training(
+        training_id=training.pk, weights_url=file_server.url("/missing"), replicate_version=VERSION, params={}
+    )
     assert again.pk == model.pk
     assert LoraModel.objects.count() == 1
 
@@ -92,8 +108,12 @@ def test_creating_twice_for_one_training_returns_the_same_model(model, training,
 def test_a_refused_tar_creates_no_model(sandbox, file_server, training):
     file_server.routes["/bad.tar"] = good_tar(b"definitely not safetensors")
     with pytest.raises(IntegrationError) as err:
-        lora_model_create_from_training(training_id=training.pk, weights_url=file_server.url("/bad.tar"),
-                                        replicate_version=VERSION, params={})
+        lora_model_create_from_training(
+            training_id=training.pk,
+            weights_url=file_server.url("/bad.tar"),
+            replicate_version=VERSION,
+            params={},
+        )
     assert "not a valid safetensors file" in err.value.message
     assert not LoraModel.objects.exists()
 
@@ -103,25 +123,38 @@ def test_the_weights_tar_of_the_sandbox_trainer_is_accepted(sandbox, training):
 
     long_ago = timezone.now() - timedelta(hours=1)
     run = SandboxTraining.objects.create(
-        id="sbxtrain1", trainer="ostris/flux-dev-lora-trainer", trainer_version="v" * 64,
-        destination="fluxsite/portrait", input={"trigger_word": "ALICEX", "lora_rank": 4},
-        base_url=f"{sandbox}/sandbox/replicate", created_at=long_ago, duration_seconds=1,
-        dataset_checked_at=long_ago)
+        id="sbxtrain1",
+        trainer="ostris/flux-dev-lora-trainer",
+        trainer_version="v" * 64,
+        destination="fluxsite/portrait",
+        input={"trigger_word": "ALICEX", "lora_rank": 4},
+        base_url=f"{sandbox}/sandbox/replicate",
+        created_at=long_ago,
+        duration_seconds=1,
+        dataset_checked_at=long_ago,
+    )
     url = f"{sandbox}/sandbox/replicate/v1/files/trainings/{run.id}/trained_model.tar"
-    model = lora_model_create_from_training(training_id=training.pk, weights_url=url, replicate_version=VERSION,
-                                            params={})
+    model = lora_model_create_from_training(
+        training_id=training.pk, weights_url=url, replicate_version=VERSION, params={}
+    )
     assert model.weights_size > 0 and model.config_file_name
-    assert b"trigger_word: ALICEX" in b"".join(storage.file_iter(alias=storage.PRIVATE, name=model.config_file_name))
+    assert b"trigger_word: ALICEX" in b"".join(
+        storage.file_iter(alias=storage.PRIVATE, name=model.config_file_name)
+    )
 
 
-@pytest.mark.parametrize(("operation", "status", "category"), [
-    ("repos.create", 401, Category.AUTHENTICATION),
-    ("commit", 403, Category.AUTHENTICATION),
-    ("commit", 429, Category.RATE_LIMIT),
-    ("commit", 500, Category.SERVICE_ERROR),
-])
-def test_a_hub_failure_leaves_a_usable_model_that_a_retry_publishes(model, lora_bytes, alice_client, operation,
-                                                                    status, category):
+@pytest.mark.parametrize(
+    ("operation", "status", "category"),
+    [
+        ("repos.create", 401, Category.AUTHENTICATION),
+        ("commit", 403, Category.AUTHENTICATION),
+        ("commit", 429, Category.RATE_LIMIT),
+        ("commit", 500, Category.SERVICE_ERROR),
+    ],
+)
+def test_a_hub_failure_leaves_a_usable_model_that_a_retry_publishes(
+    model, lora_bytes, alice_client, operation, status, category
+):
     fault_inject(service="huggingface", operation=operation, status=status, retry_after=0, times=None)
     with pytest.raises(IntegrationError) as err:
         lora_publish(model_id=model.pk)
@@ -184,7 +217,9 @@ def test_deleting_with_the_repo_removes_both(model):
     assert err.value.status == 404
 
 
-def test_a_users_own_token_is_checked_stored_encrypted_and_used(sandbox, settings, alice, alice_client, model):
+def test_a_users_own_token_is_checked_stored_encrypted_and_used(
+    sandbox, settings, alice, alice_client, model
+):
     bad = alice_client.post("/models/huggingface/", {"token": "hf_readonly_demo_token"})
     assert b"read-only" in bad.content
     assert not HuggingFaceAccount.objects.exists()

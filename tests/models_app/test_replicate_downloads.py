@@ -95,38 +95,47 @@ def _elsewhere(server: Recorder, path: str) -> str:
 
 
 # --- The rule ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("url", "sent"), [
-    ("https://replicate.delivery/yhqm/zhBT5Cu9HFZVCZC9ecfY80gCXM9uCtA1f5vJe7MHSoJRIx3NB/out-0.jpg", True),
-    ("https://pbxt.replicate.delivery/JMV5OrEWpBAC5gO8rre0tPOyJIOkaXvG0TWfVJ9b4zhLeEUY/trained_model.tar", True),
-    ("https://xezq.replicate.delivery/a/b/out-1.webp", True),
-    ("https://api.replicate.com/v1/files/cneqzikepnug6xezperrr4z55o", True),
-    ("https://REPLICATE.delivery/x/out-0.png", True),
-    ("http://replicate.delivery/x/out-0.png", False),  # never over plain http
-    ("https://replicate.delivery:8443/x/out-0.png", False),
-    ("https://replicate.delivery.evil.example/x/out-0.png", False),
-    ("https://evilreplicate.delivery/x/out-0.png", False),
-    ("https://r8_user:secret@replicate.delivery/x/out-0.png", False),
-    ("https://huggingface.co/fofr/flux-80s-cyberpunk/resolve/main/lora.safetensors", False),
-    ("https://example.com/replicate.delivery/out-0.png", False),
-    ("https://replicate.com/account/api-tokens", False),
-    ("not a url", False),
-    ("https://replicate.delivery:notaport/x", False),
-])
+@pytest.mark.parametrize(
+    ("url", "sent"),
+    [
+        ("https://replicate.delivery/yhqm/zhBT5Cu9HFZVCZC9ecfY80gCXM9uCtA1f5vJe7MHSoJRIx3NB/out-0.jpg", True),
+        (
+            "https://pbxt.replicate.delivery/JMV5OrEWpBAC5gO8rre0tPOyJIOkaXvG0TWfVJ9b4zhLeEUY/trained_model.tar",
+            True,
+        ),
+        ("https://xezq.replicate.delivery/a/b/out-1.webp", True),
+        ("https://api.replicate.com/v1/files/cneqzikepnug6xezperrr4z55o", True),
+        ("https://REPLICATE.delivery/x/out-0.png", True),
+        ("http://replicate.delivery/x/out-0.png", False),  # never over plain http
+        ("https://replicate.delivery:8443/x/out-0.png", False),
+        ("https://replicate.delivery.evil.example/x/out-0.png", False),
+        ("https://evilreplicate.delivery/x/out-0.png", False),
+        ("https://r8_user:secret@replicate.delivery/x/out-0.png", False),
+        ("https://huggingface.co/fofr/flux-80s-cyberpunk/resolve/main/lora.safetensors", False),
+        ("https://example.com/replicate.delivery/out-0.png", False),
+        ("https://replicate.com/account/api-tokens", False),
+        ("not a url", False),
+        ("https://replicate.delivery:notaport/x", False),
+    ],
+)
 def test_only_replicates_own_hosts_get_the_token(settings, url, sent):
     settings.REPLICATE_API_TOKEN = TOKEN
     settings.REPLICATE_BASE_URL = "https://api.replicate.com"
     assert replicate_client.download_headers(url) == ({"Authorization": f"Bearer {TOKEN}"} if sent else {})
 
 
-@pytest.mark.parametrize(("url", "sent"), [
-    ("http://127.0.0.1:8000/sandbox/replicate/v1/files/trainings/t1/trained_model.tar", True),
-    ("http://127.0.0.1:8000/sandbox/replicate", True),
-    ("http://127.0.0.1:8000/files/some-signed-token", False),  # our own site, not the sandbox
-    ("http://127.0.0.1:8000/sandbox/replicate-lookalike/x", False),
-    ("http://127.0.0.1:8001/sandbox/replicate/v1/files/trainings/t1/trained_model.tar", False),
-    ("http://localhost:8000/sandbox/replicate/v1/files/trainings/t1/trained_model.tar", False),
-    ("https://127.0.0.1:8000/sandbox/replicate/v1/files/trainings/t1/trained_model.tar", False),
-])
+@pytest.mark.parametrize(
+    ("url", "sent"),
+    [
+        ("http://127.0.0.1:8000/sandbox/replicate/v1/files/trainings/t1/trained_model.tar", True),
+        ("http://127.0.0.1:8000/sandbox/replicate", True),
+        ("http://127.0.0.1:8000/files/some-signed-token", False),  # our own site, not the sandbox
+        ("http://127.0.0.1:8000/sandbox/replicate-lookalike/x", False),
+        ("http://127.0.0.1:8001/sandbox/replicate/v1/files/trainings/t1/trained_model.tar", False),
+        ("http://localhost:8000/sandbox/replicate/v1/files/trainings/t1/trained_model.tar", False),
+        ("https://127.0.0.1:8000/sandbox/replicate/v1/files/trainings/t1/trained_model.tar", False),
+    ],
+)
 def test_in_sandbox_mode_the_sandbox_is_replicates_host(settings, url, sent):
     settings.REPLICATE_API_TOKEN = TOKEN
     settings.REPLICATE_BASE_URL = "http://127.0.0.1:8000/sandbox/replicate/"
@@ -162,7 +171,10 @@ def test_the_weights_download_sends_the_token_to_replicates_host(replicate_host,
 
 def test_the_weights_download_sends_no_token_to_another_host(replicate_host, other_host, tmp_path):
     other_host.routes["/trained_model.tar"] = WEIGHTS
-    assert weights_fetch(url=_elsewhere(other_host, "/trained_model.tar"), dest_dir=tmp_path).read_bytes() == WEIGHTS
+    assert (
+        weights_fetch(url=_elsewhere(other_host, "/trained_model.tar"), dest_dir=tmp_path).read_bytes()
+        == WEIGHTS
+    )
     assert other_host.seen == [("/trained_model.tar", None)]
 
 
@@ -175,7 +187,9 @@ def test_a_redirect_to_another_host_does_not_carry_the_token(replicate_host, oth
     assert other_host.seen == [("/cdn/trained_model.tar", None)]
 
 
-def test_a_redirect_from_another_host_to_replicate_gets_the_token_only_there(replicate_host, other_host, tmp_path):
+def test_a_redirect_from_another_host_to_replicate_gets_the_token_only_there(
+    replicate_host, other_host, tmp_path
+):
     path = "/sandbox/replicate/v1/files/trainings/t1/trained_model.tar"
     other_host.routes["/go"] = ("redirect", _at(replicate_host, path))
     replicate_host.routes[path] = WEIGHTS
@@ -206,16 +220,27 @@ def test_an_output_image_redirected_elsewhere_is_not_followed(replicate_host, ot
 
 # --- The sandbox's file endpoint ---------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
-def test_the_sandbox_serves_weights_with_our_token_or_none_and_refuses_a_wrong_one(sandbox, settings, tmp_path):
+def test_the_sandbox_serves_weights_with_our_token_or_none_and_refuses_a_wrong_one(
+    sandbox, settings, tmp_path
+):
     from sandbox.replicate.models import SandboxTraining
 
     long_ago = timezone.now() - timedelta(hours=1)
     SandboxTraining.objects.create(
-        id="sbxdl1", trainer="ostris/flux-dev-lora-trainer", trainer_version="v" * 64, destination="fluxsite/dl",
-        input={"trigger_word": "TOK", "lora_rank": 4}, base_url=f"{sandbox}/sandbox/replicate", created_at=long_ago,
-        duration_seconds=1, dataset_checked_at=long_ago)
+        id="sbxdl1",
+        trainer="ostris/flux-dev-lora-trainer",
+        trainer_version="v" * 64,
+        destination="fluxsite/dl",
+        input={"trigger_word": "TOK", "lora_rank": 4},
+        base_url=f"{sandbox}/sandbox/replicate",
+        created_at=long_ago,
+        duration_seconds=1,
+        dataset_checked_at=long_ago,
+    )
     url = f"{sandbox}/sandbox/replicate/v1/files/trainings/sbxdl1/trained_model.tar"
-    assert replicate_client.download_headers(url) == {"Authorization": f"Bearer {settings.REPLICATE_API_TOKEN}"}
+    assert replicate_client.download_headers(url) == {
+        "Authorization": f"Bearer {settings.REPLICATE_API_TOKEN}"
+    }
     assert weights_fetch(url=url, dest_dir=tmp_path).stat().st_size > 0  # our downloader, token included
     assert httpx.get(url, timeout=10).status_code == 200  # like replicate.delivery: the URL suffices
     wrong = httpx.get(url, headers={"Authorization": "Bearer r8_not_ours"}, timeout=10)

@@ -16,11 +16,21 @@ WEIGHTS = safetensors_bytes(fill=3)
 
 
 def _model(owner, **extra) -> LoraModel:
-    name = storage.file_save(alias=storage.PRIVATE, name=f"weights/{owner.pk}/x/lora.safetensors",
-                             content=io.BytesIO(WEIGHTS))
-    fields = {"name": "Portrait", "slug": "portrait", "trigger_word": "ALICEX", "weights_file_name": name,
-              "weights_size": len(WEIGHTS), "weights_sha256": "0" * 64, "status": LoraModel.Status.READY,
-              "hf_repo_id": "fluxsite/portrait-1234abcd", "hf_commit": "c" * 40, **extra}
+    name = storage.file_save(
+        alias=storage.PRIVATE, name=f"weights/{owner.pk}/x/lora.safetensors", content=io.BytesIO(WEIGHTS)
+    )
+    fields = {
+        "name": "Portrait",
+        "slug": "portrait",
+        "trigger_word": "ALICEX",
+        "weights_file_name": name,
+        "weights_size": len(WEIGHTS),
+        "weights_sha256": "0" * 64,
+        "status": LoraModel.Status.READY,
+        "hf_repo_id": "fluxsite/portrait-1234abcd",
+        "hf_commit": "c" * 40,
+        **extra,
+    }
     return LoraModel.objects.create(owner=owner, **fields)
 
 
@@ -53,11 +63,19 @@ def test_the_owner_downloads_the_weights_through_an_expiring_signed_link(alice_c
     assert b"".join(alice_client.get(response["Location"]).streaming_content) == WEIGHTS
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("get", "/models/{pk}/"), ("get", "/models/{pk}/status/"), ("get", "/models/{pk}/download/"),
-    ("get", "/models/{pk}/delete/"), ("post", "/models/{pk}/delete/"), ("post", "/models/{pk}/rename/"),
-    ("post", "/models/{pk}/visibility/"), ("post", "/models/{pk}/publish/"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/models/{pk}/"),
+        ("get", "/models/{pk}/status/"),
+        ("get", "/models/{pk}/download/"),
+        ("get", "/models/{pk}/delete/"),
+        ("post", "/models/{pk}/delete/"),
+        ("post", "/models/{pk}/rename/"),
+        ("post", "/models/{pk}/visibility/"),
+        ("post", "/models/{pk}/publish/"),
+    ],
+)
 def test_bob_gets_404_for_everything_of_alices(bob_client, model, method, path):
     data = {"name": "Hacked", "visibility": "public", "delete_hf_repo": "on"}
     response = getattr(bob_client, method)(path.format(pk=model.pk), data if method == "post" else None)
@@ -66,24 +84,36 @@ def test_bob_gets_404_for_everything_of_alices(bob_client, model, method, path):
     assert model.name == "Portrait" and model.visibility == "private"
 
 
-@pytest.mark.parametrize("path", ["/models/", "/models/{pk}/", "/models/{pk}/download/", "/models/huggingface/"])
+@pytest.mark.parametrize(
+    "path", ["/models/", "/models/{pk}/", "/models/{pk}/download/", "/models/huggingface/"]
+)
 def test_the_anonymous_visitor_is_sent_to_log_in(anon_client, model, path):
     response = anon_client.get(path.format(pk=model.pk))
     assert response.status_code == 302 and "/account/login" in response["Location"]
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("post", "/models/"), ("post", "/models/{pk}/"), ("post", "/models/{pk}/download/"),
-    ("get", "/models/{pk}/rename/"), ("get", "/models/{pk}/visibility/"), ("get", "/models/{pk}/publish/"),
-    ("put", "/models/{pk}/delete/"), ("get", "/models/huggingface/disconnect/"), ("post", "/models/p/{uuid}/"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/models/"),
+        ("post", "/models/{pk}/"),
+        ("post", "/models/{pk}/download/"),
+        ("get", "/models/{pk}/rename/"),
+        ("get", "/models/{pk}/visibility/"),
+        ("get", "/models/{pk}/publish/"),
+        ("put", "/models/{pk}/delete/"),
+        ("get", "/models/huggingface/disconnect/"),
+        ("post", "/models/p/{uuid}/"),
+    ],
+)
 def test_wrong_methods_get_405(alice_client, model, method, path):
     response = getattr(alice_client, method)(path.format(pk=model.pk, uuid=model.public_id))
     assert response.status_code == 405
 
 
-def test_the_public_page_needs_no_login_and_a_private_one_is_404_but_for_its_owner(anon_client, bob_client,
-                                                                                    alice_client, model):
+def test_the_public_page_needs_no_login_and_a_private_one_is_404_but_for_its_owner(
+    anon_client, bob_client, alice_client, model
+):
     path = f"/models/p/{model.public_id}/"
     assert anon_client.get(path).status_code == 404
     assert bob_client.get(path).status_code == 404
@@ -95,7 +125,9 @@ def test_the_public_page_needs_no_login_and_a_private_one_is_404_but_for_its_own
 
 
 def test_rename_inline_with_htmx_answers_the_title_fragment(alice_client, model):
-    response = alice_client.post(f"/models/{model.pk}/rename/", {"name": "  New name  "}, HTTP_HX_REQUEST="true")
+    response = alice_client.post(
+        f"/models/{model.pk}/rename/", {"name": "  New name  "}, HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 200
     assert b'id="model-title"' in response.content and b"New name" in response.content
     assert b"<html" not in response.content
@@ -126,7 +158,9 @@ def test_the_status_fragment_stops_polling_once_publishing_is_over(alice_client,
     assert response.status_code == 200 and b"every 3s" in response.content
 
 
-def test_delete_asks_first_then_removes_the_model_and_its_weights(alice_client, model, django_capture_on_commit_callbacks):
+def test_delete_asks_first_then_removes_the_model_and_its_weights(
+    alice_client, model, django_capture_on_commit_callbacks
+):
     page = alice_client.get(f"/models/{model.pk}/delete/")
     assert page.status_code == 200 and b"Also delete the Hugging Face repository" in page.content
     with django_capture_on_commit_callbacks(execute=True):

@@ -38,16 +38,29 @@ def test_a_good_tar_gives_the_lora_and_its_config(tmp_path):
     assert not (tmp_path / "out" / "captions").exists()
 
 
-@pytest.mark.parametrize(("members", "links", "expected"), [
-    ([("../../etc/evil", b"x"), (f"{ROOT}/lora.safetensors", safetensors_bytes())], [], "unsafe path"),
-    ([("/abs/lora.safetensors", safetensors_bytes())], [], "unsafe path"),
-    ([(f"{ROOT}/config.yaml", CONFIG)], [(f"{ROOT}/lora.safetensors", "/etc/passwd", tarfile.SYMTYPE)],
-     "link or special file"),
-    ([(f"{ROOT}/config.yaml", CONFIG)], [(f"{ROOT}/lora.safetensors", f"{ROOT}/config.yaml", tarfile.LNKTYPE)],
-     "link or special file"),
-    ([(f"{ROOT}/lora.safetensors", safetensors_bytes())], [("dev", "", tarfile.CHRTYPE)], "link or special file"),
-    ([(f"{ROOT}/config.yaml", CONFIG)], [], "no lora.safetensors"),
-])
+@pytest.mark.parametrize(
+    ("members", "links", "expected"),
+    [
+        ([("../../etc/evil", b"x"), (f"{ROOT}/lora.safetensors", safetensors_bytes())], [], "unsafe path"),
+        ([("/abs/lora.safetensors", safetensors_bytes())], [], "unsafe path"),
+        (
+            [(f"{ROOT}/config.yaml", CONFIG)],
+            [(f"{ROOT}/lora.safetensors", "/etc/passwd", tarfile.SYMTYPE)],
+            "link or special file",
+        ),
+        (
+            [(f"{ROOT}/config.yaml", CONFIG)],
+            [(f"{ROOT}/lora.safetensors", f"{ROOT}/config.yaml", tarfile.LNKTYPE)],
+            "link or special file",
+        ),
+        (
+            [(f"{ROOT}/lora.safetensors", safetensors_bytes())],
+            [("dev", "", tarfile.CHRTYPE)],
+            "link or special file",
+        ),
+        ([(f"{ROOT}/config.yaml", CONFIG)], [], "no lora.safetensors"),
+    ],
+)
 def test_unsafe_or_incomplete_archives_are_refused(tmp_path, members, links, expected):
     with pytest.raises(IntegrationError) as err:
         _extract(tmp_path, tar_bytes(members, links=links))
@@ -56,14 +69,17 @@ def test_unsafe_or_incomplete_archives_are_refused(tmp_path, members, links, exp
     assert not (tmp_path / "out" / "lora.safetensors").exists() or expected == "no lora.safetensors"
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    (b"not a safetensors file at all, just text", "header length"),
-    (b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}", "not JSON"),
-    (safetensors_bytes()[:-10], "do not match the file size"),
-    (safetensors_bytes().replace(b'"BF16"', b'"XX16"', 1), "malformed"),
-    (safetensors_bytes().replace(b"[4, 64]", b"[4, 65]", 1), "wrong size for its shape"),
-    (b"\x03\x00\x00\x00\x00\x00\x00\x00{} " , "holds no tensors"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"not a safetensors file at all, just text", "header length"),
+        (b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}", "not JSON"),
+        (safetensors_bytes()[:-10], "do not match the file size"),
+        (safetensors_bytes().replace(b'"BF16"', b'"XX16"', 1), "malformed"),
+        (safetensors_bytes().replace(b"[4, 64]", b"[4, 65]", 1), "wrong size for its shape"),
+        (b"\x03\x00\x00\x00\x00\x00\x00\x00{} ", "holds no tensors"),
+    ],
+)
 def test_a_fake_safetensors_file_is_refused(tmp_path, content, expected):
     with pytest.raises(IntegrationError) as err:
         _extract(tmp_path, tar_bytes([(f"{ROOT}/lora.safetensors", content)]))
@@ -98,7 +114,9 @@ def test_a_download_over_the_cap_is_stopped_by_its_content_length(tmp_path, sand
     assert list(tmp_path.iterdir()) == []  # the partial file is gone
 
 
-def test_a_download_over_the_cap_is_stopped_by_counting_when_no_length_is_sent(tmp_path, sandboxed, file_server):
+def test_a_download_over_the_cap_is_stopped_by_counting_when_no_length_is_sent(
+    tmp_path, sandboxed, file_server
+):
     sandboxed.REPLICATE_WEIGHTS_MAX_BYTES = 1000
     file_server.routes["/big.tar"] = ("nolength", b"x" * 5000)
     with pytest.raises(IntegrationError) as err:
@@ -121,14 +139,17 @@ def test_a_redirect_to_a_private_address_is_not_followed(tmp_path, sandboxed, fi
     assert err.value.category == Category.VALIDATION
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("http://replicate.delivery/x/trained_model.tar", "must use https"),
-    ("https://evil.example.com/trained_model.tar", "only downloaded from"),
-    ("https://localhost/trained_model.tar", "private address"),
-    ("http://127.0.0.1:8000/sandbox/replicate/v1/files/x.tar", "must use https"),
-    ("ftp://replicate.delivery/x.tar", "must use https"),
-    ("https://user:pw@replicate.delivery/x.tar", "not a valid download address"),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://replicate.delivery/x/trained_model.tar", "must use https"),
+        ("https://evil.example.com/trained_model.tar", "only downloaded from"),
+        ("https://localhost/trained_model.tar", "private address"),
+        ("http://127.0.0.1:8000/sandbox/replicate/v1/files/x.tar", "must use https"),
+        ("ftp://replicate.delivery/x.tar", "must use https"),
+        ("https://user:pw@replicate.delivery/x.tar", "not a valid download address"),
+    ],
+)
 def test_outside_sandbox_mode_only_public_https_delivery_hosts_are_allowed(settings, url, expected):
     settings.SANDBOX_MODE = False
     settings.SITE_URL = "http://127.0.0.1:8000"

@@ -36,11 +36,13 @@ def dataset_url(content: bytes, name: str = "datasets/test.zip") -> str:
 
 
 def good_dataset() -> bytes:
-    return zip_bytes({
-        "img_001.jpg": image_bytes((255, 0, 0)),
-        "img_001.txt": "a photo of [trigger] in a red room",
-        "img_002.png": image_bytes((0, 0, 255), "PNG"),
-    })
+    return zip_bytes(
+        {
+            "img_001.jpg": image_bytes((255, 0, 0)),
+            "img_001.txt": "a photo of [trigger] in a red room",
+            "img_002.png": image_bytes((0, 0, 255), "PNG"),
+        }
+    )
 
 
 @dataclass
@@ -67,8 +69,9 @@ class WebhookReceiver:
             def do_POST(self) -> None:  # noqa: N802  (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
-                    receiver.deliveries.append(Delivery({k.lower(): v for k, v in self.headers.items()}, body,
-                                                        time.monotonic()))
+                    receiver.deliveries.append(
+                        Delivery({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                    )
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -98,8 +101,9 @@ class WebhookReceiver:
         raise AssertionError(f"webhooks not received in {timeout}s: {[d.body[:80] for d in self.deliveries]}")
 
 
-def wait_until(fetch: Callable[[], object], done: Callable[[object], bool], timeout: float = 15.0,
-               interval: float = 0.2) -> object:
+def wait_until(
+    fetch: Callable[[], object], done: Callable[[object], bool], timeout: float = 15.0, interval: float = 0.2
+) -> object:
     deadline = time.monotonic() + timeout
     while True:
         value = fetch()

@@ -48,7 +48,9 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_a_20_mb_lora_and_a_readme_go_up_in_one_commit_and_come_back_identical(hub, big_file, tmp_path, settings):
+def test_a_20_mb_lora_and_a_readme_go_up_in_one_commit_and_come_back_identical(
+    hub, big_file, tmp_path, settings
+):
     url = hub.create_repo("fluxsite/my-lora", private=True, exist_ok=True)
     assert url.repo_id == "fluxsite/my-lora"
 
@@ -85,8 +87,12 @@ def test_an_already_stored_lfs_object_is_not_uploaded_twice(hub, tmp_path):
     r = httpx2.post(
         f"{hub.endpoint}/fluxsite/b.git/info/lfs/objects/batch",
         headers={"Authorization": f"Bearer {hub.token}"},
-        json={"operation": "upload", "transfers": ["basic"], "hash_algo": "sha256",
-              "objects": [{"oid": sha256(blob), "size": len(blob)}, {"oid": "a" * 64, "size": 3}]},
+        json={
+            "operation": "upload",
+            "transfers": ["basic"],
+            "hash_algo": "sha256",
+            "objects": [{"oid": sha256(blob), "size": len(blob)}, {"oid": "a" * 64, "size": 3}],
+        },
     )
     assert r.status_code == 200
     first, second = r.json()["objects"]
@@ -133,7 +139,10 @@ def test_whoami_names_the_account_and_the_token_role(hub, settings):
     assert me["name"] == settings.HF_NAMESPACE
     assert me["type"] == "user"
     assert me["auth"]["accessToken"]["role"] == "write"
-    assert HfApi(endpoint=settings.HF_ENDPOINT, token="hf_readonly_x").whoami()["auth"]["accessToken"]["role"] == "read"
+    assert (
+        HfApi(endpoint=settings.HF_ENDPOINT, token="hf_readonly_x").whoami()["auth"]["accessToken"]["role"]
+        == "read"
+    )
     with pytest.raises(HfHubHTTPError) as err:
         HfApi(endpoint=settings.HF_ENDPOINT, token="hf_wrong").whoami()
     assert err.value.response.status_code == 401
@@ -158,9 +167,13 @@ def test_a_missing_file_is_an_entry_not_found(hub, settings, tmp_path):
 
 def test_the_head_answer_carries_what_hf_hub_download_needs(hub, big_file):
     hub.create_repo("fluxsite/heads")
-    commit = hub.upload_file(path_or_fileobj=big_file, path_in_repo="lora.safetensors", repo_id="fluxsite/heads")
-    r = httpx2.head(f"{hub.endpoint}/fluxsite/heads/resolve/main/lora.safetensors",
-                    headers={"Authorization": f"Bearer {hub.token}"})
+    commit = hub.upload_file(
+        path_or_fileobj=big_file, path_in_repo="lora.safetensors", repo_id="fluxsite/heads"
+    )
+    r = httpx2.head(
+        f"{hub.endpoint}/fluxsite/heads/resolve/main/lora.safetensors",
+        headers={"Authorization": f"Bearer {hub.token}"},
+    )
     assert r.status_code == 200
     assert r.headers["X-Repo-Commit"] == commit.oid
     assert r.headers["X-Linked-Etag"] == f'"{sha256(big_file.read_bytes())}"'
@@ -170,8 +183,11 @@ def test_the_head_answer_carries_what_hf_hub_download_needs(hub, big_file):
 
 def test_an_armed_429_carries_the_rate_limit_headers_the_hub_documents(hub):
     fault_inject(service="huggingface", operation="repos.create", status=429, retry_after=7)
-    r = httpx2.post(f"{hub.endpoint}/api/repos/create", headers={"Authorization": f"Bearer {hub.token}"},
-                    json={"name": "x", "organization": "fluxsite"})
+    r = httpx2.post(
+        f"{hub.endpoint}/api/repos/create",
+        headers={"Authorization": f"Bearer {hub.token}"},
+        json={"name": "x", "organization": "fluxsite"},
+    )
     assert r.status_code == 429
     # huggingface_hub's own parser reads the wait from the RateLimit header (hub-docs rate-limits.md).
     info = parse_ratelimit_headers(r.headers)
@@ -192,8 +208,10 @@ def test_an_armed_404_names_the_error_code_the_sdk_keys_on(hub):
 
 def test_a_xet_token_request_is_refused_and_recorded(hub):
     hub.create_repo("fluxsite/xet")
-    r = httpx2.get(f"{hub.endpoint}/api/models/fluxsite/xet/xet-write-token/main",
-                   headers={"Authorization": f"Bearer {hub.token}"})
+    r = httpx2.get(
+        f"{hub.endpoint}/api/models/fluxsite/xet/xet-write-token/main",
+        headers={"Authorization": f"Bearer {hub.token}"},
+    )
     assert r.status_code == 501
     assert "Git LFS" in r.json()["error"]
     assert hub_state.xet_requests() == ["/sandbox/hf/api/models/fluxsite/xet/xet-write-token/main"]

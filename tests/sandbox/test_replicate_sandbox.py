@@ -33,7 +33,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 TQDM_LINE = re.compile(
     r"^flux_train_replicate: +\d+%\|.{10}\| \d+/\d+ \[\d\d:\d\d<\d\d:\d\d, +[\d.]+(s/it|it/s), "
-    r"lr: \d\.\de-\d\d loss: \d\.\d{3}e-\d\d\]$", re.MULTILINE)
+    r"lr: \d\.\de-\d\d loss: \d\.\d{3}e-\d\d\]$",
+    re.MULTILINE,
+)
 
 
 @pytest.fixture
@@ -44,8 +46,11 @@ def sdk(sandbox) -> replicate.Client:
 @pytest.fixture
 def api(sandbox) -> httpx.Client:
     """Raw HTTP, for what the SDK hides (status codes, headers, metrics, invalid_fields)."""
-    with httpx.Client(base_url=settings.REPLICATE_BASE_URL, timeout=10,
-                      headers={"Authorization": f"Bearer {settings.REPLICATE_API_TOKEN}"}) as client:
+    with httpx.Client(
+        base_url=settings.REPLICATE_BASE_URL,
+        timeout=10,
+        headers={"Authorization": f"Bearer {settings.REPLICATE_API_TOKEN}"},
+    ) as client:
         yield client
 
 
@@ -68,8 +73,12 @@ def _trainer_version(sdk: replicate.Client) -> str:
 def _start_training(sdk: replicate.Client, zip_content: bytes, *, steps: int = 500, **extra):
     sdk.models.create(owner="fluxsite", name="lora-test", visibility="private", hardware="cpu")
     return sdk.trainings.create(
-        model="ostris/flux-dev-lora-trainer", version=_trainer_version(sdk), destination="fluxsite/lora-test",
-        input={"input_images": dataset_url(zip_content), "steps": steps, "trigger_word": "ZXQ"}, **extra)
+        model="ostris/flux-dev-lora-trainer",
+        version=_trainer_version(sdk),
+        destination="fluxsite/lora-test",
+        input={"input_images": dataset_url(zip_content), "steps": steps, "trigger_word": "ZXQ"},
+        **extra,
+    )
 
 
 def _finished(training) -> bool:
@@ -93,7 +102,9 @@ def test_the_sdk_drives_a_training_to_success_and_the_weights_are_a_real_lora(sd
     assert "processing" in seen
     assert TQDM_LINE.search(done.logs)
     assert "flux_train_replicate: 100%|██████████| 500/500" in done.logs
-    assert re.search(r"^Captioning: 100%\|██████████\| 1/1 ", done.logs, re.MULTILINE)  # not training progress
+    assert re.search(
+        r"^Captioning: 100%\|██████████\| 1/1 ", done.logs, re.MULTILINE
+    )  # not training progress
     assert re.fullmatch(r"fluxsite/lora-test:[0-9a-f]{64}", done.output["version"])
     raw = api.get(f"/v1/trainings/{training.id}").json()
     assert raw["metrics"]["predict_time"] > 0
@@ -104,12 +115,16 @@ def test_the_sdk_drives_a_training_to_success_and_the_weights_are_a_real_lora(sd
     with tarfile.open(fileobj=io.BytesIO(weights.content), mode="r:") as tar:  # "r:": uncompressed
         names = set(tar.getnames())
         lora = tar.extractfile("output/flux_train_replicate/lora.safetensors").read()
-        captions = {n.rsplit("/", 1)[-1]: tar.extractfile(n).read().decode() for n in names if "/captions/" in n}
+        captions = {
+            n.rsplit("/", 1)[-1]: tar.extractfile(n).read().decode() for n in names if "/captions/" in n
+        }
         assert "output/flux_train_replicate/config.yaml" in names
     (header_length,) = struct.unpack("<Q", lora[:8])
-    header = json.loads(lora[8:8 + header_length])
+    header = json.loads(lora[8 : 8 + header_length])
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-    assert any(k.endswith("lora_A.weight") for k in tensors) and any(k.endswith("lora_B.weight") for k in tensors)
+    assert any(k.endswith("lora_A.weight") for k in tensors) and any(
+        k.endswith("lora_B.weight") for k in tensors
+    )
     data_size = len(lora) - 8 - header_length
     for spec in tensors.values():
         assert spec["dtype"] == "F32"
@@ -120,7 +135,9 @@ def test_the_sdk_drives_a_training_to_success_and_the_weights_are_a_real_lora(sd
     assert captions == {"img_001.txt": "a photo of ZXQ in a red room", "img_002.txt": "a photo of ZXQ"}
 
     # The trained version is now runnable.
-    prediction = sdk.predictions.create(version=done.output["version"], input={"prompt": "ZXQ on a beach"}, wait=10)
+    prediction = sdk.predictions.create(
+        version=done.output["version"], input={"prompt": "ZXQ on a beach"}, wait=10
+    )
     assert prediction.status == "succeeded"
     image = Image.open(io.BytesIO(httpx.get(prediction.output[0], timeout=10).content))
     image.load()
@@ -145,29 +162,38 @@ def test_a_zip_without_images_ends_failed(sdk):
 
 def test_a_dataset_url_that_404s_ends_failed(sdk, sandbox):
     sdk.models.create(owner="fluxsite", name="lora-test", visibility="private", hardware="cpu")
-    training = sdk.trainings.create(model="ostris/flux-dev-lora-trainer", version=_trainer_version(sdk),
-                                    destination="fluxsite/lora-test",
-                                    input={"input_images": f"{sandbox}/files/not-a-token", "steps": 100})
+    training = sdk.trainings.create(
+        model="ostris/flux-dev-lora-trainer",
+        version=_trainer_version(sdk),
+        destination="fluxsite/lora-test",
+        input={"input_images": f"{sandbox}/files/not-a-token", "steps": 100},
+    )
     done = wait_until(lambda: sdk.trainings.get(training.id), _finished)
     assert done.status == "failed"
     assert "HTTP 404" in done.error
 
 
-@pytest.mark.parametrize(("input_", "field"), [
-    ({"steps": 2}, "input.steps"),
-    ({"steps": 6001}, "input.steps"),
-    ({"lora_rank": 0}, "input.lora_rank"),
-    ({"lora_rank": 129}, "input.lora_rank"),
-    ({"steps": "many"}, "input.steps"),
-    # Replicate refuses null for a typed input ("Invalid type. Expected: integer, given: null" is recorded).
-    ({"input_images": None}, "input.input_images"),
-])
+@pytest.mark.parametrize(
+    ("input_", "field"),
+    [
+        ({"steps": 2}, "input.steps"),
+        ({"steps": 6001}, "input.steps"),
+        ({"lora_rank": 0}, "input.lora_rank"),
+        ({"lora_rank": 129}, "input.lora_rank"),
+        ({"steps": "many"}, "input.steps"),
+        # Replicate refuses null for a typed input ("Invalid type. Expected: integer, given: null" is recorded).
+        ({"input_images": None}, "input.input_images"),
+    ],
+)
 def test_bad_training_inputs_are_refused_with_invalid_fields(api, sdk, input_, field):
     sdk.models.create(owner="fluxsite", name="lora-test", visibility="private", hardware="cpu")
-    body = {"destination": "fluxsite/lora-test",
-            "input": {"input_images": "https://example.com/x.zip", **input_}}
-    response = api.post(f"/v1/models/ostris/flux-dev-lora-trainer/versions/{_trainer_version(sdk)}/trainings",
-                        json=body)
+    body = {
+        "destination": "fluxsite/lora-test",
+        "input": {"input_images": "https://example.com/x.zip", **input_},
+    }
+    response = api.post(
+        f"/v1/models/ostris/flux-dev-lora-trainer/versions/{_trainer_version(sdk)}/trainings", json=body
+    )
     assert response.status_code == 422
     assert response.headers["Content-Type"] == "application/problem+json"
     problem = response.json()
@@ -177,8 +203,12 @@ def test_bad_training_inputs_are_refused_with_invalid_fields(api, sdk, input_, f
 
 def test_a_missing_destination_is_404_and_an_existing_model_is_409(sdk):
     with pytest.raises(ReplicateError) as missing:
-        sdk.trainings.create(model="ostris/flux-dev-lora-trainer", version=_trainer_version(sdk),
-                             destination="fluxsite/nope", input={"input_images": "https://example.com/x.zip"})
+        sdk.trainings.create(
+            model="ostris/flux-dev-lora-trainer",
+            version=_trainer_version(sdk),
+            destination="fluxsite/nope",
+            input={"input_images": "https://example.com/x.zip"},
+        )
     assert missing.value.status == 404
     model = sdk.models.create(owner="fluxsite", name="twice", visibility="private", hardware="cpu")
     assert (model.owner, model.name, model.visibility) == ("fluxsite", "twice", "private")
@@ -188,12 +218,17 @@ def test_a_missing_destination_is_404_and_an_existing_model_is_409(sdk):
 
 
 def test_a_wrong_token_gets_401_problem_json(sandbox):
-    response = httpx.get(f"{settings.REPLICATE_BASE_URL}/v1/models/ostris/flux-dev-lora-trainer",
-                         headers={"Authorization": "Bearer r8_wrong"})
+    response = httpx.get(
+        f"{settings.REPLICATE_BASE_URL}/v1/models/ostris/flux-dev-lora-trainer",
+        headers={"Authorization": "Bearer r8_wrong"},
+    )
     assert response.status_code == 401
     assert response.headers["Content-Type"] == "application/problem+json"
-    assert response.json() == {"title": "Unauthenticated", "detail": "You did not pass a valid authentication token",
-                               "status": 401}
+    assert response.json() == {
+        "title": "Unauthenticated",
+        "detail": "You did not pass a valid authentication token",
+        "status": 401,
+    }
     assert httpx.get(f"{settings.REPLICATE_BASE_URL}/v1/predictions/x").status_code == 401
 
 
@@ -212,12 +247,15 @@ def test_the_trainer_publishes_its_schema(sdk):
     # train() gives input_images default=None, so Cog lists nothing as required (it fails at run time).
     assert "required" not in schema and schema["properties"]["input_images"]["format"] == "uri"
     # optimizer is a free string in train(): no enum (the trainer checks it when it runs).
-    assert "enum" not in schema["properties"]["optimizer"] and "allOf" not in schema["properties"]["optimizer"]
+    assert (
+        "enum" not in schema["properties"]["optimizer"] and "allOf" not in schema["properties"]["optimizer"]
+    )
 
 
 def test_webhooks_start_and_completed_are_signed_like_replicate(sdk, api, receiver):
-    training = _start_training(sdk, good_dataset(), steps=100, webhook=receiver.url,
-                               webhook_events_filter=["start", "completed"])
+    training = _start_training(
+        sdk, good_dataset(), steps=100, webhook=receiver.url, webhook_events_filter=["start", "completed"]
+    )
     deliveries = receiver.wait_for(lambda d: len(d) >= 2)
     start, completed = (json.loads(d.body) for d in deliveries[:2])
     assert (start["status"], completed["status"]) == ("starting", "succeeded")
@@ -228,16 +266,24 @@ def test_webhooks_start_and_completed_are_signed_like_replicate(sdk, api, receiv
     for delivery in deliveries:
         assert re.fullmatch(r"v1,[A-Za-z0-9+/]+=*", delivery.headers["webhook-signature"])
         webhook_verify(headers=delivery.headers, body=delivery.body)
-        Webhooks.validate(headers=delivery.headers, body=delivery.body.decode(),
-                          secret=WebhookSigningSecret(key=secret), tolerance=300)
+        Webhooks.validate(
+            headers=delivery.headers,
+            body=delivery.body.decode(),
+            secret=WebhookSigningSecret(key=secret),
+            tolerance=300,
+        )
     assert deliveries[0].headers["webhook-id"] != deliveries[1].headers["webhook-id"]
     assert len(receiver.deliveries) == 2  # no logs or output events: they were filtered out
 
 
 def test_the_completed_webhook_is_retried_with_the_same_id(sdk, receiver):
     receiver.statuses = [200, 500, 503]  # start ok, then the completed one fails twice
-    prediction = sdk.predictions.create(version=_generator_version(sdk), input={"prompt": "a cat"},
-                                        webhook=receiver.url, webhook_events_filter=["start", "completed"])
+    prediction = sdk.predictions.create(
+        version=_generator_version(sdk),
+        input={"prompt": "a cat"},
+        webhook=receiver.url,
+        webhook_events_filter=["start", "completed"],
+    )
     deliveries = receiver.wait_for(lambda d: len(d) >= 4)
     completed = deliveries[1:]
     assert {json.loads(d.body)["status"] for d in completed} == {"succeeded"}
@@ -247,8 +293,12 @@ def test_the_completed_webhook_is_retried_with_the_same_id(sdk, receiver):
 
 def test_an_intermediate_webhook_is_not_retried(sdk, receiver):
     receiver.statuses = [500]
-    sdk.predictions.create(version=_generator_version(sdk), input={"prompt": "a cat"}, webhook=receiver.url,
-                           webhook_events_filter=["start", "completed"])
+    sdk.predictions.create(
+        version=_generator_version(sdk),
+        input={"prompt": "a cat"},
+        webhook=receiver.url,
+        webhook_events_filter=["start", "completed"],
+    )
     deliveries = receiver.wait_for(lambda d: any(json.loads(x.body)["status"] == "succeeded" for x in d))
     assert [json.loads(d.body)["status"] for d in deliveries] == ["starting", "succeeded"]
 
@@ -263,8 +313,12 @@ def _statuses(deliveries) -> list[str]:
 
 def test_drop_webhook_fault_drops_the_completed_webhook(sdk, receiver):
     fault_inject(service="replicate", operation="webhook.completed", kind="drop_webhook")
-    prediction = sdk.predictions.create(version=_generator_version(sdk), input={"prompt": "a cat"},
-                                        webhook=receiver.url, webhook_events_filter=["start", "completed"])
+    prediction = sdk.predictions.create(
+        version=_generator_version(sdk),
+        input={"prompt": "a cat"},
+        webhook=receiver.url,
+        webhook_events_filter=["start", "completed"],
+    )
     wait_until(lambda: sdk.predictions.get(prediction.id), _finished)
     receiver.wait_for(lambda d: len(d) >= 1)
     time.sleep(0.5)  # give a wrongly delivered completed webhook the time to arrive
@@ -273,8 +327,12 @@ def test_drop_webhook_fault_drops_the_completed_webhook(sdk, receiver):
 
 def test_duplicate_webhook_fault_delivers_twice_with_one_id(sdk, receiver):
     fault_inject(service="replicate", operation="webhook.completed", kind="duplicate_webhook")
-    sdk.predictions.create(version=_generator_version(sdk), input={"prompt": "a cat"}, webhook=receiver.url,
-                           webhook_events_filter=["start", "completed"])
+    sdk.predictions.create(
+        version=_generator_version(sdk),
+        input={"prompt": "a cat"},
+        webhook=receiver.url,
+        webhook_events_filter=["start", "completed"],
+    )
     deliveries = receiver.wait_for(lambda d: len(d) >= 3)
     assert _statuses(deliveries) == ["starting", "succeeded", "succeeded"]
     assert deliveries[1].headers["webhook-id"] == deliveries[2].headers["webhook-id"]
@@ -283,8 +341,12 @@ def test_duplicate_webhook_fault_delivers_twice_with_one_id(sdk, receiver):
 
 def test_reorder_webhooks_fault_sends_completed_before_start(sdk, receiver):
     fault_inject(service="replicate", operation="webhook.start", kind="reorder_webhooks")
-    sdk.predictions.create(version=_generator_version(sdk), input={"prompt": "a cat"}, webhook=receiver.url,
-                           webhook_events_filter=["start", "completed"])
+    sdk.predictions.create(
+        version=_generator_version(sdk),
+        input={"prompt": "a cat"},
+        webhook=receiver.url,
+        webhook_events_filter=["start", "completed"],
+    )
     deliveries = receiver.wait_for(lambda d: len(d) >= 2)
     assert _statuses(deliveries) == ["succeeded", "starting"]
     for delivery in deliveries:
@@ -293,8 +355,12 @@ def test_reorder_webhooks_fault_sends_completed_before_start(sdk, receiver):
 
 def test_bad_signature_fault_signs_with_a_wrong_key(sdk, receiver):
     fault_inject(service="replicate", operation="*", kind="bad_signature", times=2)
-    sdk.predictions.create(version=_generator_version(sdk), input={"prompt": "a cat"}, webhook=receiver.url,
-                           webhook_events_filter=["start", "completed"])
+    sdk.predictions.create(
+        version=_generator_version(sdk),
+        input={"prompt": "a cat"},
+        webhook=receiver.url,
+        webhook_events_filter=["start", "completed"],
+    )
     deliveries = receiver.wait_for(lambda d: len(d) >= 2)
     for delivery in deliveries:
         with pytest.raises(IntegrationError) as refused:
@@ -304,8 +370,9 @@ def test_bad_signature_fault_signs_with_a_wrong_key(sdk, receiver):
 
 def test_fail_training_fault_fails_the_training_midway(sdk, receiver):
     fault_inject(service="replicate", operation="trainings.create", kind="fail_training")
-    training = _start_training(sdk, good_dataset(), steps=100, webhook=receiver.url,
-                               webhook_events_filter=["completed"])
+    training = _start_training(
+        sdk, good_dataset(), steps=100, webhook=receiver.url, webhook_events_filter=["completed"]
+    )
     seen: set[str] = set()
 
     def fetch():
@@ -323,8 +390,9 @@ def test_fail_training_fault_fails_the_training_midway(sdk, receiver):
 
 
 def test_a_canceled_training_ends_canceled(sdk, receiver):
-    training = _start_training(sdk, good_dataset(), steps=3000, webhook=receiver.url,
-                               webhook_events_filter=["completed"])
+    training = _start_training(
+        sdk, good_dataset(), steps=3000, webhook=receiver.url, webhook_events_filter=["completed"]
+    )
     canceled = sdk.trainings.cancel(training.id)
     assert canceled.status == "canceled"
     assert sdk.trainings.get(training.id).status == "canceled"
@@ -333,9 +401,19 @@ def test_a_canceled_training_ends_canceled(sdk, receiver):
 
 # --- Predictions --------------------------------------------------------------------------------------
 def test_a_prediction_draws_real_images_of_the_prompt(sdk, api):
-    response = api.post("/v1/models/black-forest-labs/flux-dev-lora/predictions", headers={"Prefer": "wait=10"},
-                        json={"input": {"prompt": "a lighthouse", "aspect_ratio": "16:9", "num_outputs": 2,
-                                        "output_format": "png", "lora_weights": "huggingface.co/a/b"}})
+    response = api.post(
+        "/v1/models/black-forest-labs/flux-dev-lora/predictions",
+        headers={"Prefer": "wait=10"},
+        json={
+            "input": {
+                "prompt": "a lighthouse",
+                "aspect_ratio": "16:9",
+                "num_outputs": 2,
+                "output_format": "png",
+                "lora_weights": "huggingface.co/a/b",
+            }
+        },
+    )
     assert response.status_code == 201
     prediction = response.json()
     assert prediction["status"] == "succeeded"
@@ -351,8 +429,9 @@ def test_a_prediction_draws_real_images_of_the_prompt(sdk, api):
 
 
 def test_a_prediction_without_wait_is_created_then_finishes(sdk):
-    prediction = sdk.models.predictions.create(model="black-forest-labs/flux-dev-lora",
-                                               input={"prompt": "a dog", "output_format": "jpg"})
+    prediction = sdk.models.predictions.create(
+        model="black-forest-labs/flux-dev-lora", input={"prompt": "a dog", "output_format": "jpg"}
+    )
     assert prediction.status == "starting"
     done = wait_until(lambda: sdk.predictions.get(prediction.id), _finished, interval=0.1)
     assert done.status == "succeeded"
@@ -362,27 +441,34 @@ def test_a_prediction_without_wait_is_created_then_finishes(sdk):
 
 def test_a_short_wait_answers_202_while_running(api, settings):
     settings.SANDBOX_PREDICTION_SECONDS = 3
-    response = api.post("/v1/models/black-forest-labs/flux-dev-lora/predictions", headers={"Prefer": "wait=1"},
-                        json={"input": {"prompt": "slow"}})
+    response = api.post(
+        "/v1/models/black-forest-labs/flux-dev-lora/predictions",
+        headers={"Prefer": "wait=1"},
+        json={"input": {"prompt": "slow"}},
+    )
     assert response.status_code == 202
     assert response.json()["status"] in ("starting", "processing")
     assert api.post(f"/v1/predictions/{response.json()['id']}/cancel").json()["status"] == "canceled"
 
 
 def test_an_nsfw_prompt_fails_like_replicate(sdk):
-    prediction = sdk.models.predictions.create(model="black-forest-labs/flux-dev-lora",
-                                               input={"prompt": "something nsfw"}, wait=10)
+    prediction = sdk.models.predictions.create(
+        model="black-forest-labs/flux-dev-lora", input={"prompt": "something nsfw"}, wait=10
+    )
     assert prediction.status == "failed"
     assert prediction.error == "NSFW content detected. Try running it again, or try a different prompt."
     assert prediction.output is None
 
 
-@pytest.mark.parametrize(("input_", "field"), [
-    ({"prompt": "x", "num_outputs": 5}, "input.num_outputs"),
-    ({"num_outputs": 1}, "input"),
-    ({"prompt": "x", "output_format": "gif"}, "input.output_format"),
-    ({"prompt": "x", "aspect_ratio": "2:1"}, "input.aspect_ratio"),
-])
+@pytest.mark.parametrize(
+    ("input_", "field"),
+    [
+        ({"prompt": "x", "num_outputs": 5}, "input.num_outputs"),
+        ({"num_outputs": 1}, "input"),
+        ({"prompt": "x", "output_format": "gif"}, "input.output_format"),
+        ({"prompt": "x", "aspect_ratio": "2:1"}, "input.aspect_ratio"),
+    ],
+)
 def test_bad_prediction_inputs_are_refused(api, input_, field):
     response = api.post("/v1/models/black-forest-labs/flux-dev-lora/predictions", json={"input": input_})
     assert response.status_code == 422
@@ -397,14 +483,20 @@ def test_an_unknown_version_is_refused(api):
 
 def test_status_faults_answer_problem_json_with_retry_after(api):
     fault_inject(service="replicate", operation="predictions.create", status=429, retry_after=7)
-    response = api.post("/v1/models/black-forest-labs/flux-dev-lora/predictions", json={"input": {"prompt": "x"}})
+    response = api.post(
+        "/v1/models/black-forest-labs/flux-dev-lora/predictions", json={"input": {"prompt": "x"}}
+    )
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "7"
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json()["detail"] == "Request was throttled. Your rate limit resets in ~30s."
     # Consumed: the next call works.
-    assert api.post("/v1/models/black-forest-labs/flux-dev-lora/predictions",
-                    json={"input": {"prompt": "x"}}).status_code == 201
+    assert (
+        api.post(
+            "/v1/models/black-forest-labs/flux-dev-lora/predictions", json={"input": {"prompt": "x"}}
+        ).status_code
+        == 201
+    )
 
 
 def test_the_admin_lists_the_stand_ins_state(sdk, staff_client):
@@ -417,6 +509,12 @@ def test_the_admin_lists_the_stand_ins_state(sdk, staff_client):
 def test_the_sandbox_signs_the_published_test_vector():
     from sandbox.replicate.simulation import webhook_signature
 
-    assert webhook_signature(secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", msg_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
-                             timestamp=1614265330, body=b'{"test": 2432232314}') == \
-        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert (
+        webhook_signature(
+            secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            msg_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
+            timestamp=1614265330,
+            body=b'{"test": 2432232314}',
+        )
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )

@@ -40,8 +40,10 @@ class Receiver:
         """Wait for `count` deliveries and verify each with the project's own verifier."""
         deliveries = self.wait_for(count)
         assert len(deliveries) >= count, f"only {len(deliveries)} of {count} webhooks arrived"
-        return [stripe_client.webhook_construct_event(payload=body, sig_header=headers["Stripe-Signature"])
-                for headers, body in deliveries]
+        return [
+            stripe_client.webhook_construct_event(payload=body, sig_header=headers["Stripe-Signature"])
+            for headers, body in deliveries
+        ]
 
 
 @pytest.fixture
@@ -76,13 +78,19 @@ def receiver(sandbox, settings):
     server.server_close()
 
 
-def _create(mode: str = "payment", price_id: str = "price_sandbox_pack_1000", key: str = "key-1",
-            **overrides) -> stripe_client.CheckoutSession:
+def _create(
+    mode: str = "payment", price_id: str = "price_sandbox_pack_1000", key: str = "key-1", **overrides
+) -> stripe_client.CheckoutSession:
     args = {
-        "mode": mode, "price_id": price_id, "customer_id": None, "customer_email": "alice@example.com",
-        "client_reference_id": "42", "metadata": {"user_id": "42", "purchase": "p1"},
+        "mode": mode,
+        "price_id": price_id,
+        "customer_id": None,
+        "customer_email": "alice@example.com",
+        "client_reference_id": "42",
+        "metadata": {"user_id": "42", "purchase": "p1"},
         "success_url": "http://app.test/billing/success?session_id={CHECKOUT_SESSION_ID}",
-        "cancel_url": "http://app.test/billing/cancelled", "idempotency_key": key,
+        "cancel_url": "http://app.test/billing/cancelled",
+        "idempotency_key": key,
     }
     return stripe_client.checkout_session_create(**{**args, **overrides})
 
@@ -93,8 +101,11 @@ def _click(session: stripe_client.CheckoutSession, button: str = "pay", outcome:
 
 def _sdk(sandbox_url: str, settings) -> stripe.StripeClient:
     """The raw SDK, for reads stripe_client does not offer (payment intents)."""
-    return stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses={"api": f"{sandbox_url}/sandbox/stripe"},
-                               max_network_retries=0)
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY,
+        base_addresses={"api": f"{sandbox_url}/sandbox/stripe"},
+        max_network_retries=0,
+    )
 
 
 def test_a_paid_credit_pack_redirects_and_sends_a_signed_checkout_completed(sandbox, receiver, settings):
@@ -134,7 +145,10 @@ def test_a_subscription_sends_created_and_invoice_paid_and_renews(sandbox, recei
     _click(session)
     events = receiver.events(3)
     assert [e["type"] for e in events] == [
-        "checkout.session.completed", "customer.subscription.created", "invoice.paid"]
+        "checkout.session.completed",
+        "customer.subscription.created",
+        "invoice.paid",
+    ]
     completed, created, paid = events
     sub_id = completed["data"]["object"]["subscription"]
     assert sub_id.startswith("sub_") and created["data"]["object"]["id"] == sub_id
@@ -166,9 +180,13 @@ def test_the_portal_lists_the_subscription_and_cancelling_sends_events(sandbox, 
     _click(session)
     receiver.events(3)
     customer = stripe_client.checkout_session_retrieve(session_id=session.id).customer
-    url = stripe_client.billing_portal_session_create(customer_id=customer, return_url="http://app.test/billing/")
+    url = stripe_client.billing_portal_session_create(
+        customer_id=customer, return_url="http://app.test/billing/"
+    )
     page = Client().get(urlsplit(url).path)
-    assert page.status_code == 200 and b"Pro monthly" in page.content and b"Cancel subscription" in page.content
+    assert (
+        page.status_code == 200 and b"Pro monthly" in page.content and b"Cancel subscription" in page.content
+    )
     sub_id = stripe_client.checkout_session_retrieve(session_id=session.id).subscription
 
     Client().post(urlsplit(url).path + f"subscriptions/{sub_id}/cancel", {"when": "period_end"})
@@ -179,7 +197,10 @@ def test_the_portal_lists_the_subscription_and_cancelling_sends_events(sandbox, 
 
     Client().post(urlsplit(url).path + f"subscriptions/{sub_id}/cancel", {"when": "now"})
     deleted = receiver.events(5)[4]
-    assert deleted["type"] == "customer.subscription.deleted" and deleted["data"]["object"]["status"] == "canceled"
+    assert (
+        deleted["type"] == "customer.subscription.deleted"
+        and deleted["data"]["object"]["status"] == "canceled"
+    )
 
 
 def test_another_customers_portal_cannot_cancel_a_subscription(sandbox, receiver):
@@ -197,12 +218,16 @@ def test_a_refund_sends_charge_refunded_with_the_amount(sandbox, receiver, setti
     _click(session)
     receiver.events(1)
     pi = _sdk(sandbox, settings).v1.payment_intents.retrieve(
-        stripe_client.checkout_session_retrieve(session_id=session.id).payment_intent)
+        stripe_client.checkout_session_retrieve(session_id=session.id).payment_intent
+    )
     response = Client().post(f"/sandbox/stripe/charges/{pi.latest_charge}/refund?amount=400")
     assert response.status_code == 200
     refunded = receiver.events(2)[1]
     assert refunded["type"] == "charge.refunded"
-    assert refunded["data"]["object"]["amount_refunded"] == 400 and refunded["data"]["object"]["refunded"] is False
+    assert (
+        refunded["data"]["object"]["amount_refunded"] == 400
+        and refunded["data"]["object"]["refunded"] is False
+    )
     assert refunded["data"]["object"]["metadata"]["purchase"] == "p1"
     too_much = Client().post(f"/sandbox/stripe/charges/{pi.latest_charge}/refund?amount=601")
     assert too_much.status_code == 400 and too_much.json()["error"]["param"] == "amount"
@@ -269,7 +294,10 @@ def test_reorder_fault_reverses_a_purchases_events(sandbox, receiver):
     fault_inject(service="stripe", operation="webhook", kind="reorder_webhooks")
     _click(_create(mode="subscription", price_id="price_sandbox_plan_pro"))
     assert [e["type"] for e in receiver.events(3)] == [
-        "invoice.paid", "customer.subscription.created", "checkout.session.completed"]
+        "invoice.paid",
+        "customer.subscription.created",
+        "checkout.session.completed",
+    ]
 
 
 def test_drop_fault_delivers_nothing_but_the_event_is_listed(sandbox, receiver, settings):
@@ -295,12 +323,17 @@ def test_the_same_idempotency_key_returns_the_same_session(sandbox):
 def test_a_wrong_key_gets_401_in_stripes_shape(sandbox, settings):
     import httpx
 
-    response = httpx.get(f"{sandbox}/sandbox/stripe/v1/prices/price_sandbox_pack_1000",
-                         headers={"Authorization": "Bearer sk_test_wrong"})
+    response = httpx.get(
+        f"{sandbox}/sandbox/stripe/v1/prices/price_sandbox_pack_1000",
+        headers={"Authorization": "Bearer sk_test_wrong"},
+    )
     assert response.status_code == 401
-    assert response.json()["error"]["type"] == "invalid_request_error" and "sk_test_wrong" not in response.text
-    ok = httpx.get(f"{sandbox}/sandbox/stripe/v1/prices/price_sandbox_pack_1000",
-                   auth=(settings.STRIPE_SECRET_KEY, ""))  # basic auth, as curl -u sends it
+    assert (
+        response.json()["error"]["type"] == "invalid_request_error" and "sk_test_wrong" not in response.text
+    )
+    ok = httpx.get(
+        f"{sandbox}/sandbox/stripe/v1/prices/price_sandbox_pack_1000", auth=(settings.STRIPE_SECRET_KEY, "")
+    )  # basic auth, as curl -u sends it
     assert ok.status_code == 200 and ok.json()["unit_amount"] == 1000
 
 
@@ -310,10 +343,19 @@ def test_the_seeded_prices_and_new_prices_are_served(sandbox, settings):
     assert sdk.v1.prices.retrieve("price_sandbox_pack_10000").unit_amount == 8000
     assert sdk.v1.prices.retrieve("price_sandbox_plan_pro").recurring.interval == "month"
     product = sdk.v1.products.create(params={"name": "Extra"})
-    price = sdk.v1.prices.create(params={"product": product.id, "currency": "usd", "unit_amount": 500,
-                                         "recurring": {"interval": "month"}})
+    price = sdk.v1.prices.create(
+        params={
+            "product": product.id,
+            "currency": "usd",
+            "unit_amount": 500,
+            "recurring": {"interval": "month"},
+        }
+    )
     assert sdk.v1.prices.retrieve(price.id).type == "recurring"
-    assert {p.id for p in sdk.v1.prices.list(params={"limit": 100}).data} >= {price.id, "price_sandbox_pack_1000"}
+    assert {p.id for p in sdk.v1.prices.list(params={"limit": 100}).data} >= {
+        price.id,
+        "price_sandbox_pack_1000",
+    }
 
 
 def test_mode_and_price_type_must_match(sandbox):
@@ -338,10 +380,22 @@ def test_an_unknown_object_is_a_404_resource_missing(sandbox):
 def test_parse_form_builds_nested_lists_and_dicts():
     from sandbox.stripe.views import parse_form
 
-    parsed = parse_form([("line_items[0][price]", "p"), ("line_items[0][quantity]", "1"),
-                         ("metadata[a]", "b"), ("expand[]", "x"), ("expand[]", "y"), ("mode", "payment")])
-    assert parsed == {"line_items": [{"price": "p", "quantity": "1"}], "metadata": {"a": "b"},
-                      "expand": ["x", "y"], "mode": "payment"}
+    parsed = parse_form(
+        [
+            ("line_items[0][price]", "p"),
+            ("line_items[0][quantity]", "1"),
+            ("metadata[a]", "b"),
+            ("expand[]", "x"),
+            ("expand[]", "y"),
+            ("mode", "payment"),
+        ]
+    )
+    assert parsed == {
+        "line_items": [{"price": "p", "quantity": "1"}],
+        "metadata": {"a": "b"},
+        "expand": ["x", "y"],
+        "mode": "payment",
+    }
 
 
 def test_events_are_listed_newest_first(sandbox, receiver, settings):

@@ -22,7 +22,9 @@ def post_files(client, training, files: list[tuple[str, bytes]], **kwargs):
 
 
 def add_photos(client, training, count: int, start_seed: int = 1000) -> list[dict]:
-    response = post_files(client, training, [(f"p{i}.jpg", images.photo(seed=start_seed + i)) for i in range(count)])
+    response = post_files(
+        client, training, [(f"p{i}.jpg", images.photo(seed=start_seed + i)) for i in range(count)]
+    )
     assert response.status_code == 200, response.content
     verdicts = response.json()["files"]
     assert all(v["ok"] for v in verdicts), verdicts

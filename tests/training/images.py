@@ -11,7 +11,9 @@ import zlib
 from PIL import Image
 
 
-def photo(size: tuple[int, int] = (800, 600), seed: int = 0, fmt: str = "JPEG", mode: str = "RGB", **save) -> bytes:
+def photo(
+    size: tuple[int, int] = (800, 600), seed: int = 0, fmt: str = "JPEG", mode: str = "RGB", **save
+) -> bytes:
     """A small noisy gradient: unique per seed, far enough apart that dHash tells them apart."""
     rnd = random.Random(seed)
     w, h = size
@@ -29,13 +31,20 @@ def photo(size: tuple[int, int] = (800, 600), seed: int = 0, fmt: str = "JPEG", 
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims a huge size."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def png_bomb(side: int = 10_000) -> bytes:
@@ -45,7 +54,9 @@ def png_bomb(side: int = 10_000) -> bytes:
     row = b"\x00" * (side + 1)
     parts = [compressor.compress(row) for _ in range(side)]
     parts.append(compressor.flush())
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"".join(parts)) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"".join(parts)) + _chunk(b"IEND", b"")
+    )
 
 
 def animated_webp() -> bytes:

@@ -19,9 +19,16 @@ from training import pipeline
 from training.models import TrainingJob
 from training.services import training_create
 
-TRAINING_PARAMS = {"steps": 1000, "learning_rate": 0.0004, "lora_rank": 16, "batch_size": 1,
-                   "resolution": "512,768,1024", "optimizer": "adamw8bit", "caption_dropout_rate": 0.05,
-                   "autocaption": True}
+TRAINING_PARAMS = {
+    "steps": 1000,
+    "learning_rate": 0.0004,
+    "lora_rank": 16,
+    "batch_size": 1,
+    "resolution": "512,768,1024",
+    "optimizer": "adamw8bit",
+    "caption_dropout_rate": 0.05,
+    "autocaption": True,
+}
 
 
 @pytest.fixture
@@ -36,8 +43,10 @@ def test_a_training_over_the_cap_is_refused_with_a_message_and_charged_nothing(a
     settings.DATASET_MIN_IMAGES = 0
     settings.MAX_ACTIVE_TRAININGS_PER_USER = 1
     credits_grant(user=alice, amount=10_000, reference="test:topup")
-    first, second = (training_create(owner=alice, name=f"T{i}", trigger_word="ohwx_t", subject_kind="subject")
-                     for i in range(2))
+    first, second = (
+        training_create(owner=alice, name=f"T{i}", trigger_word="ohwx_t", subject_kind="subject")
+        for i in range(2)
+    )
     pipeline.training_start(job=first, params=TRAINING_PARAMS)
     before = balance_for_user(alice)
     with pytest.raises(pipeline.PipelineError, match="1 trainings running, the most at once"):
@@ -52,10 +61,14 @@ def test_parallel_training_starts_stop_exactly_at_the_cap(alice, settings, no_wo
     settings.DATASET_MIN_IMAGES = 0
     settings.MAX_ACTIVE_TRAININGS_PER_USER = 2
     credits_grant(user=alice, amount=100_000, reference="test:topup")
-    jobs = [training_create(owner=alice, name=f"T{i}", trigger_word="ohwx_t", subject_kind="subject")
-            for i in range(6)]
-    results = run_concurrently(lambda i: pipeline.training_start(job=TrainingJob.objects.get(pk=jobs[i].pk),
-                                                                 params=TRAINING_PARAMS), 6)
+    jobs = [
+        training_create(owner=alice, name=f"T{i}", trigger_word="ohwx_t", subject_kind="subject")
+        for i in range(6)
+    ]
+    results = run_concurrently(
+        lambda i: pipeline.training_start(job=TrainingJob.objects.get(pk=jobs[i].pk), params=TRAINING_PARAMS),
+        6,
+    )
     started = [r for r in results if isinstance(r, TrainingJob)]
     refused = [r for r in results if isinstance(r, pipeline.PipelineError)]
     assert len(started) == 2 and len(refused) == 4, results
@@ -69,8 +82,9 @@ def test_parallel_generations_stop_exactly_at_the_cap_and_charge_only_those(alic
     credits_grant(user=alice, amount=10_000, reference="test:topup")
     model = lora_model(alice, replicate_version="fluxsite/lora-x:" + "a" * 64)
     before = balance_for_user(alice)
-    results = run_concurrently(lambda i: generation_start(user=alice, model=model, prompt=f"a cat {i}",
-                                                          params=dict(PARAMS)), 8)
+    results = run_concurrently(
+        lambda i: generation_start(user=alice, model=model, prompt=f"a cat {i}", params=dict(PARAMS)), 8
+    )
     made = [r for r in results if isinstance(r, Generation)]
     refused = [r for r in results if isinstance(r, GenerationError)]
     assert len(made) == 3 and len(refused) == 5, results

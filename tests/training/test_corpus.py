@@ -76,7 +76,9 @@ def test_every_good_photo_of_the_corpus_is_kept(alice, alice_client, budget):
         slowest = max(slowest, elapsed)
         if not verdict["ok"]:
             lost.append((entry["path"], entry["class"], verdict["message"]))
-    print(f"\ncorpus keep: {len(KEEP)} files, slowest {slowest:.2f} s, peak decode memory {max(budget):.0f} MB")
+    print(
+        f"\ncorpus keep: {len(KEEP)} files, slowest {slowest:.2f} s, peak decode memory {max(budget):.0f} MB"
+    )
     assert not lost, lost
     assert slowest < WALL_SECONDS + 5
 
@@ -86,7 +88,7 @@ def test_no_bad_file_of_the_corpus_is_accepted_and_none_is_a_server_error(alice,
     the request; each file is refused within the budget."""
     accepted, slowest = [], 0.0
     for start in range(0, len(OTHERS), BATCH):
-        batch = OTHERS[start:start + BATCH]
+        batch = OTHERS[start : start + BATCH]
         verdicts, elapsed = _upload(alice_client, alice, batch)
         slowest = max(slowest, elapsed / len(batch))
         for entry, verdict in zip(batch, verdicts, strict=True):
@@ -95,8 +97,10 @@ def test_no_bad_file_of_the_corpus_is_accepted_and_none_is_a_server_error(alice,
                 accepted.append((entry["path"], entry["class"], entry.get("note", "")))
             if not verdict["ok"]:
                 assert "something went wrong on our side" not in verdict["message"], (entry["path"], verdict)
-    print(f"\ncorpus refuse/either: {len(OTHERS)} files, slowest mean per file {slowest:.2f} s, "
-          f"peak decode memory {max(budget):.0f} MB")
+    print(
+        f"\ncorpus refuse/either: {len(OTHERS)} files, slowest mean per file {slowest:.2f} s, "
+        f"peak decode memory {max(budget):.0f} MB"
+    )
     assert not accepted, accepted
 
 

@@ -98,7 +98,9 @@ def test_owned_file_names_lists_every_stored_file(alice_client, training, small_
     assert owned_file_names(bob) == []
 
 
-def test_images_without_a_recorded_crc_are_read_once_and_still_zip_correctly(alice_client, training, small_limits):
+def test_images_without_a_recorded_crc_are_read_once_and_still_zip_correctly(
+    alice_client, training, small_limits
+):
     add_photos(alice_client, training, 3)
     training.dataset.images.update(crc32=None)
     dataset = dataset_build_zip(dataset_id=training.dataset.pk)
@@ -106,8 +108,9 @@ def test_images_without_a_recorded_crc_are_read_once_and_still_zip_correctly(ali
     assert archive.testzip() is None and len(archive.namelist()) == 6
 
 
-def test_a_photo_changed_since_upload_is_refused_instead_of_writing_a_corrupt_zip(alice_client, training,
-                                                                                  small_limits):
+def test_a_photo_changed_since_upload_is_refused_instead_of_writing_a_corrupt_zip(
+    alice_client, training, small_limits
+):
     add_photos(alice_client, training, 3)
     training.dataset.images.filter(pk=training.dataset.images.first().pk).update(byte_size=12)
     with pytest.raises((DatasetError, ValueError)):

@@ -23,8 +23,16 @@ from training.models import ReplicateWebhook, TrainingJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = TrainingJob.Status
-PARAMS = {"steps": 1000, "learning_rate": 0.0004, "lora_rank": 16, "batch_size": 1, "resolution": "512,768,1024",
-          "optimizer": "adamw8bit", "caption_dropout_rate": 0.05, "autocaption": True}
+PARAMS = {
+    "steps": 1000,
+    "learning_rate": 0.0004,
+    "lora_rank": 16,
+    "batch_size": 1,
+    "resolution": "512,768,1024",
+    "optimizer": "adamw8bit",
+    "caption_dropout_rate": 0.05,
+    "autocaption": True,
+}
 
 
 def wait_for(job: TrainingJob, statuses, seconds: float = 40) -> TrainingJob:
@@ -34,7 +42,9 @@ def wait_for(job: TrainingJob, statuses, seconds: float = 40) -> TrainingJob:
         if job.status in statuses:
             return job
         time.sleep(0.2)
-    raise AssertionError(f"training stuck in {job.status}; events: {list(job.events.values_list('message', flat=True))}")
+    raise AssertionError(
+        f"training stuck in {job.status}; events: {list(job.events.values_list('message', flat=True))}"
+    )
 
 
 @pytest.fixture
@@ -66,21 +76,28 @@ def test_a_training_goes_from_photos_to_a_published_model(ready_training, alice,
     assert job.replicate_training_id and job.predict_time
     assert job.progress_step == job.progress_total == 1000
     assert len(job.loss_history) >= 2 and job.current_loss is not None
-    assert set(job.stage_times) >= {"initializing", "zip_creation", "replicate_training", "huggingface_upload",
-                                    "completion"}
+    assert set(job.stage_times) >= {
+        "initializing",
+        "zip_creation",
+        "replicate_training",
+        "huggingface_upload",
+        "completion",
+    }
     assert SandboxTraining.objects.count() == 1
     model = job.lora_model
     assert model.status == "ready" and model.hf_repo_id
     ours = b"".join(storage.file_iter(alias=storage.PRIVATE, name=model.weights_file_name))
-    published = huggingface_client.file_download(repo_id=model.hf_repo_id, filename="lora.safetensors",
-                                                 local_dir=settings.MEDIA_ROOT)
+    published = huggingface_client.file_download(
+        repo_id=model.hf_repo_id, filename="lora.safetensors", local_dir=settings.MEDIA_ROOT
+    )
     assert published.read_bytes() == ours
     assert balance_for_user(alice) == before - cost()
     assert any("is ready" in m.subject for m in mail.outbox)
 
 
-@pytest.mark.parametrize(("status", "category"), [(401, "authentication"), (402, "service_error"),
-                                                  (422, "validation")])
+@pytest.mark.parametrize(
+    ("status", "category"), [(401, "authentication"), (402, "service_error"), (422, "validation")]
+)
 def test_a_refused_training_creation_fails_at_once_and_refunds(ready_training, alice, status, category):
     before = balance_for_user(alice)
     fault_inject(service="replicate", operation="trainings.create", status=status)
@@ -101,7 +118,9 @@ def test_a_passing_replicate_error_is_retried_with_backoff_and_then_succeeds(rea
     time.sleep(0.5)
     job.refresh_from_db()
     assert job.status == S.REPLICATE_TRAINING and job.next_attempt_at and job.attempts == 1
-    assert job.events.filter(level="warning", category="rate_limit" if status == 429 else "service_error").exists()
+    assert job.events.filter(
+        level="warning", category="rate_limit" if status == 429 else "service_error"
+    ).exists()
     TrainingJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     pipeline.trainings_reconcile()
     job = wait_for(job, (S.SUCCEEDED, S.FAILED))
@@ -134,7 +153,9 @@ def test_a_timed_out_creation_whose_webhooks_are_lost_is_found_by_the_poller(rea
     assert job.status == S.REPLICATE_TRAINING and job.replicate_training_id == ""
     assert job.replicate_input["input_images"] and job.replicate_trainer_version
     assert wait_until_exists(lambda: SandboxTraining.objects.exists())
-    TrainingJob.objects.filter(pk=job.pk).update(replicate_create_started_at=timezone.now() - timedelta(minutes=2))
+    TrainingJob.objects.filter(pk=job.pk).update(
+        replicate_create_started_at=timezone.now() - timedelta(minutes=2)
+    )
     counts = pipeline.trainings_reconcile()
     job.refresh_from_db()
     assert counts["adopted"] == 1 and job.replicate_training_id == SandboxTraining.objects.get().id
@@ -142,7 +163,9 @@ def test_a_timed_out_creation_whose_webhooks_are_lost_is_found_by_the_poller(rea
     fault_clear(service="replicate")
     deadline = time.monotonic() + 40
     while job.status == S.REPLICATE_TRAINING and time.monotonic() < deadline:
-        TrainingJob.objects.filter(pk=job.pk).update(last_news_at=None)  # poll it now, not after the stale window
+        TrainingJob.objects.filter(pk=job.pk).update(
+            last_news_at=None
+        )  # poll it now, not after the stale window
         pipeline.trainings_reconcile()
         job.refresh_from_db()
         time.sleep(0.3)
@@ -151,8 +174,9 @@ def test_a_timed_out_creation_whose_webhooks_are_lost_is_found_by_the_poller(rea
     assert balance_for_user(alice) == before - cost()
 
 
-def test_a_training_that_starts_after_its_job_was_refunded_is_canceled_at_replicate(ready_training, alice,
-                                                                                     settings):
+def test_a_training_that_starts_after_its_job_was_refunded_is_canceled_at_replicate(
+    ready_training, alice, settings
+):
     """The job gave up (refunded) before Replicate reported the training: when it does, we cancel it."""
     settings.REPLICATE_TIMEOUT_SECONDS = 1
     fault_inject(service="replicate", operation="trainings.create", kind=FaultKind.TIMEOUT, delay_seconds=1.5)
@@ -161,11 +185,15 @@ def test_a_training_that_starts_after_its_job_was_refunded_is_canceled_at_replic
     job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
     assert wait_until_exists(lambda: SandboxTraining.objects.exists())
     job.refresh_from_db()
-    pipeline.training_fail(job=job, category="timeout", message="Replicate never confirmed that the training started.")
+    pipeline.training_fail(
+        job=job, category="timeout", message="Replicate never confirmed that the training started."
+    )
     assert balance_for_user(alice) == before
     from fluxsite.integrations import replicate_client
 
-    late = replicate_client.training_get(training_id=SandboxTraining.objects.get().id)  # what its webhook carries
+    late = replicate_client.training_get(
+        training_id=SandboxTraining.objects.get().id
+    )  # what its webhook carries
     assert pipeline.training_apply_replicate(info=late, job_hint=job.pk) is None
     assert SandboxTraining.objects.get().canceled_at is not None
     job.refresh_from_db()
@@ -191,8 +219,10 @@ def test_an_unconfirmed_creation_is_failed_and_refunded_by_the_poller(ready_trai
     # Simulate the death by rewinding to the moment after the claim, before the id was saved.
     SandboxTraining.objects.all().delete()
     TrainingJob.objects.filter(pk=job.pk).update(
-        status=S.REPLICATE_TRAINING, replicate_training_id="",
-        replicate_create_started_at=timezone.now() - timedelta(minutes=10))
+        status=S.REPLICATE_TRAINING,
+        replicate_training_id="",
+        replicate_create_started_at=timezone.now() - timedelta(minutes=10),
+    )
     pipeline.training_advance(job_id=job.pk)  # a redelivered task
     assert SandboxTraining.objects.count() == 0
     pipeline.trainings_reconcile()
@@ -210,10 +240,14 @@ def test_a_training_replicate_aborted_is_failed_and_refunded(ready_training, ali
 
     before = balance_for_user(alice)
     job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
-    assert wait_until_exists(lambda: TrainingJob.objects.filter(pk=job.pk).exclude(replicate_training_id="").exists())
+    assert wait_until_exists(
+        lambda: TrainingJob.objects.filter(pk=job.pk).exclude(replicate_training_id="").exists()
+    )
     job.refresh_from_db()
     body = vendor_json("recorded/trainings-get.json")["interactions"][-1]["response"]["body"]
-    info = replicate_client.training_from_payload({**body, "id": job.replicate_training_id, "status": "aborted"})
+    info = replicate_client.training_from_payload(
+        {**body, "id": job.replicate_training_id, "status": "aborted"}
+    )
     assert info.is_finished
     pipeline.training_apply_replicate(info=info)
     job.refresh_from_db()
@@ -273,7 +307,9 @@ def test_duplicate_and_out_of_order_webhooks_change_nothing(ready_training, alic
     fault_clear()
     assert job.status == S.SUCCEEDED
     assert job.progress_step == 1000  # the late "start" did not move progress back
-    assert ReplicateWebhook.objects.values("webhook_id").distinct().count() == ReplicateWebhook.objects.count()
+    assert (
+        ReplicateWebhook.objects.values("webhook_id").distinct().count() == ReplicateWebhook.objects.count()
+    )
     assert TrainingJob.objects.get(pk=job.pk).lora_model is not None
     assert balance_for_user(alice) == before - cost()
 
@@ -281,10 +317,16 @@ def test_duplicate_and_out_of_order_webhooks_change_nothing(ready_training, alic
 def test_a_webhook_with_a_bad_signature_gets_400_and_changes_nothing(ready_training, client):
     job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
     job.refresh_from_db()
-    response = client.post("/trainings/webhooks/replicate/", data=b'{"id": "x", "status": "succeeded"}',
-                           content_type="application/json",
-                           headers={"webhook-id": "msg_1", "webhook-timestamp": str(int(time.time())),
-                                    "webhook-signature": "v1,AAAA"})
+    response = client.post(
+        "/trainings/webhooks/replicate/",
+        data=b'{"id": "x", "status": "succeeded"}',
+        content_type="application/json",
+        headers={
+            "webhook-id": "msg_1",
+            "webhook-timestamp": str(int(time.time())),
+            "webhook-signature": "v1,AAAA",
+        },
+    )
     assert response.status_code == 400
     assert ReplicateWebhook.objects.filter(webhook_id="msg_1").count() == 0
     assert client.get("/trainings/webhooks/replicate/").status_code == 405
@@ -300,7 +342,9 @@ def test_a_worker_killed_mid_stage_is_resumed_by_the_poller(ready_training, alic
         job = pipeline.training_start(job=ready_training, params=PARAMS)
     job.refresh_from_db()
     assert job.status == S.INITIALIZING
-    TrainingJob.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(minutes=10), attempts=1)
+    TrainingJob.objects.filter(pk=job.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=10), attempts=1
+    )
     settings.PIPELINE_STALE_MINUTES = 3
     pipeline.trainings_reconcile()
     job = wait_for(job, (S.SUCCEEDED, S.FAILED))
@@ -308,20 +352,25 @@ def test_a_worker_killed_mid_stage_is_resumed_by_the_poller(ready_training, alic
     assert SandboxTraining.objects.count() == 1
 
 
-def test_a_stage_that_keeps_dying_fails_after_its_attempts_and_refunds(ready_training, alice, settings, monkeypatch):
+def test_a_stage_that_keeps_dying_fails_after_its_attempts_and_refunds(
+    ready_training, alice, settings, monkeypatch
+):
     before = balance_for_user(alice)
     with monkeypatch.context() as patched:
         patched.setattr(pipeline, "_enqueue_advance", lambda job_id: None)
         job = pipeline.training_start(job=ready_training, params=PARAMS)
-    TrainingJob.objects.filter(pk=job.pk).update(attempts=settings.PIPELINE_MAX_ATTEMPTS,
-                                                 updated_at=timezone.now() - timedelta(minutes=10))
+    TrainingJob.objects.filter(pk=job.pk).update(
+        attempts=settings.PIPELINE_MAX_ATTEMPTS, updated_at=timezone.now() - timedelta(minutes=10)
+    )
     pipeline.trainings_reconcile()
     job.refresh_from_db()
     assert job.status == S.FAILED
     assert balance_for_user(alice) == before
 
 
-def test_publishing_fails_after_a_successful_training_without_losing_the_weights(ready_training, alice, settings):
+def test_publishing_fails_after_a_successful_training_without_losing_the_weights(
+    ready_training, alice, settings
+):
     from fluxsite.integrations import storage
     from models_app.services import lora_publish
 
@@ -339,7 +388,9 @@ def test_publishing_fails_after_a_successful_training_without_losing_the_weights
     assert model.status == "ready"
 
 
-def test_watching_a_running_training_refreshes_its_progress_from_replicate(ready_training, alice, alice_client):
+def test_watching_a_running_training_refreshes_its_progress_from_replicate(
+    ready_training, alice, alice_client
+):
     job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 2000})
     time.sleep(3)  # the sandbox training (6 s) is half way; only the start webhook came
     job.refresh_from_db()

@@ -32,14 +32,26 @@ def worker_env(base_url: str, media_root: Path, hf_root: Path, var_dir: Path) ->
     if db["ENGINE"].endswith("sqlite3"):
         env["SQLITE_PATH"] = str(db["NAME"])
     else:
-        env["DATABASE_URL"] = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env.update(SITE_URL=base_url, SANDBOX_MODE="true", DEBUG="true", SANDBOX_TRAINING_SECONDS="3",
-               MEDIA_ROOT=str(media_root), SANDBOX_HF_ROOT=str(hf_root), FLUXSITE_VAR_DIR=str(var_dir),
-               Q_WORKERS="1", PYTHONUNBUFFERED="1")
+        env["DATABASE_URL"] = (
+            f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        )
+    env.update(
+        SITE_URL=base_url,
+        SANDBOX_MODE="true",
+        DEBUG="true",
+        SANDBOX_TRAINING_SECONDS="3",
+        MEDIA_ROOT=str(media_root),
+        SANDBOX_HF_ROOT=str(hf_root),
+        FLUXSITE_VAR_DIR=str(var_dir),
+        Q_WORKERS="1",
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
-def test_a_training_runs_to_a_published_model_on_the_real_worker(sandbox, settings, alice, alice_client, tmp_path):
+def test_a_training_runs_to_a_published_model_on_the_real_worker(
+    sandbox, settings, alice, alice_client, tmp_path
+):
     from billing.services import credits_grant
     from training.services import training_create
 
@@ -47,19 +59,26 @@ def test_a_training_runs_to_a_published_model_on_the_real_worker(sandbox, settin
     settings.MEDIA_ROOT = str(media)
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                    "OPTIONS": {"location": str(media), "base_url": "/media/"}},
-        "private": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                    "OPTIONS": {"location": str(media / "private"), "base_url": None}},
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media), "base_url": "/media/"},
+        },
+        "private": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media / "private"), "base_url": None},
+        },
     }
     credits_grant(user=alice, amount=5000, reference="test:topup")
     job = training_create(owner=alice, name="Worker run", trigger_word="ohwx_worker", subject_kind="subject")
     add_photos(alice_client, job, 10)
 
     worker = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"], cwd=ROOT, start_new_session=True,
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        start_new_session=True,
         env=worker_env(sandbox, media, settings.SANDBOX_HF_ROOT, tmp_path / "var"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         before = balance_for_user(alice)

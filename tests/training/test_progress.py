@@ -27,13 +27,17 @@ def test_it_keeps_one_loss_per_step_and_ignores_other_progress_bars():
 def test_it_handles_carriage_returns_and_empty_logs():
     assert progress_from_logs(None).step == 0
     assert progress_from_logs("").percent == 0
-    cr = "flux_train_replicate:   5%|5    | 50/1000 [00:50<15:50,  1.00s/it, lr: 4.0e-04 loss: 5.000e-01]\r" \
-         "flux_train_replicate:   6%|6    | 60/1000 [01:00<15:40,  1.00s/it, lr: 4.0e-04 loss: 4.900e-01]"
+    cr = (
+        "flux_train_replicate:   5%|5    | 50/1000 [00:50<15:50,  1.00s/it, lr: 4.0e-04 loss: 5.000e-01]\r"
+        "flux_train_replicate:   6%|6    | 60/1000 [01:00<15:40,  1.00s/it, lr: 4.0e-04 loss: 4.900e-01]"
+    )
     assert progress_from_logs(cr).step == 60
 
 
 def test_a_bar_without_a_loss_still_gives_progress():
-    progress = progress_from_logs("flux_train_replicate:   0%|          | 3/1000 [00:03<?, ?it/s]".replace("?it/s", "1.0s/it"))
+    progress = progress_from_logs(
+        "flux_train_replicate:   0%|          | 3/1000 [00:03<?, ?it/s]".replace("?it/s", "1.0s/it")
+    )
     assert progress.step == 3 and progress.loss is None and progress.eta_seconds is None
 
 

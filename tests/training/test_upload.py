@@ -26,10 +26,21 @@ def _stored(image: DatasetImage) -> bytes:
 
 # (label, file name, bytes factory, accepted?, words expected in the verdict)
 BAD_FILES = [
-    ("png claiming 20000x20000", "huge.png", lambda: images.png_claiming(20_000, 20_000), False, "too many pixels"),
+    (
+        "png claiming 20000x20000",
+        "huge.png",
+        lambda: images.png_claiming(20_000, 20_000),
+        False,
+        "too many pixels",
+    ),
     ("94 KB png of 100 MP", "bomb.png", images.png_bomb, False, "too many pixels"),
-    ("jpeg cut in half", "half.jpg", lambda: images.photo(seed=5)[: len(images.photo(seed=5)) // 2], False,
-     "incomplete"),
+    (
+        "jpeg cut in half",
+        "half.jpg",
+        lambda: images.photo(seed=5)[: len(images.photo(seed=5)) // 2],
+        False,
+        "incomplete",
+    ),
     ("zero-byte file", "empty.jpg", lambda: b"", False, "empty"),
     ("html named .jpg", "page.jpg", lambda: HTML, False, "web page"),
     ("svg named .jpg", "drawing.jpg", lambda: SVG, False, "SVG"),
@@ -46,7 +57,9 @@ BAD_FILES = [
 ]
 
 
-@pytest.mark.parametrize(("label", "name", "make", "accepted", "expected"), BAD_FILES, ids=[c[0] for c in BAD_FILES])
+@pytest.mark.parametrize(
+    ("label", "name", "make", "accepted", "expected"), BAD_FILES, ids=[c[0] for c in BAD_FILES]
+)
 def test_each_kind_of_file_gets_its_own_verdict_and_the_good_one_is_kept(
     alice_client, training, label, name, make, accepted, expected
 ):
@@ -61,7 +74,11 @@ def test_each_kind_of_file_gets_its_own_verdict_and_the_good_one_is_kept(
 
 
 def test_converted_images_are_plain_rgb_jpegs(alice_client, training):
-    post_files(alice_client, training, [("print.jpg", images.photo(seed=6, mode="CMYK")), ("deep.png", images.png_16bit())])
+    post_files(
+        alice_client,
+        training,
+        [("print.jpg", images.photo(seed=6, mode="CMYK")), ("deep.png", images.png_16bit())],
+    )
 
     for image in training.dataset.images.all():
         stored = Image.open(io.BytesIO(_stored(image)))
@@ -116,7 +133,9 @@ def test_a_large_photo_is_resized_to_the_long_side(alice_client, training, setti
     ids=["dot-dot-slash", "nul-byte", "300-characters"],
 )
 def test_hostile_file_names_never_reach_storage(alice_client, training, raw_name, shown):
-    response = post_files(alice_client, training, [(raw_name, images.photo(seed=11)), ("good.jpg", images.photo(seed=12))])
+    response = post_files(
+        alice_client, training, [(raw_name, images.photo(seed=11)), ("good.jpg", images.photo(seed=12))]
+    )
 
     assert [v["ok"] for v in response.json()["files"]] == [True, True]
     image = training.dataset.images.order_by("pk").first()
@@ -158,7 +177,9 @@ def test_a_file_over_the_size_limit_is_refused_and_the_rest_kept(alice_client, t
     big = images.photo((1200, 900), seed=2)
     settings.DATASET_MAX_FILE_BYTES = len(big) - 1
 
-    response = post_files(alice_client, training, [("big.jpg", big), ("small.jpg", images.photo((400, 300), seed=3))])
+    response = post_files(
+        alice_client, training, [("big.jpg", big), ("small.jpg", images.photo((400, 300), seed=3))]
+    )
 
     big_verdict, small_verdict = response.json()["files"]
     assert not big_verdict["ok"] and "Too large" in big_verdict["message"]
@@ -168,7 +189,9 @@ def test_a_file_over_the_size_limit_is_refused_and_the_rest_kept(alice_client, t
 def test_the_dataset_stops_at_the_maximum(alice_client, training, settings):
     settings.DATASET_MAX_IMAGES = 2
 
-    response = post_files(alice_client, training, [(f"{i}.jpg", images.photo((400, 300), seed=20 + i)) for i in range(3)])
+    response = post_files(
+        alice_client, training, [(f"{i}.jpg", images.photo((400, 300), seed=20 + i)) for i in range(3)]
+    )
 
     assert [v["ok"] for v in response.json()["files"]] == [True, True, False]
     assert "already has 2 photos" in response.json()["files"][2]["message"]
@@ -203,7 +226,11 @@ def test_a_near_duplicate_is_accepted_with_a_warning(alice_client, training):
 def test_small_and_dark_photos_are_flagged(alice_client, training):
     dark = io.BytesIO()
     Image.effect_noise((700, 700), 8).point(lambda v: v // 8).convert("RGB").save(dark, "JPEG")
-    response = post_files(alice_client, training, [("tiny.jpg", images.photo((400, 300), seed=40)), ("night.jpg", dark.getvalue())])
+    response = post_files(
+        alice_client,
+        training,
+        [("tiny.jpg", images.photo((400, 300), seed=40)), ("night.jpg", dark.getvalue())],
+    )
 
     tiny, night = response.json()["files"]
     assert any("short side is 300" in w for w in tiny["warnings"])
@@ -231,12 +258,21 @@ def test_a_zip_of_photos_with_captions_is_added(alice_client, training):
 
 
 def test_zip_members_with_unsafe_paths_are_refused(alice_client, training):
-    archive = images.make_zip({"../../evil.jpg": images.photo(seed=52), "/abs.jpg": images.photo(seed=54),
-                               "ok.jpg": images.photo(seed=53)})
+    archive = images.make_zip(
+        {
+            "../../evil.jpg": images.photo(seed=52),
+            "/abs.jpg": images.photo(seed=54),
+            "ok.jpg": images.photo(seed=53),
+        }
+    )
 
     verdicts = post_files(alice_client, training, [("x.zip", archive)]).json()["files"]
 
-    assert sorted((v["ok"], "unsafe" in v["message"]) for v in verdicts) == [(False, True), (False, True), (True, False)]
+    assert sorted((v["ok"], "unsafe" in v["message"]) for v in verdicts) == [
+        (False, True),
+        (False, True),
+        (True, False),
+    ]
     assert training.dataset.images.count() == 1
 
 
@@ -253,8 +289,11 @@ def test_a_zip_bomb_is_refused_from_its_declared_size(alice_client, training, se
 
 
 def test_a_zip_member_larger_than_declared_is_refused(alice_client, training):
-    response = post_files(alice_client, training, [("liar.zip", images.zip_with_lying_size()),
-                                                   ("good.jpg", images.photo(seed=56))])
+    response = post_files(
+        alice_client,
+        training,
+        [("liar.zip", images.zip_with_lying_size()), ("good.jpg", images.photo(seed=56))],
+    )
 
     liar, good = response.json()["files"]
     assert not liar["ok"] and "damaged or larger" in liar["message"]
@@ -262,7 +301,9 @@ def test_a_zip_member_larger_than_declared_is_refused(alice_client, training):
 
 
 def test_a_zip_of_non_images_adds_nothing(alice_client, training):
-    archive = images.make_zip({"readme.md": b"# hi", "tool.exe": b"MZ\x90\x00", "inner.zip": images.make_zip({"a": b"b"})})
+    archive = images.make_zip(
+        {"readme.md": b"# hi", "tool.exe": b"MZ\x90\x00", "inner.zip": images.make_zip({"a": b"b"})}
+    )
 
     verdicts = post_files(alice_client, training, [("stuff.zip", archive)]).json()["files"]
 
@@ -282,8 +323,15 @@ def test_without_javascript_the_page_shows_the_verdicts(alice_client, training):
     url = reverse("training:dataset_upload", args=[training.pk])
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    response = alice_client.post(url, {"files": [SimpleUploadedFile("page.jpg", HTML),
-                                                 SimpleUploadedFile("ok.jpg", images.photo(seed=58))]})
+    response = alice_client.post(
+        url,
+        {
+            "files": [
+                SimpleUploadedFile("page.jpg", HTML),
+                SimpleUploadedFile("ok.jpg", images.photo(seed=58)),
+            ]
+        },
+    )
 
     assert response.status_code == 200
     body = response.content.decode()

@@ -24,9 +24,24 @@ pytestmark = pytest.mark.django_db
 ICC = Path(__file__).resolve().parents[1] / "corpus" / "icc"
 
 # Saturated colours (where wide gamuts differ most), skin tones, greys.
-COLOURS = [(220, 30, 30), (30, 180, 40), (30, 60, 210), (240, 200, 20), (200, 40, 200), (20, 200, 210),
-           (255, 120, 0), (224, 172, 140), (198, 134, 66), (141, 85, 36), (255, 219, 172), (128, 128, 128),
-           (40, 40, 40), (235, 235, 235), (90, 140, 200), (160, 200, 90)]
+COLOURS = [
+    (220, 30, 30),
+    (30, 180, 40),
+    (30, 60, 210),
+    (240, 200, 20),
+    (200, 40, 200),
+    (20, 200, 210),
+    (255, 120, 0),
+    (224, 172, 140),
+    (198, 134, 66),
+    (141, 85, 36),
+    (255, 219, 172),
+    (128, 128, 128),
+    (40, 40, 40),
+    (235, 235, 235),
+    (90, 140, 200),
+    (160, 200, 90),
+]
 SRGB = ImageCms.createProfile("sRGB")
 LAB = ImageCms.createProfile("LAB")
 
@@ -61,16 +76,24 @@ def delta_e(one, two) -> list[float]:
 def tagged(profile: str, fmt: str) -> bytes:
     icc = (ICC / profile).read_bytes()
     wide = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-    converted = ImageCms.profileToProfile(swatches(), SRGB, wide, outputMode="RGB",
-                                          renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    converted = ImageCms.profileToProfile(
+        swatches(), SRGB, wide, outputMode="RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC
+    )
     buffer = io.BytesIO()
     converted.save(buffer, fmt, quality=97, icc_profile=icc)
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(("profile", "fmt"), [("DisplayP3-v4.icc", "JPEG"), ("DisplayP3-v2-micro.icc", "JPEG"),
-                                              ("AdobeCompat-v4.icc", "JPEG"), ("DisplayP3-v4.icc", "HEIF"),
-                                              ("DisplayP3-v4.icc", "PNG")])
+@pytest.mark.parametrize(
+    ("profile", "fmt"),
+    [
+        ("DisplayP3-v4.icc", "JPEG"),
+        ("DisplayP3-v2-micro.icc", "JPEG"),
+        ("AdobeCompat-v4.icc", "JPEG"),
+        ("DisplayP3-v4.icc", "HEIF"),
+        ("DisplayP3-v4.icc", "PNG"),
+    ],
+)
 def test_a_wide_gamut_photo_is_stored_in_srgb_within_delta_e_2(alice_client, training, profile, fmt):
     data = tagged(profile, fmt)
     # Read as if the profile were ignored: this is what dropping it without converting stores.

@@ -37,7 +37,7 @@ def jpeg_markers(data: bytes) -> list[int]:
         found.append(marker)
         if marker == 0xD9:
             break
-        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
         pos += 2 + length
         if marker == 0xDA:  # skip entropy-coded data to the next real marker
             while not (data[pos] == 0xFF and data[pos + 1] not in (0x00, *range(0xD0, 0xD8))):
@@ -64,13 +64,26 @@ def with_segment(jpeg: bytes, marker: int, payload: bytes) -> bytes:
 
 # --- 1. Broken metadata on good pixels: the photo is kept, without the metadata -----------------------
 BROKEN_METADATA = [
-    ("exif header then garbage", lambda: with_segment(images.photo(seed=50), 0xE1, b"Exif\x00\x00" + b"\xde\xad" * 40)),
-    ("exif with an IFD offset past the end", lambda: with_segment(
-        images.photo(seed=51), 0xE1, b"Exif\x00\x00II*\x00" + struct.pack("<I", 0x7FFFFFF0))),
-    ("exif with a huge entry count", lambda: with_segment(
-        images.photo(seed=52), 0xE1, b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff" + b"\x00" * 30)),
-    ("icc profile that is not one", lambda: with_segment(
-        images.photo(seed=53), 0xE2, b"ICC_PROFILE\x00\x01\x01" + b"not a profile" * 10)),
+    (
+        "exif header then garbage",
+        lambda: with_segment(images.photo(seed=50), 0xE1, b"Exif\x00\x00" + b"\xde\xad" * 40),
+    ),
+    (
+        "exif with an IFD offset past the end",
+        lambda: with_segment(
+            images.photo(seed=51), 0xE1, b"Exif\x00\x00II*\x00" + struct.pack("<I", 0x7FFFFFF0)
+        ),
+    ),
+    (
+        "exif with a huge entry count",
+        lambda: with_segment(
+            images.photo(seed=52), 0xE1, b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff" + b"\x00" * 30
+        ),
+    ),
+    (
+        "icc profile that is not one",
+        lambda: with_segment(images.photo(seed=53), 0xE2, b"ICC_PROFILE\x00\x01\x01" + b"not a profile" * 10),
+    ),
 ]
 
 
@@ -88,7 +101,7 @@ def test_a_png_with_a_broken_exif_chunk_is_kept(alice_client, training):
 
     body = struct.pack(">I", len(chunk) - 4) + chunk + struct.pack(">I", zlib.crc32(chunk))
     broken = png[:33] + body + png[33:]  # after IHDR
-    verdict, = upload(alice_client, training, "meta.png", broken)
+    (verdict,) = upload(alice_client, training, "meta.png", broken)
     assert verdict["ok"], verdict
 
 
@@ -119,7 +132,7 @@ def test_files_written_before_a_failed_insert_are_deleted(alice_client, training
         raise RuntimeError("insert failed")
 
     monkeypatch.setattr(DatasetImage.objects, "create", refuse)
-    verdict, = upload(alice_client, training, "a.jpg", images.photo(seed=63))
+    (verdict,) = upload(alice_client, training, "a.jpg", images.photo(seed=63))
     assert not verdict["ok"]
     root = Path(settings.STORAGES["private"]["OPTIONS"]["location"])
     assert not [p for p in root.rglob("*") if p.is_file()], "orphaned files"
@@ -136,8 +149,9 @@ def test_a_zip_member_that_fails_keeps_the_other_members(alice_client, training,
         return real(dataset, data, name, **kwargs)
 
     monkeypatch.setattr(services, "_add_image", flaky)
-    archive = images.make_zip({"a.jpg": images.photo(seed=64), "boom.jpg": images.photo(seed=65),
-                               "c.jpg": images.photo(seed=66)})
+    archive = images.make_zip(
+        {"a.jpg": images.photo(seed=64), "boom.jpg": images.photo(seed=65), "c.jpg": images.photo(seed=66)}
+    )
     verdicts = upload(alice_client, training, "set.zip", archive)
     assert [v["ok"] for v in verdicts] == [True, False, True]
 
@@ -155,7 +169,7 @@ def progressive_with_repeated_scans(repeat: int) -> bytes:
 
 def test_a_progressive_jpeg_with_hundreds_of_scans_is_refused_unread(alice_client, training):
     started = time.monotonic()
-    verdict, = upload(alice_client, training, "scans.jpg", progressive_with_repeated_scans(400))
+    (verdict,) = upload(alice_client, training, "scans.jpg", progressive_with_repeated_scans(400))
     assert time.monotonic() - started < 3
     assert not verdict["ok"] and "progressive passes" in verdict["message"] and "64" in verdict["message"]
 
@@ -163,7 +177,7 @@ def test_a_progressive_jpeg_with_hundreds_of_scans_is_refused_unread(alice_clien
 def test_a_normal_progressive_jpeg_is_kept(alice_client, training):
     buffer = io.BytesIO()
     Image.effect_noise((800, 600), 40).convert("RGB").save(buffer, "JPEG", progressive=True, quality=90)
-    verdict, = upload(alice_client, training, "prog.jpg", buffer.getvalue())
+    (verdict,) = upload(alice_client, training, "prog.jpg", buffer.getvalue())
     assert verdict["ok"], verdict
 
 
@@ -173,16 +187,19 @@ def png_of(size: tuple[int, int], mode: str = "RGB") -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(("size", "words"), [
-    ((1, 1), "short side is under 256 px"),
-    ((100_000, 1), "short side is under 256 px"),
-    ((1, 40_000_000), "short side is under 256 px"),
-    ((4000, 900), "the most we accept is 4:1"),
-    ((255, 800), "short side is under 256 px"),
-])
+@pytest.mark.parametrize(
+    ("size", "words"),
+    [
+        ((1, 1), "short side is under 256 px"),
+        ((100_000, 1), "short side is under 256 px"),
+        ((1, 40_000_000), "short side is under 256 px"),
+        ((4000, 900), "the most we accept is 4:1"),
+        ((255, 800), "short side is under 256 px"),
+    ],
+)
 def test_useless_shapes_are_refused_with_the_limit(alice_client, training, size, words):
     started = time.monotonic()
-    verdict, = upload(alice_client, training, "shape.png", png_of(size, "L"))
+    (verdict,) = upload(alice_client, training, "shape.png", png_of(size, "L"))
     assert time.monotonic() - started < 5
     assert not verdict["ok"] and words in verdict["message"], verdict
 
@@ -192,7 +209,7 @@ def test_shapes_at_the_limits_are_kept(alice_client, training, size):
     image = Image.effect_noise(size, 60).convert("RGB")
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
-    verdict, = upload(alice_client, training, "edge.jpg", buffer.getvalue())
+    (verdict,) = upload(alice_client, training, "edge.jpg", buffer.getvalue())
     assert verdict["ok"], verdict
 
 
@@ -200,7 +217,9 @@ def test_a_decode_over_the_memory_budget_is_refused_and_the_worker_lives(alice_c
     """A 36 MP RGBA PNG needs about 600 MB decoded; the child gets 300 MB here and is refused by the OS."""
     settings.DATASET_DECODE_MAX_MEMORY_MB = 300
     started = time.monotonic()
-    verdict, good = upload(alice_client, training, "huge.png", png_of((6000, 6000), "RGBA"), images.photo(seed=70))
+    verdict, good = upload(
+        alice_client, training, "huge.png", png_of((6000, 6000), "RGBA"), images.photo(seed=70)
+    )
     assert time.monotonic() - started < 20
     assert not verdict["ok"] and "more than 300 MB of memory" in verdict["message"], verdict
     assert good["ok"]
@@ -214,13 +233,13 @@ def test_the_same_file_is_never_decoded_twice(alice_client, training, monkeypatc
     decoded = []
     real = services.image_prepare_budgeted
     monkeypatch.setattr(services, "image_prepare_budgeted", lambda d, **k: decoded.append(1) or real(d, **k))
-    verdict, = upload(alice_client, training, "again.jpg", data)
+    (verdict,) = upload(alice_client, training, "again.jpg", data)
     assert not verdict["ok"] and "Same file as “a.jpg”" in verdict["message"] and not decoded
 
 
 def test_a_decode_over_the_wall_time_is_refused(alice_client, training, settings):
     settings.DATASET_DECODE_MAX_WALL_SECONDS = 0.001
-    verdict, = upload(alice_client, training, "slow.jpg", images.photo((4000, 3000), seed=72))
+    (verdict,) = upload(alice_client, training, "slow.jpg", images.photo((4000, 3000), seed=72))
     assert not verdict["ok"] and "takes too long to decode" in verdict["message"], verdict
 
 
@@ -231,7 +250,7 @@ def test_a_zip_with_thousands_of_members_is_refused_before_reading(alice_client,
         for i in range(10_000):
             archive.writestr(f"{i}.txt", b"")
     started = time.monotonic()
-    verdict, = upload(alice_client, training, "many.zip", buffer.getvalue())
+    (verdict,) = upload(alice_client, training, "many.zip", buffer.getvalue())
     assert time.monotonic() - started < 3
     assert not verdict["ok"] and "10,000 files" in verdict["message"]
     assert f"{settings.DATASET_ZIP_MAX_MEMBERS:,}" in verdict["message"]
@@ -244,7 +263,9 @@ def test_a_zip_of_copies_of_one_large_photo_decodes_it_once(alice_client, traini
     decoded = []
     real = services.image_prepare_budgeted
     monkeypatch.setattr(services, "image_prepare_budgeted", lambda d, **k: decoded.append(1) or real(d, **k))
-    archive = images.make_zip({f"copy{i}.jpg": big for i in range(5)}, compression=zipfile.ZIP_STORED)  # 23 MB: under the per-file cap
+    archive = images.make_zip(
+        {f"copy{i}.jpg": big for i in range(5)}, compression=zipfile.ZIP_STORED
+    )  # 23 MB: under the per-file cap
     verdicts = upload(alice_client, training, "copies.zip", archive)
     assert [v["ok"] for v in verdicts].count(True) == 1 and len(decoded) == 1
     assert all("Same file as" in v["message"] for v in verdicts[1:])
@@ -252,8 +273,12 @@ def test_a_zip_of_copies_of_one_large_photo_decodes_it_once(alice_client, traini
 
 def test_caption_files_over_their_budget_are_skipped_with_a_message(alice_client, training, settings):
     settings.DATASET_ZIP_MAX_CAPTION_BYTES = 3000
-    members = {"a.jpg": images.photo(seed=74), "a.txt": b"x" * 2500, "b.jpg": images.photo(seed=75),
-               "b.txt": b"y" * 2500}
+    members = {
+        "a.jpg": images.photo(seed=74),
+        "a.txt": b"x" * 2500,
+        "b.jpg": images.photo(seed=75),
+        "b.txt": b"y" * 2500,
+    }
     verdicts = upload(alice_client, training, "caps.zip", images.make_zip(members))
     skipped = [v for v in verdicts if "Caption file skipped" in v["message"]]
     assert len(skipped) == 1 and "KB" in skipped[0]["message"]
@@ -269,24 +294,29 @@ def test_reading_a_zip_stops_when_the_dataset_is_full(alice_client, training, se
 
 
 # --- 4. Captions by BOM, no control characters, names that fit their column ------------------------
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("a photo of [trigger]".encode("utf-16"), "a photo of [trigger]"),  # Notepad: UTF-16 LE with BOM
-    ("\ufeffa photo, café".encode(), "a photo, café"),  # UTF-8 with BOM
-    ("a photo".encode("utf-16-le"), "a photo"),  # UTF-16 without BOM: NULs everywhere
-    (b"a\x00photo\x1b[31m\x07 red", "aphoto[31m red"),
-    (b"line one\r\nline two\tend", "line one line two end"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("a photo of [trigger]".encode("utf-16"), "a photo of [trigger]"),  # Notepad: UTF-16 LE with BOM
+        ("\ufeffa photo, café".encode(), "a photo, café"),  # UTF-8 with BOM
+        ("a photo".encode("utf-16-le"), "a photo"),  # UTF-16 without BOM: NULs everywhere
+        (b"a\x00photo\x1b[31m\x07 red", "aphoto[31m red"),
+        (b"line one\r\nline two\tend", "line one line two end"),
+    ],
+)
 @pytest.mark.postgres
-def test_caption_files_are_decoded_by_their_bom_and_stored_on_postgresql(alice_client, training, raw, expected):
+def test_caption_files_are_decoded_by_their_bom_and_stored_on_postgresql(
+    alice_client, training, raw, expected
+):
     archive = images.make_zip({"p.jpg": images.photo(seed=90), "p.txt": raw})
-    verdict, = upload(alice_client, training, "caps.zip", archive)
+    (verdict,) = upload(alice_client, training, "caps.zip", archive)
     assert verdict["ok"], verdict
     assert DatasetImage.objects.get().caption == expected
 
 
 def test_a_caption_over_the_limit_is_cut_with_a_notice(alice_client, training):
     archive = images.make_zip({"p.jpg": images.photo(seed=91), "p.txt": b"word " * 400})
-    verdict, = upload(alice_client, training, "caps.zip", archive)
+    (verdict,) = upload(alice_client, training, "caps.zip", archive)
     assert verdict["ok"] and any("cut to 1000 characters" in w for w in verdict["warnings"])
     assert len(DatasetImage.objects.get().caption) == 1000
 
@@ -294,7 +324,9 @@ def test_a_caption_over_the_limit_is_cut_with_a_notice(alice_client, training):
 @pytest.mark.postgres
 def test_long_zip_and_member_names_fit_their_column_on_postgresql(alice_client, training):
     member = "m" * 150 + ".jpg"
-    verdict, = upload(alice_client, training, "z" * 150 + ".zip", images.make_zip({member: images.photo(seed=92)}))
+    (verdict,) = upload(
+        alice_client, training, "z" * 150 + ".zip", images.make_zip({member: images.photo(seed=92)})
+    )
     assert verdict["ok"], verdict
     name = DatasetImage.objects.get().original_name
     assert len(name) <= 120 and " › " in name and name.endswith(".jpg")
@@ -307,7 +339,7 @@ def test_a_jpeg_with_an_embedded_mpf_preview_is_kept_as_its_primary_image(alice_
     buffer = io.BytesIO()
     primary.save(buffer, "MPO", save_all=True, append_images=[preview], quality=90)
     assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
-    verdict, = upload(alice_client, training, "camera.jpg", buffer.getvalue())
+    (verdict,) = upload(alice_client, training, "camera.jpg", buffer.getvalue())
     assert verdict["ok"], verdict
     image = DatasetImage.objects.get()
     assert (image.original_width, image.original_height) == (1200, 900)
@@ -332,14 +364,16 @@ def test_stored_photos_and_thumbnails_carry_no_metadata(alice_client, training):
         for data in stored(image):
             assert set(jpeg_markers(data)) <= CLEAN_MARKERS, (image.original_name, jpeg_markers(data))
             opened = Image.open(io.BytesIO(data))
-            assert not opened.info.get("comment") and not opened.info.get("icc_profile") and not opened.getexif()
+            assert (
+                not opened.info.get("comment") and not opened.info.get("icc_profile") and not opened.getexif()
+            )
             assert b"Anna" not in data and b"script" not in data and b"secret" not in data
 
 
 # --- 9. Messages say the limit ---------------------------------------------------------------------------
 def test_the_pixel_cap_message_says_megapixels(alice_client, training, settings):
     settings.DATASET_MAX_PIXELS = 2_000_000
-    verdict, = upload(alice_client, training, "big.jpg", images.photo((2000, 1500), seed=93))
+    (verdict,) = upload(alice_client, training, "big.jpg", images.photo((2000, 1500), seed=93))
     assert not verdict["ok"] and "3 megapixels" in verdict["message"] and "2 megapixels" in verdict["message"]
 
 
@@ -352,8 +386,9 @@ def test_no_refusal_tells_the_person_to_simply_try_again(alice_client, training)
 
 
 # --- Issue 13, item 4: uploads cannot tie up the server --------------------------------------------------
-def test_an_oversize_file_is_stopped_while_it_streams_and_the_rest_kept(alice_client, training, settings,
-                                                                          monkeypatch):
+def test_an_oversize_file_is_stopped_while_it_streams_and_the_rest_kept(
+    alice_client, training, settings, monkeypatch
+):
     from django.core.files.uploadhandler import TemporaryFileUploadHandler
 
     settings.DATASET_MAX_FILE_BYTES = 3 * 1024 * 1024
@@ -376,13 +411,19 @@ def test_an_oversize_file_is_stopped_while_it_streams_and_the_rest_kept(alice_cl
     assert written["bytes"] < 4 * 1024 * 1024  # the 20 MB file never reached the disk
 
 
-def test_a_request_declaring_more_than_one_upload_may_carry_is_refused_before_reading(alice_client, training,
-                                                                                       settings):
+def test_a_request_declaring_more_than_one_upload_may_carry_is_refused_before_reading(
+    alice_client, training, settings
+):
     from django.urls import reverse
 
     settings.DATASET_MAX_TOTAL_BYTES = 10 * 1024 * 1024
-    response = alice_client.generic("POST", reverse("training:dataset_upload", args=[training.pk]), b"x" * 100,
-                                    content_type="multipart/form-data; boundary=zzz",
-                                    headers={"accept": "application/json"}, CONTENT_LENGTH=str(50 * 1024 * 1024))
+    response = alice_client.generic(
+        "POST",
+        reverse("training:dataset_upload", args=[training.pk]),
+        b"x" * 100,
+        content_type="multipart/form-data; boundary=zzz",
+        headers={"accept": "application/json"},
+        CONTENT_LENGTH=str(50 * 1024 * 1024),
+    )
     assert response.status_code == 413
     assert "at most 10.0 MB" in response.json()["error"].replace("\xa0", " ")

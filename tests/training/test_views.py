@@ -43,7 +43,9 @@ def test_a_new_training_leads_to_its_dataset_page(alice_client, alice):
 
 @pytest.mark.parametrize("word", ["two words", "x", "a" * 33, "ohwx-anna", "émile", "semi;colon"])
 def test_the_trigger_word_must_be_one_plain_token(alice_client, alice, word):
-    response = alice_client.post(reverse("training:new"), {"name": "A", "trigger_word": word, "subject_kind": "style"})
+    response = alice_client.post(
+        reverse("training:new"), {"name": "A", "trigger_word": word, "subject_kind": "style"}
+    )
 
     assert response.status_code == 200
     assert "single word of 2-32 letters" in response.content.decode()
@@ -82,7 +84,9 @@ def test_readiness_counts_warnings_and_missing_photos(alice_client, training):
 
 def test_a_caption_is_saved_as_you_type(alice_client, training, photo):
     response = alice_client.post(
-        _urls(training, photo)["caption"], {"caption": "  [trigger] in a red coat "}, headers={"hx-request": "true"}
+        _urls(training, photo)["caption"],
+        {"caption": "  [trigger] in a red coat "},
+        headers={"hx-request": "true"},
     )
 
     assert response.status_code == 200 and "Saved" in response.content.decode()
@@ -91,7 +95,9 @@ def test_a_caption_is_saved_as_you_type(alice_client, training, photo):
 
 
 def test_a_too_long_caption_is_refused(alice_client, training, photo):
-    response = alice_client.post(_urls(training, photo)["caption"], {"caption": "x" * 1001}, headers={"hx-request": "true"})
+    response = alice_client.post(
+        _urls(training, photo)["caption"], {"caption": "x" * 1001}, headers={"hx-request": "true"}
+    )
 
     assert response.status_code == 400
     photo.refresh_from_db()
@@ -139,11 +145,20 @@ def test_the_thumbnail_is_served_to_its_owner(alice_client, training, photo):
 
 @pytest.mark.parametrize(
     ("name", "method"),
-    [("dataset", "get"), ("upload", "post"), ("captions", "post"), ("caption", "post"), ("delete", "get"),
-     ("delete", "post"), ("thumbnail", "get")],
+    [
+        ("dataset", "get"),
+        ("upload", "post"),
+        ("captions", "post"),
+        ("caption", "post"),
+        ("delete", "get"),
+        ("delete", "post"),
+        ("thumbnail", "get"),
+    ],
 )
 def test_bob_gets_404_on_alices_dataset(bob_client, training, photo, name, method):
-    response = getattr(bob_client, method)(_urls(training, photo)[name], {"caption": "mine now", "template": "x"})
+    response = getattr(bob_client, method)(
+        _urls(training, photo)[name], {"caption": "mine now", "template": "x"}
+    )
 
     assert response.status_code == 404
     photo.refresh_from_db()
@@ -166,8 +181,14 @@ def test_anonymous_visitors_cannot_see_the_list_or_create(anon_client):
 
 @pytest.mark.parametrize(
     ("name", "method"),
-    [("dataset", "post"), ("upload", "get"), ("captions", "get"), ("caption", "get"), ("delete", "put"),
-     ("thumbnail", "post")],
+    [
+        ("dataset", "post"),
+        ("upload", "get"),
+        ("captions", "get"),
+        ("caption", "get"),
+        ("delete", "put"),
+        ("thumbnail", "post"),
+    ],
 )
 def test_wrong_methods_get_405(alice_client, training, photo, name, method):
     assert getattr(alice_client, method)(_urls(training, photo)[name]).status_code == 405

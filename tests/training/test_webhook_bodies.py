@@ -27,17 +27,36 @@ ENDPOINTS = [
     pytest.param("/models/webhooks/replicate/?gen=7", "prediction", id="prediction"),
 ]
 TRAINING = {
-    "id": "r8t1abcdefghijklmnopqrstuv", "model": "ostris/flux-dev-lora-trainer", "version": "d995297071a4" + "0" * 52,
-    "status": "processing", "input": {"input_images": "https://example.com/data.zip", "steps": 1000},
-    "output": None, "logs": "", "error": None, "metrics": {}, "created_at": "2025-01-01T00:00:00.000000Z",
-    "started_at": None, "completed_at": None,
-    "urls": {"get": "https://api.replicate.com/v1/trainings/r8t1abcdefghijklmnopqrstuv",
-             "cancel": "https://api.replicate.com/v1/trainings/r8t1abcdefghijklmnopqrstuv/cancel"},
+    "id": "r8t1abcdefghijklmnopqrstuv",
+    "model": "ostris/flux-dev-lora-trainer",
+    "version": "d995297071a4" + "0" * 52,
+    "status": "processing",
+    "input": {"input_images": "https://example.com/data.zip", "steps": 1000},
+    "output": None,
+    "logs": "",
+    "error": None,
+    "metrics": {},
+    "created_at": "2025-01-01T00:00:00.000000Z",
+    "started_at": None,
+    "completed_at": None,
+    "urls": {
+        "get": "https://api.replicate.com/v1/trainings/r8t1abcdefghijklmnopqrstuv",
+        "cancel": "https://api.replicate.com/v1/trainings/r8t1abcdefghijklmnopqrstuv/cancel",
+    },
 }
 PREDICTION = {
-    "id": "r8p1abcdefghijklmnopqrstuv", "model": "fluxsite/anna-1", "version": "a" * 64, "status": "starting",
-    "input": {"prompt": "a photo of TOK"}, "output": None, "logs": "", "error": None, "metrics": {},
-    "created_at": "2025-01-01T00:00:00.000000Z", "started_at": None, "completed_at": None,
+    "id": "r8p1abcdefghijklmnopqrstuv",
+    "model": "fluxsite/anna-1",
+    "version": "a" * 64,
+    "status": "starting",
+    "input": {"prompt": "a photo of TOK"},
+    "output": None,
+    "logs": "",
+    "error": None,
+    "metrics": {},
+    "created_at": "2025-01-01T00:00:00.000000Z",
+    "started_at": None,
+    "completed_at": None,
     "urls": {"get": "https://api.replicate.com/v1/predictions/r8p1abcdefghijklmnopqrstuv"},
 }
 GOOD = {"training": TRAINING, "prediction": PREDICTION}
@@ -45,14 +64,25 @@ GOOD = {"training": TRAINING, "prediction": PREDICTION}
 
 def _sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     key = base64.b64decode(secret.removeprefix("whsec_"))
-    return "v1," + base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body,
-                                             hashlib.sha256).digest()).decode()
+    return (
+        "v1,"
+        + base64.b64encode(
+            hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+        ).decode()
+    )
 
 
 def test_the_signing_helper_reproduces_replicates_published_test_vector():
     # https://replicate.com/docs/topics/webhooks/verify-webhook (the Standard Webhooks vector)
-    assert _sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
-                 b'{"test": 2432232314}') == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert (
+        _sign(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            b'{"test": 2432232314}',
+        )
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -62,10 +92,15 @@ def _secret(settings):
 
 def post(url: str, body: bytes, *, msg_id: str = "msg_1", secret: str = SECRET):
     now = int(time.time())
-    headers = {"webhook-id": msg_id, "webhook-timestamp": str(now), "webhook-signature": _sign(secret, msg_id, now, body)}
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(now),
+        "webhook-signature": _sign(secret, msg_id, now, body),
+    }
     # raise_request_exception=False: a crash must show up as the 500 Replicate would get.
-    return Client(raise_request_exception=False).post(url, data=body, content_type="application/json",
-                                                      headers=headers)
+    return Client(raise_request_exception=False).post(
+        url, data=body, content_type="application/json", headers=headers
+    )
 
 
 def _object(kind: str, **changes) -> bytes:
@@ -91,8 +126,11 @@ NOT_OBJECTS = [
 
 def ill_formed(kind: str) -> list:
     # A training must carry model, version and input; a prediction's are checked when present.
-    missing = [("no-model", _object(kind, model=...)), ("no-input", _object(kind, input=...))] \
-        if kind == "training" else []
+    missing = (
+        [("no-model", _object(kind, model=...)), ("no-input", _object(kind, input=...))]
+        if kind == "training"
+        else []
+    )
     return [
         *missing,
         ("no-id", _object(kind, id=...)),
@@ -111,8 +149,9 @@ def ill_formed(kind: str) -> list:
 
 @pytest.mark.parametrize(("url", "kind"), ENDPOINTS)
 @pytest.mark.parametrize(("body", "expected"), NOT_OBJECTS)
-def test_a_signed_body_that_is_not_an_object_is_refused_with_4xx_and_kept(url, kind, body, expected,
-                                                                           django_capture_on_commit_callbacks):
+def test_a_signed_body_that_is_not_an_object_is_refused_with_4xx_and_kept(
+    url, kind, body, expected, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False) as enqueued:
         response = post(url, body)
     assert response.status_code == expected, response.content
@@ -124,7 +163,9 @@ def test_a_signed_body_that_is_not_an_object_is_refused_with_4xx_and_kept(url, k
 
 
 @pytest.mark.parametrize(("url", "kind"), ENDPOINTS)
-def test_a_signed_object_of_the_wrong_shape_is_refused_with_422_and_kept(url, kind, django_capture_on_commit_callbacks):
+def test_a_signed_object_of_the_wrong_shape_is_refused_with_422_and_kept(
+    url, kind, django_capture_on_commit_callbacks
+):
     for index, (name, body) in enumerate(ill_formed(kind)):
         with django_capture_on_commit_callbacks(execute=False) as enqueued:
             response = post(url, body, msg_id=f"msg_{index}")
@@ -139,8 +180,11 @@ def test_a_signed_object_of_the_wrong_shape_is_refused_with_422_and_kept(url, ki
 def test_a_refused_delivery_sent_again_gets_the_same_answer_and_changes_nothing(url, kind):
     first = post(url, b"[]")
     again = post(url, b"[]")
-    assert (first.status_code, first.content) == (again.status_code, again.content) == (
-        422, b"refused: the body is an array, not a JSON object")
+    assert (
+        (first.status_code, first.content)
+        == (again.status_code, again.content)
+        == (422, b"refused: the body is an array, not a JSON object")
+    )
     assert ReplicateWebhook.objects.count() == 1
 
 
@@ -152,7 +196,11 @@ def test_a_good_object_is_accepted_once_and_enqueued_once(url, kind, django_capt
     assert (response.status_code, response.content) == (200, b"ok")
     delivery = ReplicateWebhook.objects.get()
     assert delivery.outcome == ReplicateWebhook.Outcome.ACCEPTED and delivery.refusal_reason == ""
-    assert (delivery.kind, delivery.replicate_id, delivery.status) == (kind, GOOD[kind]["id"], GOOD[kind]["status"])
+    assert (delivery.kind, delivery.replicate_id, delivery.status) == (
+        kind,
+        GOOD[kind]["id"],
+        GOOD[kind]["status"],
+    )
     assert delivery.payload == GOOD[kind]
     assert len(enqueued) == 1
     with django_capture_on_commit_callbacks(execute=False) as enqueued_again:
@@ -169,7 +217,9 @@ def test_a_prediction_object_with_only_what_the_pipeline_reads_is_accepted():
 def test_a_training_object_without_model_version_and_input_is_refused():
     body = json.dumps({"id": "r8t2", "status": "failed", "error": "boom", "output": None}).encode()
     assert post("/trainings/webhooks/replicate/", body).status_code == 422
-    assert ReplicateWebhook.objects.get().refusal_reason == "the object's model is missing or not a JSON string"
+    assert (
+        ReplicateWebhook.objects.get().refusal_reason == "the object's model is missing or not a JSON string"
+    )
 
 
 @pytest.mark.parametrize(("url", "kind"), ENDPOINTS)

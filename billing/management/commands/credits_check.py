@@ -22,8 +22,10 @@ class Command(BaseCommand):
     def handle(self, *args, fix: bool = False, **options) -> None:
         drifts = wallets_check(fix=fix)
         for d in drifts:
-            self.stdout.write(f"DRIFT wallet {d.wallet_id} ({d.user_email}): cached {d.cached}, ledger {d.ledger}"
-                              f"{' (fixed)' if fix and d.ledger >= 0 else ''}")
+            self.stdout.write(
+                f"DRIFT wallet {d.wallet_id} ({d.user_email}): cached {d.cached}, ledger {d.ledger}"
+                f"{' (fixed)' if fix and d.ledger >= 0 else ''}"
+            )
         if not drifts:
             self.stdout.write(self.style.SUCCESS("All balances match the ledger."))
             return

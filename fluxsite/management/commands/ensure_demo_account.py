@@ -27,8 +27,10 @@ class Command(BaseCommand):
         if user.email_verified_at is None:
             # Verified without a link (there is no mailbox behind it), which grants the welcome credits.
             user_email_confirm(user=user)
-        self.stdout.write(self.style.SUCCESS(
-            f"\n  Log in at {settings.SITE_URL}/account/login/ with\n"
-            f"    e-mail:   {DEMO_EMAIL}\n    password: {DEMO_PASSWORD}\n"
-            f"  (the demo account is staff too: {settings.SITE_URL}/admin/)\n"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\n  Log in at {settings.SITE_URL}/account/login/ with\n"
+                f"    e-mail:   {DEMO_EMAIL}\n    password: {DEMO_PASSWORD}\n"
+                f"  (the demo account is staff too: {settings.SITE_URL}/admin/)\n"
+            )
+        )

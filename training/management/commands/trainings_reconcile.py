@@ -6,7 +6,9 @@ from training.pipeline import trainings_reconcile
 
 
 class Command(BaseCommand):
-    help = "Poll trainings with no news from Replicate, resume stalled stages, fail the unconfirmed (refunded)."
+    help = (
+        "Poll trainings with no news from Replicate, resume stalled stages, fail the unconfirmed (refunded)."
+    )
 
     def handle(self, *args, **options) -> None:
         counts = trainings_reconcile()
