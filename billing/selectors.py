@@ -56,7 +56,7 @@ def entry_source(entry: CreditEntry) -> tuple[str, str]:
         pk = rest.partition(":")[0]
         return f"Training #{pk}", _try_reverse("training:detail", pk)
     if kind == "generation":
-        return f"Generation #{rest}", _try_reverse("models_app:generation", rest)
+        return f"Generation #{rest}", _try_reverse("generations:generation", rest)
     if ref.startswith("stripe:checkout:"):
         return "Credit pack purchase", ""
     if ref.startswith("stripe:invoice:"):

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "fluxsite",
     "training",
     "models_app",
+    "generations",
     "billing",
     "sandbox",
     "sandbox.replicate",

@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class ModelsAppConfig(AppConfig):
     name = "models_app"
-    verbose_name = "Models and generations"
+    verbose_name = "Models"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from fluxsite.integrations import storage
-from models_app.models import GeneratedImage, Generation, HuggingFaceAccount, LoraModel
+from models_app.models import HuggingFaceAccount, LoraModel
 
 
 def models_for_user(user) -> QuerySet[LoraModel]:
@@ -44,80 +44,55 @@ class SampleImage:
 def model_sample_images(model: LoraModel, limit: int = 4) -> list[SampleImage]:
     """Images that show what the model does: for the card's widget and the list's thumbnail.
 
-    The cover first (if any), then the latest images made with the model (this is the one place
-    that decides which image stands for a model).
+    The cover first (if any), then the latest images made with the model, as kept on the model
+    by the generations app (LoraModel.showcase): this is the one place that decides which image
+    stands for a model.
     """
     samples: list[SampleImage] = []
     if model.cover_image_name:
         samples.append(
             SampleImage(alias=storage.PUBLIC, name=model.cover_image_name, prompt=model.trigger_word)
         )
-    recent = (
-        GeneratedImage.objects.filter(generation__lora_model=model, generation__owner_id=model.owner_id)
-        .exclude(file_name=model.cover_image_name or "")
-        .select_related("generation")
-        .order_by("-created_at", "-pk")[:limit]
-    )
     samples += [
-        SampleImage(alias=storage.PUBLIC, name=image.file_name, prompt=image.generation.effective_prompt)
-        for image in recent
+        SampleImage(alias=storage.PUBLIC, name=item["file_name"], prompt=item["prompt"])
+        for item in model.showcase
+        if item["file_name"] != model.cover_image_name
     ]
     return samples[:limit]
 
 
-def _latest_thumbnail() -> Subquery:
-    return Subquery(
-        GeneratedImage.objects.filter(
-            generation__lora_model=OuterRef("pk"), generation__owner_id=OuterRef("owner_id")
+@dataclass(frozen=True)
+class ShowcaseImage:
+    image_id: int
+    thumbnail_url: str
+    prompt: str
+
+
+def model_showcase(model: LoraModel) -> list[ShowcaseImage]:
+    """The latest images made with the model, for its page (newest first)."""
+    return [
+        ShowcaseImage(
+            image_id=item["id"],
+            thumbnail_url=storage.public_url(name=item["thumbnail_name"]),
+            prompt=item["prompt"],
         )
-        .order_by("-created_at", "-pk")
-        .values("thumbnail_name")[:1]
-    )
+        for item in model.showcase
+    ]
 
 
-def _card_url(cover_image_name: str | None, latest_thumbnail: str | None) -> str:
-    name = cover_image_name or latest_thumbnail
+def _card_url(model: LoraModel) -> str:
+    name = model.cover_image_name or next((item["thumbnail_name"] for item in model.showcase), "")
     return storage.public_url(name=name) if name else ""
 
 
 def model_thumbnail_url(model: LoraModel) -> str:
     """URL of the model's card image (its cover, else its latest image's thumbnail), or "" for the placeholder."""
-    if model.cover_image_name:
-        return _card_url(model.cover_image_name, None)
-    latest = LoraModel.objects.filter(pk=model.pk).values_list(_latest_thumbnail(), flat=True).first()
-    return _card_url(None, latest)
+    return _card_url(model)
 
 
 def model_cards(user) -> list[tuple[LoraModel, str]]:
     """The model list: each model with its card image, in one query however many models there are."""
-    models = models_for_user(user).annotate(latest_thumbnail=_latest_thumbnail())
-    return [(model, _card_url(model.cover_image_name, model.latest_thumbnail)) for model in models]
-
-
-# --- Generations and their images -------------------------------------------------------------------
-def models_for_generation(user) -> QuerySet[LoraModel]:
-    """The user's models that can generate (see models_app.services.generation for the rule)."""
-    from models_app.services.generation import models_usable_q
-
-    return LoraModel.objects.filter(owner=user).filter(models_usable_q())
-
-
-def get_generation_for_user(user, pk: int) -> Generation:
-    return get_object_or_404(Generation.objects.filter(owner=user).select_related("lora_model"), pk=pk)
-
-
-def images_for_user(user, model: LoraModel | None = None) -> QuerySet[GeneratedImage]:
-    """The user's images, newest first; only those of `model` when given."""
-    images = GeneratedImage.objects.filter(generation__owner=user).select_related(
-        "generation", "generation__lora_model"
-    )
-    if model is not None:
-        images = images.filter(generation__lora_model=model)
-    return images.order_by("-created_at", "-pk")
-
-
-def get_image_for_user(user, pk: int) -> GeneratedImage:
-    return get_object_or_404(images_for_user(user), pk=pk)
+    return [(model, _card_url(model)) for model in models_for_user(user)]
 
 
 def owned_file_names(user) -> list[tuple[str, str]]:
@@ -129,8 +104,4 @@ def owned_file_names(user) -> list[tuple[str, str]]:
         files.append((storage.PRIVATE, weights))
         if config:
             files.append((storage.PRIVATE, config))
-    for image, thumbnail in GeneratedImage.objects.filter(generation__owner=user).values_list(
-        "file_name", "thumbnail_name"
-    ):
-        files += [(storage.PUBLIC, image), (storage.PUBLIC, thumbnail)]
     return files

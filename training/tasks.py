@@ -7,6 +7,7 @@ import contextlib
 from django.utils import timezone
 
 from fluxsite.integrations import replicate_client
+from generations.services import generation_apply_replicate
 from training import pipeline
 from training.models import ReplicateWebhook
 
@@ -16,12 +17,18 @@ def training_advance_task(job_id: int) -> None:
 
 
 def replicate_webhook_process_task(delivery_id: int) -> None:
+    """Apply one recorded Replicate webhook, by kind; a delivery already processed is skipped."""
     delivery = ReplicateWebhook.objects.filter(pk=delivery_id, processed_at__isnull=True).first()
     if delivery is None:
         return
-    pipeline.training_apply_replicate(
-        info=replicate_client.training_from_payload(delivery.payload), job_hint=delivery.job_hint
-    )
+    if delivery.kind == "prediction":
+        generation_apply_replicate(
+            info=replicate_client.prediction_from_payload(delivery.payload), generation_hint=delivery.job_hint
+        )
+    else:
+        pipeline.training_apply_replicate(
+            info=replicate_client.training_from_payload(delivery.payload), job_hint=delivery.job_hint
+        )
     ReplicateWebhook.objects.filter(pk=delivery_id).update(processed_at=timezone.now())
 
 

@@ -1,7 +1,10 @@
-"""Replicate's webhook endpoint for trainings: verify, record, acknowledge, then work (in a task).
+"""Replicate's webhooks, for trainings and for predictions: one view, one recording, one dispatch.
 
-The recording itself is training.webhook_records.replicate_webhook_record, shared with the
-prediction endpoint (models_app.views.replicate_webhook).
+Replicate calls the URL we gave it when creating the run: `/trainings/webhooks/replicate/?job=<pk>`
+for a training, `/models/webhooks/replicate/?gen=<pk>` for a prediction (a generation). Both
+are this view with a different `kind`: the signature is verified on the raw body and the
+delivery recorded once (training.webhook_records), the answer sent at once, and the work done
+by training.tasks.replicate_webhook_process_task, which dispatches by kind.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from training.webhook_records import WebhookReceipt, replicate_webhook_record, webhook_job_hint
+
+HINT_PARAMETER = {"training": "job", "prediction": "gen"}
 
 
 def webhook_response(receipt: WebhookReceipt) -> HttpResponse:
@@ -23,12 +28,12 @@ def webhook_response(receipt: WebhookReceipt) -> HttpResponse:
 
 @csrf_exempt  # signed by Replicate instead: verified on the raw body by the service
 @require_POST
-def replicate_webhook(request: HttpRequest) -> HttpResponse:
+def replicate_webhook(request: HttpRequest, kind: str) -> HttpResponse:
     receipt = replicate_webhook_record(
         headers=request.headers,
         body=request.body,
-        kind="training",
-        job_hint=webhook_job_hint(request.GET.get("job")),
+        kind=kind,
+        job_hint=webhook_job_hint(request.GET.get(HINT_PARAMETER[kind])),
         task="training.tasks.replicate_webhook_process_task",
     )
     return webhook_response(receipt)

@@ -1,61 +1,37 @@
-"""Writes of the models app. The pipeline and views import from here.
+"""Writes of the models app. The pipeline, the generations app and views import from here.
 
-weights: fetching and checking a training's output; publishing: the LoraModel life cycle;
-hf_accounts: users' own Hugging Face tokens; generation: images made with a model and the gallery; model_card: the README.md we publish.
+weights: fetching and checking a training's output; publishing: the LoraModel life cycle and its
+showcase; hf_accounts: users' own Hugging Face tokens; model_card: the README.md we publish.
 """
 
-from models_app.services.generation import (
-    GenerationError,
-    effective_prompt,
-    generated_image_delete,
-    generation_apply_replicate,
-    generation_cancel,
-    generation_fail,
-    generation_limits,
-    generation_start,
-    generation_submit,
-    generation_sync,
-    generation_target,
-    generations_reconcile,
-    lora_set_cover,
-    prompt_suggestions,
-)
 from models_app.services.hf_accounts import hf_account_connect, hf_account_disconnect
 from models_app.services.publishing import (
     LoraStateError,
+    lora_cover_set,
     lora_delete,
     lora_model_create_from_training,
     lora_publish,
     lora_publish_retry,
     lora_rename,
     lora_set_visibility,
+    lora_showcase_add,
+    lora_showcase_remove,
 )
 from models_app.services.weights import safetensors_check, weights_extract_lora, weights_fetch
 
 __all__ = [
-    "GenerationError",
-    "effective_prompt",
-    "generated_image_delete",
-    "generation_apply_replicate",
-    "generation_cancel",
-    "generation_fail",
-    "generation_limits",
-    "generation_start",
-    "generation_submit",
-    "generation_sync",
-    "generation_target",
-    "generations_reconcile",
-    "lora_set_cover",
-    "prompt_suggestions",
     "LoraStateError",
     "hf_account_connect",
     "hf_account_disconnect",
+    "lora_cover_set",
     "lora_delete",
     "lora_model_create_from_training",
     "lora_publish",
     "lora_publish_retry",
     "lora_rename",
     "lora_set_visibility",
+    "lora_showcase_add",
+    "lora_showcase_remove",
     "safetensors_check",
     "weights_extract_lora",
     "weights_fetch",

@@ -12,6 +12,7 @@ import logging
 import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -32,10 +33,21 @@ from models_app.services.weights import (
     weights_fetch,
     weights_store,
 )
-from training.models import TrainingJob
 
 logger = logging.getLogger(__name__)
 Status = LoraModel.Status
+
+
+class TrainingSource(Protocol):
+    """What a model takes from the training it was born of (a training.models.TrainingJob; the
+    training app sits above this one, so it is described here rather than imported)."""
+
+    pk: int
+    owner_id: int
+    name: str
+    trigger_word: str
+    subject_kind: str
+    description: str
 
 
 class LoraStateError(Exception):
@@ -57,7 +69,7 @@ def _free_slug(owner_id: int, name: str) -> str:
 
 
 def lora_model_create_from_training(
-    *, training_id: int, weights_url: str, replicate_version: str, params: dict
+    *, training: TrainingSource, weights_url: str, replicate_version: str, params: dict
 ) -> LoraModel:
     """Download, check and store the training's weights; create its model in status publishing.
 
@@ -65,10 +77,10 @@ def lora_model_create_from_training(
     Raises IntegrationError from the download or the checks (weights_fetch / weights_extract_lora);
     nothing is created then. Publishing is the caller's next step (lora_publish).
     """
+    training_id = training.pk
     existing = LoraModel.objects.filter(training_id=training_id).first()
     if existing is not None:
         return existing
-    training = TrainingJob.objects.get(pk=training_id)
     prefix = f"weights/{training.owner_id}/{uuid.uuid4().hex}"
     with tempfile.TemporaryDirectory(prefix="fluxsite-weights-") as tmp:
         tar_path = weights_fetch(url=weights_url, dest_dir=Path(tmp))
@@ -92,7 +104,7 @@ def lora_model_create_from_training(
                     weights_sha256=stored.sha256,
                     config_file_name=stored.config_name,
                     training_params=dict(params or {}),
-                    training=training,
+                    training_id=training_id,
                     status=Status.PUBLISHING,
                 )
         except IntegrityError:
@@ -288,3 +300,38 @@ def lora_delete(*, model: LoraModel, delete_hf_repo: bool) -> None:
     with transaction.atomic():
         LoraModel.objects.filter(pk=model.pk).delete()
         transaction.on_commit(lambda: _delete_files(files))
+
+
+# --- The showcase: the latest images made with a model (written by the generations app) ---------------
+SHOWCASE_SIZE = 8
+
+
+def lora_showcase_add(
+    *, model_id: int, image_id: int, file_name: str, thumbnail_name: str, prompt: str
+) -> None:
+    """Put one new image first in the model's showcase (idempotent per image)."""
+    item = {"id": image_id, "file_name": file_name, "thumbnail_name": thumbnail_name, "prompt": prompt}
+    with transaction.atomic():
+        model = LoraModel.objects.select_for_update().filter(pk=model_id).first()
+        if model is None:
+            return
+        items = [item, *(old for old in model.showcase if old.get("id") != image_id)]
+        model.showcase = items[:SHOWCASE_SIZE]
+        model.save(update_fields=["showcase", "updated_at"])
+
+
+def lora_showcase_remove(*, model_id: int, file_name: str) -> None:
+    """Forget one deleted image: out of the showcase, and no longer the cover if it was."""
+    with transaction.atomic():
+        model = LoraModel.objects.select_for_update().filter(pk=model_id).first()
+        if model is None:
+            return
+        model.showcase = [item for item in model.showcase if item.get("file_name") != file_name]
+        if model.cover_image_name == file_name:
+            model.cover_image_name = None
+        model.save(update_fields=["showcase", "cover_image_name", "updated_at"])
+
+
+def lora_cover_set(*, model_id: int, file_name: str) -> None:
+    """Use an image in the public storage as the model's cover (the generations app checks it is one of the model's own)."""
+    LoraModel.objects.filter(pk=model_id).update(cover_image_name=file_name, updated_at=timezone.now())

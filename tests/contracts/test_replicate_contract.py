@@ -146,7 +146,7 @@ def test_the_sandboxs_objects_carry_only_fields_replicates_spec_declares(api):
 @pytest.mark.django_db(transaction=True)
 def test_the_sandbox_publishes_each_models_own_schema(api, sandbox):
     """The trainer, the trained versions and the base generator serve their vendor signatures unchanged."""
-    from tests.models_app.generation_kit import sandbox_version
+    from tests.generations.generation_kit import sandbox_version
 
     trainer = api.get("/v1/models/ostris/flux-dev-lora-trainer").json()["latest_version"]["openapi_schema"]
     assert trainer["components"]["schemas"]["TrainingInput"] == schemas.TRAINER["input"]

@@ -13,8 +13,8 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from models_app.models import GeneratedImage
-from tests.models_app.generation_kit import finished_generation, lora_model
+from generations.models import GeneratedImage
+from tests.generations.generation_kit import finished_generation, lora_model
 from tests.training import images
 from tests.training.conftest import post_files
 
@@ -68,11 +68,13 @@ def _kwargs(name: str, objects) -> dict:
         if view.startswith("image_"):
             kwargs["image_pk"] = objects["dataset_image"].pk
         return kwargs
-    if app == "models_app":
+    if app == "generations":
         if view.startswith("generation"):
             return {"pk": objects["generation"].pk}
         if view.startswith("image"):
             return {"pk": objects["image"].pk}
+        return {"pk": objects["model"].pk}
+    if app == "models_app":
         return {"pk": objects["model"].pk}
     raise KeyError(name)
 
@@ -134,7 +136,7 @@ def test_every_post_without_a_csrf_token_is_refused(objects, alice):
         response = strict.post(url)
         if response.status_code not in (403, 405):
             accepted[url] = response.status_code
-    for name in ("accounts:logout", "accounts:delete", "billing:portal", "models_app:generate"):
+    for name in ("accounts:logout", "account_delete", "billing:portal", "generations:generate"):
         try:
             url = reverse(name)
         except Exception:  # noqa: BLE001  (a name this project does not have)

@@ -50,7 +50,7 @@ def lora_bytes():
 def model(sandbox, file_server, training, lora_bytes):
     file_server.routes["/trained_model.tar"] = good_tar(lora_bytes)
     return lora_model_create_from_training(
-        training_id=training.pk,
+        training=training,
         weights_url=file_server.url("/trained_model.tar"),
         replicate_version=VERSION,
         params=PARAMS,
@@ -99,7 +99,7 @@ def test_the_weights_are_stored_and_published_and_come_back_byte_identical(model
 
 def test_creating_twice_for_one_training_returns_the_same_model(model, training, file_server):
     again = lora_model_create_from_training(
-        training_id=training.pk, weights_url=file_server.url("/missing"), replicate_version=VERSION, params={}
+        training=training, weights_url=file_server.url("/missing"), replicate_version=VERSION, params={}
     )
     assert again.pk == model.pk
     assert LoraModel.objects.count() == 1
@@ -109,7 +109,7 @@ def test_a_refused_tar_creates_no_model(sandbox, file_server, training):
     file_server.routes["/bad.tar"] = good_tar(b"definitely not safetensors")
     with pytest.raises(IntegrationError) as err:
         lora_model_create_from_training(
-            training_id=training.pk,
+            training=training,
             weights_url=file_server.url("/bad.tar"),
             replicate_version=VERSION,
             params={},
@@ -135,7 +135,7 @@ def test_the_weights_tar_of_the_sandbox_trainer_is_accepted(sandbox, training):
     )
     url = f"{sandbox}/sandbox/replicate/v1/files/trainings/{run.id}/trained_model.tar"
     model = lora_model_create_from_training(
-        training_id=training.pk, weights_url=url, replicate_version=VERSION, params={}
+        training=training, weights_url=url, replicate_version=VERSION, params={}
     )
     assert model.weights_size > 0 and model.config_file_name
     assert b"trigger_word: ALICEX" in b"".join(

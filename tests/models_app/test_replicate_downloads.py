@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import IntegrationError
-from models_app.services.generation import _image_download
+from generations.services.generation import _image_download
 from models_app.services.weights import weights_fetch, weights_url_check
 from tests.models_app.conftest import good_tar
 

@@ -11,10 +11,10 @@ import pytest
 
 from billing.selectors import balance_for_user
 from billing.services import credits_grant
-from models_app.models import Generation
-from models_app.services import GenerationError, generation_start
+from generations.models import Generation
+from generations.services import GenerationError, generation_start
 from tests.billing.conftest import run_concurrently
-from tests.models_app.generation_kit import PARAMS, lora_model
+from tests.generations.generation_kit import PARAMS, lora_model
 from training import pipeline
 from training.models import TrainingJob
 from training.services import training_create
@@ -33,7 +33,7 @@ TRAINING_PARAMS = {
 
 @pytest.fixture
 def no_work(monkeypatch):
-    from models_app.services import generation
+    from generations.services import generation
 
     monkeypatch.setattr(pipeline, "_enqueue_advance", lambda job_id: None)
     monkeypatch.setattr(generation, "_enqueue_submit", lambda generation_id: None)

@@ -12,12 +12,12 @@ from PIL import Image
 
 from billing.selectors import balance_for_user
 from fluxsite.integrations import storage
-from models_app.models import Generation
-from models_app.services import generation_start
+from generations.models import Generation
+from generations.services import generation_start
 from sandbox.faults import fault_inject
 from sandbox.models import FaultKind
 from sandbox.replicate.models import SandboxPrediction
-from tests.models_app.generation_kit import FORM, PARAMS, lora_model, sandbox_version, wait_for
+from tests.generations.generation_kit import FORM, PARAMS, lora_model, sandbox_version, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 G = Generation.Status

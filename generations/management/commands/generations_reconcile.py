@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from models_app.services import generations_reconcile
+from generations.services import generations_reconcile
 
 
 class Command(BaseCommand):

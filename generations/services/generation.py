@@ -48,7 +48,10 @@ from billing.pricing import generation_cost_credits
 from billing.services import credits_refund, credits_spend, wallet_lock
 from fluxsite.integrations import downloads, replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
-from models_app.models import GeneratedImage, Generation, LoraModel
+from generations.models import GeneratedImage, Generation
+from models_app.models import LoraModel
+from models_app.services import lora_cover_set, lora_showcase_add, lora_showcase_remove
+from models_app.services.weights import weights_url_check
 
 logger = logging.getLogger(__name__)
 G = Generation.Status
@@ -151,10 +154,6 @@ def generation_limits(*, model: LoraModel) -> dict[str, replicate_client.InputFi
     else:
         fields = replicate_client.input_schema_get(model=settings.REPLICATE_GENERATION_MODEL)
     return {ours: fields[theirs] for ours, theirs in FIELD_TO_INPUT[target].items() if theirs in fields}
-
-
-def models_usable_q() -> Q:
-    return Q(replicate_version__gt="") | Q(hf_repo_id__gt="", status=LoraModel.Status.READY)
 
 
 def effective_prompt(*, prompt: str, model: LoraModel) -> str:
@@ -273,7 +272,7 @@ def _enqueue_submit(generation_id: int) -> None:
 
     transaction.on_commit(
         lambda: async_task(
-            "models_app.tasks.generation_submit_task",
+            "generations.tasks.generation_submit_task",
             generation_id,
             task_name=f"generation-{generation_id}-submit",
         )
@@ -356,7 +355,7 @@ def generation_submit(*, generation_id: int) -> Generation | None:
             return generation
         try:
             target, data = prediction_request(generation=generation, model=model)
-            webhook = f"{settings.SITE_URL}{reverse('models_app:replicate_webhook')}?gen={generation.pk}"
+            webhook = f"{settings.SITE_URL}{reverse('replicate_prediction_webhook')}?gen={generation.pk}"
             info = replicate_client.prediction_create(input=data, webhook_url=webhook, **target)
         except GenerationError as exc:
             generation_fail(generation=generation, category=Category.VALIDATION, message=str(exc))
@@ -490,7 +489,6 @@ def _file_error(message: str, *, retryable: bool, detail: str = "") -> Integrati
 
 def _image_download(url: str) -> bytes:
     """GET one output image; the URL comes from a vendor's JSON, so it is checked like the weights'."""
-    from models_app.services.weights import weights_url_check
 
     def check(hop_url: str) -> tuple[str, ...]:
         try:
@@ -612,7 +610,7 @@ def _outputs_store(generation: Generation, info: replicate_client.PredictionInfo
                 continue
             stored = _image_store(generation, index, _image_fetch_with_retries(url), extension)
             try:
-                GeneratedImage.objects.create(
+                image = GeneratedImage.objects.create(
                     generation=generation,
                     index=index,
                     file_name=stored.file_name,
@@ -623,6 +621,15 @@ def _outputs_store(generation: Generation, info: replicate_client.PredictionInfo
                 )
             except IntegrityError:
                 _files_delete([stored.file_name, stored.thumbnail_name])
+                continue
+            if generation.lora_model_id:
+                lora_showcase_add(
+                    model_id=generation.lora_model_id,
+                    image_id=image.pk,
+                    file_name=image.file_name,
+                    thumbnail_name=image.thumbnail_name,
+                    prompt=generation.effective_prompt,
+                )
     except IntegrationError as exc:
         logger.warning("generation %s: copying the outputs failed: %s (%s)", generation.pk, exc, exc.detail)
         generation_fail(
@@ -743,9 +750,8 @@ def generated_image_delete(*, image: GeneratedImage) -> None:
     """Delete one image and its thumbnail; a model using it as its cover goes back to no cover."""
     names = [image.file_name, image.thumbnail_name]
     with transaction.atomic():
-        LoraModel.objects.filter(owner_id=image.generation.owner_id, cover_image_name=image.file_name).update(
-            cover_image_name=None
-        )
+        if image.generation.lora_model_id:
+            lora_showcase_remove(model_id=image.generation.lora_model_id, file_name=image.file_name)
         GeneratedImage.objects.filter(pk=image.pk).delete()
         transaction.on_commit(lambda: _files_delete(names))
 
@@ -754,6 +760,6 @@ def lora_set_cover(*, model: LoraModel, image: GeneratedImage) -> LoraModel:
     """Use one of the model's own generated images as its cover (list card, model page, samples)."""
     if image.generation.owner_id != model.owner_id or image.generation.lora_model_id != model.pk:
         raise GenerationError("Only an image made with this model can be its cover.")
-    LoraModel.objects.filter(pk=model.pk).update(cover_image_name=image.file_name, updated_at=timezone.now())
+    lora_cover_set(model_id=model.pk, file_name=image.file_name)
     model.refresh_from_db()
     return model

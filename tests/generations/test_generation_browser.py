@@ -7,8 +7,8 @@ import os
 import pytest
 from playwright.sync_api import expect
 
-from models_app.models import Generation
-from tests.models_app.generation_kit import lora_model, sandbox_version
+from generations.models import Generation
+from tests.generations.generation_kit import lora_model, sandbox_version
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SHOTS = os.environ.get("FLUXSITE_SCREENSHOTS", "")  # a folder to keep screenshots in, for a human to look at

@@ -6,8 +6,8 @@ import pytest
 
 from billing.selectors import balance_for_user
 from fluxsite.integrations import storage
-from models_app.models import GeneratedImage, Generation
-from tests.models_app.generation_kit import FORM, finished_generation, lora_model
+from generations.models import GeneratedImage, Generation
+from tests.generations.generation_kit import FORM, finished_generation, lora_model
 
 pytestmark = pytest.mark.django_db
 VERSION = "fluxsite/lora-x:" + "a" * 64

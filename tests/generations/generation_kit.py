@@ -9,7 +9,9 @@ import time
 from PIL import Image
 
 from fluxsite.integrations import storage
-from models_app.models import GeneratedImage, Generation, LoraModel
+from generations.models import GeneratedImage, Generation
+from models_app.models import LoraModel
+from models_app.services import lora_showcase_add
 
 PARAMS = {
     "aspect_ratio": "1:1",
@@ -76,7 +78,7 @@ def stored_image(generation: Generation, index: int = 0, color=(90, 60, 200)) ->
         name=f"generations/t{generation.pk}/{index + 1}-thumb.webp",
         content=io.BytesIO(out.getvalue()),
     )
-    return GeneratedImage.objects.create(
+    image = GeneratedImage.objects.create(
         generation=generation,
         index=index,
         file_name=name,
@@ -85,6 +87,15 @@ def stored_image(generation: Generation, index: int = 0, color=(90, 60, 200)) ->
         height=64,
         byte_size=len(out.getvalue()),
     )
+    if generation.lora_model_id:  # as the output copy does (generations.services.generation)
+        lora_showcase_add(
+            model_id=generation.lora_model_id,
+            image_id=image.pk,
+            file_name=name,
+            thumbnail_name=thumb,
+            prompt=generation.effective_prompt,
+        )
+    return image
 
 
 def finished_generation(owner, model: LoraModel | None, *, images: int = 1, **extra) -> Generation:

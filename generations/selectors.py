@@ -1,0 +1,49 @@
+"""Reads of generations and their images, always scoped to their owner."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
+
+from fluxsite.integrations import storage
+from generations.models import GeneratedImage, Generation
+from models_app.models import LoraModel
+
+
+def models_usable_q() -> Q:
+    """A model can generate with its own trained version, or once published (the base model with its weights)."""
+    return Q(replicate_version__gt="") | Q(hf_repo_id__gt="", status=LoraModel.Status.READY)
+
+
+# --- Generations and their images -------------------------------------------------------------------
+def models_for_generation(user) -> QuerySet[LoraModel]:
+    """The user's models that can generate (see generations.services.generation for the targets)."""
+    return LoraModel.objects.filter(owner=user).filter(models_usable_q())
+
+
+def get_generation_for_user(user, pk: int) -> Generation:
+    return get_object_or_404(Generation.objects.filter(owner=user).select_related("lora_model"), pk=pk)
+
+
+def images_for_user(user, model: LoraModel | None = None) -> QuerySet[GeneratedImage]:
+    """The user's images, newest first; only those of `model` when given."""
+    images = GeneratedImage.objects.filter(generation__owner=user).select_related(
+        "generation", "generation__lora_model"
+    )
+    if model is not None:
+        images = images.filter(generation__lora_model=model)
+    return images.order_by("-created_at", "-pk")
+
+
+def get_image_for_user(user, pk: int) -> GeneratedImage:
+    return get_object_or_404(images_for_user(user), pk=pk)
+
+
+def owned_file_names(user) -> list[tuple[str, str]]:
+    """Every stored file of the user's generated images, as (storage alias, name): for account deletion."""
+    files: list[tuple[str, str]] = []
+    for image, thumbnail in GeneratedImage.objects.filter(generation__owner=user).values_list(
+        "file_name", "thumbnail_name"
+    ):
+        files += [(storage.PUBLIC, image), (storage.PUBLIC, thumbnail)]
+    return files

@@ -1,0 +1,265 @@
+"""Generating images with a LoRA model, following them, and the gallery of what was made."""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from billing.pricing import generation_cost_credits
+from billing.selectors import balance_for_user
+from billing.services import InsufficientCredits
+from fluxsite.htmx import polled
+from fluxsite.integrations import storage
+from fluxsite.integrations.errors import IntegrationError
+from fluxsite.ratelimits import rate_limited
+from generations import selectors, services
+from generations.forms import GenerateForm, ImageDeleteForm
+from generations.models import Generation
+from models_app.models import LoraModel
+from models_app.selectors import get_model_for_user
+
+logger = logging.getLogger(__name__)
+
+# --- Generating images and the gallery --------------------------------------------------------------------
+GENERATE = "generations/generate.html"
+GENERATION = "generations/gallery_generation.html"
+GALLERY_PER_PAGE = 24
+
+
+def _model_from_request(request: HttpRequest, data) -> LoraModel | None:
+    """The model named by `model=<pk>`: 404 for someone else's, None when absent or not a number."""
+    value = str(data.get("model") or "")
+    return get_model_for_user(request.user, int(value)) if value.isdigit() else None
+
+
+def _generate_context(request: HttpRequest, form: GenerateForm, model: LoraModel | None, **extra) -> dict:
+    usable = list(selectors.models_for_generation(request.user))
+    if model is None and usable:
+        model = usable[0]
+    num = form["num_outputs"].value()
+    try:
+        num = min(max(int(num), 1), 4)
+    except (TypeError, ValueError):
+        num = 1
+    prompt = str(form["prompt"].value() or "")
+    return {
+        "form": form,
+        "model": model,
+        "usable_models": usable,
+        "model_ready": model is not None and any(m.pk == model.pk for m in usable),
+        "suggestions": services.prompt_suggestions(model=model) if model else [],
+        "effective_prompt": services.effective_prompt(prompt=prompt, model=model) if model else prompt,
+        "prompt_has_trigger": bool(model)
+        and services.effective_prompt(prompt=prompt, model=model) == " ".join(prompt.split()),
+        "cost": generation_cost_credits(num_images=num),
+        "num_outputs": num,
+        "balance": balance_for_user(request.user),
+        **extra,
+    }
+
+
+def _limits(model: LoraModel | None) -> dict:
+    """The ranges of the model's target, from its own schema; none when unknown (the form's narrow defaults)."""
+    if model is None:
+        return {}
+    try:
+        return services.generation_limits(model=model)
+    except services.GenerationError:
+        return {}
+    except IntegrationError as exc:
+        logger.warning("generate: could not read the input schema for model %s: %s", model.pk, exc)
+        return {}
+
+
+def _again_form(request: HttpRequest, generation: Generation, limits: dict) -> GenerateForm:
+    """The generate form prefilled from an earlier generation (same seed), with Replicate's refusals."""
+    initial = {"prompt": generation.prompt, **generation.params}
+    form = GenerateForm(initial=initial, limits=limits)
+    errors = services.generation.field_errors(generation=generation) if generation.invalid_fields else {}
+    if errors:
+        form = GenerateForm(data={k: "" if v is None else v for k, v in initial.items()}, limits=limits)
+        form.is_valid()
+        for field, messages_ in errors.items():
+            for message in messages_:
+                form.add_error(None if field == "__all__" else field, message)
+    return form
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@rate_limited("generate")
+def generate(request: HttpRequest) -> HttpResponse:
+    """The generate page; `?model=<pk>` preselects a model, `?again=<generation pk>` prefills everything."""
+    if request.method == "GET":
+        model = _model_from_request(request, request.GET)
+        again = request.GET.get("again", "")
+        if again.isdigit():
+            generation = selectors.get_generation_for_user(request.user, int(again))
+            model = model or generation.lora_model
+            form = _again_form(request, generation, _limits(model))
+        else:
+            model = model or next(iter(selectors.models_for_generation(request.user)[:1]), None)
+            form = GenerateForm(limits=_limits(model))
+        return render(request, GENERATE, _generate_context(request, form, model))
+    model = _model_from_request(request, request.POST)
+    form = GenerateForm(request.POST, limits=_limits(model))
+    if model is None:
+        form.add_error(None, "Choose one of your models.")
+    if form.is_valid():
+        try:
+            generation = services.generation_start(
+                user=request.user, model=model, prompt=form.cleaned_data["prompt"], params=form.params()
+            )
+        except InsufficientCredits as exc:
+            form.add_error(None, f"Not enough credits: {exc}")
+        except services.GenerationError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("generations:generation", pk=generation.pk)
+    return render(
+        request, GENERATE, _generate_context(request, form, model), status=422 if request.htmx else 200
+    )
+
+
+@login_required
+@require_GET
+def generate_preview(request: HttpRequest) -> HttpResponse:
+    """The live preview fragment: the prompt as it will be sent, and the cost."""
+    model = _model_from_request(request, request.GET)
+    form = GenerateForm(request.GET)
+    return render(request, f"{GENERATE}#preview", _generate_context(request, form, model))
+
+
+def _generation_context(request: HttpRequest, generation: Generation) -> dict:
+    return {
+        "generation": generation,
+        "images": list(generation.images.order_by("index")),
+        "refunded": generation.status in (Generation.Status.FAILED, Generation.Status.CANCELED),
+    }
+
+
+@login_required
+@require_GET
+def generation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    generation = selectors.get_generation_for_user(request.user, pk)
+    return render(request, GENERATION, _generation_context(request, generation))
+
+
+@login_required
+@require_GET
+def generation_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """The status fragment, polled while the images are made; HTTP 286 stops the polling."""
+    generation = selectors.get_generation_for_user(request.user, pk)
+    return polled(
+        render(request, f"{GENERATION}#status", _generation_context(request, generation)),
+        finished=generation.is_finished,
+        credits_changed=True,
+    )
+
+
+@login_required
+@require_POST
+def generation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    generation = selectors.get_generation_for_user(request.user, pk)
+    try:
+        services.generation_cancel(generation=generation)
+        messages.success(request, "Canceled. Your credits were refunded.")
+    except services.GenerationError as exc:
+        messages.error(request, str(exc))
+    except IntegrationError as exc:
+        messages.error(request, f"Replicate did not accept the cancel: {exc.user_text}")
+    return redirect("generations:generation", pk=generation.pk)
+
+
+def _gallery_page(request: HttpRequest, model: LoraModel | None):
+    return Paginator(selectors.images_for_user(request.user, model), GALLERY_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+
+
+@login_required
+@require_GET
+def gallery(request: HttpRequest) -> HttpResponse:
+    return render(request, "generations/gallery.html", {"page": _gallery_page(request, None), "model": None})
+
+
+@login_required
+@require_GET
+def model_gallery(request: HttpRequest, pk: int) -> HttpResponse:
+    model = get_model_for_user(request.user, pk)
+    return render(
+        request, "generations/gallery.html", {"page": _gallery_page(request, model), "model": model}
+    )
+
+
+@login_required
+@require_GET
+def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    image = selectors.get_image_for_user(request.user, pk)
+    model = image.generation.lora_model
+    return render(
+        request,
+        "generations/gallery_image.html",
+        {
+            "image": image,
+            "generation": image.generation,
+            "model": model,
+            "is_cover": model is not None and model.cover_image_name == image.file_name,
+        },
+    )
+
+
+@login_required
+@require_GET
+def image_download(request: HttpRequest, pk: int) -> HttpResponse:
+    image = selectors.get_image_for_user(request.user, pk)
+    extension = image.file_name.rsplit(".", 1)[-1]
+    content_type = {"webp": "image/webp", "jpg": "image/jpeg", "png": "image/png"}.get(
+        extension, "application/octet-stream"
+    )
+    response = StreamingHttpResponse(
+        storage.file_iter(alias=storage.PUBLIC, name=image.file_name), content_type=content_type
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="fluxsite-{image.generation_id}-{image.index + 1}.{extension}"'
+    )
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    image = selectors.get_image_for_user(request.user, pk)
+    form = ImageDeleteForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        model_id = image.generation.lora_model_id
+        services.generated_image_delete(image=image)
+        messages.success(request, "The image was deleted.")
+        return (
+            redirect("generations:model_gallery", pk=model_id)
+            if model_id
+            else redirect("generations:gallery")
+        )
+    return render(request, "generations/gallery_image_delete.html", {"image": image, "form": form})
+
+
+@login_required
+@require_POST
+def image_cover(request: HttpRequest, pk: int) -> HttpResponse:
+    image = selectors.get_image_for_user(request.user, pk)
+    model = image.generation.lora_model
+    if model is None:
+        messages.error(request, "The model this image was made with no longer exists.")
+        return redirect("generations:image", pk=image.pk)
+    try:
+        services.lora_set_cover(model=model, image=image)
+        messages.success(request, f"This image is now the cover of “{model.name}”.")
+    except services.GenerationError as exc:
+        messages.error(request, str(exc))
+    return redirect("generations:image", pk=image.pk)
