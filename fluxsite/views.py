@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.template import loader
-from django.views.decorators.http import require_GET
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods
 
+from fluxsite.account_deletion import account_delete as account_delete_service
+from fluxsite.accounts.forms import AccountDeleteForm
 from fluxsite.integrations import storage
 
 
@@ -37,3 +43,18 @@ def server_error(request: HttpRequest) -> HttpResponse:
     # No context processors and no request: a broken database or template tag must not
     # turn the error page itself into another error, and nothing internal is revealed.
     return HttpResponse(loader.render_to_string("500.html", {}), status=500)
+
+
+@sensitive_post_parameters("password")
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_delete(request: HttpRequest) -> HttpResponse:
+    """Delete my account (password confirmed): here, above the apps, since it reaches into all of them."""
+    form = AccountDeleteForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        user = request.user
+        logout(request)
+        account_delete_service(user=user)
+        messages.success(request, "Your account and all its data were deleted.")
+        return redirect("accounts:login")
+    return render(request, "accounts/delete.html", {"form": form}, status=400 if form.errors else 200)

@@ -329,7 +329,7 @@ def _stage_publish(job: TrainingJob) -> None:
     from models_app.services import lora_model_create_from_training, lora_publish
 
     model = lora_model_create_from_training(
-        training_id=job.pk,
+        training=job,
         weights_url=job.weights_url,
         replicate_version=job.replicate_version,
         params=job.params,

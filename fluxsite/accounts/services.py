@@ -8,7 +8,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
-from django.core.files.storage import storages
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
@@ -235,32 +234,3 @@ def _mail_after_commit(*, to: str, template: str, context: dict) -> None:
         send_mail(subject, body, None, [to])
 
     transaction.on_commit(send, robust=True)
-
-
-def user_delete(*, user: User) -> None:
-    """Delete the account and everything it owns: rows cascade, files are removed after commit.
-
-    Each app that stores files for a user lists them through `owned_file_names(user)`, so no
-    upload or weights file outlives its owner.
-    """
-    files: list[tuple[str, str]] = []
-    for collector in _file_collectors():
-        files.extend(collector(user))
-    with transaction.atomic():
-        user.delete()
-
-    def remove_files() -> None:
-        for alias, name in files:
-            try:
-                storages[alias].delete(name)
-            except Exception:  # a missing file must not stop the rest from going
-                logger.warning("could not delete %s from %s", name, alias, exc_info=True)
-
-    transaction.on_commit(remove_files)
-
-
-def _file_collectors():
-    from models_app.selectors import owned_file_names as model_files
-    from training.selectors import owned_file_names as training_files
-
-    return (training_files, model_files)

@@ -22,7 +22,6 @@ urlpatterns = [
     path("", views.account, name="account"),
     path("email/", views.email_change, name="email_change"),
     path("password/", views.password_change, name="password_change"),
-    path("delete/", views.account_delete, name="delete"),
     # Limited per address typed and per client: neither a mailbox nor our mail server can be flooded.
     path(
         "password-reset/",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import logout, update_session_auth_hash
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
@@ -139,17 +139,3 @@ def password_change(request: HttpRequest) -> HttpResponse:
         },
         status=400,
     )
-
-
-@sensitive_post_parameters("password")
-@login_required
-@require_http_methods(["GET", "POST"])
-def account_delete(request: HttpRequest) -> HttpResponse:
-    form = AccountDeleteForm(request.POST or None, user=request.user)
-    if request.method == "POST" and form.is_valid():
-        user = request.user
-        logout(request)
-        services.user_delete(user=user)
-        messages.success(request, "Your account and all its data were deleted.")
-        return redirect("accounts:login")
-    return render(request, "accounts/delete.html", {"form": form}, status=400 if form.errors else 200)

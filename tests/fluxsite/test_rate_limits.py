@@ -106,7 +106,7 @@ def test_uploads_over_the_limit_get_429_as_json(alice, alice_client, settings):
 
 def test_a_limited_htmx_request_gets_a_fragment(alice_client, settings):
     settings.RATELIMITS = {**settings.RATELIMITS, "generate": "1/m"}
-    url = reverse("models_app:generate")
+    url = reverse("generations:generate")
     alice_client.post(url, {"prompt": "x"})
     response = alice_client.post(url, {"prompt": "x"}, headers={"hx-request": "true"})
     assert response.status_code == 429 and response.content.decode().startswith('<p class="error"')
