@@ -95,7 +95,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     def reconcile_now(self, request, queryset) -> None:
         # The poller works on every stuck training at once, whichever rows are selected: it is the
         # same pass the schedule runs every minute, started by hand.
-        from training.pipeline import trainings_reconcile
+        from training.services import trainings_reconcile
 
         counts = trainings_reconcile()
         self.message_user(

@@ -8,12 +8,12 @@ from django.utils import timezone
 
 from fluxsite.integrations import replicate_client
 from generations.services import generation_apply_replicate
-from training import pipeline
+from training import services
 from training.models import ReplicateWebhook
 
 
 def training_advance_task(job_id: int) -> None:
-    pipeline.training_advance(job_id=job_id)
+    services.training_advance(job_id=job_id)
 
 
 def replicate_webhook_process_task(delivery_id: int) -> None:
@@ -26,7 +26,7 @@ def replicate_webhook_process_task(delivery_id: int) -> None:
             info=replicate_client.prediction_from_payload(delivery.payload), generation_hint=delivery.job_hint
         )
     else:
-        pipeline.training_apply_replicate(
+        services.training_apply_replicate(
             info=replicate_client.training_from_payload(delivery.payload), job_hint=delivery.job_hint
         )
     ReplicateWebhook.objects.filter(pk=delivery_id).update(processed_at=timezone.now())
@@ -42,13 +42,13 @@ def training_sync_task(job_id: int) -> None:
         return
     # Best effort: if Replicate does not answer, the every-minute poller tries again.
     with contextlib.suppress(IntegrationError):
-        pipeline.training_sync(job=job)
+        services.training_sync(job=job)
 
 
 def trainings_reconcile_task() -> dict[str, int]:
     """Scheduled every minute (catch_up off): polls quiet trainings and resumes stalled stages."""
-    return pipeline.trainings_reconcile()
+    return services.trainings_reconcile()
 
 
 def training_notify_task(job_id: int) -> None:
-    pipeline.training_notify(job_id=job_id)
+    services.training_notify(job_id=job_id)

@@ -22,7 +22,7 @@ from fluxsite.htmx import polled
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.ratelimits import rate_limited
-from training import pipeline, selectors, services
+from training import selectors, services
 from training.forms import (
     PRESETS,
     CaptionForm,
@@ -273,7 +273,7 @@ def _insufficient_message(exc: InsufficientCredits) -> str:
 def _estimate_context(steps: int | None) -> dict:
     if steps is None or not 3 <= steps <= 6000:
         return {"estimate": None}
-    credits, dollars = pipeline.training_estimate(steps=steps)
+    credits, dollars = services.training_estimate(steps=steps)
     return {"estimate": {"credits": credits, "dollars": dollars, "steps": steps}}
 
 
@@ -307,12 +307,12 @@ def training_start(request: HttpRequest, pk: int) -> HttpResponse:
         form = TrainingParamsForm(request.POST)
         if form.is_valid():
             try:
-                pipeline.training_start(
+                services.training_start(
                     job=job, params=form.params(), preset=form.cleaned_data.get("preset") or ""
                 )
             except InsufficientCredits as exc:
                 insufficient = _insufficient_message(exc)
-            except pipeline.PipelineError as exc:
+            except services.PipelineError as exc:
                 form.add_error(None, str(exc))
             else:
                 messages.success(request, "Training started. This page follows it live.")
@@ -385,7 +385,7 @@ def training_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         # Someone is watching: ask Replicate for fresh logs now and then (webhooks only say
         # start and completed), so the progress bar and the loss curve move.
-        pipeline.training_watch(job=job)
+        services.training_watch(job=job)
         return polled(
             render(request, f"{DETAIL_PAGE}#status", context),
             finished=not job.is_active,
@@ -404,9 +404,9 @@ def training_cancel(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect("training:detail", pk=job.pk)
         return render(request, "training/cancel.html", {"training": job})
     try:
-        pipeline.training_cancel(job=job)
+        services.training_cancel(job=job)
         messages.success(request, "Training canceled. Its credits were refunded.")
-    except pipeline.PipelineError as exc:
+    except services.PipelineError as exc:
         messages.error(request, str(exc))
     except IntegrationError as exc:
         messages.error(request, f"Replicate did not accept the cancel: {exc.user_text}")
@@ -418,11 +418,11 @@ def training_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def training_retry(request: HttpRequest, pk: int) -> HttpResponse:
     job = selectors.get_training_for_user(request.user, pk)
     try:
-        pipeline.training_retry(job=job)
+        services.training_retry(job=job)
         messages.success(request, "Retrying from the stage that failed.")
     except InsufficientCredits as exc:
         messages.error(request, _insufficient_message(exc))
-    except pipeline.PipelineError as exc:
+    except services.PipelineError as exc:
         messages.error(request, str(exc))
     return redirect("training:detail", pk=job.pk)
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import logging
-import random
 import re
 import secrets
 import time
@@ -48,6 +47,7 @@ from billing.pricing import generation_cost_credits
 from billing.services import credits_refund, credits_spend, wallet_lock
 from fluxsite.integrations import downloads, replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
+from fluxsite.statemachine import backoff_seconds, transition
 from generations.models import GeneratedImage, Generation
 from models_app.models import LoraModel
 from models_app.services import lora_cover_set, lora_showcase_add, lora_showcase_remove
@@ -280,21 +280,13 @@ def _enqueue_submit(generation_id: int) -> None:
 
 
 def _transition(generation: Generation, old: str | tuple[str, ...], new: str, **fields: Any) -> bool:
-    """Compare-and-swap; False when someone else moved the generation first."""
-    olds = (old,) if isinstance(old, str) else old
-    now = timezone.now()
-    extra = {"finished_at": now} if new in (G.SUCCEEDED, G.FAILED, G.CANCELED) else {}
-    updated = Generation.objects.filter(pk=generation.pk, status__in=olds).update(
-        status=new, updated_at=now, **extra, **fields
-    )
-    generation.refresh_from_db()
-    return updated == 1
+    """Compare-and-swap (fluxsite.statemachine), stamping finished_at on an ending."""
+    extra = {"finished_at": timezone.now()} if new in (G.SUCCEEDED, G.FAILED, G.CANCELED) else {}
+    return transition(generation, old, new, **extra, **fields)
 
 
 def _backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with half jitter from GENERATION_RETRY_BASE_SECONDS."""
-    base = float(settings.GENERATION_RETRY_BASE_SECONDS) * 2 ** max(attempt - 1, 0)
-    return base / 2 + random.random() * base / 2
+    return backoff_seconds(attempt, base=float(settings.GENERATION_RETRY_BASE_SECONDS))
 
 
 def _failure_message(exc: IntegrationError, attempts: int) -> str:

@@ -23,6 +23,7 @@ from django.utils.text import slugify
 from fluxsite.integrations import huggingface_client as hf
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.statemachine import transition
 from models_app.models import LoraModel
 from models_app.services.hf_accounts import hf_account_token_for_use
 from models_app.services.model_card import CardImage, model_card_render
@@ -180,10 +181,12 @@ def lora_publish(*, model_id: int) -> LoraModel:
     model = LoraModel.objects.select_related("owner").get(pk=model_id)
     if model.status == Status.READY:
         return model
-    claimed = LoraModel.objects.filter(
-        pk=model_id, status__in=[Status.PUBLISHING, Status.PUBLISH_FAILED]
-    ).update(status=Status.PUBLISHING, publish_attempts=F("publish_attempts") + 1, updated_at=timezone.now())
-    model.refresh_from_db()
+    claimed = transition(
+        model,
+        (Status.PUBLISHING, Status.PUBLISH_FAILED),
+        Status.PUBLISHING,
+        publish_attempts=F("publish_attempts") + 1,
+    )
     if not claimed:
         return model
     try:
@@ -208,22 +211,23 @@ def lora_publish(*, model_id: int) -> LoraModel:
             )
     except IntegrationError as exc:
         logger.warning("Publishing LoRA model %s failed: %s (%s)", model.pk, exc, exc.detail)
-        LoraModel.objects.filter(pk=model.pk, status=Status.PUBLISHING).update(
-            status=Status.PUBLISH_FAILED,
+        transition(
+            model,
+            Status.PUBLISHING,
+            Status.PUBLISH_FAILED,
             publish_error_category=str(exc.category),
             publish_error_message=exc.message[:1000],
-            updated_at=timezone.now(),
         )
         raise
-    LoraModel.objects.filter(pk=model.pk, status=Status.PUBLISHING).update(
-        status=Status.READY,
+    transition(
+        model,
+        Status.PUBLISHING,
+        Status.READY,
         hf_commit=commit.oid,
         published_at=timezone.now(),
         publish_error_category="",
         publish_error_message="",
-        updated_at=timezone.now(),
     )
-    model.refresh_from_db()
     return model
 
 
@@ -232,10 +236,7 @@ def lora_publish_retry(*, model: LoraModel) -> None:
     from django_q.tasks import async_task
 
     with transaction.atomic():
-        moved = LoraModel.objects.filter(pk=model.pk, status=Status.PUBLISH_FAILED).update(
-            status=Status.PUBLISHING, updated_at=timezone.now()
-        )
-        if not moved:
+        if not transition(model, Status.PUBLISH_FAILED, Status.PUBLISHING):
             raise LoraStateError("Only a model whose publishing failed can be retried.")
         transaction.on_commit(
             lambda: async_task(

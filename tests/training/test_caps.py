@@ -15,9 +15,8 @@ from generations.models import Generation
 from generations.services import GenerationError, generation_start
 from tests.billing.conftest import run_concurrently
 from tests.generations.generation_kit import PARAMS, lora_model
-from training import pipeline
 from training.models import TrainingJob
-from training.services import training_create
+from training.services import pipeline, training_create, trainings
 
 TRAINING_PARAMS = {
     "steps": 1000,
@@ -47,10 +46,10 @@ def test_a_training_over_the_cap_is_refused_with_a_message_and_charged_nothing(a
         training_create(owner=alice, name=f"T{i}", trigger_word="ohwx_t", subject_kind="subject")
         for i in range(2)
     )
-    pipeline.training_start(job=first, params=TRAINING_PARAMS)
+    trainings.training_start(job=first, params=TRAINING_PARAMS)
     before = balance_for_user(alice)
     with pytest.raises(pipeline.PipelineError, match="1 trainings running, the most at once"):
-        pipeline.training_start(job=second, params=TRAINING_PARAMS)
+        trainings.training_start(job=second, params=TRAINING_PARAMS)
     assert balance_for_user(alice) == before
     assert TrainingJob.objects.get(pk=second.pk).status == TrainingJob.Status.DRAFT
 
@@ -66,7 +65,9 @@ def test_parallel_training_starts_stop_exactly_at_the_cap(alice, settings, no_wo
         for i in range(6)
     ]
     results = run_concurrently(
-        lambda i: pipeline.training_start(job=TrainingJob.objects.get(pk=jobs[i].pk), params=TRAINING_PARAMS),
+        lambda i: trainings.training_start(
+            job=TrainingJob.objects.get(pk=jobs[i].pk), params=TRAINING_PARAMS
+        ),
         6,
     )
     started = [r for r in results if isinstance(r, TrainingJob)]

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.training.conftest import post_files
-from training import imaging, services
+from training import imaging
+from training.services import datasets as services
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 MANIFEST = [e for e in json.loads((CORPUS / "manifest.json").read_text()) if e["class"] != "icc-profile"]

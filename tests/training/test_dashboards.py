@@ -144,7 +144,7 @@ def test_a_wrong_method_is_refused(alice_client, draft, name):
 
 # --- Start ------------------------------------------------------------------------------------------
 def test_the_start_page_shows_the_form_the_estimate_and_the_balance(alice_client, alice, draft):
-    from training.pipeline import training_estimate
+    from training.services import training_estimate
 
     set_balance(alice, 777)
     body = alice_client.get(reverse("training:start", args=[draft.pk])).content.decode()
@@ -157,7 +157,7 @@ def test_the_start_page_shows_the_form_the_estimate_and_the_balance(alice_client
 
 
 def test_a_preset_fills_the_fields_and_its_cost(alice_client, draft):
-    from training.pipeline import training_estimate
+    from training.services import training_estimate
 
     url = reverse("training:start", args=[draft.pk])
     page = alice_client.get(url, {"preset": "style"}).content.decode()
@@ -170,7 +170,7 @@ def test_a_preset_fills_the_fields_and_its_cost(alice_client, draft):
 
 
 def test_the_estimate_follows_the_steps(alice_client, draft):
-    from training.pipeline import training_estimate
+    from training.services import training_estimate
 
     url = reverse("training:estimate", args=[draft.pk])
     body = alice_client.get(url, {"steps": "2500"}).content.decode()

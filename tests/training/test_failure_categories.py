@@ -11,10 +11,9 @@ import pytest
 
 from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import HINTS, Category
-from training import pipeline
 from training.failures import BASE_MODEL_FETCH, FALLBACK, OUT_OF_GPU_MEMORY, trainer_failure_explain
 from training.models import TrainingJob
-from training.services import training_create
+from training.services import pipeline, training_create
 
 FT = "replicate/flux-fine-tuner@3dd14e37fe789ca05d0fa43cc53e112e0de00e76"
 AITK = "ostris/ai-toolkit@bedb8197a29cf885b284e137a397d9bb8de620ec"

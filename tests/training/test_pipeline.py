@@ -18,8 +18,8 @@ from sandbox.faults import fault_clear, fault_inject
 from sandbox.models import FaultKind
 from sandbox.replicate.models import SandboxTraining
 from tests.training.conftest import add_photos
-from training import pipeline
 from training.models import ReplicateWebhook, TrainingJob
+from training.services import pipeline, trainings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = TrainingJob.Status
@@ -69,7 +69,7 @@ def test_a_training_goes_from_photos_to_a_published_model(ready_training, alice,
     from fluxsite.integrations import huggingface_client, storage
 
     before = balance_for_user(alice)
-    job = pipeline.training_start(job=ready_training, params=PARAMS)
+    job = trainings.training_start(job=ready_training, params=PARAMS)
     assert balance_for_user(alice) == before - cost()
     job = wait_for(job, (S.SUCCEEDED, S.FAILED))
     assert job.status == S.SUCCEEDED, job.error_message
@@ -101,7 +101,7 @@ def test_a_training_goes_from_photos_to_a_published_model(ready_training, alice,
 def test_a_refused_training_creation_fails_at_once_and_refunds(ready_training, alice, status, category):
     before = balance_for_user(alice)
     fault_inject(service="replicate", operation="trainings.create", status=status)
-    job = pipeline.training_start(job=ready_training, params=PARAMS)
+    job = trainings.training_start(job=ready_training, params=PARAMS)
     job = wait_for(job, (S.FAILED,), 15)
     assert job.error_category == category and job.failed_stage == S.REPLICATE_TRAINING
     assert job.error_hint
@@ -114,7 +114,7 @@ def test_a_refused_training_creation_fails_at_once_and_refunds(ready_training, a
 def test_a_passing_replicate_error_is_retried_with_backoff_and_then_succeeds(ready_training, alice, status):
     before = balance_for_user(alice)
     fault_inject(service="replicate", operation="trainings.create", status=status, retry_after=1)
-    job = pipeline.training_start(job=ready_training, params=PARAMS)
+    job = trainings.training_start(job=ready_training, params=PARAMS)
     time.sleep(0.5)
     job.refresh_from_db()
     assert job.status == S.REPLICATE_TRAINING and job.next_attempt_at and job.attempts == 1
@@ -133,7 +133,7 @@ def test_a_timed_out_creation_never_starts_a_second_training(ready_training, ali
     """The create call times out but Replicate did start it: its start webhook adopts it."""
     settings.REPLICATE_TIMEOUT_SECONDS = 1
     fault_inject(service="replicate", operation="trainings.create", kind=FaultKind.TIMEOUT, delay_seconds=1.5)
-    job = pipeline.training_start(job=ready_training, params=PARAMS)
+    job = trainings.training_start(job=ready_training, params=PARAMS)
     job = wait_for(job, (S.SUCCEEDED, S.FAILED))
     assert job.status == S.SUCCEEDED
     assert SandboxTraining.objects.count() == 1
@@ -148,7 +148,7 @@ def test_a_timed_out_creation_whose_webhooks_are_lost_is_found_by_the_poller(rea
     fault_inject(service="replicate", operation="trainings.create", kind=FaultKind.TIMEOUT, delay_seconds=1.5)
     fault_inject(service="replicate", operation="*", kind=FaultKind.DROP_WEBHOOK, times=None)
     before = balance_for_user(alice)
-    job = pipeline.training_start(job=ready_training, params=PARAMS)
+    job = trainings.training_start(job=ready_training, params=PARAMS)
     job.refresh_from_db()
     assert job.status == S.REPLICATE_TRAINING and job.replicate_training_id == ""
     assert job.replicate_input["input_images"] and job.replicate_trainer_version
@@ -182,7 +182,7 @@ def test_a_training_that_starts_after_its_job_was_refunded_is_canceled_at_replic
     fault_inject(service="replicate", operation="trainings.create", kind=FaultKind.TIMEOUT, delay_seconds=1.5)
     fault_inject(service="replicate", operation="*", kind=FaultKind.DROP_WEBHOOK, times=None)
     before = balance_for_user(alice)
-    job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
+    job = trainings.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
     assert wait_until_exists(lambda: SandboxTraining.objects.exists())
     job.refresh_from_db()
     pipeline.training_fail(
@@ -215,7 +215,7 @@ def test_an_unconfirmed_creation_is_failed_and_refunded_by_the_poller(ready_trai
     # No webhook of the training deleted below may arrive late and be adopted (it carries our input).
     fault_inject(service="replicate", operation="*", kind=FaultKind.DROP_WEBHOOK, times=None)
     before = balance_for_user(alice)
-    job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 3000})
+    job = trainings.training_start(job=ready_training, params=PARAMS | {"steps": 3000})
     # Simulate the death by rewinding to the moment after the claim, before the id was saved.
     SandboxTraining.objects.all().delete()
     TrainingJob.objects.filter(pk=job.pk).update(
@@ -239,7 +239,7 @@ def test_a_training_replicate_aborted_is_failed_and_refunded(ready_training, ali
     from sandbox.replicate.schemas import vendor_json
 
     before = balance_for_user(alice)
-    job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
+    job = trainings.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
     assert wait_until_exists(
         lambda: TrainingJob.objects.filter(pk=job.pk).exclude(replicate_training_id="").exists()
     )
@@ -258,7 +258,7 @@ def test_a_training_replicate_aborted_is_failed_and_refunded(ready_training, ali
 def test_a_training_that_fails_on_replicate_is_refunded(ready_training, alice):
     before = balance_for_user(alice)
     fault_inject(service="replicate", operation="trainings.create", kind=FaultKind.FAIL_TRAINING)
-    job = pipeline.training_start(job=ready_training, params=PARAMS)
+    job = trainings.training_start(job=ready_training, params=PARAMS)
     job = wait_for(job, (S.FAILED, S.SUCCEEDED))
     assert job.status == S.FAILED and "trainer failed" in job.error_message
     assert 0 < job.progress_step < 1000
@@ -268,10 +268,10 @@ def test_a_training_that_fails_on_replicate_is_refunded(ready_training, alice):
 
 def test_canceling_a_running_training_cancels_it_on_replicate_and_refunds(ready_training, alice):
     before = balance_for_user(alice)
-    job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
+    job = trainings.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
     job.refresh_from_db()
     assert job.status == S.REPLICATE_TRAINING and job.replicate_training_id
-    pipeline.training_cancel(job=job)
+    trainings.training_cancel(job=job)
     job.refresh_from_db()
     assert job.status == S.CANCELED
     from sandbox.replicate.simulation import training_state
@@ -279,13 +279,13 @@ def test_canceling_a_running_training_cancels_it_on_replicate_and_refunds(ready_
     assert training_state(SandboxTraining.objects.get()).status == "canceled"
     assert balance_for_user(alice) == before
     with pytest.raises(pipeline.PipelineError):
-        pipeline.training_cancel(job=job)
+        trainings.training_cancel(job=job)
     assert balance_for_user(alice) == before
 
 
 def test_a_lost_completed_webhook_is_caught_up_by_the_poller(ready_training, alice, settings):
     fault_inject(service="replicate", operation="webhook.completed", kind=FaultKind.DROP_WEBHOOK)
-    job = pipeline.training_start(job=ready_training, params=PARAMS)
+    job = trainings.training_start(job=ready_training, params=PARAMS)
     time.sleep(4.5)  # the sandbox training (3 s) is over, but nobody told us
     job.refresh_from_db()
     assert job.status == S.REPLICATE_TRAINING
@@ -300,7 +300,7 @@ def test_duplicate_and_out_of_order_webhooks_change_nothing(ready_training, alic
     before = balance_for_user(alice)
     fault_inject(service="replicate", operation="*", kind=FaultKind.DUPLICATE_WEBHOOK, times=None)
     fault_inject(service="replicate", operation="*", kind=FaultKind.REORDER_WEBHOOKS)
-    job = pipeline.training_start(job=ready_training, params=PARAMS)
+    job = trainings.training_start(job=ready_training, params=PARAMS)
     job = wait_for(job, (S.SUCCEEDED, S.FAILED))
     time.sleep(1)  # let the late start webhook and the duplicates arrive
     job.refresh_from_db()
@@ -315,7 +315,7 @@ def test_duplicate_and_out_of_order_webhooks_change_nothing(ready_training, alic
 
 
 def test_a_webhook_with_a_bad_signature_gets_400_and_changes_nothing(ready_training, client):
-    job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
+    job = trainings.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
     job.refresh_from_db()
     response = client.post(
         "/trainings/webhooks/replicate/",
@@ -332,14 +332,14 @@ def test_a_webhook_with_a_bad_signature_gets_400_and_changes_nothing(ready_train
     assert client.get("/trainings/webhooks/replicate/").status_code == 405
     job.refresh_from_db()
     assert job.status == S.REPLICATE_TRAINING
-    pipeline.training_cancel(job=job)
+    trainings.training_cancel(job=job)
 
 
 def test_a_worker_killed_mid_stage_is_resumed_by_the_poller(ready_training, alice, settings, monkeypatch):
     # The first run of the stage "dies": its task is lost and the job stays in that stage.
     with monkeypatch.context() as patched:
         patched.setattr(pipeline, "_enqueue_advance", lambda job_id: None)
-        job = pipeline.training_start(job=ready_training, params=PARAMS)
+        job = trainings.training_start(job=ready_training, params=PARAMS)
     job.refresh_from_db()
     assert job.status == S.INITIALIZING
     TrainingJob.objects.filter(pk=job.pk).update(
@@ -358,7 +358,7 @@ def test_a_stage_that_keeps_dying_fails_after_its_attempts_and_refunds(
     before = balance_for_user(alice)
     with monkeypatch.context() as patched:
         patched.setattr(pipeline, "_enqueue_advance", lambda job_id: None)
-        job = pipeline.training_start(job=ready_training, params=PARAMS)
+        job = trainings.training_start(job=ready_training, params=PARAMS)
     TrainingJob.objects.filter(pk=job.pk).update(
         attempts=settings.PIPELINE_MAX_ATTEMPTS, updated_at=timezone.now() - timedelta(minutes=10)
     )
@@ -376,7 +376,7 @@ def test_publishing_fails_after_a_successful_training_without_losing_the_weights
 
     settings.PIPELINE_MAX_ATTEMPTS = 1
     fault_inject(service="huggingface", operation="commit", status=500, times=None)
-    job = pipeline.training_start(job=ready_training, params=PARAMS)
+    job = trainings.training_start(job=ready_training, params=PARAMS)
     job = wait_for(job, (S.SUCCEEDED, S.FAILED))
     assert job.status == S.SUCCEEDED
     model = job.lora_model
@@ -391,7 +391,7 @@ def test_publishing_fails_after_a_successful_training_without_losing_the_weights
 def test_watching_a_running_training_refreshes_its_progress_from_replicate(
     ready_training, alice, alice_client
 ):
-    job = pipeline.training_start(job=ready_training, params=PARAMS | {"steps": 2000})
+    job = trainings.training_start(job=ready_training, params=PARAMS | {"steps": 2000})
     time.sleep(3)  # the sandbox training (6 s) is half way; only the start webhook came
     job.refresh_from_db()
     assert job.status == S.REPLICATE_TRAINING
@@ -401,4 +401,4 @@ def test_watching_a_running_training_refreshes_its_progress_from_replicate(
     job.refresh_from_db()
     assert 0 < job.progress_step < 2000 and job.loss_history
     assert pipeline.training_watch(job=job) is False  # fresh news: no second refresh
-    pipeline.training_cancel(job=job)
+    trainings.training_cancel(job=job)

@@ -19,8 +19,8 @@ from django.db import connection
 
 from billing.selectors import balance_for_user
 from tests.training.conftest import add_photos
-from training import pipeline
 from training.models import TrainingJob
+from training.services import trainings
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.qcluster, pytest.mark.django_db(transaction=True)]
@@ -82,7 +82,7 @@ def test_a_training_runs_to_a_published_model_on_the_real_worker(
     )
     try:
         before = balance_for_user(alice)
-        pipeline.training_start(job=job, params={"steps": 1000, "learning_rate": 0.0004, "lora_rank": 16})
+        trainings.training_start(job=job, params={"steps": 1000, "learning_rate": 0.0004, "lora_rank": 16})
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             job.refresh_from_db()

@@ -14,9 +14,8 @@ from billing.selectors import balance_for_user
 from billing.services import credits_grant, credits_spend
 from fluxsite.integrations.replicate_client import TrainingInfo
 from tests.billing.conftest import run_concurrently
-from training import pipeline
 from training.models import TrainingJob
-from training.services import training_create
+from training.services import pipeline, training_create, trainings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 S = TrainingJob.Status
@@ -114,7 +113,7 @@ def test_the_owner_canceling_while_replicate_reports_failure_ends_once_with_one_
     def act(i: int):
         if i % 2:
             return pipeline.training_apply_replicate(info=failed)
-        return pipeline.training_cancel(job=TrainingJob.objects.get(pk=job.pk))
+        return trainings.training_cancel(job=TrainingJob.objects.get(pk=job.pk))
 
     results = run_concurrently(act, 6)
 

@@ -139,7 +139,7 @@ def test_files_written_before_a_failed_insert_are_deleted(alice_client, training
 
 
 def test_a_zip_member_that_fails_keeps_the_other_members(alice_client, training, monkeypatch):
-    from training import services
+    from training.services import datasets as services
 
     real = services._add_image
 
@@ -227,7 +227,7 @@ def test_a_decode_over_the_memory_budget_is_refused_and_the_worker_lives(alice_c
 
 
 def test_the_same_file_is_never_decoded_twice(alice_client, training, monkeypatch):
-    from training import services
+    from training.services import datasets as services
 
     data = images.photo(seed=71)
     upload(alice_client, training, "a.jpg", data)
@@ -258,7 +258,7 @@ def test_a_zip_with_thousands_of_members_is_refused_before_reading(alice_client,
 
 
 def test_a_zip_of_copies_of_one_large_photo_decodes_it_once(alice_client, training, monkeypatch):
-    from training import services
+    from training.services import datasets as services
 
     big = images.photo((4000, 3000), seed=73)
     decoded = []

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from training.pipeline import trainings_reconcile
+from training.services import trainings_reconcile
 
 
 class Command(BaseCommand):

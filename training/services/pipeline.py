@@ -15,9 +15,7 @@ the task that sets it may call the API, so a redelivered task never starts a sec
 from __future__ import annotations
 
 import logging
-import random
 from datetime import timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -27,19 +25,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from billing.models import CreditKind
-from billing.pricing import training_cost_credits, training_cost_dollars
-from billing.services import credits_refund, credits_spend, wallet_lock
+from billing.services import credits_refund
 from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import HINTS, Category, IntegrationError
+from fluxsite.statemachine import backoff_seconds, transition
 from training.failures import trainer_failure_explain
-from training.models import TrainingEvent, TrainingJob
+from training.models import ACTIVE_STATUSES, TrainingEvent, TrainingJob
 from training.progress import progress_from_logs
 
 logger = logging.getLogger(__name__)
 S = TrainingJob.Status
 
-ACTIVE = (S.INITIALIZING, S.ZIP_CREATION, S.REPLICATE_TRAINING, S.HUGGINGFACE_UPLOAD, S.COMPLETION)
+ACTIVE = ACTIVE_STATUSES  # the one definition is in training.models
 TERMINAL = (S.SUCCEEDED, S.FAILED, S.CANCELED)
 NEXT = {
     S.INITIALIZING: S.ZIP_CREATION,
@@ -80,7 +77,8 @@ def training_event_record(
 
 # --- Transitions --------------------------------------------------------------------------------
 def _transition(job: TrainingJob, old: str, new: str, **fields) -> bool:
-    """Compare-and-swap `old` → `new`; stamps the stage timeline. False when someone else moved it."""
+    """Compare-and-swap `old` → `new` (fluxsite.statemachine), stamping the stage timeline and
+    resetting the stage's attempts. False when someone else moved it first."""
     now = timezone.now()
     times = {k: dict(v) for k, v in (job.stage_times or {}).items()}
     if old in times:
@@ -88,12 +86,9 @@ def _transition(job: TrainingJob, old: str, new: str, **fields) -> bool:
     if new in ACTIVE:
         times[new] = {"started": now.isoformat()}
     extra = {"finished_at": now} if new in TERMINAL else {}
-    updated = TrainingJob.objects.filter(pk=job.pk, status=old).update(
-        status=new, stage_times=times, attempts=0, next_attempt_at=None, updated_at=now, **extra, **fields
+    return transition(
+        job, old, new, stage_times=times, attempts=0, next_attempt_at=None, updated_at=now, **extra, **fields
     )
-    if updated:
-        job.refresh_from_db()
-    return updated == 1
 
 
 def _enqueue_advance(job_id: int) -> None:
@@ -104,56 +99,6 @@ def _enqueue_advance(job_id: int) -> None:
             "training.tasks.training_advance_task", job_id, task_name=f"training-{job_id}-advance"
         )
     )
-
-
-def training_estimate(*, steps: int) -> tuple[int, str]:
-    """(credits, dollars as text) for a training of `steps` steps."""
-    dollars = training_cost_dollars(steps=steps).quantize(Decimal("0.01"))
-    return training_cost_credits(steps=steps), f"{dollars}"
-
-
-def training_start(*, job: TrainingJob, params: dict, preset: str = "") -> TrainingJob:
-    """Hold the credits and start the pipeline. Raises InsufficientCredits or PipelineError."""
-    from training.selectors import dataset_readiness
-
-    if job.status != S.DRAFT:
-        raise PipelineError("This training has already started.")
-    readiness = dataset_readiness(job.dataset)
-    if not readiness.ready:
-        raise PipelineError(readiness.summary)
-    credits, dollars = training_estimate(steps=int(params["steps"]))
-    with transaction.atomic():
-        # Counted under the wallet lock, in the spend's transaction: parallel starts cannot all pass.
-        wallet_lock(user=job.owner)
-        running = TrainingJob.objects.filter(owner=job.owner, status__in=ACTIVE).count()
-        if running >= settings.MAX_ACTIVE_TRAININGS_PER_USER:
-            raise PipelineError(
-                f"You already have {running} trainings running, the most at once: start this one "
-                "when one of them has finished."
-            )
-        reference = f"training:{job.pk}" if not job.credit_reference else f"training:{job.pk}:{job.runs + 1}"
-        credits_spend(
-            user=job.owner,
-            amount=credits,
-            reference=reference,
-            kind=CreditKind.SPEND_TRAINING,
-            note=f"Training “{job.name}”",
-        )
-        TrainingJob.objects.filter(pk=job.pk).update(
-            params=params,
-            preset=preset,
-            cost_credits=credits,
-            cost_estimate_dollars=dollars,
-            credit_reference=reference,
-            started_at=timezone.now(),
-            runs=F("runs") + 1,
-        )
-        job.refresh_from_db()
-        if not _transition(job, S.DRAFT, S.INITIALIZING):
-            raise PipelineError("This training has already started.")
-        training_event_record(job=job, message=f"Training started: {credits} credits held.")
-        _enqueue_advance(job.pk)
-    return job
 
 
 # --- The worker's entry point ---------------------------------------------------------------------
@@ -203,9 +148,8 @@ def training_advance(*, job_id: int) -> None:
 
 
 def _backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with full jitter: 30 s, 60 s, 120 s … capped at 15 minutes."""
-    base = min(30 * 2 ** max(attempt - 1, 0), 900)
-    return base / 2 + random.random() * base / 2
+    """30 s, 60 s, 120 s … capped at 15 minutes, with half jitter."""
+    return backoff_seconds(attempt, base=30, cap=900)
 
 
 def _handle_integration_error(job: TrainingJob, stage: str, exc: IntegrationError) -> None:
@@ -575,64 +519,6 @@ def _cancel_at_replicate(job: TrainingJob) -> None:
             replicate_client.training_cancel(training_id=job.replicate_training_id)
         except IntegrationError as exc:
             logger.warning("training %s: cancel at Replicate failed: %s", job.pk, exc)
-
-
-def training_cancel(*, job: TrainingJob) -> TrainingJob:
-    """Cancel from the UI at any stage: Replicate's cancel while training, then refund."""
-    stage = job.status
-    if stage not in ACTIVE:
-        raise PipelineError("Only a running training can be canceled.")
-    if stage == S.REPLICATE_TRAINING and job.replicate_training_id:
-        replicate_client.training_cancel(training_id=job.replicate_training_id)  # errors reach the user
-        TrainingJob.objects.filter(pk=job.pk).update(replicate_status="canceled")
-        job.refresh_from_db()
-    if not _finish_canceled(job, stage, "Canceled by its owner."):
-        raise PipelineError("This training changed state meanwhile; reload the page.")
-    return job
-
-
-def training_retry(*, job: TrainingJob) -> TrainingJob:
-    """Run a failed training again from the stage that failed (credits are held again)."""
-    if job.status != S.FAILED:
-        raise PipelineError("Only a failed training can be retried.")
-    stage = job.failed_stage or S.INITIALIZING
-    if stage == S.HUGGINGFACE_UPLOAD and not job.weights_url:
-        stage = S.REPLICATE_TRAINING
-    if stage not in ACTIVE:
-        stage = S.INITIALIZING
-    with transaction.atomic():
-        reference = f"training:{job.pk}:{job.runs + 1}"
-        credits_spend(
-            user=job.owner,
-            amount=job.cost_credits or training_cost_credits(steps=int(job.params["steps"])),
-            reference=reference,
-            kind=CreditKind.SPEND_TRAINING,
-            note=f"Retry of training “{job.name}”",
-        )
-        reset = (
-            {
-                "replicate_training_id": "",
-                "replicate_create_started_at": None,
-                "replicate_status": "",
-                "progress_step": 0,
-            }
-            if stage in (S.INITIALIZING, S.ZIP_CREATION, S.REPLICATE_TRAINING)
-            else {}
-        )
-        TrainingJob.objects.filter(pk=job.pk).update(
-            credit_reference=reference,
-            runs=F("runs") + 1,
-            error_message="",
-            error_category="",
-            error_hint="",
-            **reset,
-        )
-        job.refresh_from_db()
-        if not _transition(job, S.FAILED, stage):
-            raise PipelineError("This training changed state meanwhile; reload the page.")
-        training_event_record(job=job, message=f"Retrying from “{job.get_status_display()}”.")
-        _enqueue_advance(job.pk)
-    return job
 
 
 # --- The poller: no training is ever stuck -------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Writes for trainings and datasets: create, upload, caption, delete, build the ZIP.
+"""Dataset writes: upload (one verdict per file), caption, delete, build the ZIP.
 
 Uploads give one verdict per file: a bad file is refused with a message and never costs the
 others. Images are decoded outside any transaction (it is the slow part); the count and
@@ -26,7 +26,6 @@ from django.db.models import Max
 from django.utils import timezone
 
 from fluxsite.integrations import storage
-from fluxsite.integrations.errors import Category, IntegrationError
 from fluxsite.integrations.storage import PRIVATE
 from training.dataset_zip import ZipMember, zip_stream_to_storage
 from training.imaging import DecodeFailed, ImageLimits, ImageRejected, dhash_distance, image_prepare_budgeted
@@ -54,23 +53,6 @@ class FileVerdict:
     message: str
     image_id: int | None = None
     warnings: list[str] = field(default_factory=list)
-
-
-# --- Trainings ------------------------------------------------------------------------------------
-def training_create(
-    *, owner, name: str, trigger_word: str, subject_kind: str, description: str = ""
-) -> TrainingJob:
-    """A draft training with its empty dataset."""
-    with transaction.atomic():
-        job = TrainingJob.objects.create(
-            owner=owner,
-            name=name.strip(),
-            trigger_word=trigger_word,
-            subject_kind=subject_kind,
-            description=description.strip(),
-        )
-        Dataset.objects.create(training=job, caption_template=f"a photo of {TRIGGER_TOKEN}")
-    return job
 
 
 def _require_editable(dataset: Dataset) -> None:
@@ -516,82 +498,3 @@ def dataset_zip_url(*, dataset: Dataset, expires: int | None = None) -> str:
 
 
 # --- Duplicating a training ------------------------------------------------------------------------
-COPY_SUFFIX = " (copy)"
-
-
-def _copy_stored_file(source_name: str, base: str, suffix: str) -> str:
-    with storage.get_storage(PRIVATE).open(source_name, "rb") as handle:
-        return storage.file_save(alias=PRIVATE, name=f"{base}{suffix}", content=handle)
-
-
-def training_duplicate(*, job: TrainingJob) -> TrainingJob:
-    """A new draft with `job`'s settings and the same photos and captions.
-
-    Every photo and thumbnail is copied to a new generated name, so deleting either training's
-    photos never touches the other's files. The copies are written before the rows (the slow part
-    stays outside the transaction) and deleted again if the rows cannot be created. Raises
-    IntegrationError (file_error) when a stored photo cannot be read or written.
-    """
-    source_images = list(DatasetImage.objects.filter(dataset__training=job).order_by("position", "pk"))
-    source_dataset = Dataset.objects.filter(training=job).first()
-    name = job.name[: TrainingJob._meta.get_field("name").max_length - len(COPY_SUFFIX)] + COPY_SUFFIX
-    with transaction.atomic():
-        copy = TrainingJob.objects.create(
-            owner=job.owner,
-            name=name,
-            trigger_word=job.trigger_word,
-            subject_kind=job.subject_kind,
-            description=job.description,
-            params=dict(job.params or {}),
-            preset=job.preset,
-            duplicated_from=job,
-        )
-        dataset = Dataset.objects.create(
-            training=copy,
-            caption_template=source_dataset.caption_template
-            if source_dataset
-            else f"a photo of {TRIGGER_TOKEN}",
-        )
-    written: list[str] = []
-    rows: list[DatasetImage] = []
-    try:
-        for image in source_images:
-            base = f"datasets/{copy.pk}/{secrets.token_hex(16)}"
-            file_name = _copy_stored_file(image.file_name, base, ".jpg")
-            written.append(file_name)
-            thumbnail_name = _copy_stored_file(image.thumbnail_name, base, "_t.jpg")
-            written.append(thumbnail_name)
-            rows.append(
-                DatasetImage(
-                    dataset=dataset,
-                    file_name=file_name,
-                    thumbnail_name=thumbnail_name,
-                    original_name=image.original_name,
-                    width=image.width,
-                    height=image.height,
-                    original_width=image.original_width,
-                    original_height=image.original_height,
-                    byte_size=image.byte_size,
-                    crc32=image.crc32,
-                    pixel_sha256=image.pixel_sha256,
-                    dhash=image.dhash,
-                    warnings=list(image.warnings or []),
-                    caption=image.caption,
-                    position=image.position,
-                )
-            )
-        DatasetImage.objects.bulk_create(rows)
-    except Exception as exc:
-        # Half a copy is worse than none: remove the new draft and every file written for it.
-        _delete_files(written)
-        copy.delete()
-        if isinstance(exc, OSError):  # FileNotFoundError included: a stored photo has gone missing
-            raise IntegrationError(
-                service="storage",
-                category=Category.FILE_ERROR,
-                retryable=False,
-                message="A photo of this training could not be copied.",
-                detail=repr(exc),
-            ) from exc
-        raise
-    return copy
