@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from training.models import Dataset, DatasetImage, ReplicateWebhook, TrainingEvent, TrainingJob
+from training.services import trainings_reconcile
 
 
 class DatasetInline(admin.StackedInline):
@@ -95,7 +96,6 @@ class TrainingJobAdmin(admin.ModelAdmin):
     def reconcile_now(self, request, queryset) -> None:
         # The poller works on every stuck training at once, whichever rows are selected: it is the
         # same pass the schedule runs every minute, started by hand.
-        from training.services import trainings_reconcile
 
         counts = trainings_reconcile()
         self.message_user(

@@ -7,9 +7,10 @@ import contextlib
 from django.utils import timezone
 
 from fluxsite.integrations import replicate_client
+from fluxsite.integrations.errors import IntegrationError
 from generations.services import generation_apply_replicate
 from training import services
-from training.models import ReplicateWebhook
+from training.models import ReplicateWebhook, TrainingJob
 
 
 def training_advance_task(job_id: int) -> None:
@@ -34,8 +35,6 @@ def replicate_webhook_process_task(delivery_id: int) -> None:
 
 def training_sync_task(job_id: int) -> None:
     """Refresh one running training from Replicate (asked for by a watcher); errors wait for the poller."""
-    from fluxsite.integrations.errors import IntegrationError
-    from training.models import TrainingJob
 
     job = TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.REPLICATE_TRAINING).first()
     if job is None or not job.replicate_training_id:

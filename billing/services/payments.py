@@ -40,6 +40,7 @@ from billing.models import (
     Wallet,
 )
 from billing.services.ledger import credits_grant, credits_take_back
+from fluxsite.integrations import stripe_client
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +56,13 @@ class CheckoutRefused(Exception):
     """A checkout that makes no sense (inactive pack, already subscribed); the message is for the user."""
 
 
-def _stripe():
-    # Imported late: the vendor module is the only code that touches the Stripe SDK.
-    from fluxsite.integrations import stripe_client
-
-    return stripe_client
-
-
 # --- Checkout and portal -----------------------------------------------------------------------------
 def stripe_customer_id_for_user(*, user) -> str:
     """The user's Stripe customer id, created on first use."""
     existing = StripeCustomer.objects.filter(user=user).values_list("customer_id", flat=True).first()
     if existing:
         return existing
-    customer_id = _stripe().customer_create(email=user.email, user_id=user.pk)
+    customer_id = stripe_client.customer_create(email=user.email, user_id=user.pk)
     try:
         with transaction.atomic():
             StripeCustomer.objects.create(user=user, customer_id=customer_id)
@@ -103,7 +97,7 @@ def checkout_start(*, user, pack: CreditPack | None = None, plan: Plan | None = 
         metadata["plan_id"] = str(plan.pk)
     customer_id = stripe_customer_id_for_user(user=user)
     success = reverse("billing:checkout_success")
-    session = _stripe().checkout_session_create(
+    session = stripe_client.checkout_session_create(
         mode=mode,
         price_id=item.stripe_price_id,
         customer_id=customer_id,
@@ -132,7 +126,7 @@ def billing_portal_url(*, user) -> str:
     customer_id = StripeCustomer.objects.filter(user=user).values_list("customer_id", flat=True).first()
     if not customer_id:
         raise CheckoutRefused("You have no subscription or payment to manage yet.")
-    return _stripe().billing_portal_session_create(
+    return stripe_client.billing_portal_session_create(
         customer_id=customer_id, return_url=f"{settings.SITE_URL}{reverse('billing:overview')}"
     )
 
@@ -144,7 +138,7 @@ def stripe_event_record(*, payload: bytes, sig_header: str) -> tuple[StripeEvent
     Raises IntegrationError (validation) for a bad signature or a stale timestamp, and
     WebhookLockTimeout when the insert waited too long for a twin's lock.
     """
-    event = _stripe().webhook_construct_event(payload=payload, sig_header=sig_header)
+    event = stripe_client.webhook_construct_event(payload=payload, sig_header=sig_header)
     event_id = str(event["id"])
     try:
         with transaction.atomic():
@@ -313,7 +307,7 @@ def _id(value) -> str:
 
 def subscription_sync(*, subscription_id: str) -> Subscription | None:
     """Store Stripe's current state of a subscription (re-read, never taken from an event)."""
-    data = _stripe().subscription_retrieve(subscription_id=subscription_id)
+    data = stripe_client.subscription_retrieve(subscription_id=subscription_id)
     items = ((data.get("items") or {}).get("data")) or []
     first = items[0] if items else {}
     price_id = _id(first.get("price") or {}) if first else ""
@@ -371,7 +365,7 @@ def _on_invoice_paid(event_type: str, invoice: dict) -> bool:
         )
     # The payment intent is what a later charge.refunded names. A real invoice (webhook body or plain
     # retrieve) does not carry it since API 2025-03-31.basil (`payments` is includable), so ask Stripe.
-    payment_intent = _stripe().invoice_payment_intent_id(invoice_id=invoice["id"]) or ""
+    payment_intent = stripe_client.invoice_payment_intent_id(invoice_id=invoice["id"]) or ""
     if not payment_intent:
         logger.warning(
             "paid invoice %s lists no paid payment intent; a refund of it cannot be matched",

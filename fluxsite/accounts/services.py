@@ -14,6 +14,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.models import CreditKind
+from billing.services import credits_grant, wallet_create_for_new_user
 from fluxsite.accounts.models import VerifiedAddress
 from fluxsite.accounts.verification import (
     VerificationClaim,
@@ -39,8 +41,6 @@ def user_sign_up(*, email: str, password: str) -> User | None:
     form does not tell a stranger who has an account. Welcome credits come with verification
     (`user_email_verify`), never here. Mails go out after commit.
     """
-    from billing.services import wallet_create_for_new_user
-
     email = email.strip().lower()
     existing = User.objects.filter(email__iexact=email).first()
     if existing is None:
@@ -172,9 +172,6 @@ def _welcome_credits_grant(*, user: User, email: str, now) -> int:
     Every verified mailbox is recorded, even one that brings nothing (an account that already
     had its welcome credits), so moving addresses around cannot free a mailbox for a new grant.
     """
-    from billing.models import CreditKind
-    from billing.services import credits_grant
-
     amount = settings.SIGNUP_CREDITS
     if VerifiedAddress.objects.filter(user=user, credits_granted__gt=0).exists():
         amount = 0

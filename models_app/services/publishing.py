@@ -25,6 +25,7 @@ from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.statemachine import transition
 from models_app.models import LoraModel
+from models_app.selectors import model_sample_images
 from models_app.services.hf_accounts import hf_account_token_for_use
 from models_app.services.model_card import CardImage, model_card_render
 from models_app.services.weights import (
@@ -152,7 +153,6 @@ def _local_weights(model: LoraModel, tmp: Path) -> Path:
 
 
 def _publish_files(model: LoraModel, repo_id: str, tmp: Path) -> list[tuple[str, Path | bytes]]:
-    from models_app.selectors import model_sample_images
 
     files: list[tuple[str, Path | bytes]] = [(LORA_NAME, _local_weights(model, tmp))]
     card_images = []

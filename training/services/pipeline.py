@@ -29,9 +29,12 @@ from billing.services import credits_refund
 from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import HINTS, Category, IntegrationError
 from fluxsite.statemachine import backoff_seconds, transition
+from models_app.services import lora_model_create_from_training, lora_publish
 from training.failures import trainer_failure_explain
 from training.models import ACTIVE_STATUSES, TrainingEvent, TrainingJob
 from training.progress import progress_from_logs
+from training.selectors import dataset_readiness
+from training.services.datasets import dataset_build_zip, dataset_zip_url
 
 logger = logging.getLogger(__name__)
 S = TrainingJob.Status
@@ -173,7 +176,6 @@ def _handle_integration_error(job: TrainingJob, stage: str, exc: IntegrationErro
 
 # --- Stages -----------------------------------------------------------------------------------
 def _stage_initializing(job: TrainingJob) -> None:
-    from training.selectors import dataset_readiness
 
     readiness = dataset_readiness(job.dataset)
     if not readiness.ready:
@@ -183,7 +185,6 @@ def _stage_initializing(job: TrainingJob) -> None:
 
 
 def _stage_zip(job: TrainingJob) -> None:
-    from training.services import dataset_build_zip
 
     dataset = dataset_build_zip(dataset_id=job.dataset.pk)
     training_event_record(
@@ -219,7 +220,6 @@ def trainer_input(job: TrainingJob, zip_url: str) -> dict:
 
 
 def _stage_replicate_start(job: TrainingJob) -> None:
-    from training.services import dataset_zip_url
 
     claimed = TrainingJob.objects.filter(
         pk=job.pk,
@@ -270,7 +270,6 @@ def _stage_replicate_start(job: TrainingJob) -> None:
 
 
 def _stage_publish(job: TrainingJob) -> None:
-    from models_app.services import lora_model_create_from_training, lora_publish
 
     model = lora_model_create_from_training(
         training=job,
