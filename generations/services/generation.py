@@ -28,13 +28,13 @@ import io
 import logging
 import re
 import secrets
-import time
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import stamina
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -317,83 +317,101 @@ def generation_submit(*, generation_id: int) -> Generation | None:
         return generation
     if generation.next_attempt_at and generation.next_attempt_at > timezone.now():
         return generation
+    # Short waits (under GENERATION_INLINE_RETRY_SECONDS) are stamina's, between attempts of this
+    # task; longer ones are the poller's, through next_attempt_at. Each attempt claims the row anew.
+    for attempt in stamina.retry_context(on=_inline_wait, attempts=None, timeout=None):
+        with attempt:
+            return _submit_attempt(generation)
+    return generation  # pragma: no cover  (the context returns or raises)
+
+
+class _RetryInline(Exception):
+    """A retryable refusal whose wait is short enough to wait for here."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"retry in {delay:.2f} s")
+        self.delay = delay
+
+
+def _inline_wait(exc: Exception) -> float | bool:
+    return exc.delay if isinstance(exc, _RetryInline) else False
+
+
+def _submit_attempt(generation: Generation) -> Generation:
+    """One claimed attempt at creating the prediction; raises _RetryInline to be tried again soon."""
     max_attempts = int(settings.GENERATION_MAX_ATTEMPTS)
     inline_cap = float(settings.GENERATION_INLINE_RETRY_SECONDS)
-    while True:
-        claimed = Generation.objects.filter(
-            pk=generation.pk,
-            status=G.QUEUED,
-            replicate_prediction_id="",
-            submit_started_at__isnull=True,
-        ).update(submit_started_at=timezone.now(), attempts=F("attempts") + 1, next_attempt_at=None)
-        if not claimed:
-            return generation  # another worker holds the claim: never create a second paid prediction
-        generation.refresh_from_db()
-        model = generation.lora_model
-        if model is None:
-            generation_fail(
-                generation=generation,
-                category=Category.VALIDATION,
-                message="The model was deleted before the images could be made. Credits refunded.",
-            )
-            return generation
-        if generation.attempts > max_attempts:
-            generation_fail(
-                generation=generation,
-                category=Category.SERVICE_ERROR,
-                message=f"Replicate did not accept the request after {max_attempts} attempts. "
-                "Your credits were refunded.",
-            )
-            return generation
-        try:
-            target, data = prediction_request(generation=generation, model=model)
-            webhook = f"{settings.SITE_URL}{reverse('replicate_prediction_webhook')}?gen={generation.pk}"
-            info = replicate_client.prediction_create(input=data, webhook_url=webhook, **target)
-        except GenerationError as exc:
-            generation_fail(generation=generation, category=Category.VALIDATION, message=str(exc))
-            return generation
-        except IntegrationError as exc:
-            logger.info(
-                "generation %s: create failed (attempt %s): %s", generation.pk, generation.attempts, exc
-            )
-            if exc.category == Category.TIMEOUT:
-                # No answer: a prediction may exist. Keep the claim (no second paid run); its webhook
-                # adopts it, or the poller fails and refunds it when Replicate never reports one.
-                Generation.objects.filter(pk=generation.pk).update(
-                    error_message="Waiting for Replicate to confirm."
-                )
-                return generation
-            Generation.objects.filter(pk=generation.pk).update(submit_started_at=None)
-            if exc.retryable and generation.attempts < max_attempts:
-                delay = max(_backoff_seconds(generation.attempts), exc.retry_after or 0)
-                if delay <= inline_cap:
-                    time.sleep(delay)
-                    continue
-                Generation.objects.filter(pk=generation.pk, status=G.QUEUED).update(
-                    next_attempt_at=timezone.now() + timedelta(seconds=delay)
-                )
-                generation.refresh_from_db()
-                return generation
-            generation_fail(
-                generation=generation,
-                category=exc.category,
-                message=_failure_message(exc, generation.attempts),
-                invalid_fields=exc.invalid_fields,
-            )
-            return generation
-        Generation.objects.filter(pk=generation.pk, replicate_prediction_id="").update(
-            replicate_prediction_id=info.id,
-            replicate_status=info.status,
-            last_news_at=timezone.now(),
-            error_message="",
+    claimed = Generation.objects.filter(
+        pk=generation.pk,
+        status=G.QUEUED,
+        replicate_prediction_id="",
+        submit_started_at__isnull=True,
+    ).update(submit_started_at=timezone.now(), attempts=F("attempts") + 1, next_attempt_at=None)
+    if not claimed:
+        return generation  # another worker holds the claim: never create a second paid prediction
+    generation.refresh_from_db()
+    model = generation.lora_model
+    if model is None:
+        generation_fail(
+            generation=generation,
+            category=Category.VALIDATION,
+            message="The model was deleted before the images could be made. Credits refunded.",
         )
-        generation.refresh_from_db()
-        if not _transition(generation, G.QUEUED, G.RUNNING) and generation.status == G.CANCELED:
-            _cancel_at_replicate(generation)  # canceled by its owner while we were creating it
-        if info.is_finished:
-            generation_apply_replicate(info=info)
-        generation.refresh_from_db()
         return generation
+    if generation.attempts > max_attempts:
+        generation_fail(
+            generation=generation,
+            category=Category.SERVICE_ERROR,
+            message=f"Replicate did not accept the request after {max_attempts} attempts. "
+            "Your credits were refunded.",
+        )
+        return generation
+    try:
+        target, data = prediction_request(generation=generation, model=model)
+        webhook = f"{settings.SITE_URL}{reverse('replicate_prediction_webhook')}?gen={generation.pk}"
+        info = replicate_client.prediction_create(input=data, webhook_url=webhook, **target)
+    except GenerationError as exc:
+        generation_fail(generation=generation, category=Category.VALIDATION, message=str(exc))
+        return generation
+    except IntegrationError as exc:
+        logger.info("generation %s: create failed (attempt %s): %s", generation.pk, generation.attempts, exc)
+        if exc.category == Category.TIMEOUT:
+            # No answer: a prediction may exist. Keep the claim (no second paid run); its webhook
+            # adopts it, or the poller fails and refunds it when Replicate never reports one.
+            Generation.objects.filter(pk=generation.pk).update(
+                error_message="Waiting for Replicate to confirm."
+            )
+            return generation
+        Generation.objects.filter(pk=generation.pk).update(submit_started_at=None)
+        if exc.retryable and generation.attempts < max_attempts:
+            delay = max(_backoff_seconds(generation.attempts), exc.retry_after or 0)
+            if delay <= inline_cap:
+                raise _RetryInline(delay)
+            Generation.objects.filter(pk=generation.pk, status=G.QUEUED).update(
+                next_attempt_at=timezone.now() + timedelta(seconds=delay)
+            )
+            generation.refresh_from_db()
+            return generation
+        generation_fail(
+            generation=generation,
+            category=exc.category,
+            message=_failure_message(exc, generation.attempts),
+            invalid_fields=exc.invalid_fields,
+        )
+        return generation
+    Generation.objects.filter(pk=generation.pk, replicate_prediction_id="").update(
+        replicate_prediction_id=info.id,
+        replicate_status=info.status,
+        last_news_at=timezone.now(),
+        error_message="",
+    )
+    generation.refresh_from_db()
+    if not _transition(generation, G.QUEUED, G.RUNNING) and generation.status == G.CANCELED:
+        _cancel_at_replicate(generation)  # canceled by its owner while we were creating it
+    if info.is_finished:
+        generation_apply_replicate(info=info)
+    generation.refresh_from_db()
+    return generation
 
 
 # --- What Replicate reports (webhook, poller and submit share this) -----------------------------------
@@ -566,15 +584,18 @@ def _image_store(generation: Generation, index: int, data: bytes, extension: str
 
 
 def _image_fetch_with_retries(url: str) -> bytes:
-    attempts = int(settings.GENERATION_DOWNLOAD_ATTEMPTS)
+    """The image, retried by stamina on retryable failures (a 5xx, a dropped connection)."""
     pause = float(settings.GENERATION_DOWNLOAD_RETRY_SECONDS)
-    for attempt in range(1, attempts + 1):
-        try:
+    for attempt in stamina.retry_context(
+        on=lambda exc: isinstance(exc, IntegrationError) and exc.retryable,
+        attempts=int(settings.GENERATION_DOWNLOAD_ATTEMPTS),
+        timeout=None,
+        wait_initial=pause,
+        wait_max=pause * 4,
+        wait_jitter=pause,
+    ):
+        with attempt:
             return _image_download(url)
-        except IntegrationError as exc:
-            if not exc.retryable or attempt == attempts:
-                raise
-            time.sleep(pause * attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
