@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import stamina
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -45,13 +44,13 @@ from PIL import Image, UnidentifiedImageError
 from billing.models import CreditKind
 from billing.pricing import generation_cost_credits
 from billing.services import credits_refund, credits_spend, wallet_lock
-from fluxsite.integrations import downloads, replicate_client, storage
+from fluxsite.integrations import replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
+from fluxsite.integrations.replicate_files import file_refusal, image_download
 from fluxsite.statemachine import backoff_seconds, transition
 from generations.models import GeneratedImage, Generation
 from models_app.models import LoraModel
 from models_app.services import lora_cover_set, lora_showcase_add, lora_showcase_remove
-from models_app.services.weights import weights_url_check
 
 logger = logging.getLogger(__name__)
 G = Generation.Status
@@ -487,65 +486,6 @@ class _Stored:
     byte_size: int
 
 
-def _file_error(message: str, *, retryable: bool, detail: str = "") -> IntegrationError:
-    return IntegrationError(
-        service="replicate",
-        category=Category.FILE_ERROR,
-        message=message,
-        detail=detail or message,
-        retryable=retryable,
-    )
-
-
-def _image_download(url: str) -> bytes:
-    """GET one output image; the URL comes from a vendor's JSON, so it is checked like the weights'."""
-
-    def check(hop_url: str) -> tuple[str, ...]:
-        try:
-            return weights_url_check(hop_url)
-        except IntegrationError as exc:
-            raise _file_error(
-                "Replicate sent an image address we do not download from.", retryable=False, detail=exc.detail
-            ) from None
-
-    def on_response(response: httpx.Response) -> None:
-        if response.status_code in (404, 410):
-            raise _file_error(
-                "Replicate no longer has the image.", retryable=False, detail=f"{response.status_code} {url}"
-            )
-        if response.status_code != 200:
-            raise _file_error(
-                "The image could not be downloaded from Replicate.",
-                retryable=response.status_code >= 500 or response.status_code == 429,
-                detail=f"{response.status_code} {url}",
-            )
-
-    def fail(kind: downloads.Failure, detail: str) -> IntegrationError:
-        if kind in ("too_large", "too_large_declared"):
-            return _file_error("The image is larger than we accept.", retryable=False, detail=detail)
-        return _file_error(
-            "The image could not be downloaded from Replicate.",
-            retryable=kind in ("timeout", "network"),
-            detail=detail,
-        )
-
-    buffer = io.BytesIO()
-    # Our token goes only to Replicate's own hosts; redirects are not followed, so it goes nowhere else.
-    downloads.download(
-        url=url,
-        check=check,
-        sink=buffer,
-        cap_bytes=int(settings.GENERATION_IMAGE_MAX_BYTES),
-        deadline_seconds=float(settings.GENERATION_DOWNLOAD_DEADLINE_SECONDS),
-        read_timeout_seconds=float(settings.REPLICATE_TIMEOUT_SECONDS),
-        headers_for=replicate_client.download_headers,
-        max_redirects=0,
-        on_response=on_response,
-        fail=fail,
-    )
-    return buffer.getvalue()
-
-
 def _image_decode(data: bytes) -> Image.Image:
     """Decode fully, from an allowlist of formats, refusing decompression bombs."""
     try:
@@ -553,7 +493,7 @@ def _image_decode(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS.values()))
             if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise _file_error("The image is larger than we accept.", retryable=False)
+                raise file_refusal("The image is larger than we accept.", retryable=False)
             image.load()
             return image
     except (
@@ -562,7 +502,7 @@ def _image_decode(data: bytes) -> Image.Image:
         Image.DecompressionBombWarning,
         Image.DecompressionBombError,
     ) as exc:
-        raise _file_error(
+        raise file_refusal(
             "Replicate sent a file that is not a readable image.", retryable=False, detail=repr(exc)
         ) from None
 
@@ -595,7 +535,7 @@ def _image_fetch_with_retries(url: str) -> bytes:
         wait_jitter=pause,
     ):
         with attempt:
-            return _image_download(url)
+            return image_download(url)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -17,7 +17,7 @@ from models_app.services.publishing import (
     lora_showcase_add,
     lora_showcase_remove,
 )
-from models_app.services.weights import safetensors_check, weights_extract_lora, weights_fetch
+from models_app.services.weights import safetensors_check, weights_extract_lora
 
 __all__ = [
     "LoraStateError",
@@ -34,5 +34,4 @@ __all__ = [
     "lora_showcase_remove",
     "safetensors_check",
     "weights_extract_lora",
-    "weights_fetch",
 ]

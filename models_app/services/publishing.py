@@ -23,6 +23,7 @@ from django.utils.text import slugify
 from fluxsite.integrations import huggingface_client as hf
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.integrations.replicate_files import weights_fetch
 from fluxsite.statemachine import transition
 from models_app.models import LoraModel
 from models_app.selectors import model_sample_images
@@ -32,7 +33,6 @@ from models_app.services.weights import (
     CONFIG_NAME,
     LORA_NAME,
     weights_extract_lora,
-    weights_fetch,
     weights_store,
 )
 

@@ -19,7 +19,7 @@ import pytest
 
 from fluxsite.integrations import downloads
 from fluxsite.integrations.errors import Category, IntegrationError
-from models_app.services.weights import weights_fetch
+from fluxsite.integrations.replicate_files import weights_fetch
 
 PUBLIC = "93.184.216.34"  # a public address (documentation's example.com); never really dialled here
 

@@ -20,8 +20,12 @@ from django.utils import timezone
 
 from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import IntegrationError
-from generations.services.generation import _image_download
-from models_app.services.weights import weights_fetch, weights_url_check
+from fluxsite.integrations.replicate_files import (
+    host_allowed,
+    image_download,
+    output_url_check,
+    weights_fetch,
+)
 from tests.models_app.conftest import good_tar
 
 TOKEN = "r8_test_token_that_must_not_leak_0001"
@@ -153,12 +157,11 @@ def test_any_subdomain_of_a_wildcard_download_host_is_allowed(settings):
     # Resolving a real host is not what this is about: a refusal would come before it, by name.
     for url in ("https://evil.example/x.tar", "https://replicate.delivery.evil.example/x.tar"):
         with pytest.raises(IntegrationError, match="only downloaded from"):
-            weights_url_check(url)
-    from models_app.services.weights import _host_allowed
+            output_url_check(url)
 
     allowed = {"replicate.delivery", "*.replicate.delivery"}
-    assert _host_allowed("xezq.replicate.delivery", allowed) and _host_allowed("replicate.delivery", allowed)
-    assert not _host_allowed("evilreplicate.delivery", allowed)
+    assert host_allowed("xezq.replicate.delivery", allowed) and host_allowed("replicate.delivery", allowed)
+    assert not host_allowed("evilreplicate.delivery", allowed)
 
 
 # --- The weights, over HTTP -------------------------------------------------------------------------
@@ -203,8 +206,8 @@ def test_an_output_image_download_sends_the_token_to_replicates_host_only(replic
     path = "/sandbox/replicate/v1/files/predictions/p1/out-0.webp"
     replicate_host.routes[path] = IMAGE
     other_host.routes["/out-0.webp"] = IMAGE
-    assert _image_download(_at(replicate_host, path)) == IMAGE
-    assert _image_download(_elsewhere(other_host, "/out-0.webp")) == IMAGE
+    assert image_download(_at(replicate_host, path)) == IMAGE
+    assert image_download(_elsewhere(other_host, "/out-0.webp")) == IMAGE
     assert replicate_host.seen == [(path, f"Bearer {TOKEN}")]
     assert other_host.seen == [("/out-0.webp", None)]
 
@@ -214,7 +217,7 @@ def test_an_output_image_redirected_elsewhere_is_not_followed(replicate_host, ot
     replicate_host.routes[path] = ("redirect", _elsewhere(other_host, "/out-0.webp"))
     other_host.routes["/out-0.webp"] = IMAGE
     with pytest.raises(IntegrationError):
-        _image_download(_at(replicate_host, path))
+        image_download(_at(replicate_host, path))
     assert other_host.seen == []
 
 

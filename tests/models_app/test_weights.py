@@ -7,12 +7,8 @@ import tarfile
 import pytest
 
 from fluxsite.integrations.errors import Category, IntegrationError
-from models_app.services.weights import (
-    safetensors_check,
-    weights_extract_lora,
-    weights_fetch,
-    weights_url_check,
-)
+from fluxsite.integrations.replicate_files import output_url_check, weights_fetch
+from models_app.services.weights import safetensors_check, weights_extract_lora
 from tests.models_app.conftest import CONFIG, ROOT, good_tar, safetensors_bytes, tar_bytes
 
 
@@ -155,12 +151,12 @@ def test_outside_sandbox_mode_only_public_https_delivery_hosts_are_allowed(setti
     settings.SITE_URL = "http://127.0.0.1:8000"
     settings.REPLICATE_DOWNLOAD_HOSTS = ["replicate.delivery", "localhost"]
     with pytest.raises(IntegrationError) as err:
-        weights_url_check(url)
+        output_url_check(url)
     assert expected in err.value.message
     assert err.value.category == Category.VALIDATION
 
 
 def test_sandbox_mode_allows_only_the_sandbox_host_over_http(sandboxed):
-    weights_url_check("http://127.0.0.1:8000/sandbox/replicate/v1/files/x.tar")
+    output_url_check("http://127.0.0.1:8000/sandbox/replicate/v1/files/x.tar")
     with pytest.raises(IntegrationError):
-        weights_url_check("http://10.1.2.3/x.tar")
+        output_url_check("http://10.1.2.3/x.tar")
