@@ -267,3 +267,12 @@ def test_a_lock_timeout_gets_503_with_retry_after(url, kind, monkeypatch):
 def test_the_endpoints_refuse_other_methods(url, kind):
     assert Client().get(url).status_code == 405
     assert Client().put(url, data=_object(kind), content_type="application/json").status_code == 405
+
+
+def test_both_endpoints_are_one_view_with_its_kind():
+    """Issue 14: one Replicate webhook path, so the two cannot drift apart again."""
+    from django.urls import resolve
+
+    training, prediction = resolve("/trainings/webhooks/replicate/"), resolve("/models/webhooks/replicate/")
+    assert training.func is prediction.func
+    assert (training.kwargs, prediction.kwargs) == ({"kind": "training"}, {"kind": "prediction"})
