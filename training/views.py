@@ -97,7 +97,7 @@ def _dataset_context(dataset: Dataset, **extra) -> dict:
         "limits": {
             "min": settings.DATASET_MIN_IMAGES,
             "max": settings.DATASET_MAX_IMAGES,
-            "file_mb": settings.DATASET_MAX_FILE_BYTES // (1024 * 1024),
+            "file_bytes": settings.DATASET_MAX_FILE_BYTES,
         },
         **extra,
     }

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 import httpx
 from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 
 from fluxsite.integrations import downloads, replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
@@ -154,9 +155,13 @@ def weights_fetch(*, url: str, dest_dir: Path) -> Path:
 
 def _download_failure(kind: downloads.Failure, detail: str, cap: int) -> IntegrationError:
     if kind == "too_large_declared":
-        return _refuse(f"The weights are larger than the {_mb(cap)} limit; not downloaded.", detail=detail)
+        return _refuse(
+            f"The weights are larger than the {filesizeformat(cap)} limit; not downloaded.", detail=detail
+        )
     if kind == "too_large":
-        return _refuse(f"The weights are larger than the {_mb(cap)} limit; download stopped.", detail=detail)
+        return _refuse(
+            f"The weights are larger than the {filesizeformat(cap)} limit; download stopped.", detail=detail
+        )
     if kind == "too_many_redirects":
         return _refuse(
             "The weights URL redirected too many times.", category=Category.VALIDATION, detail=detail
@@ -174,10 +179,6 @@ def _download_failure(kind: downloads.Failure, detail: str, cap: int) -> Integra
         message="The weights could not be downloaded.",
         detail=detail,
     )
-
-
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.0f} MB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
 def _check_response(response: httpx.Response) -> None:
@@ -234,7 +235,7 @@ def _find_members(tar: tarfile.TarFile) -> tuple[tarfile.TarInfo, tarfile.TarInf
 
 def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, cap: int) -> None:
     if member.size > cap:
-        raise _refuse(f"{PurePosixPath(member.name).name} is larger than the {_mb(cap)} limit.")
+        raise _refuse(f"{PurePosixPath(member.name).name} is larger than the {filesizeformat(cap)} limit.")
     source = tar.extractfile(member)
     if source is None:
         raise _refuse(f"{member.name!r} could not be read from the weights archive.")
@@ -243,7 +244,9 @@ def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, cap:
         while chunk := source.read(CHUNK):
             written += len(chunk)
             if written > cap:
-                raise _refuse(f"{PurePosixPath(member.name).name} is larger than the {_mb(cap)} limit.")
+                raise _refuse(
+                    f"{PurePosixPath(member.name).name} is larger than the {filesizeformat(cap)} limit."
+                )
             out.write(chunk)
 
 
