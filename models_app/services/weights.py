@@ -1,6 +1,6 @@
 """Fetching a training's weights from Replicate and keeping our own copy.
 
-Replicate removes a run's outputs about an hour after it ends (API_CONTRACTS.md), so the tar is
+Replicate removes a run's outputs about an hour after it ends (docs/vendors.md), so the tar is
 downloaded at once, checked and stored in the "private" storage before anything else happens.
 The URL comes from a vendor's JSON, so it is treated as untrusted: https to the configured
 delivery hosts only, no redirect to a private address, the connection made to the addresses that
