@@ -116,6 +116,7 @@ def main() -> None:
     server = None
     try:
         manage(env, "migrate", "--noinput")
+        manage(env, "catalog_seed", "sandbox/stripe/catalog.json")  # no migration inserts prices
         setup = manage(
             env,
             "shell",

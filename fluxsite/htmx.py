@@ -1,17 +1,23 @@
-"""The one rule for polled fragments (STYLE.md: live status is a small fragment polled by htmx)."""
+"""The one rule for polled fragments (docs/style.md: live status is a small fragment polled by htmx)."""
 
 from __future__ import annotations
 
 from django.http import HttpResponse
+from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
-HTMX_STOP_POLLING = 286  # htmx stops an `every` trigger on this status and still swaps the content
+CREDITS_CHANGED = "credits-changed"  # the credit pill in the navigation listens for it
 
 
 def polled(response: HttpResponse, *, finished: bool, credits_changed: bool = False) -> HttpResponse:
-    """Stop the polling once the work is finished; optionally tell the page the balance moved,
-    so the credit pill in the navigation refreshes itself (it listens for `credits-changed`)."""
-    if finished:
-        response.status_code = HTMX_STOP_POLLING
-        if credits_changed:
-            response["HX-Trigger"] = "credits-changed"
-    return response
+    """The rendered fragment, as django-htmx's stop-polling response (286) once the work is finished;
+    then, optionally, a `credits-changed` client event so the credit pill refreshes itself.
+
+    Takes the response `render()` made, so the views keep rendering one way; its content and
+    headers are carried over to the stop-polling response.
+    """
+    if not finished:
+        return response
+    stop = HttpResponseStopPolling(response.content, headers=dict(response.headers))
+    if credits_changed:
+        trigger_client_event(stop, CREDITS_CHANGED)
+    return stop

@@ -6,6 +6,7 @@ and fail it instead when CI=true, so CI can never pass by skipping them.
 
 from __future__ import annotations
 
+import io
 import os
 
 # Read by Django at run time (the browser tests use the ORM beside Playwright's event loop). The
@@ -147,6 +148,24 @@ def bob_client(bob):
 @pytest.fixture
 def staff_client(staff):
     return _client_for(staff)
+
+
+# --- The catalog ------------------------------------------------------------------------------------
+SANDBOX_CATALOG = django_settings.BASE_DIR / "sandbox" / "stripe" / "catalog.json"
+
+
+def catalog_load() -> None:
+    """The sandbox's packs and plan, through the command `make run` uses: no migration inserts them,
+    and a transaction=True test flushes whatever an earlier test loaded."""
+    from django.core.management import call_command
+
+    call_command("catalog_seed", SANDBOX_CATALOG, stdout=io.StringIO())
+
+
+@pytest.fixture
+def catalog(db):
+    """Credit packs and a plan to buy, priced in the Stripe sandbox."""
+    catalog_load()
 
 
 # --- The sandbox over real HTTP --------------------------------------------------------------------

@@ -14,6 +14,14 @@ had no consumer and doubled the cost of zipping: bench/bench_zip.py.)
 Format: PKWARE APPNOTE 6.3.x, sections 4.3.7 (local header), 4.3.12 (central directory) and
 4.3.16 (end of central directory). Datasets stay far below the 4 GiB / 65,535-entry limits
 that would need ZIP64; going over them is refused.
+
+Why not the standard library's zipfile: bench/bench_zip.py writes the same archive with zipfile
+(streamed, so with data descriptors, and the archive's CRC-32 kept by counting every byte) in the
+same run. zipfile checksums every image byte twice (its member CRC, then the archive's), and
+was 1.29x slower than this module (49 ms against 38 ms for 50 images, 15.2 MB; 1.52x a plain
+copy, over the bench's 1.5x target) and 1.36x under load (90 ms against 66 ms; 1.97x a copy);
+memory was flat for both (+0.3 MB and +0.5 MB from 50 to 700 images). Re-run the bench before
+changing this.
 """
 
 from __future__ import annotations

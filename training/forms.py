@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django import forms
 from django.core.validators import RegexValidator
 
-from training.models import TrainingJob
+from training.models import DatasetImage, TrainingJob
 
 TRIGGER_RE = r"^[A-Za-z0-9_]{2,32}$"
 
@@ -46,7 +47,28 @@ class TrainingCreateForm(forms.Form):
 
 
 class CaptionForm(forms.Form):
-    caption = forms.CharField(required=False, max_length=1000)
+    caption = forms.CharField(
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"max_length": "Too long: at most %(limit_value)d characters"},
+    )
+
+    @classmethod
+    def for_image(cls, image: DatasetImage, *, save_url: str) -> CaptionForm:
+        """The caption editor of one photo in the grid: its own id, saved as it is typed
+        (`input`, which paste and autocorrect fire too; `keyup` misses them)."""
+        form = cls(initial={"caption": image.caption})
+        form.fields["caption"].widget.attrs.update(
+            {
+                "id": f"caption-{image.pk}",
+                "hx-post": save_url,
+                "hx-trigger": "input changed delay:500ms",
+                "hx-target": "next .caption-status",
+                "hx-swap": "outerHTML",
+            }
+        )
+        return form
 
 
 class CaptionTemplateForm(forms.Form):
@@ -57,7 +79,7 @@ class CaptionTemplateForm(forms.Form):
     )
 
 
-# --- Training parameters (the trainer's defaults and ranges, API_CONTRACTS.md) -----------------------------
+# --- Training parameters (the trainer's defaults and ranges, docs/vendors.md) -------------------------------
 OPTIMIZERS = ["adamw8bit", "prodigy", "adam8bit", "lion8bit", "adam", "adamw", "lion", "adagrad", "adafactor"]
 RESOLUTIONS = [
     ("512,768,1024", "Mixed 512, 768, 1024 (recommended)"),
@@ -90,25 +112,31 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# The trainer's bounds. Written once: the fields below hold them, and the page (its inputs, help
+# texts and the cost estimate's hint) reads them from the fields.
+STEPS_MIN, STEPS_MAX = 3, 6000
+LORA_RANK_MIN, LORA_RANK_MAX = 1, 128
+
+
 class TrainingParamsForm(forms.Form):
     preset = forms.ChoiceField(
         choices=[("", "Custom")] + [(k, v["label"]) for k, v in PRESETS.items()], required=False
     )
     steps = forms.IntegerField(
-        min_value=3,
-        max_value=6000,
+        min_value=STEPS_MIN,
+        max_value=STEPS_MAX,
         initial=1000,
-        help_text="3-6000. About 1000 for a person, 1500+ for a style.",
+        help_text=f"{STEPS_MIN}-{STEPS_MAX}. About 1000 for a person, 1500+ for a style.",
     )
     learning_rate = forms.FloatField(
         min_value=1e-6, max_value=1e-2, initial=4e-4, help_text="Default 0.0004."
     )
     lora_rank = forms.IntegerField(
-        min_value=1,
-        max_value=128,
+        min_value=LORA_RANK_MIN,
+        max_value=LORA_RANK_MAX,
         initial=16,
         label="LoRA rank",
-        help_text="1-128. Higher learns more detail and makes bigger files.",
+        help_text=f"{LORA_RANK_MIN}-{LORA_RANK_MAX}. Higher learns more detail and makes bigger files.",
     )
     batch_size = forms.IntegerField(min_value=1, max_value=8, initial=1)
     resolution = forms.ChoiceField(choices=RESOLUTIONS, initial="512,768,1024")
@@ -121,6 +149,18 @@ class TrainingParamsForm(forms.Form):
     )
     autocaption_prefix = forms.CharField(required=False, max_length=200)
     autocaption_suffix = forms.CharField(required=False, max_length=200)
+
+    def __init__(self, *args: Any, estimate_url: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if estimate_url:  # the cost beside the form follows the steps as they are typed
+            self.fields["steps"].widget.attrs.update(
+                {
+                    "hx-get": estimate_url,
+                    "hx-trigger": "change, input changed delay:400ms",
+                    "hx-target": "#estimate",
+                    "hx-swap": "outerHTML",
+                }
+            )
 
     def params(self) -> dict:
         data = dict(self.cleaned_data)
@@ -157,7 +197,9 @@ class TrainingFilterForm(forms.Form):
         widget=forms.TextInput(attrs={"type": "search", "placeholder": "Name or trigger word"}),
     )
     sort = forms.ChoiceField(
-        required=False, choices=[("newest", "Newest"), ("oldest", "Oldest"), ("name", "Name")]
+        required=False,
+        choices=[("newest", "Newest first"), ("oldest", "Oldest first"), ("name", "Name")],
+        label="Sort",
     )
 
     def values(self) -> dict:

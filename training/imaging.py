@@ -623,6 +623,8 @@ def _budgeted(path: str, limits: ImageLimits) -> PreparedImage:
     if kind == "ok":
         value.decode_peak_mb = peak_mb
         return value
+    # Not Django's filesizeformat: this module runs in the decode workers without Django, and the
+    # budget is set in whole megabytes (DATASET_DECODE_MAX_MEMORY_MB), so this is exact.
     mb = limits.memory_bytes // (1024 * 1024)
     exitcode = worker.process.exitcode
     if kind == "rejected":

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import TooManyFilesSent
+from django.core.exceptions import TooManyFilesSent, ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
@@ -87,17 +89,25 @@ def training_new(request: HttpRequest) -> HttpResponse:
 
 def _dataset_context(dataset: Dataset, **extra) -> dict:
     images = list(dataset.images.all())
+    t = dataset.training_id
     return {
         "training": dataset.training,
         "dataset": dataset,
         "images": images,
+        "image_rows": [
+            (
+                image,
+                CaptionForm.for_image(image, save_url=reverse("training:image_caption", args=[t, image.pk])),
+            )
+            for image in images
+        ],
         "readiness": selectors.dataset_readiness(dataset, images),
         "template_form": CaptionTemplateForm(initial={"template": dataset.caption_template}),
         "editable": dataset.training.status == dataset.training.Status.DRAFT,
         "limits": {
             "min": settings.DATASET_MIN_IMAGES,
             "max": settings.DATASET_MAX_IMAGES,
-            "file_mb": settings.DATASET_MAX_FILE_BYTES // (1024 * 1024),
+            "file_bytes": settings.DATASET_MAX_FILE_BYTES,
         },
         **extra,
     }
@@ -211,7 +221,7 @@ def image_caption(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
     form = CaptionForm(request.POST)
     status, note = 200, "Saved"
     if not form.is_valid():
-        status, note = 400, "Too long: at most 1000 characters"
+        status, note = 400, " ".join(form.errors["caption"])
     else:
         try:
             services.dataset_image_caption_set(image=image, caption=form.cleaned_data["caption"])
@@ -270,26 +280,29 @@ def _insufficient_message(exc: InsufficientCredits) -> str:
     )
 
 
-def _estimate_context(steps: int | None) -> dict:
-    if steps is None or not 3 <= steps <= 6000:
-        return {"estimate": None}
-    credits, dollars = services.training_estimate(steps=steps)
-    return {"estimate": {"credits": credits, "dollars": dollars, "steps": steps}}
+def _estimate_context(steps: object) -> dict:
+    """The cost of `steps` (raw input), or none when the form's steps field refuses it."""
+    field = TrainingParamsForm.base_fields["steps"]  # its bounds are the only copy of the limits
+    try:
+        valid = field.clean(steps)
+    except ValidationError:
+        return {"estimate": None, "steps_field": field}
+    credits, dollars = services.training_estimate(steps=valid)
+    return {"estimate": {"credits": credits, "dollars": dollars, "steps": valid}, "steps_field": field}
+
+
+def _params_form(job: TrainingJob, *args: Any, **kwargs: Any) -> TrainingParamsForm:
+    return TrainingParamsForm(*args, estimate_url=reverse("training:estimate", args=[job.pk]), **kwargs)
 
 
 def _start_context(request: HttpRequest, job: TrainingJob, form: TrainingParamsForm, **extra) -> dict:
-    steps = form["steps"].value()
-    try:
-        steps = int(steps)
-    except (TypeError, ValueError):
-        steps = None
     return {
         "training": job,
         "form": form,
         "presets": PRESETS,
         "balance": balance_for_user(request.user),
         "readiness": selectors.dataset_readiness(job.dataset),
-        **_estimate_context(steps),
+        **_estimate_context(form["steps"].value()),
         **extra,
     }
 
@@ -304,7 +317,7 @@ def training_start(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("training:detail", pk=job.pk)
     insufficient = None
     if request.method == "POST":
-        form = TrainingParamsForm(request.POST)
+        form = _params_form(job, request.POST)
         if form.is_valid():
             try:
                 services.training_start(
@@ -321,8 +334,8 @@ def training_start(request: HttpRequest, pk: int) -> HttpResponse:
         return render(
             request, START_PAGE, _start_context(request, job, form, insufficient=insufficient), status=status
         )
-    form = TrainingParamsForm(
-        initial=params_initial(preset=request.GET.get("preset", ""), saved=job.params) or None
+    form = _params_form(
+        job, initial=params_initial(preset=request.GET.get("preset", ""), saved=job.params) or None
     )
     if job.preset and "preset" not in request.GET:
         form.initial.setdefault("preset", job.preset)
@@ -340,11 +353,11 @@ def training_start(request: HttpRequest, pk: int) -> HttpResponse:
 def training_estimate(request: HttpRequest, pk: int) -> HttpResponse:
     """The cost fragment for `?steps=`, refreshed as the steps field changes."""
     job = selectors.get_training_for_user(request.user, pk)
-    try:
-        steps = int(request.GET.get("steps", ""))
-    except ValueError:
-        steps = None
-    context = {"training": job, "balance": balance_for_user(request.user), **_estimate_context(steps)}
+    context = {
+        "training": job,
+        "balance": balance_for_user(request.user),
+        **_estimate_context(request.GET.get("steps", "")),
+    }
     return render(request, f"{START_PAGE}#estimate", context)
 
 

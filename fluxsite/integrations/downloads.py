@@ -145,7 +145,10 @@ class _PinnedBackend(httpcore.NetworkBackend):
         raise httpcore.ConnectError("Downloads never use a Unix socket.")
 
     def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+        # Part of httpcore's NetworkBackend interface, not a retry loop of ours: the pool calls it
+        # only between connect retries, and this pool has none (ConnectionPool's retries=0). The
+        # one "retry" here is connect_tcp's walk over the other checked addresses, without waiting.
+        self._inner.sleep(seconds)
 
 
 class _PinnedTransport(httpx.HTTPTransport):

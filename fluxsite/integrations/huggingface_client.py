@@ -15,13 +15,14 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import huggingface_hub
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.views.decorators.debug import sensitive_variables
-from huggingface_hub import CommitOperationAdd, HfApi, constants
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData, constants
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.utils import parse_ratelimit_headers
 from huggingface_hub.utils._http import default_client_factory
@@ -245,6 +246,38 @@ def repo_ensure(*, repo_id: str, private: bool = True, token: str | None = None)
         return str(api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model"))
     except Exception as exc:
         raise _wrap(exc, used, f"create repo {repo_id}")
+
+
+def model_card_text(
+    *,
+    body: str,
+    base_model: str,
+    tags: list[str],
+    license: str,
+    license_name: str | None = None,
+    license_link: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """A model repo's README.md: the metadata as the Hub's YAML front matter, then `body` (Markdown).
+
+    huggingface_hub's ModelCardData names and dumps the metadata (the Hub's own keys, YAML quoting
+    that no user text can break), and ModelCard parses the result again the way the Hub splits it,
+    so a card that would not round-trip raises ValueError here instead of reaching the Hub.
+    `extra` holds keys ModelCardData does not model (`instance_prompt`, `widget`).
+    Doc: https://huggingface.co/docs/hub/model-cards#model-card-metadata
+    """
+    data = ModelCardData(
+        base_model=base_model,
+        tags=tags,
+        license=license,
+        license_name=license_name,
+        license_link=license_link,
+        **(extra or {}),
+    )
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+    if card.data.to_dict() != data.to_dict():
+        raise ValueError("the model card's metadata does not read back as written")
+    return str(card)
 
 
 @sensitive_variables("token", "used")

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 import httpx
 from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 
 from fluxsite.integrations import downloads, replicate_client
 from fluxsite.integrations.errors import Category, IntegrationError
@@ -125,11 +126,11 @@ def weights_fetch(*, url: str, dest_dir: Path) -> Path:
 def _download_failure(kind: downloads.Failure, detail: str, cap: int) -> IntegrationError:
     if kind == "too_large_declared":
         return file_refusal(
-            f"The weights are larger than the {megabytes(cap)} limit; not downloaded.", detail=detail
+            f"The weights are larger than the {filesizeformat(cap)} limit; not downloaded.", detail=detail
         )
     if kind == "too_large":
         return file_refusal(
-            f"The weights are larger than the {megabytes(cap)} limit; download stopped.", detail=detail
+            f"The weights are larger than the {filesizeformat(cap)} limit; download stopped.", detail=detail
         )
     if kind == "too_many_redirects":
         return file_refusal(
@@ -148,10 +149,6 @@ def _download_failure(kind: downloads.Failure, detail: str, cap: int) -> Integra
         message="The weights could not be downloaded.",
         detail=detail,
     )
-
-
-def megabytes(n: int) -> str:
-    return f"{n / (1024 * 1024):.0f} MB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
 def _check_response(response: httpx.Response) -> None:

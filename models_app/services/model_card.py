@@ -1,16 +1,18 @@
 """The README.md model card of a published FLUX LoRA.
 
-Follows the de facto convention of FLUX LoRA repos on the Hub (API_CONTRACTS.md): YAML front
-matter the Hub reads for its widget and filters, then a human page. Every YAML value goes out as
-a JSON string, which YAML reads as a double-quoted scalar: a trigger word or a name can never
-break the front matter.
+Follows the de facto convention of FLUX LoRA repos on the Hub (docs/vendors.md, "Model card"):
+YAML front matter the Hub reads for its widget and filters, then a human page. The front matter
+is written by huggingface_hub's ModelCardData (through fluxsite.integrations.huggingface_client),
+so the keys are the Hub's and the YAML quoting is the library's: a trigger word or a prompt can
+never break it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from typing import Any
 
+from fluxsite.integrations import huggingface_client as hf
 from models_app.models import LoraModel
 
 TAGS = ["text-to-image", "flux", "lora", "diffusers", "template:sd-lora"]
@@ -34,10 +36,6 @@ class CardImage:
     prompt: str
 
 
-def _q(value: object) -> str:
-    return json.dumps(str(value), ensure_ascii=False)
-
-
 def _md(text: str) -> str:
     """Escape what would turn a user's text into Markdown or HTML on the Hub's page."""
     for ch in "\\`*_[]<>#|":
@@ -46,21 +44,9 @@ def _md(text: str) -> str:
 
 
 def model_card_render(*, model: LoraModel, repo_id: str, images: list[CardImage]) -> str:
-    front = [
-        "---",
-        "tags:",
-        *[f"- {_q(t)}" for t in TAGS],
-        f"base_model: {_q(model.base_model)}",
-        f"instance_prompt: {_q(model.trigger_word)}",
-        "license: other",
-        f"license_name: {_q(LICENSE_NAME)}",
-        f"license_link: {_q(LICENSE_LINK)}",
-    ]
+    extra: dict[str, Any] = {"instance_prompt": model.trigger_word}
     if images:
-        front.append("widget:")
-        for image in images:
-            front += [f"- text: {_q(image.prompt)}", "  output:", f"    url: {_q(image.path_in_repo)}"]
-    front.append("---")
+        extra["widget"] = [{"text": image.prompt, "output": {"url": image.path_in_repo}} for image in images]
 
     name = _md(model.name)
     trigger = model.trigger_word
@@ -121,4 +107,12 @@ def model_card_render(*, model: LoraModel, repo_id: str, images: list[CardImage]
         f"The weights follow the [FLUX.1 [dev] Non-Commercial License]({LICENSE_LINK}).",
         "",
     ]
-    return "\n".join(front) + "\n" + "\n".join(body)
+    return hf.model_card_text(
+        body="\n".join(body),
+        base_model=model.base_model,
+        tags=TAGS,
+        license="other",
+        license_name=LICENSE_NAME,
+        license_link=LICENSE_LINK,
+        extra=extra,
+    )

@@ -1,6 +1,6 @@
 """Fetching a training's weights from Replicate and keeping our own copy.
 
-Replicate removes a run's outputs about an hour after it ends (API_CONTRACTS.md), so the tar is
+Replicate removes a run's outputs about an hour after it ends (docs/vendors.md), so the tar is
 downloaded at once, checked and stored in the "private" storage before anything else happens.
 The URL comes from a vendor's JSON, so it is treated as untrusted: https to the configured
 delivery hosts only, no redirect to a private address, the connection made to the addresses that
@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import Category, IntegrationError
-from fluxsite.integrations.replicate_files import file_refusal, megabytes
+from fluxsite.integrations.replicate_files import file_refusal
 
 logger = logging.getLogger(__name__)
 SERVICE = "replicate"
@@ -87,7 +88,9 @@ def _find_members(tar: tarfile.TarFile) -> tuple[tarfile.TarInfo, tarfile.TarInf
 
 def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, cap: int) -> None:
     if member.size > cap:
-        raise file_refusal(f"{PurePosixPath(member.name).name} is larger than the {megabytes(cap)} limit.")
+        raise file_refusal(
+            f"{PurePosixPath(member.name).name} is larger than the {filesizeformat(cap)} limit."
+        )
     source = tar.extractfile(member)
     if source is None:
         raise file_refusal(f"{member.name!r} could not be read from the weights archive.")
@@ -97,7 +100,7 @@ def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, cap:
             written += len(chunk)
             if written > cap:
                 raise file_refusal(
-                    f"{PurePosixPath(member.name).name} is larger than the {megabytes(cap)} limit."
+                    f"{PurePosixPath(member.name).name} is larger than the {filesizeformat(cap)} limit."
                 )
             out.write(chunk)
 

@@ -330,7 +330,7 @@ def repo_info(request: HttpRequest, namespace: str, name: str, revision: str = "
 @csrf_exempt
 @require_http_methods(["POST"])
 def validate_yaml(request: HttpRequest) -> HttpResponse:
-    # No fault operation of its own: the brief's list has none, and the real endpoint is a pre-check.
+    # No fault operation of its own: the real endpoint is only a pre-check before a commit.
     try:
         data = _json_body(request)
     except HubError as exc:

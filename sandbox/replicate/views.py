@@ -1,7 +1,7 @@
 """The Replicate stand-in's HTTP API, mounted at /sandbox/replicate/ (so paths read v1/...).
 
 Same paths, status codes, JSON shapes and webhook signatures as api.replicate.com (see
-/work/shared/API_CONTRACTS.md and https://replicate.com/docs/reference/http). Every endpoint
+docs/vendors.md and https://replicate.com/docs/reference/http). Every endpoint
 first consumes an armed fault (`fault_take(service="replicate", operation=...)`), then checks
 the Bearer token against settings.REPLICATE_API_TOKEN, read at request time.
 """

@@ -10,6 +10,8 @@ import pytest
 import stripe
 from django.db import connections
 
+from tests.conftest import catalog_load
+
 
 def stripe_event(type: str, obj: dict, *, event_id: str | None = None, created: int | None = None) -> dict:
     return {
@@ -78,14 +80,5 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def ensure_catalog() -> None:
-    """The seeded packs and plan (a transaction=True test flushes data-migration rows for the next one)."""
-    from importlib import import_module
-
-    from django.apps import apps
-
-    import_module("billing.migrations.0003_seed_prices").seed(apps, None)
-
-
-@pytest.fixture
-def catalog(db):
-    ensure_catalog()
+    """The sandbox's packs and plan, loaded as `make run` loads them (tests/conftest.py `catalog`)."""
+    catalog_load()

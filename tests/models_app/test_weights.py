@@ -95,6 +95,13 @@ def test_a_member_over_the_size_cap_is_refused(tmp_path, settings):
     assert "larger than" in err.value.message
 
 
+def test_the_size_cap_is_named_in_readable_units(tmp_path, settings):
+    settings.REPLICATE_WEIGHTS_MAX_BYTES = 1100  # the LoRA member is 1232 bytes
+    with pytest.raises(IntegrationError) as err:
+        _extract(tmp_path, good_tar())
+    assert "larger than the 1.1\xa0KB limit" in err.value.message  # Django's filesizeformat
+
+
 def test_the_sandbox_downloads_a_good_tar(tmp_path, sandboxed, file_server):
     file_server.routes["/t.tar"] = good_tar()
     path = weights_fetch(url=file_server.url("/t.tar"), dest_dir=tmp_path)

@@ -207,3 +207,11 @@ def test_a_started_training_refuses_changes(alice_client, training, photo):
 
     assert response.status_code == 400 and "can no longer be changed" in response.json()["error"]
     assert training.dataset.images.count() == 1
+
+
+def test_the_dataset_page_states_the_per_file_limit_with_django_filesizeformat(
+    alice_client, training, settings
+):
+    settings.DATASET_MAX_FILE_BYTES = 1536 * 1024  # whole-megabyte rounding would print "1 MB"
+    page = alice_client.get(reverse("training:dataset", args=[training.pk])).content.decode()
+    assert "up to 1.5\xa0MB each" in page

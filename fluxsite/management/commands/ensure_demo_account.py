@@ -2,14 +2,17 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 DEMO_EMAIL = "demo@fluxsite.local"
 DEMO_PASSWORD = "fluxsite-demo-password"
+# The packs and plan the Stripe sandbox sells; no migration inserts them (billing/services/catalog.py).
+SANDBOX_CATALOG = settings.BASE_DIR / "sandbox" / "stripe" / "catalog.json"
 
 
 class Command(BaseCommand):
-    help = "Make sure the demo account exists (local development and the sandbox only)."
+    help = "Make sure the demo account and, in the sandbox, the demo catalog exist (local development only)."
 
     def handle(self, *args, **options) -> None:
         if not settings.DEBUG:
@@ -27,6 +30,8 @@ class Command(BaseCommand):
         if user.email_verified_at is None:
             # Verified without a link (there is no mailbox behind it), which grants the welcome credits.
             user_email_confirm(user=user)
+        if settings.SANDBOX_MODE:
+            call_command("catalog_seed", SANDBOX_CATALOG, stdout=self.stdout)
         self.stdout.write(
             self.style.SUCCESS(
                 f"\n  Log in at {settings.SITE_URL}/account/login/ with\n"
