@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
 from django.core.files.storage import storages
@@ -15,7 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from fluxsite.accounts.models import VerifiedAddress
+from fluxsite.accounts.models import User, VerifiedAddress
 from fluxsite.accounts.verification import (
     VerificationClaim,
     VerificationError,
@@ -27,7 +26,6 @@ from fluxsite.accounts.verification import (
 )
 
 logger = logging.getLogger(__name__)
-User = get_user_model()
 
 RESEND_INTERVAL_SECONDS = 60
 
