@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template import loader
 from django.views.decorators.http import require_GET
@@ -24,7 +24,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def signed_file(request: HttpRequest, token: str) -> HttpResponse:
+def signed_file(request: HttpRequest, token: str) -> FileResponse:
     """Serve a private file through an expiring signed token (local storage mode only)."""
     return storage.serve_signed(token)
 
