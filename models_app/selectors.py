@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
+from fluxsite.accounts.models import User
 from fluxsite.integrations import storage
 from models_app.models import GeneratedImage, Generation, HuggingFaceAccount, LoraModel
 
 
-def models_for_user(user) -> QuerySet[LoraModel]:
+def models_for_user(user: User) -> QuerySet[LoraModel]:
     return LoraModel.objects.filter(owner=user).select_related("training")
 
 
-def get_model_for_user(user, pk: int) -> LoraModel:
+def get_model_for_user(user: User, pk: int) -> LoraModel:
     """The user's model, or 404 (never 403: another user's ids are not confirmed to exist)."""
     return get_object_or_404(models_for_user(user), pk=pk)
 
 
-def get_public_model(public_id, user=None) -> LoraModel:
+def get_public_model(public_id: uuid.UUID, user: AbstractBaseUser | AnonymousUser | None = None) -> LoraModel:
     """A public model by its public id; a private one only for its owner, 404 for everyone else."""
     model = get_object_or_404(LoraModel.objects.select_related("owner"), public_id=public_id)
     if not model.is_public and (user is None or not user.is_authenticated or model.owner_id != user.pk):
@@ -30,7 +34,7 @@ def get_public_model(public_id, user=None) -> LoraModel:
     return model
 
 
-def hf_account_for_user(user) -> HuggingFaceAccount | None:
+def hf_account_for_user(user: User) -> HuggingFaceAccount | None:
     return HuggingFaceAccount.objects.filter(user=user).first()
 
 
@@ -88,25 +92,25 @@ def model_thumbnail_url(model: LoraModel) -> str:
     return _card_url(None, latest)
 
 
-def model_cards(user) -> list[tuple[LoraModel, str]]:
+def model_cards(user: User) -> list[tuple[LoraModel, str]]:
     """The model list: each model with its card image, in one query however many models there are."""
     models = models_for_user(user).annotate(latest_thumbnail=_latest_thumbnail())
     return [(model, _card_url(model.cover_image_name, model.latest_thumbnail)) for model in models]
 
 
 # --- Generations and their images -------------------------------------------------------------------
-def models_for_generation(user) -> QuerySet[LoraModel]:
+def models_for_generation(user: User) -> QuerySet[LoraModel]:
     """The user's models that can generate (see models_app.services.generation for the rule)."""
     from models_app.services.generation import models_usable_q
 
     return LoraModel.objects.filter(owner=user).filter(models_usable_q())
 
 
-def get_generation_for_user(user, pk: int) -> Generation:
+def get_generation_for_user(user: User, pk: int) -> Generation:
     return get_object_or_404(Generation.objects.filter(owner=user).select_related("lora_model"), pk=pk)
 
 
-def images_for_user(user, model: LoraModel | None = None) -> QuerySet[GeneratedImage]:
+def images_for_user(user: User, model: LoraModel | None = None) -> QuerySet[GeneratedImage]:
     """The user's images, newest first; only those of `model` when given."""
     images = GeneratedImage.objects.filter(generation__owner=user).select_related(
         "generation", "generation__lora_model"
@@ -116,11 +120,11 @@ def images_for_user(user, model: LoraModel | None = None) -> QuerySet[GeneratedI
     return images.order_by("-created_at", "-pk")
 
 
-def get_image_for_user(user, pk: int) -> GeneratedImage:
+def get_image_for_user(user: User, pk: int) -> GeneratedImage:
     return get_object_or_404(images_for_user(user), pk=pk)
 
 
-def owned_file_names(user) -> list[tuple[str, str]]:
+def owned_file_names(user: User) -> list[tuple[str, str]]:
     """Every stored file of the user's models, as (storage alias, name): for account deletion."""
     files: list[tuple[str, str]] = []
     for weights, config in LoraModel.objects.filter(owner=user).values_list(
