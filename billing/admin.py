@@ -19,6 +19,7 @@ from billing.models import (
     Wallet,
 )
 from billing.services import InsufficientCredits, credits_adjust, stripe_event_process
+from fluxsite.http import AuthenticatedHttpRequest
 
 
 class CreditEntryInline(admin.TabularInline):
@@ -69,7 +70,8 @@ class WalletAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def adjust_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+    def adjust_view(self, request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+        # admin_view() lets only logged-in staff through.
         wallet = get_object_or_404(Wallet.objects.select_related("user"), pk=pk)
         if not self.has_view_permission(request, wallet) or not request.user.has_perm(
             "billing.add_creditentry"

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, reverse
@@ -11,20 +12,23 @@ from django.utils import timezone
 
 from billing.models import CheckoutRecord, CreditEntry, CreditKind, Subscription, SubscriptionStatus, Wallet
 
+if TYPE_CHECKING:  # the user model is a type here; billing sits below accounts (docs/architecture.md)
+    from fluxsite.accounts.models import User
 
-def balance_for_user(user) -> int:
+
+def balance_for_user(user: User) -> int:
     """The user's cached balance (0 when no wallet exists yet)."""
     return Wallet.objects.filter(user=user).values_list("balance", flat=True).first() or 0
 
 
-def get_checkout_for_user(user, session_id: str) -> CheckoutRecord:
+def get_checkout_for_user(user: User, session_id: str) -> CheckoutRecord:
     """The user's own checkout; 404 (never 403) for anybody else's."""
     return get_object_or_404(
         CheckoutRecord.objects.select_related("pack", "plan"), user=user, session_id=session_id
     )
 
 
-def subscription_for_user(user) -> Subscription | None:
+def subscription_for_user(user: User) -> Subscription | None:
     """The user's live subscription if any, else the most recent one."""
     subs = Subscription.objects.filter(user=user).select_related("plan")
     live = subs.filter(
@@ -33,7 +37,7 @@ def subscription_for_user(user) -> Subscription | None:
     return live or subs.first()
 
 
-def ledger_for_user(user):
+def ledger_for_user(user: User) -> QuerySet[CreditEntry]:
     return CreditEntry.objects.filter(wallet__user=user).order_by("-created_at", "-id")
 
 
@@ -84,7 +88,7 @@ CHART_WIDTH = 600
 CHART_HEIGHT = 120
 
 
-def spend_by_day(user, *, days: int = 30, today: date | None = None) -> list[Bar]:
+def spend_by_day(user: User, *, days: int = 30, today: date | None = None) -> list[Bar]:
     """Credits spent per day over the last `days` days, laid out as SVG bars (no script, no styles)."""
     today = today or timezone.localdate()
     start = today - timedelta(days=days - 1)
@@ -119,7 +123,7 @@ def spend_by_day(user, *, days: int = 30, today: date | None = None) -> list[Bar
     return bars
 
 
-def spend_summary(user) -> list[dict]:
+def spend_summary(user: User) -> list[dict]:
     """Per spend kind: how many jobs, total and average credits (refunds netted out)."""
     entries = CreditEntry.objects.filter(wallet__user=user)
     out = []

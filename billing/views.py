@@ -18,6 +18,7 @@ from billing.pricing import generation_cost_credits, training_cost_credits, trai
 from billing.services import WebhookLockTimeout, billing_portal_url, checkout_start, stripe_event_record
 from billing.services.payments import CheckoutRefused
 from fluxsite.htmx import polled
+from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.ratelimits import log_allowed, rate_limited
 
@@ -34,7 +35,7 @@ FINISHED_CHECKOUT = (
 
 @login_required
 @require_GET
-def overview(request: HttpRequest) -> HttpResponse:
+def overview(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
     page = Paginator(selectors.ledger_for_user(request.user), 25).get_page(request.GET.get("page"))
     rows = [(entry, *selectors.entry_source(entry)) for entry in page.object_list]
     context = {
@@ -77,9 +78,11 @@ def pricing(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _start_checkout(request: HttpRequest, **item) -> HttpResponse:
+def _start_checkout(
+    request: AuthenticatedHttpRequest, *, pack: CreditPack | None = None, plan: Plan | None = None
+) -> HttpResponse:
     try:
-        url = checkout_start(user=request.user, **item)
+        url = checkout_start(user=request.user, pack=pack, plan=plan)
     except CheckoutRefused as exc:
         messages.error(request, str(exc))
         return redirect("billing:overview")
@@ -93,20 +96,20 @@ def _start_checkout(request: HttpRequest, **item) -> HttpResponse:
 @login_required
 @require_POST
 @rate_limited("checkout")
-def checkout_pack(request: HttpRequest, pk: int) -> HttpResponse:
+def checkout_pack(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _start_checkout(request, pack=get_object_or_404(CreditPack, pk=pk, active=True))
 
 
 @login_required
 @require_POST
 @rate_limited("checkout")
-def checkout_plan(request: HttpRequest, pk: int) -> HttpResponse:
+def checkout_plan(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _start_checkout(request, plan=get_object_or_404(Plan, pk=pk, active=True))
 
 
 @login_required
 @require_POST
-def portal(request: HttpRequest) -> HttpResponse:
+def portal(request: AuthenticatedHttpRequest) -> HttpResponse:
     try:
         url = billing_portal_url(user=request.user)
     except CheckoutRefused as exc:
@@ -121,18 +124,19 @@ def portal(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def checkout_success(request: HttpRequest) -> HttpResponse:
+def checkout_success(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
     """Grants nothing: the webhook does. This page only waits, politely, until it has."""
     checkout = selectors.get_checkout_for_user(request.user, request.GET.get("session_id", ""))
+    finished = checkout.status in FINISHED_CHECKOUT
     context = {
         "checkout": checkout,
-        "finished": checkout.status in FINISHED_CHECKOUT,
+        "finished": finished,
         "balance": selectors.balance_for_user(request.user),
     }
     if request.htmx:
         return polled(
             render(request, "billing/checkout_success.html#status", context),
-            finished=context["finished"],
+            finished=finished,
             credits_changed=True,
         )
     return render(request, "billing/checkout_success.html", context)
@@ -140,7 +144,7 @@ def checkout_success(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def balance_pill(request: HttpRequest) -> HttpResponse:
+def balance_pill(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The balance shown in the navigation, refreshed when a `credits-changed` event fires."""
     return render(
         request, "partials/_balance_pill.html", {"credit_balance": selectors.balance_for_user(request.user)}

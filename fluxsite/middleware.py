@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from fluxsite.accounts.models import User
 
 
 class ContentSecurityPolicyMiddleware:
@@ -128,7 +132,7 @@ class RejectNulBytesMiddleware:
 
 
 @receiver(user_logged_in)
-def session_times_start(sender, request: HttpRequest, user, **kwargs) -> None:
+def session_times_start(sender: type[User], request: HttpRequest | None, user: User, **kwargs: Any) -> None:
     """Sign-in starts the session's lifetime and idle clocks (it saves the session anyway)."""
     if request is not None and hasattr(request, "session"):
         now = int(time.time())

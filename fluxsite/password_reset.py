@@ -16,6 +16,9 @@ from django.contrib.auth.forms import PasswordResetForm
 
 
 class SiteUrlPasswordResetForm(PasswordResetForm):
-    def save(self, domain_override: str | None = None, use_https: bool = False, **kwargs: Any) -> None:
+    # *args and **kwargs keep the parent's signature (PasswordResetView passes everything by keyword);
+    # whatever domain and scheme the caller gives, SITE_URL's win.
+    def save(self, *args: Any, **kwargs: Any) -> None:
         site = urlsplit(settings.SITE_URL)
-        super().save(domain_override=site.netloc, use_https=site.scheme == "https", **kwargs)
+        kwargs.update(domain_override=site.netloc, use_https=site.scheme == "https")
+        super().save(*args, **kwargs)

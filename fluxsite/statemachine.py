@@ -16,19 +16,15 @@ from django.db import models
 from django.utils import timezone
 
 
-def transition(
-    instance: models.Model, old: str | Iterable[str], new: str, *, field: str = "status", **fields: Any
-) -> bool:
-    """Move `instance` from `old` (one status or several) to `new`, with `fields` set in the same
+def transition(instance: models.Model, old: str | Iterable[str], new: str, /, **fields: Any) -> bool:
+    """Move `instance.status` from `old` (one status or several) to `new`, with `fields` set in the same
     UPDATE (and `updated_at`, when the model has one). True when this call moved it; the instance
     is read again either way, so the caller sees who won."""
     olds = (old,) if isinstance(old, str) else tuple(old)
     model = type(instance)
     if "updated_at" not in fields and any(f.name == "updated_at" for f in model._meta.concrete_fields):
         fields["updated_at"] = timezone.now()
-    updated = model._default_manager.filter(pk=instance.pk, **{f"{field}__in": olds}).update(
-        **{field: new}, **fields
-    )
+    updated = model._default_manager.filter(pk=instance.pk, status__in=olds).update(status=new, **fields)
     instance.refresh_from_db()
     return updated == 1
 

@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
 from django.views.decorators.debug import sensitive_post_parameters
@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from fluxsite.account_deletion import account_delete as account_delete_service
 from fluxsite.accounts.forms import AccountDeleteForm
+from fluxsite.http import AuthenticatedHttpRequest
 from fluxsite.integrations import storage
 
 
@@ -30,7 +31,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def signed_file(request: HttpRequest, token: str) -> HttpResponse:
+def signed_file(request: HttpRequest, token: str) -> FileResponse:
     """Serve a private file through an expiring signed token (local storage mode only)."""
     return storage.serve_signed(token)
 
@@ -48,7 +49,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("password")
 @login_required
 @require_http_methods(["GET", "POST"])
-def account_delete(request: HttpRequest) -> HttpResponse:
+def account_delete(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Delete my account (password confirmed): here, above the apps, since it reaches into all of them."""
     form = AccountDeleteForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
+from fluxsite.accounts.models import User
 from fluxsite.integrations import storage
 from generations.models import GeneratedImage, Generation
 from models_app.models import LoraModel
@@ -16,16 +17,16 @@ def models_usable_q() -> Q:
 
 
 # --- Generations and their images -------------------------------------------------------------------
-def models_for_generation(user) -> QuerySet[LoraModel]:
+def models_for_generation(user: User) -> QuerySet[LoraModel]:
     """The user's models that can generate (see generations.services.generation for the targets)."""
     return LoraModel.objects.filter(owner=user).filter(models_usable_q())
 
 
-def get_generation_for_user(user, pk: int) -> Generation:
+def get_generation_for_user(user: User, pk: int) -> Generation:
     return get_object_or_404(Generation.objects.filter(owner=user).select_related("lora_model"), pk=pk)
 
 
-def images_for_user(user, model: LoraModel | None = None) -> QuerySet[GeneratedImage]:
+def images_for_user(user: User, model: LoraModel | None = None) -> QuerySet[GeneratedImage]:
     """The user's images, newest first; only those of `model` when given."""
     images = GeneratedImage.objects.filter(generation__owner=user).select_related(
         "generation", "generation__lora_model"
@@ -35,11 +36,11 @@ def images_for_user(user, model: LoraModel | None = None) -> QuerySet[GeneratedI
     return images.order_by("-created_at", "-pk")
 
 
-def get_image_for_user(user, pk: int) -> GeneratedImage:
+def get_image_for_user(user: User, pk: int) -> GeneratedImage:
     return get_object_or_404(images_for_user(user), pk=pk)
 
 
-def owned_file_names(user) -> list[tuple[str, str]]:
+def owned_file_names(user: User) -> list[tuple[str, str]]:
     """Every stored file of the user's generated images, as (storage alias, name): for account deletion."""
     files: list[tuple[str, str]] = []
     for image, thumbnail in GeneratedImage.objects.filter(generation__owner=user).values_list(

@@ -7,7 +7,7 @@ import logging
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -15,6 +15,7 @@ from billing.pricing import generation_cost_credits
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
 from fluxsite.htmx import polled
+from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.ratelimits import rate_limited
@@ -32,13 +33,15 @@ GENERATION = "generations/gallery_generation.html"
 GALLERY_PER_PAGE = 24
 
 
-def _model_from_request(request: HttpRequest, data) -> LoraModel | None:
+def _model_from_request(request: AuthenticatedHttpRequest, data) -> LoraModel | None:
     """The model named by `model=<pk>`: 404 for someone else's, None when absent or not a number."""
     value = str(data.get("model") or "")
     return get_model_for_user(request.user, int(value)) if value.isdigit() else None
 
 
-def _generate_context(request: HttpRequest, form: GenerateForm, model: LoraModel | None, **extra) -> dict:
+def _generate_context(
+    request: AuthenticatedHttpRequest, form: GenerateForm, model: LoraModel | None, **extra
+) -> dict:
     usable = list(selectors.models_for_generation(request.user))
     if model is None and usable:
         model = usable[0]
@@ -77,7 +80,7 @@ def _limits(model: LoraModel | None) -> dict:
         return {}
 
 
-def _again_form(request: HttpRequest, generation: Generation, limits: dict) -> GenerateForm:
+def _again_form(request: AuthenticatedHttpRequest, generation: Generation, limits: dict) -> GenerateForm:
     """The generate form prefilled from an earlier generation (same seed), with Replicate's refusals."""
     initial = {"prompt": generation.prompt, **generation.params}
     form = GenerateForm(initial=initial, limits=limits)
@@ -94,7 +97,7 @@ def _again_form(request: HttpRequest, generation: Generation, limits: dict) -> G
 @login_required
 @require_http_methods(["GET", "POST"])
 @rate_limited("generate")
-def generate(request: HttpRequest) -> HttpResponse:
+def generate(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
     """The generate page; `?model=<pk>` preselects a model, `?again=<generation pk>` prefills everything."""
     if request.method == "GET":
         model = _model_from_request(request, request.GET)
@@ -129,14 +132,14 @@ def generate(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def generate_preview(request: HttpRequest) -> HttpResponse:
+def generate_preview(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The live preview fragment: the prompt as it will be sent, and the cost."""
     model = _model_from_request(request, request.GET)
     form = GenerateForm(request.GET)
     return render(request, f"{GENERATE}#preview", _generate_context(request, form, model))
 
 
-def _generation_context(request: HttpRequest, generation: Generation) -> dict:
+def _generation_context(request: AuthenticatedHttpRequest, generation: Generation) -> dict:
     return {
         "generation": generation,
         "images": list(generation.images.order_by("index")),
@@ -146,14 +149,14 @@ def _generation_context(request: HttpRequest, generation: Generation) -> dict:
 
 @login_required
 @require_GET
-def generation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def generation_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     generation = selectors.get_generation_for_user(request.user, pk)
     return render(request, GENERATION, _generation_context(request, generation))
 
 
 @login_required
 @require_GET
-def generation_status(request: HttpRequest, pk: int) -> HttpResponse:
+def generation_status(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The status fragment, polled while the images are made; HTTP 286 stops the polling."""
     generation = selectors.get_generation_for_user(request.user, pk)
     return polled(
@@ -165,7 +168,7 @@ def generation_status(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def generation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def generation_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     generation = selectors.get_generation_for_user(request.user, pk)
     try:
         services.generation_cancel(generation=generation)
@@ -177,7 +180,7 @@ def generation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("generations:generation", pk=generation.pk)
 
 
-def _gallery_page(request: HttpRequest, model: LoraModel | None):
+def _gallery_page(request: AuthenticatedHttpRequest, model: LoraModel | None):
     return Paginator(selectors.images_for_user(request.user, model), GALLERY_PER_PAGE).get_page(
         request.GET.get("page")
     )
@@ -185,13 +188,13 @@ def _gallery_page(request: HttpRequest, model: LoraModel | None):
 
 @login_required
 @require_GET
-def gallery(request: HttpRequest) -> HttpResponse:
+def gallery(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "generations/gallery.html", {"page": _gallery_page(request, None), "model": None})
 
 
 @login_required
 @require_GET
-def model_gallery(request: HttpRequest, pk: int) -> HttpResponse:
+def model_gallery(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     model = get_model_for_user(request.user, pk)
     return render(
         request, "generations/gallery.html", {"page": _gallery_page(request, model), "model": model}
@@ -200,7 +203,7 @@ def model_gallery(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def image_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     image = selectors.get_image_for_user(request.user, pk)
     model = image.generation.lora_model
     return render(
@@ -217,7 +220,7 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def image_download(request: HttpRequest, pk: int) -> HttpResponse:
+def image_download(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     image = selectors.get_image_for_user(request.user, pk)
     extension = image.file_name.rsplit(".", 1)[-1]
     content_type = {"webp": "image/webp", "jpg": "image/jpeg", "png": "image/png"}.get(
@@ -234,7 +237,7 @@ def image_download(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def image_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     image = selectors.get_image_for_user(request.user, pk)
     form = ImageDeleteForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -251,7 +254,7 @@ def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def image_cover(request: HttpRequest, pk: int) -> HttpResponse:
+def image_cover(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     image = selectors.get_image_for_user(request.user, pk)
     model = image.generation.lora_model
     if model is None:

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
+from fluxsite.accounts.models import User
 from fluxsite.integrations import storage
 from models_app.models import HuggingFaceAccount, LoraModel
 
 
-def models_for_user(user) -> QuerySet[LoraModel]:
+def models_for_user(user: User) -> QuerySet[LoraModel]:
     return LoraModel.objects.filter(owner=user).select_related("training")
 
 
-def get_model_for_user(user, pk: int) -> LoraModel:
+def get_model_for_user(user: User, pk: int) -> LoraModel:
     """The user's model, or 404 (never 403: another user's ids are not confirmed to exist)."""
     return get_object_or_404(models_for_user(user), pk=pk)
 
 
-def get_public_model(public_id, user=None) -> LoraModel:
+def get_public_model(public_id: uuid.UUID, user: AbstractBaseUser | AnonymousUser | None = None) -> LoraModel:
     """A public model by its public id; a private one only for its owner, 404 for everyone else."""
     model = get_object_or_404(LoraModel.objects.select_related("owner"), public_id=public_id)
     if not model.is_public and (user is None or not user.is_authenticated or model.owner_id != user.pk):
@@ -30,7 +34,7 @@ def get_public_model(public_id, user=None) -> LoraModel:
     return model
 
 
-def hf_account_for_user(user) -> HuggingFaceAccount | None:
+def hf_account_for_user(user: User) -> HuggingFaceAccount | None:
     return HuggingFaceAccount.objects.filter(user=user).first()
 
 
@@ -90,12 +94,12 @@ def model_thumbnail_url(model: LoraModel) -> str:
     return _card_url(model)
 
 
-def model_cards(user) -> list[tuple[LoraModel, str]]:
+def model_cards(user: User) -> list[tuple[LoraModel, str]]:
     """The model list: each model with its card image, in one query however many models there are."""
     return [(model, _card_url(model)) for model in models_for_user(user)]
 
 
-def owned_file_names(user) -> list[tuple[str, str]]:
+def owned_file_names(user: User) -> list[tuple[str, str]]:
     """Every stored file of the user's models, as (storage alias, name): for account deletion."""
     files: list[tuple[str, str]] = []
     for weights, config in LoraModel.objects.filter(owner=user).values_list(

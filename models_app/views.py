@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -10,6 +11,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from fluxsite.htmx import polled
+from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from models_app import selectors, services
@@ -23,11 +25,11 @@ DETAIL = "models_app/detail.html"
 
 @login_required
 @require_GET
-def model_list(request: HttpRequest) -> HttpResponse:
+def model_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "models_app/list.html", {"cards": selectors.model_cards(request.user)})
 
 
-def _detail_context(request: HttpRequest, model: LoraModel, **extra) -> dict:
+def _detail_context(request: AuthenticatedHttpRequest, model: LoraModel, **extra) -> dict:
     return {
         "model": model,
         "recent_images": selectors.model_showcase(model),
@@ -48,14 +50,14 @@ def model_public_path(model: LoraModel) -> str:
 
 @login_required
 @require_GET
-def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def model_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     model = selectors.get_model_for_user(request.user, pk)
     return render(request, DETAIL, _detail_context(request, model))
 
 
 @login_required
 @require_GET
-def model_status(request: HttpRequest, pk: int) -> HttpResponse:
+def model_status(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The status fragment, polled while publishing; HTTP 286 tells htmx to stop polling."""
     model = selectors.get_model_for_user(request.user, pk)
     return polled(
@@ -66,8 +68,9 @@ def model_status(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def model_rename(request: HttpRequest, pk: int) -> HttpResponse:
+def model_rename(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
     model = selectors.get_model_for_user(request.user, pk)
+    form: RenameForm | None  # None once renamed: the title then shows a fresh form
     form = RenameForm(request.POST)
     if form.is_valid():
         model = services.lora_rename(model=model, name=form.cleaned_data["name"])
@@ -86,7 +89,7 @@ def model_rename(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def model_visibility(request: HttpRequest, pk: int) -> HttpResponse:
+def model_visibility(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     model = selectors.get_model_for_user(request.user, pk)
     form = VisibilityForm(request.POST)
     if not form.is_valid():
@@ -102,7 +105,7 @@ def model_visibility(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def model_publish_retry(request: HttpRequest, pk: int) -> HttpResponse:
+def model_publish_retry(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     model = selectors.get_model_for_user(request.user, pk)
     try:
         services.lora_publish_retry(model=model)
@@ -115,7 +118,7 @@ def model_publish_retry(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def model_download(request: HttpRequest, pk: int) -> HttpResponse:
+def model_download(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """Redirect the owner to an expiring signed link to our own copy of the weights."""
     model = selectors.get_model_for_user(request.user, pk)
     return redirect(storage.signed_url(alias=storage.PRIVATE, name=model.weights_file_name, absolute=False))
@@ -123,7 +126,7 @@ def model_download(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def model_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def model_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     model = selectors.get_model_for_user(request.user, pk)
     # An unticked box posts nothing: bind on the method, not on a non-empty body.
     form = DeleteForm(request.POST if request.method == "POST" else None)
@@ -139,7 +142,7 @@ def model_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
-def model_public(request: HttpRequest, public_id) -> HttpResponse:
+def model_public(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     """The shareable page: no login for a public model; a private one is 404 except for its owner."""
     model = selectors.get_public_model(public_id, request.user)
     return render(
@@ -155,7 +158,7 @@ def model_public(request: HttpRequest, public_id) -> HttpResponse:
 @sensitive_post_parameters("token")
 @login_required
 @require_http_methods(["GET", "POST"])
-def hf_account(request: HttpRequest) -> HttpResponse:
+def hf_account(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = HfAccountForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -177,7 +180,7 @@ def hf_account(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def hf_account_disconnect(request: HttpRequest) -> HttpResponse:
+def hf_account_disconnect(request: AuthenticatedHttpRequest) -> HttpResponse:
     services.hf_account_disconnect(user=request.user)
     messages.success(request, "Your Hugging Face account was disconnected.")
     return redirect("models_app:hf_account")

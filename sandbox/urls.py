@@ -6,13 +6,13 @@
 /sandbox/faults/           arm faults for tests and demos
 """
 
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from sandbox import views
 
 app_name = "sandbox"
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.index, name="index"),
     path("faults/", views.faults, name="faults"),
 ]

@@ -20,7 +20,7 @@ class TrainingEventInline(admin.TabularInline):
     model = TrainingEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "stage", "level", "category", "attempt", "message", "hint"]
+    fields = ("created_at", "stage", "level", "category", "attempt", "message", "hint")
     readonly_fields = fields
     ordering = ["created_at", "pk"]
 

@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
+from typing import IO
 
 from fluxsite.integrations import storage
 
@@ -88,7 +88,7 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
 class _ChecksumWriter:
     """Counts what passes and keeps the archive's CRC-32."""
 
-    def __init__(self, target: BinaryIO) -> None:
+    def __init__(self, target: IO[bytes]) -> None:
         self._target = target
         self.crc32 = 0
         self.size = 0
@@ -143,7 +143,7 @@ class _StoredZipWriter:
         self._header(name.encode("ascii"), zlib.crc32(data), len(data))
         self._out.write(data)
 
-    def add_stream(self, name: str, source: BinaryIO, *, crc32: int, size: int) -> None:
+    def add_stream(self, name: str, source: IO[bytes], *, crc32: int, size: int) -> None:
         self._header(name.encode("ascii"), crc32, size)
         copied = 0
         while chunk := source.read(CHUNK):

@@ -39,8 +39,9 @@ class TrainingCreateForm(forms.Form):
     )
     description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if not data.get("trigger_word") and data.get("name") and "trigger_word" not in self.errors:
             data["trigger_word"] = trigger_word_suggest(data["name"])
         return data

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pillow_heif
 from PIL import Image, ImageCms, ImageFilter, ImageStat
@@ -231,16 +231,21 @@ def _check_shape(width: int, height: int, limits: ImageLimits) -> None:
         )
 
 
+def _single_band_max(im: Image.Image) -> float:
+    # getextrema() is one (min, max) pair for a single band, a pair per band otherwise; typed as either.
+    return cast("tuple[float, float]", im.getextrema())[1]
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
     """RGB, with transparent areas on white and 16-bit or float images scaled down to 8 bits."""
     if im.mode == "RGB":
         return im
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # Pillow's plain convert clips 16-bit values at 255; scale the range instead.
-        scale = 1 / 256 if im.mode.startswith("I;16") or im.getextrema()[1] > 255 else 1
+        scale = 1 / 256 if im.mode.startswith("I;16") or _single_band_max(im) > 255 else 1
         return im.convert("I").point(lambda v: v * scale).convert("L").convert("RGB")
     if im.mode == "F":
-        return im.point(lambda v: v * 255 if im.getextrema()[1] <= 1.0 else v).convert("L").convert("RGB")
+        return im.point(lambda v: v * 255 if _single_band_max(im) <= 1.0 else v).convert("L").convert("RGB")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -265,11 +270,12 @@ def _to_srgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> Image.Imag
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             space = source.profile.xcolor_space
             if im.mode in _PROFILE_MODES.get(space, ()):
-                return ImageCms.profileToProfile(
+                # Typed Image | None: None comes only with inPlace=True, which we never pass.
+                return ImageCms.profileToProfile(  # type: ignore[return-value]
                     im, source, _SRGB, outputMode="RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL
                 )
             if im.mode in ("RGBA", "LA", "P", "PA") and space == "RGB ":
-                return ImageCms.profileToProfile(
+                return ImageCms.profileToProfile(  # type: ignore[return-value]  # as above
                     _to_rgb(im), source, _SRGB, outputMode="RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL
                 )
         except (ImageCms.PyCMSError, OSError, ValueError, TypeError):

@@ -27,7 +27,8 @@ class TrainingJob(models.Model):
         CANCELED = "canceled", "Canceled"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trainings")
-    name = models.CharField(max_length=80)
+    NAME_MAX_LENGTH = 80
+    name = models.CharField(max_length=NAME_MAX_LENGTH)
     trigger_word = models.CharField(max_length=32)
     subject_kind = models.CharField(max_length=16, choices=SubjectKind.choices, default=SubjectKind.SUBJECT)
     description = models.TextField(blank=True)

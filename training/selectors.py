@@ -10,26 +10,27 @@ from django.db.models import Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
+from fluxsite.accounts.models import User
 from fluxsite.integrations.storage import PRIVATE
 from training.models import ACTIVE_STATUSES, Dataset, DatasetImage, TrainingEvent, TrainingJob
 
 
-def trainings_for_user(user) -> QuerySet[TrainingJob]:
+def trainings_for_user(user: User) -> QuerySet[TrainingJob]:
     return TrainingJob.objects.filter(owner=user).select_related("dataset")
 
 
-def get_training_for_user(user, pk: int) -> TrainingJob:
+def get_training_for_user(user: User, pk: int) -> TrainingJob:
     """The user's training, or 404 (never 403: another user's ids are not confirmed to exist)."""
     return get_object_or_404(trainings_for_user(user), pk=pk)
 
 
-def get_dataset_for_user(user, training_pk: int) -> Dataset:
+def get_dataset_for_user(user: User, training_pk: int) -> Dataset:
     return get_object_or_404(
         Dataset.objects.select_related("training"), training__pk=training_pk, training__owner=user
     )
 
 
-def get_image_for_user(user, training_pk: int, image_pk: int) -> DatasetImage:
+def get_image_for_user(user: User, training_pk: int, image_pk: int) -> DatasetImage:
     return get_object_or_404(
         DatasetImage.objects.select_related("dataset__training"),
         pk=image_pk,
@@ -38,7 +39,7 @@ def get_image_for_user(user, training_pk: int, image_pk: int) -> DatasetImage:
     )
 
 
-def owned_file_names(user) -> list[tuple[str, str]]:
+def owned_file_names(user: User) -> list[tuple[str, str]]:
     """Every stored file of the user's datasets, as (storage alias, name): for account deletion."""
     files: list[tuple[str, str]] = []
     for file_name, thumbnail_name in DatasetImage.objects.filter(dataset__training__owner=user).values_list(
@@ -97,7 +98,7 @@ SORTS = {"newest": ("-created_at", "-pk"), "oldest": ("created_at", "pk"), "name
 
 
 def trainings_search(
-    user, *, status: str = "all", query: str = "", sort: str = "newest"
+    user: User, *, status: str = "all", query: str = "", sort: str = "newest"
 ) -> QuerySet[TrainingJob]:
     """The history list: one query whatever the number of rows (photo counts are annotated and the
     model is joined, so the template never asks per row). Unknown filter or sort values fall back."""
@@ -116,7 +117,7 @@ def trainings_search(
     return qs.order_by(*SORTS.get(sort, SORTS["newest"]))
 
 
-def get_training_detail_for_user(user, pk: int) -> TrainingJob:
+def get_training_detail_for_user(user: User, pk: int) -> TrainingJob:
     """The detail page's training with its dataset and model joined (one query)."""
     return get_object_or_404(
         TrainingJob.objects.filter(owner=user).select_related("dataset", "lora_model", "duplicated_from"),

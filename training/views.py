@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -21,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
 from fluxsite.htmx import polled
+from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest, HtmxHttpRequest
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.ratelimits import rate_limited
@@ -47,7 +49,7 @@ PER_PAGE = 20
 
 @login_required
 @require_GET
-def training_list(request: HttpRequest) -> HttpResponse:
+def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """History: filter, search, sort, 20 a page; one query for the rows whatever their number."""
     form = TrainingFilterForm(request.GET)
     values = form.values()
@@ -64,14 +66,15 @@ def training_list(request: HttpRequest) -> HttpResponse:
             "filter_form": form,
             "filters": values,
             "query_string": query.urlencode(),
-            "status_choices": TrainingFilterForm.base_fields["status"].choices,
+            # base_fields is typed dict[str, Field]; "status" is the form's ChoiceField.
+            "status_choices": cast(forms.ChoiceField, TrainingFilterForm.base_fields["status"]).choices,
         },
     )
 
 
 @login_required
 @require_GET
-def training_row_status(request: HttpRequest, pk: int) -> HttpResponse:
+def training_row_status(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The status cell of one list row, polled while the training runs."""
     job = selectors.get_training_for_user(request.user, pk)
     return polled(render(request, f"{LIST_PAGE}#row_status", {"t": job}), finished=not job.is_active)
@@ -79,7 +82,7 @@ def training_row_status(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def training_new(request: HttpRequest) -> HttpResponse:
+def training_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = TrainingCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         job = services.training_create(owner=request.user, **form.cleaned_data)
@@ -113,14 +116,16 @@ def _dataset_context(dataset: Dataset, **extra) -> dict:
     }
 
 
-def _render_grid_or_page(request: HttpRequest, dataset: Dataset, status: int = 200, **extra) -> HttpResponse:
+def _render_grid_or_page(
+    request: HtmxHttpRequest, dataset: Dataset, status: int = 200, **extra
+) -> HttpResponse:
     template = f"{DATASET_PAGE}#grid" if request.htmx else DATASET_PAGE
     return render(request, template, _dataset_context(dataset, **extra), status=status)
 
 
 @login_required
 @require_GET
-def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def dataset_detail(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
     dataset = selectors.get_dataset_for_user(request.user, pk)
     return _render_grid_or_page(request, dataset)
 
@@ -133,7 +138,7 @@ def _wants_json(request: HttpRequest) -> bool:
 @login_required
 @require_POST
 @rate_limited("upload")
-def dataset_upload(request: HttpRequest, pk: int) -> HttpResponse:
+def dataset_upload(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
     """Photos or ZIPs, one or many per request; answers one verdict per file.
 
     CSRF middleware reads request.POST, which parses the whole body; more files than
@@ -144,16 +149,19 @@ def dataset_upload(request: HttpRequest, pk: int) -> HttpResponse:
     too_long = declared_length_over(request)
     if too_long is not None:
         # Refused from the headers, before a byte of the body is read.
-        error = (
+        refusal = (
             f"This upload is {filesizeformat(too_long)}; one upload may carry at most "
             f"{filesizeformat(settings.DATASET_MAX_TOTAL_BYTES)}. Send the photos in smaller batches."
         )
         if _wants_json(request):
-            return JsonResponse({"error": error, "files": []}, status=413)
-        return _render_grid_or_page(request, dataset, status=413, upload_error=error)
+            return JsonResponse({"error": refusal, "files": []}, status=413)
+        return _render_grid_or_page(request, dataset, status=413, upload_error=refusal)
     limiter = FileSizeLimitHandler(request)
-    request.upload_handlers.insert(0, limiter)
-    error = None
+    # Assigned rather than inserted into (both are Django's documented ways): the stubs type the
+    # handlers as a list or, once the body is parsed, an immutable one; assigning after the body was
+    # read raises instead of leaving the limit silently unused.
+    request.upload_handlers = [limiter, *request.upload_handlers]
+    error: str | None = None
     files = []
     try:
         files = request.FILES.getlist("files")
@@ -165,7 +173,11 @@ def dataset_upload(request: HttpRequest, pk: int) -> HttpResponse:
     except MultiPartParserError:
         error = "The upload could not be read: try again."
     if error is None:
-        refused = CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (pk,), {})
+        # process_view reads its callback only for csrf_exempt, which this view is: pass a stand-in
+        # that is not, so the check runs.
+        refused = CsrfViewMiddleware(lambda r: HttpResponse()).process_view(
+            request, lambda r: HttpResponse(), (pk,), {}
+        )
         if refused is not None:
             return refused
         if not files and not limiter.skipped:
@@ -198,7 +210,7 @@ def dataset_upload(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def dataset_caption_template(request: HttpRequest, pk: int) -> HttpResponse:
+def dataset_caption_template(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
     dataset = selectors.get_dataset_for_user(request.user, pk)
     form = CaptionTemplateForm(request.POST)
     if form.is_valid():
@@ -216,12 +228,12 @@ def dataset_caption_template(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def image_caption(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
+def image_caption(request: AuthenticatedHtmxHttpRequest, pk: int, image_pk: int) -> HttpResponse:
     image = selectors.get_image_for_user(request.user, pk, image_pk)
     form = CaptionForm(request.POST)
     status, note = 200, "Saved"
     if not form.is_valid():
-        status, note = 400, " ".join(form.errors["caption"])
+        status, note = 400, " ".join(str(error) for error in form.errors["caption"])
     else:
         try:
             services.dataset_image_caption_set(image=image, caption=form.cleaned_data["caption"])
@@ -240,7 +252,7 @@ def image_caption(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def image_delete(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
+def image_delete(request: AuthenticatedHtmxHttpRequest, pk: int, image_pk: int) -> HttpResponse:
     """GET asks for confirmation (the no-JavaScript path; htmx asks with hx-confirm), POST deletes."""
     image = selectors.get_image_for_user(request.user, pk, image_pk)
     if request.method == "GET":
@@ -259,7 +271,7 @@ def image_delete(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def image_thumbnail(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
+def image_thumbnail(request: AuthenticatedHttpRequest, pk: int, image_pk: int) -> FileResponse:
     image = selectors.get_image_for_user(request.user, pk, image_pk)
     try:
         handle = storage.get_storage(storage.PRIVATE).open(image.thumbnail_name, "rb")
@@ -295,7 +307,9 @@ def _params_form(job: TrainingJob, *args: Any, **kwargs: Any) -> TrainingParamsF
     return TrainingParamsForm(*args, estimate_url=reverse("training:estimate", args=[job.pk]), **kwargs)
 
 
-def _start_context(request: HttpRequest, job: TrainingJob, form: TrainingParamsForm, **extra) -> dict:
+def _start_context(
+    request: AuthenticatedHttpRequest, job: TrainingJob, form: TrainingParamsForm, **extra
+) -> dict:
     return {
         "training": job,
         "form": form,
@@ -310,7 +324,7 @@ def _start_context(request: HttpRequest, job: TrainingJob, form: TrainingParamsF
 @login_required
 @require_http_methods(["GET", "POST"])
 @rate_limited("training_start")
-def training_start(request: HttpRequest, pk: int) -> HttpResponse:
+def training_start(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
     """The parameters form with presets and the live cost estimate; POST holds the credits and starts."""
     job = selectors.get_training_detail_for_user(request.user, pk)
     if job.status != TrainingJob.Status.DRAFT:
@@ -350,7 +364,7 @@ def training_start(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def training_estimate(request: HttpRequest, pk: int) -> HttpResponse:
+def training_estimate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The cost fragment for `?steps=`, refreshed as the steps field changes."""
     job = selectors.get_training_for_user(request.user, pk)
     context = {
@@ -391,7 +405,7 @@ def _detail_context(job: TrainingJob) -> dict:
 
 @login_required
 @require_GET
-def training_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def training_detail(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
     """The training's page; htmx polls its status fragment, and 286 stops that once it is over."""
     job = selectors.get_training_detail_for_user(request.user, pk)
     context = _detail_context(job)
@@ -409,7 +423,7 @@ def training_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def training_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def training_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """GET asks for confirmation; POST cancels (at Replicate too) and refunds the credits."""
     job = selectors.get_training_for_user(request.user, pk)
     if request.method == "GET":
@@ -428,7 +442,7 @@ def training_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def training_retry(request: HttpRequest, pk: int) -> HttpResponse:
+def training_retry(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     job = selectors.get_training_for_user(request.user, pk)
     try:
         services.training_retry(job=job)
@@ -442,7 +456,7 @@ def training_retry(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def training_duplicate(request: HttpRequest, pk: int) -> HttpResponse:
+def training_duplicate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """A new draft with the same settings, photos and captions; lands on its dataset page."""
     job = selectors.get_training_for_user(request.user, pk)
     try:

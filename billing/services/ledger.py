@@ -15,12 +15,16 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
 from billing.models import CreditEntry, CreditKind, Wallet
+
+if TYPE_CHECKING:  # the user model is a type here; billing sits below accounts (docs/architecture.md)
+    from fluxsite.accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +50,12 @@ class _DuplicateReference(Exception):
     pass
 
 
-def _locked_wallet(user) -> Wallet:
+def _locked_wallet(user: User) -> Wallet:
     Wallet.objects.get_or_create(user=user)
     return Wallet.objects.select_for_update().get(user=user)
 
 
-def wallet_lock(*, user) -> Wallet:
+def wallet_lock(*, user: User) -> Wallet:
     """Lock the user's wallet until the current transaction ends (call it inside atomic()).
 
     A service that must count the user's running work before a spend (the per-user caps) takes
@@ -62,7 +66,7 @@ def wallet_lock(*, user) -> Wallet:
 
 def _append(
     *,
-    user,
+    user: User,
     amount: int,
     kind: str,
     reference: str,
@@ -113,7 +117,7 @@ def _append(
     return LedgerResult(entry, created=True)
 
 
-def _append_idempotent(**kwargs) -> LedgerResult:
+def _append_idempotent(**kwargs: Any) -> LedgerResult:
     try:
         return _append(**kwargs)
     except _DuplicateReference:
@@ -122,7 +126,7 @@ def _append_idempotent(**kwargs) -> LedgerResult:
 
 def credits_grant(
     *,
-    user,
+    user: User,
     amount: int,
     reference: str,
     kind: str = CreditKind.GRANT,
@@ -144,7 +148,7 @@ def credits_grant(
     )
 
 
-def credits_spend(*, user, amount: int, reference: str, kind: str, note: str = "") -> LedgerResult:
+def credits_spend(*, user: User, amount: int, reference: str, kind: str, note: str = "") -> LedgerResult:
     """Take `amount` (> 0) credits once per reference.
 
     Raises InsufficientCredits (nothing written) when the balance is smaller than `amount`.
@@ -179,7 +183,7 @@ def credits_refund(*, spend_reference: str, note: str = "") -> LedgerResult | No
     )
 
 
-def credits_take_back(*, user, amount: int, reference: str, note: str = "") -> LedgerResult:
+def credits_take_back(*, user: User, amount: int, reference: str, note: str = "") -> LedgerResult:
     """Take back up to `amount` (> 0) credits because a payment was refunded; never below zero.
 
     Policy (also on the billing FAQ): credits already spent on trainings or images are not
@@ -216,7 +220,9 @@ def credits_take_back(*, user, amount: int, reference: str, note: str = "") -> L
     return result
 
 
-def credits_adjust(*, user, amount: int, note: str, actor=None, reference: str = "") -> LedgerResult:
+def credits_adjust(
+    *, user: User, amount: int, note: str, actor: str | None = None, reference: str = ""
+) -> LedgerResult:
     """An operator's correction: a new entry, never an edit. Negative amounts cannot go below zero.
 
     Raises InsufficientCredits for a negative adjustment larger than the balance and ValueError
@@ -236,7 +242,7 @@ def credits_adjust(*, user, amount: int, note: str, actor=None, reference: str =
     )
 
 
-def wallet_create_for_new_user(*, user) -> Wallet:
+def wallet_create_for_new_user(*, user: User) -> Wallet:
     """An empty wallet. Welcome credits come when the address is verified, once per mailbox
     (fluxsite.accounts.services.user_email_verify, reference "signup:<address hash>")."""
     wallet, _ = Wallet.objects.get_or_create(user=user)

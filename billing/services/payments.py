@@ -17,6 +17,7 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -42,6 +43,9 @@ from billing.models import (
 from billing.services.ledger import credits_grant, credits_take_back
 from fluxsite.integrations import stripe_client
 
+if TYPE_CHECKING:  # the user model is a type here; billing sits below accounts (docs/architecture.md)
+    from fluxsite.accounts.models import User
+
 logger = logging.getLogger(__name__)
 
 # How long the webhook view waits for a row lock before answering 503 (Stripe then retries).
@@ -57,7 +61,7 @@ class CheckoutRefused(Exception):
 
 
 # --- Checkout and portal -----------------------------------------------------------------------------
-def stripe_customer_id_for_user(*, user) -> str:
+def stripe_customer_id_for_user(*, user: User) -> str:
     """The user's Stripe customer id, created on first use."""
     existing = StripeCustomer.objects.filter(user=user).values_list("customer_id", flat=True).first()
     if existing:
@@ -73,15 +77,19 @@ def stripe_customer_id_for_user(*, user) -> str:
     return customer_id
 
 
-def checkout_start(*, user, pack: CreditPack | None = None, plan: Plan | None = None) -> str:
+def checkout_start(*, user: User, pack: CreditPack | None = None, plan: Plan | None = None) -> str:
     """Create a Stripe Checkout Session for a pack (mode=payment) or a plan (mode=subscription).
 
     Returns the URL to redirect the user to. Raises CheckoutRefused for an inactive item or a
     second subscription, and IntegrationError when Stripe fails.
     """
-    if (pack is None) == (plan is None):
+    item: CreditPack | Plan
+    if pack is not None and plan is None:
+        item = pack
+    elif plan is not None and pack is None:
+        item = plan
+    else:
         raise ValueError("checkout needs exactly one of pack or plan")
-    item = pack or plan
     if not item.active:
         raise CheckoutRefused("This offer is no longer available.")
     if (
@@ -91,10 +99,10 @@ def checkout_start(*, user, pack: CreditPack | None = None, plan: Plan | None = 
         raise CheckoutRefused("You already have a subscription: change it from the billing portal.")
     mode = "payment" if pack is not None else "subscription"
     metadata = {"user_id": str(user.pk)}
-    if pack is not None:
-        metadata["pack_id"] = str(pack.pk)
+    if isinstance(item, CreditPack):
+        metadata["pack_id"] = str(item.pk)
     else:
-        metadata["plan_id"] = str(plan.pk)
+        metadata["plan_id"] = str(item.pk)
     customer_id = stripe_customer_id_for_user(user=user)
     success = reverse("billing:checkout_success")
     session = stripe_client.checkout_session_create(
@@ -118,10 +126,14 @@ def checkout_start(*, user, pack: CreditPack | None = None, plan: Plan | None = 
         amount_cents=session.amount_total,
         currency=session.currency or "",
     )
+    if (
+        not session.url
+    ):  # Stripe gives a hosted checkout a URL; without one there is nowhere to send the person
+        raise CheckoutRefused("Stripe did not return a checkout page. Please try again in a moment.")
     return session.url
 
 
-def billing_portal_url(*, user) -> str:
+def billing_portal_url(*, user: User) -> str:
     """A fresh billing portal session URL (one per visit). Raises CheckoutRefused without a customer."""
     customer_id = StripeCustomer.objects.filter(user=user).values_list("customer_id", flat=True).first()
     if not customer_id:
@@ -189,13 +201,12 @@ def stripe_event_process(*, event_pk: int) -> str:
     return status
 
 
-def _user_from(obj: dict):
+def _user_from(obj: dict) -> User | None:
     """The user named by our metadata or client_reference_id, or by the Stripe customer."""
-    User = get_user_model()
     metadata = obj.get("metadata") or {}
     for raw in (metadata.get("user_id"), obj.get("client_reference_id")):
         if raw and str(raw).isdigit():
-            user = User.objects.filter(pk=int(raw)).first()
+            user = get_user_model().objects.filter(pk=int(raw)).first()
             if user is not None:
                 return user
     customer = obj.get("customer")

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
-from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 
-User = get_user_model()
+from fluxsite.accounts.models import User
 
 
 class SignUpForm(forms.Form):
@@ -29,8 +31,9 @@ class SignUpForm(forms.Form):
         # No "already exists" error: that would tell anyone who has an account (user_sign_up mails the owner).
         return self.cleaned_data["email"].strip().lower()
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         p1, p2 = cleaned.get("password1"), cleaned.get("password2")
         if p1 and p2 and p1 != p2:
             self.add_error("password2", "The two passwords differ.")
@@ -54,7 +57,7 @@ class EmailChangeForm(forms.Form):
     email = forms.EmailField(label="New e-mail address", max_length=254)
     password = forms.CharField(label="Current password", strip=False, widget=forms.PasswordInput)
 
-    def __init__(self, *args, user, **kwargs) -> None:
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         self.user = user
         super().__init__(*args, **kwargs)
 
@@ -73,7 +76,7 @@ class AccountDeleteForm(forms.Form):
     confirm = forms.CharField(label='Type "delete my account" to confirm', max_length=64)
     password = forms.CharField(label="Current password", strip=False, widget=forms.PasswordInput)
 
-    def __init__(self, *args, user, **kwargs) -> None:
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         self.user = user
         super().__init__(*args, **kwargs)
 

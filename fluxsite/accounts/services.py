@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
 from django.core.mail import send_mail
@@ -16,7 +15,7 @@ from django.utils import timezone
 
 from billing.models import CreditKind
 from billing.services import credits_grant, wallet_create_for_new_user
-from fluxsite.accounts.models import VerifiedAddress
+from fluxsite.accounts.models import User, VerifiedAddress
 from fluxsite.accounts.verification import (
     VerificationClaim,
     VerificationError,
@@ -28,7 +27,6 @@ from fluxsite.accounts.verification import (
 )
 
 logger = logging.getLogger(__name__)
-User = get_user_model()
 
 RESEND_INTERVAL_SECONDS = 60
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core import signing
+
+if TYPE_CHECKING:
+    from fluxsite.accounts.models import User
 
 SALT = "fluxsite.accounts.email-verification"
 
@@ -50,12 +54,12 @@ def email_fingerprint(address: str) -> str:
     return hashlib.sha256(email_normalise(address).encode()).hexdigest()[:40]
 
 
-def verification_state(user) -> str:
+def verification_state(user: User) -> str:
     """Changes whenever a verification succeeds, which is what retires older links."""
     return user.email_verified_at.isoformat() if user.email_verified_at else ""
 
 
-def verification_token_make(*, user, email: str) -> str:
+def verification_token_make(*, user: User, email: str) -> str:
     return signing.dumps({"u": user.pk, "e": email, "s": verification_state(user)}, salt=SALT, compress=True)
 
 

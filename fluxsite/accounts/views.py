@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from fluxsite.accounts import services
 from fluxsite.accounts.forms import AccountDeleteForm, EmailChangeForm, SignUpForm
 from fluxsite.accounts.verification import VerificationError
+from fluxsite.http import AuthenticatedHttpRequest
 from fluxsite.ratelimits import client_ip, rate_limited
 
 
@@ -63,7 +64,7 @@ def verify(request: HttpRequest, token: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def verify_resend(request: HttpRequest) -> HttpResponse:
+def verify_resend(request: AuthenticatedHttpRequest) -> HttpResponse:
     result = services.user_verification_resend(user=request.user)
     if result == "sent":
         messages.success(request, f"We sent a new verification link to {request.user.email}.")
@@ -80,7 +81,7 @@ def verify_resend(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET"])
-def account(request: HttpRequest) -> HttpResponse:
+def account(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(
         request,
         "accounts/account.html",
@@ -96,7 +97,7 @@ def account(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("password")
 @login_required
 @require_http_methods(["POST"])
-def email_change(request: HttpRequest) -> HttpResponse:
+def email_change(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = EmailChangeForm(request.POST, user=request.user)
     if form.is_valid():
         # One answer whether or not the address is taken (its owner gets an e-mail then).
@@ -122,7 +123,7 @@ def email_change(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("old_password", "new_password1", "new_password2")
 @login_required
 @require_http_methods(["POST"])
-def password_change(request: HttpRequest) -> HttpResponse:
+def password_change(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = PasswordChangeForm(request.user, request.POST)
     if form.is_valid():
         user = form.save()

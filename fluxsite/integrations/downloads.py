@@ -23,7 +23,7 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import BinaryIO, Literal
+from typing import IO, Literal
 from urllib.parse import urljoin
 
 import httpcore
@@ -57,7 +57,8 @@ def ip_is_public(value: str) -> bool:
 def host_addresses(host: str, port: int) -> tuple[str, ...]:
     """Resolve `host` once; its addresses in the resolver's order, without repeats. Raises OSError."""
     infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    return tuple(dict.fromkeys(info[4][0] for info in infos))
+    # sockaddr[0] is typed str | int for exotic families; a TCP address is always a str.
+    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 # --- The pinned network backend ------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ def download(
     *,
     url: str,
     check: Callable[[str], Sequence[str]],
-    sink: BinaryIO,
+    sink: IO[bytes],
     cap_bytes: int,
     deadline_seconds: float,
     read_timeout_seconds: float,

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from types import EllipsisType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 import replicate
@@ -37,6 +39,11 @@ from replicate.exceptions import ReplicateError
 from replicate.version import Versions
 
 from fluxsite.integrations.errors import Category, IntegrationError, category_for_status, redact
+
+if TYPE_CHECKING:
+    from replicate.model import Models
+    from replicate.pagination import Page
+    from replicate.training import Training
 
 SERVICE = "replicate"
 # "aborted": a run whose deadline passed before it started (Replicate's prediction lifecycle docs);
@@ -237,18 +244,18 @@ def _model_info(model: Any) -> ModelInfo:
     )
 
 
-def model_ensure(*, owner: str, name: str, visibility: str = "private", description: str = "") -> ModelInfo:
+def model_ensure(
+    *, owner: str, name: str, visibility: Literal["public", "private"] = "private", description: str = ""
+) -> ModelInfo:
     """Create the destination model (POST /v1/models); an existing one (409) is fetched instead.
 
     https://replicate.com/docs/reference/http#models.create
     """
+    params: Models.CreateModelParams = {"visibility": visibility, "hardware": "cpu"}
+    if description:
+        params["description"] = description
     try:
-        model, _ = _call(
-            "create a model",
-            lambda c: c.models.create(
-                owner=owner, name=name, visibility=visibility, hardware="cpu", description=description or None
-            ),
-        )
+        model, _ = _call("create a model", lambda c: c.models.create(owner=owner, name=name, **params))
     except IntegrationError as exc:
         if exc.status != 409:
             raise
@@ -362,7 +369,9 @@ def _predict_time(payload: Mapping[str, Any]) -> float | None:
 
 def training_from_payload(payload: Mapping[str, Any]) -> TrainingInfo:
     """A training object (GET response or webhook body) as a TrainingInfo."""
-    output = payload.get("output") if isinstance(payload.get("output"), dict) else {}
+    output = payload.get("output")
+    if not isinstance(output, dict):
+        output = {}
     return TrainingInfo(
         id=str(payload.get("id", "")),
         status=str(payload.get("status", "")),
@@ -420,16 +429,22 @@ def trainings_recent(*, pages: int = 2) -> list[TrainingInfo]:
     https://replicate.com/docs/reference/http#trainings.list
     """
     found: list[TrainingInfo] = []
-    cursor: Any = ...
+    cursor: str | EllipsisType | None = ...  # the SDK's "first page"
     for _ in range(max(1, pages)):
-        page, session = _call("list trainings", lambda c, cursor=cursor: c.trainings.list(cursor))
+        page, session = _call("list trainings", functools.partial(_trainings_page, cursor=cursor))
         payload = session.last.payload if isinstance(session.last.payload, dict) else {}
-        results = payload.get("results") if isinstance(payload.get("results"), list) else []
+        results = payload.get("results")
+        if not isinstance(results, list):
+            results = []
         found.extend(training_from_payload(item) for item in results if isinstance(item, dict))
         if not page.next:
             break
         cursor = page.next
     return found
+
+
+def _trainings_page(client: replicate.Client, *, cursor: str | EllipsisType | None) -> Page[Training]:
+    return client.trainings.list(cursor)
 
 
 def training_get(*, training_id: str) -> TrainingInfo:
@@ -496,7 +511,7 @@ def prediction_create(
             "start a prediction",
             lambda c: c.models.predictions.create(model=model, input=dict(input), **params),
         )
-    else:
+    elif version is not None:  # always, after the check above; says so to mypy
         prediction, _ = _call(
             "start a prediction", lambda c: c.predictions.create(version=version, input=dict(input), **params)
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO
 
 from django.conf import settings
 from django.core import signing
@@ -46,7 +46,7 @@ def _wrap(exc: Exception, what: str) -> IntegrationError:
     )
 
 
-def file_save(*, alias: str, name: str, content: BinaryIO) -> str:
+def file_save(*, alias: str, name: str, content: IO[bytes]) -> str:
     """Store `content` under `name` (or a free variant of it); returns the stored name."""
     from django.core.files import File
 
@@ -56,7 +56,7 @@ def file_save(*, alias: str, name: str, content: BinaryIO) -> str:
         raise _wrap(exc, "stored")
 
 
-def file_open_for_writing(*, alias: str, name: str) -> BinaryIO:
+def file_open_for_writing(*, alias: str, name: str) -> IO[bytes]:
     """A writable file in storage: S3/R2 streams it as a multipart upload, locally it is a file.
 
     The caller must close it. Nothing is held in memory beyond the multipart buffer.
@@ -112,7 +112,8 @@ def signed_url(*, alias: str, name: str, expires: int | None = None, absolute: b
         path = f"/files/{token}"
         return f"{settings.SITE_URL}{path}" if absolute else path
     try:
-        return storage.url(name, expire=expires)
+        # The stubs know only Storage.url(name); django-storages' S3 backend takes `expire` too.
+        return storage.url(name, expire=expires)  # type: ignore[call-arg]
     except TypeError:  # a backend whose url() has no expire argument (custom domain)
         return storage.url(name)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 import stripe
@@ -20,6 +20,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.views.decorators.debug import sensitive_variables
 
 from fluxsite.integrations.errors import Category, IntegrationError, category_for_status, redact
+
+if TYPE_CHECKING:
+    # The SDK's TypedDicts for request parameters: mypy then checks every key we send.
+    from stripe.params import CustomerCreateParams, InvoicePaymentListParams
+    from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
+    from stripe.params.checkout import SessionCreateParams as CheckoutSessionCreateParams
 
 # Otherwise the SDK reports request timings to Stripe in a header and keeps state between calls.
 stripe.enable_telemetry = False
@@ -90,11 +96,11 @@ def _error_from_stripe(exc: stripe.StripeError, *, operation: str) -> Integratio
         category = Category.AUTHENTICATION
     elif isinstance(exc, stripe.RateLimitError):
         category = Category.RATE_LIMIT
+        headers = exc.headers or {}
+        raw_retry_after = headers.get("retry-after") or headers.get("Retry-After")
         try:
-            retry_after = float(
-                (exc.headers or {}).get("retry-after") or (exc.headers or {}).get("Retry-After")
-            )
-        except (TypeError, ValueError):
+            retry_after = float(raw_retry_after) if raw_retry_after else None
+        except ValueError:
             retry_after = None
     elif isinstance(exc, stripe.APIConnectionError):
         category = Category.TIMEOUT if _is_timeout(exc) else Category.NETWORK
@@ -176,7 +182,7 @@ def customer_create(*, email: str, user_id: int) -> str:
 
     https://docs.stripe.com/api/customers/create
     """
-    params = {"email": email, "metadata": {"user_id": str(user_id)}}
+    params: CustomerCreateParams = {"email": email, "metadata": {"user_id": str(user_id)}}
     return _call("customers.create", lambda c: c.v1.customers.create(params=params)).id
 
 
@@ -201,7 +207,7 @@ def checkout_session_create(
     """
     if mode not in ("payment", "subscription"):
         raise ValueError(f"mode must be payment or subscription, not {mode!r}")
-    params: dict[str, Any] = {
+    params: CheckoutSessionCreateParams = {
         "mode": mode,
         "line_items": [{"price": price_id, "quantity": 1}],
         "success_url": success_url,
@@ -247,7 +253,7 @@ def billing_portal_session_create(*, customer_id: str, return_url: str) -> str:
 
     https://docs.stripe.com/api/customer_portal/sessions/create
     """
-    params = {"customer": customer_id, "return_url": return_url}
+    params: PortalSessionCreateParams = {"customer": customer_id, "return_url": return_url}
     return _call(
         "billing_portal.sessions.create", lambda c: c.v1.billing_portal.sessions.create(params=params)
     ).url
@@ -284,7 +290,7 @@ def invoice_payment_intent_id(*, invoice_id: str) -> str | None:
     https://docs.stripe.com/api/invoice-payment/list
     https://docs.stripe.com/changelog/basil/2025-03-31/add-support-for-multiple-partial-payments-on-invoices
     """
-    params: dict[str, Any] = {"invoice": invoice_id, "status": "paid", "limit": 10}
+    params: InvoicePaymentListParams = {"invoice": invoice_id, "status": "paid", "limit": 10}
     listing = _plain(_call("invoice_payments.list", lambda c: c.v1.invoice_payments.list(params=params)))
     for payment in listing.get("data") or []:
         inner = payment.get("payment") or {}

@@ -44,6 +44,7 @@ from PIL import Image, UnidentifiedImageError
 from billing.models import CreditKind
 from billing.pricing import generation_cost_credits
 from billing.services import credits_refund, credits_spend, wallet_lock
+from fluxsite.accounts.models import User
 from fluxsite.integrations import replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
 from fluxsite.integrations.replicate_files import file_refusal, image_download
@@ -80,7 +81,7 @@ INPUT_TO_FIELD = {
     "output_format": "output_format",
 }
 
-SUGGESTIONS = {
+SUGGESTIONS: dict[str, list[str]] = {
     LoraModel.SubjectKind.SUBJECT: [
         "a portrait photo of {t}, soft window light, 85mm, shallow depth of field",
         "{t} as an astronaut floating in a space station, cinematic lighting",
@@ -207,7 +208,7 @@ def field_errors(*, generation: Generation) -> dict[str, list[str]]:
 
 
 # --- Starting --------------------------------------------------------------------------------------
-def generation_start(*, user, model: LoraModel, prompt: str, params: dict[str, Any]) -> Generation:
+def generation_start(*, user: User, model: LoraModel, prompt: str, params: dict[str, Any]) -> Generation:
     """Create the generation and spend its credits in one transaction; the prediction is created by a task.
 
     `params` are the cleaned form values (aspect_ratio, num_outputs, lora_scale, num_inference_steps,
@@ -523,11 +524,15 @@ def _image_store(generation: Generation, index: int, data: bytes, extension: str
     return _Stored(name, thumb_name, image.width, image.height, len(data))
 
 
+def _download_retryable(exc: Exception) -> bool:
+    return isinstance(exc, IntegrationError) and bool(exc.retryable)
+
+
 def _image_fetch_with_retries(url: str) -> bytes:
     """The image, retried by stamina on retryable failures (a 5xx, a dropped connection)."""
     pause = float(settings.GENERATION_DOWNLOAD_RETRY_SECONDS)
     for attempt in stamina.retry_context(
-        on=lambda exc: isinstance(exc, IntegrationError) and exc.retryable,
+        on=_download_retryable,
         attempts=int(settings.GENERATION_DOWNLOAD_ATTEMPTS),
         timeout=None,
         wait_initial=pause,

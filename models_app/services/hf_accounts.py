@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
+from fluxsite.accounts.models import User
 from fluxsite.integrations import huggingface_client as hf
 from fluxsite.integrations.errors import Category, IntegrationError
 from models_app.models import HuggingFaceAccount
@@ -70,7 +71,7 @@ def _check_writer(token: str) -> hf.HfIdentity:
     return identity
 
 
-def hf_account_connect(*, user, token: str) -> HuggingFaceAccount:
+def hf_account_connect(*, user: User, token: str) -> HuggingFaceAccount:
     """Check the token with whoami (it must be able to write), then store it encrypted.
 
     Raises IntegrationError (authentication for a bad or read-only token) and stores nothing then.
@@ -89,11 +90,11 @@ def hf_account_connect(*, user, token: str) -> HuggingFaceAccount:
     return account
 
 
-def hf_account_disconnect(*, user) -> None:
+def hf_account_disconnect(*, user: User) -> None:
     HuggingFaceAccount.objects.filter(user=user).delete()
 
 
-def hf_account_token_for_use(*, user) -> tuple[str, str]:
+def hf_account_token_for_use(*, user: User) -> tuple[str, str]:
     """The user's (username, token), checked again with whoami: a token can be revoked any time.
 
     Raises IntegrationError(authentication) when there is no account, or its token fails.

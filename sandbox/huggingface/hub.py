@@ -18,13 +18,16 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
 
 from sandbox.huggingface import vendor
 from sandbox.huggingface.models import HubCommit, HubFile, HubLfsObject, HubRepo
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRead  # anything with read(n) -> bytes: a file, or a request body
 
 # What the real Hub answers for a bad token; huggingface_hub keys on this exact text to tell a bad
 # token apart from a missing repo (both are 401 on repo URLs).
@@ -190,7 +193,7 @@ def blob_write_stream(
             os.unlink(tmp_name)
 
 
-def read_chunks(stream: BinaryIO, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+def read_chunks(stream: SupportsRead[bytes], chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
     while chunk := stream.read(chunk_size):
         yield chunk
 
@@ -361,7 +364,7 @@ def change_from_line(item: dict) -> _Change | None:
     raise HubError(400, f"Unknown commit operation: {key!r}")
 
 
-def lfs_object_store(*, oid: str, size: int, stream: BinaryIO) -> None:
+def lfs_object_store(*, oid: str, size: int, stream: SupportsRead[bytes]) -> None:
     blob_write_stream(chunks=read_chunks(stream), expected_oid=oid, expected_size=size)
     HubLfsObject.objects.update_or_create(oid=oid, defaults={"size": size, "verified": False})
 

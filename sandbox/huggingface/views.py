@@ -19,7 +19,7 @@ from functools import wraps
 
 import yaml
 from django.core import signing
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import reverse
 from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
@@ -126,10 +126,10 @@ def _fault_error(
 def hub_endpoint(operation: str) -> Callable:
     """Consume a fault for `operation`, then run the view, rendering HubError in the Hub's shape."""
 
-    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def decorate(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
         @csrf_exempt  # an API called by the SDK, not by a browser form
         @wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
             fault = fault_take(service="huggingface", operation=operation, kinds=HTTP_FAULT_KINDS)
             if fault is not None:
                 if fault.kind == FaultKind.STATUS:
@@ -473,7 +473,7 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
 # --- Downloads -------------------------------------------------------------------------------------
 @hub_endpoint("resolve")
 @require_http_methods(["GET", "HEAD"])
-def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path: str) -> HttpResponse:
+def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path: str) -> HttpResponseBase:
     repo = hub.repo_get_readable(namespace, name, _caller(request))
     commit = hub.commit_for_revision(repo, revision)
     f = commit.files.filter(path=path).first()
@@ -494,9 +494,9 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path
         response = HttpResponse(status=200, content_type="application/octet-stream", headers=headers)
         response["Content-Length"] = str(f.size)
         return response
-    response = FileResponse(blob.open("rb"), content_type="application/octet-stream", headers=headers)
-    response.block_size = 1024 * 1024
-    return response
+    file_response = FileResponse(blob.open("rb"), content_type="application/octet-stream", headers=headers)
+    file_response.block_size = 1024 * 1024
+    return file_response
 
 
 # --- Xet -------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from django.conf import settings
@@ -143,6 +143,16 @@ class RunState:
     error: str | None
 
 
+class _NaturalEnd(NamedTuple):
+    """How a run would end on its own: a RunState whose two times are both known."""
+
+    status: str
+    started_at: datetime
+    completed_at: datetime
+    progress: float
+    error: str | None
+
+
 def training_duration(steps: int) -> float:
     return max(2.0, float(settings.SANDBOX_TRAINING_SECONDS) * steps / 1000)
 
@@ -155,9 +165,9 @@ def training_state(training: SandboxTraining, now: datetime | None = None) -> Ru
     started = max(training.created_at + start_delay, checked) if checked else None
     # When the run would end on its own, and how.
     if checked and training.dataset_error:
-        natural = RunState("failed", checked, checked, 0.0, training.dataset_error)
+        natural: _NaturalEnd | None = _NaturalEnd("failed", checked, checked, 0.0, training.dataset_error)
     elif started and training.fail_midway:
-        natural = RunState(
+        natural = _NaturalEnd(
             "failed",
             started,
             started + span / 2,
@@ -166,7 +176,7 @@ def training_state(training: SandboxTraining, now: datetime | None = None) -> Ru
             "memory access was encountered (sandbox fault: fail_training)",
         )
     elif started:
-        natural = RunState("succeeded", started, started + span, 1.0, None)
+        natural = _NaturalEnd("succeeded", started, started + span, 1.0, None)
     else:
         natural = None
     canceled = training.canceled_at
@@ -177,7 +187,7 @@ def training_state(training: SandboxTraining, now: datetime | None = None) -> Ru
         return RunState("starting", None, None, 0.0, None)
     if now < natural.completed_at:
         return RunState("processing", started, None, _fraction(now, started, span), None)
-    return natural
+    return RunState(*natural)
 
 
 def _fraction(now: datetime, started: datetime | None, span: timedelta) -> float:
@@ -656,6 +666,7 @@ def trained_version_register(training: SandboxTraining) -> SandboxVersion | None
     model = SandboxModel.objects.filter(owner=owner, name=name).first()
     if model is None:
         return None
+    version: SandboxVersion | None
     try:
         version, _ = SandboxVersion.objects.get_or_create(
             version_id=trained_version_id(training.id),

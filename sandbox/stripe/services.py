@@ -116,7 +116,7 @@ def record_list(
 def customer_create(
     *, email: str | None, name: str | None = None, metadata: dict[str, str] | None = None
 ) -> dict:
-    data = {
+    data: dict[str, Any] = {
         "id": new_id("cus"),
         "object": "customer",
         "address": None,

@@ -174,7 +174,9 @@ def stripe_api(operation: str | dict[str, str]) -> Callable:
                     else "You did not provide an API key. You need to provide your API key in the "
                     "Authorization header, using Bearer auth.",
                 )
-            faulted = _fault_response(operation if isinstance(operation, str) else operation[request.method])
+            faulted = _fault_response(
+                operation if isinstance(operation, str) else operation[request.method or ""]
+            )
             if faulted is not None:
                 return faulted
             key = request.headers.get("Idempotency-Key") if request.method == "POST" else None

@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -303,7 +303,7 @@ def _safe_member(name: str) -> bool:
     )
 
 
-def _upload_zip(dataset: Dataset, upload: BinaryIO, zip_name: str) -> list[FileVerdict]:
+def _upload_zip(dataset: Dataset, upload: IO[bytes], zip_name: str) -> list[FileVerdict]:
     """Each image member gets its own verdict; `photo.txt` beside `photo.jpg` is its caption.
 
     Nothing is extracted to disk. Everything that can be refused from the central directory is
@@ -400,7 +400,7 @@ def _zip_image(
     return _add_image(dataset, buffer.getvalue(), label, caption=caption, notices=notices)
 
 
-def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: BinaryIO, limit: int) -> bool:
+def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: IO[bytes], limit: int) -> bool:
     read = 0
     try:
         with archive.open(info) as member:

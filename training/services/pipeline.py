@@ -15,6 +15,7 @@ the task that sets it may call the API, so a redelivered task never starts a sec
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -303,7 +304,7 @@ def _stage_completion(job: TrainingJob) -> None:
         _enqueue_notify(job.pk)
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, Callable[[TrainingJob], None]] = {
     S.INITIALIZING: _stage_initializing,
     S.ZIP_CREATION: _stage_zip,
     S.REPLICATE_TRAINING: _stage_replicate_start,
@@ -552,8 +553,14 @@ def trainings_reconcile() -> dict[str, int]:
         except IntegrationError as exc:
             logger.warning("training %s: listing recent trainings failed: %s", job.pk, exc)
             continue  # we cannot know: never refund a training that may be running
-        if job.replicate_create_started_at < stale and training_fail(
-            job=job, category=Category.TIMEOUT, message="Replicate never confirmed that the training started."
+        if (
+            job.replicate_create_started_at is not None
+            and job.replicate_create_started_at < stale
+            and training_fail(
+                job=job,
+                category=Category.TIMEOUT,
+                message="Replicate never confirmed that the training started.",
+            )
         ):
             counts["failed"] += 1
     due = (

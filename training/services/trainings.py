@@ -17,6 +17,7 @@ from django.utils import timezone
 from billing.models import CreditKind
 from billing.pricing import training_cost_credits, training_cost_dollars
 from billing.services import credits_spend, wallet_lock
+from fluxsite.accounts.models import User
 from fluxsite.integrations import replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
 from fluxsite.integrations.storage import PRIVATE
@@ -31,7 +32,7 @@ S = TrainingJob.Status
 
 # --- Create and duplicate ------------------------------------------------------------------------------------
 def training_create(
-    *, owner, name: str, trigger_word: str, subject_kind: str, description: str = ""
+    *, owner: User, name: str, trigger_word: str, subject_kind: str, description: str = ""
 ) -> TrainingJob:
     """A draft training with its empty dataset."""
     with transaction.atomic():
@@ -64,7 +65,7 @@ def training_duplicate(*, job: TrainingJob) -> TrainingJob:
     """
     source_images = list(DatasetImage.objects.filter(dataset__training=job).order_by("position", "pk"))
     source_dataset = Dataset.objects.filter(training=job).first()
-    name = job.name[: TrainingJob._meta.get_field("name").max_length - len(COPY_SUFFIX)] + COPY_SUFFIX
+    name = job.name[: TrainingJob.NAME_MAX_LENGTH - len(COPY_SUFFIX)] + COPY_SUFFIX
     with transaction.atomic():
         copy = TrainingJob.objects.create(
             owner=job.owner,

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+from fluxsite.accounts.models import User
 
 DEMO_EMAIL = "demo@fluxsite.local"
 DEMO_PASSWORD = "fluxsite-demo-password"
@@ -14,16 +17,17 @@ SANDBOX_CATALOG = settings.BASE_DIR / "sandbox" / "stripe" / "catalog.json"
 class Command(BaseCommand):
     help = "Make sure the demo account and, in the sandbox, the demo catalog exist (local development only)."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
             self.stdout.write("DEBUG is off: no demo account is created.")
             return
         from fluxsite.accounts.services import user_email_confirm, user_sign_up
 
-        User = get_user_model()
         user = User.objects.filter(email=DEMO_EMAIL).first()
         if user is None:
             user = user_sign_up(email=DEMO_EMAIL, password=DEMO_PASSWORD)
+            if user is None:  # a concurrent run created the account meanwhile: use that one
+                user = User.objects.get(email=DEMO_EMAIL)
             user.is_staff = True
             user.is_superuser = True
             user.save(update_fields=["is_staff", "is_superuser"])
