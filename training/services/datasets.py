@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from fluxsite.integrations import storage
@@ -169,7 +170,7 @@ def dataset_upload_files(*, dataset: Dataset, files: Sequence[UploadedFile]) -> 
                 FileVerdict(
                     name,
                     False,
-                    f"Too large: {_mb(size)}; the most per file is {_mb(settings.DATASET_MAX_FILE_BYTES)}.",
+                    f"Too large: {filesizeformat(size)}; the most per file is {filesizeformat(settings.DATASET_MAX_FILE_BYTES)}.",
                 )
             )
             continue
@@ -179,7 +180,7 @@ def dataset_upload_files(*, dataset: Dataset, files: Sequence[UploadedFile]) -> 
                 FileVerdict(
                     name,
                     False,
-                    f"Not added: this upload is over the total of {_mb(settings.DATASET_MAX_TOTAL_BYTES)}.",
+                    f"Not added: this upload is over the total of {filesizeformat(settings.DATASET_MAX_TOTAL_BYTES)}.",
                 )
             )
             continue
@@ -200,10 +201,6 @@ def dataset_upload_files(*, dataset: Dataset, files: Sequence[UploadedFile]) -> 
 _FAILED_MESSAGE = (
     "Not added: something went wrong on our side while storing this file, and we have been told."
 )
-
-
-def _mb(size: int) -> str:
-    return f"{size / (1024 * 1024):.0f} MB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KB"
 
 
 def _add_image(
@@ -333,8 +330,8 @@ def _upload_zip(dataset: Dataset, upload: IO[bytes], zip_name: str) -> list[File
                 FileVerdict(
                     zip_name,
                     False,
-                    f"This ZIP expands to {_mb(declared)}, over the limit of "
-                    f"{_mb(settings.DATASET_MAX_TOTAL_BYTES)}: nothing was added.",
+                    f"This ZIP expands to {filesizeformat(declared)}, over the limit of "
+                    f"{filesizeformat(settings.DATASET_MAX_TOTAL_BYTES)}: nothing was added.",
                 )
             ]
         verdicts: list[FileVerdict] = []
@@ -354,9 +351,9 @@ def _upload_zip(dataset: Dataset, upload: IO[bytes], zip_name: str) -> list[File
                         FileVerdict(
                             label,
                             False,
-                            f"Caption file skipped: it is {_mb(info.file_size)}; "
-                            f"a caption file may have at most {_mb(_CAPTION_FILE_MAX)} "
-                            f"and a ZIP {_mb(settings.DATASET_ZIP_MAX_CAPTION_BYTES)} "
+                            f"Caption file skipped: it is {filesizeformat(info.file_size)}; "
+                            f"a caption file may have at most {filesizeformat(_CAPTION_FILE_MAX)} "
+                            f"and a ZIP {filesizeformat(settings.DATASET_ZIP_MAX_CAPTION_BYTES)} "
                             "of captions in all.",
                         )
                     )
@@ -386,7 +383,7 @@ def _zip_image(
         return FileVerdict(
             label,
             False,
-            f"Too large: {_mb(info.file_size)}; the most per file is {_mb(settings.DATASET_MAX_FILE_BYTES)}.",
+            f"Too large: {filesizeformat(info.file_size)}; the most per file is {filesizeformat(settings.DATASET_MAX_FILE_BYTES)}.",
         )
     if dataset.images.count() >= settings.DATASET_MAX_IMAGES:
         return FileVerdict(label, False, _full_message())  # not even read
