@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from django import forms
+from django.urls import reverse
+
+from generations.services.generation import PROMPT_MAX_CHARS
 
 # --- Generating images --------------------------------------------------------------------------------
 SEED_MAX = 2_147_483_647
@@ -22,7 +25,7 @@ class GenerateForm(forms.Form):
     """
 
     prompt = forms.CharField(
-        max_length=1000,
+        max_length=PROMPT_MAX_CHARS,
         strip=True,
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "Describe the image…"}),
         error_messages={
@@ -81,9 +84,29 @@ class GenerateForm(forms.Form):
         super().__init__(*args, **kwargs)
         for name, spec in (limits or {}).items():
             self._apply(name, spec)
+        self._live_preview()
         for name, text in self.HELP.items():
             field = self.fields[name]
             field.help_text = f"{_number(field.min_value)} to {_number(field.max_value)}: {text}"
+
+    def _live_preview(self) -> None:
+        """The prompt and the image count refresh the preview (trigger word, cost) as they change:
+        on `input`, so a paste or an autocorrection counts too; the limits stay the fields' own."""
+        preview = {
+            "hx-get": reverse("generations:generate_preview"),
+            "hx-target": "#preview",
+            "hx-swap": "outerHTML",
+        }
+        self.fields["prompt"].widget.attrs.update(
+            {**preview, "hx-trigger": "input changed delay:300ms", "hx-include": "#id_model, #id_num_outputs"}
+        )
+        self.fields["num_outputs"].widget.attrs.update(
+            {
+                **preview,
+                "hx-trigger": "change, input changed delay:300ms",
+                "hx-include": "#id_model, #id_prompt",
+            }
+        )
 
     def _apply(self, name: str, spec) -> None:
         old = self.fields.get(name)
