@@ -1,5 +1,6 @@
-// Prompt ideas on the generate page: clicking one fills the prompt box, then a keyup tells htmx
-// to refresh the live preview. A static file, not an inline script, so the strict CSP holds.
+// Prompt ideas on the generate page: clicking one fills the prompt box, then an `input` event (what
+// the box's hx-trigger listens for: a paste gives no key event either) tells htmx to refresh the
+// live preview. A static file, not an inline script, so the strict CSP holds.
 (function () {
   "use strict";
   document.addEventListener("click", function (event) {
@@ -9,6 +10,6 @@
     if (!box) return;
     box.value = chip.getAttribute("data-suggestion");
     box.focus();
-    box.dispatchEvent(new KeyboardEvent("keyup", { bubbles: true }));
+    box.dispatchEvent(new Event("input", { bubbles: true }));
   });
 })();

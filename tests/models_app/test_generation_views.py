@@ -70,7 +70,7 @@ def test_the_page_offers_suggestions_for_the_models_kind_and_a_live_preview(alic
     page = alice_client.get(f"/models/generate/?model={style.pk}").content.decode()
     assert 'data-suggestion="a lighthouse on a cliff at dusk, in the style of ALICEX"' in page
     assert (
-        'hx-trigger="keyup changed delay:300ms"' in page and "generate.js" in page and "<script>" not in page
+        'hx-trigger="input changed delay:300ms"' in page and "generate.js" in page and "<script>" not in page
     )
     preview = alice_client.get(
         "/models/generate/preview/",
