@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from fluxsite.integrations import stripe_client
 from fluxsite.integrations.errors import Category, IntegrationError
 from sandbox.faults import fault_inject
+from tests.helpers import live_server_idle
 
 
 def _create(**overrides) -> stripe_client.CheckoutSession:
@@ -76,7 +77,7 @@ def test_a_hanging_stripe_is_a_timeout(sandbox, settings):
         stripe_client.checkout_session_retrieve(session_id=session.id)
     assert err.value.category == Category.TIMEOUT and err.value.retryable is True
     assert time.monotonic() - started < 0.8
-    time.sleep(0.6)  # let the sandbox thread finish its sleep before the database is flushed
+    assert live_server_idle()  # the sandbox thread ends its sleep before the database is flushed
 
 
 def test_an_unreachable_stripe_is_a_network_error(settings):

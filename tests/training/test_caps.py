@@ -13,7 +13,7 @@ from billing.selectors import balance_for_user
 from billing.services import credits_grant
 from models_app.models import Generation
 from models_app.services import GenerationError, generation_start
-from tests.billing.conftest import run_concurrently
+from tests.helpers import run_concurrently
 from tests.models_app.generation_kit import PARAMS, lora_model
 from training import pipeline
 from training.models import TrainingJob
