@@ -87,6 +87,9 @@ def test_the_run_command_serves_the_login_page_and_stops_both_processes_on_ctrl_
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # As from a terminal: a test run started in the background (nohup, `cmd &`) ignores SIGINT, and
+        # the ignoring is inherited, so the Ctrl-C below would never arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
     def login_page() -> httpx.Response | None:
