@@ -52,6 +52,32 @@ def sandbox_runs_finished(*run_ids: str, timeout: float = 20.0) -> bool:
     )
 
 
+SANDBOX_THREADS = (
+    "sandbox-replicate-",
+    "sandbox-stripe-webhooks",
+)  # named in sandbox/replicate, sandbox/stripe
+
+
+def sandbox_settle(*, timeout: float = 20.0) -> bool:
+    """Stop what a test left running in the sandbox and wait until it has stopped.
+
+    The Replicate stand-in's runner threads end once their run's row is gone, so the rows are deleted
+    (the test's data is flushed next anyway); then this waits for every sandbox thread (runners and
+    Stripe's webhook senders) and for the live server to be idle. Left running, they would deliver
+    webhooks into the next test through the same live server, or hold the database while it is
+    flushed. True when all has stopped within `timeout` seconds.
+    """
+    from sandbox.replicate.models import SandboxPrediction, SandboxTraining
+
+    SandboxTraining.objects.all().delete()
+    SandboxPrediction.objects.all().delete()
+    threads_ended = wait_for(
+        lambda: not any(t.name.startswith(SANDBOX_THREADS) and t.is_alive() for t in threading.enumerate()),
+        timeout=timeout,
+    )
+    return live_server_idle(timeout=timeout) and threads_ended
+
+
 class _RequestsInFlight:
     """The threads other than the main one that are handling a request: live-server threads.
 

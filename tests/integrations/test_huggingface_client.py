@@ -21,7 +21,6 @@ from sandbox.faults import fault_inject
 from sandbox.huggingface import hub as hub_state
 from sandbox.huggingface.models import HubLfsObject
 from sandbox.models import FaultKind
-from tests.helpers import live_server_idle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -197,7 +196,6 @@ def test_a_hub_that_hangs_is_a_timeout(hub):
         hf.whoami()
     assert err.value.category == Category.TIMEOUT
     assert err.value.retryable is True
-    assert live_server_idle()  # the stand-in's sleeping thread ends before the test database goes away
 
 
 def test_a_hub_that_cannot_be_reached_is_a_network_error(settings):
