@@ -1,5 +1,5 @@
-"""Helpers shared by the tests, one copy of each: waiting on a condition, racing threads, reading a
-balance, and finding inline script in a page.
+"""Helpers shared by the tests, one copy of each: waiting on a condition (the sandbox's threads and
+the live server included), racing threads, reading a balance, and finding inline script in a page.
 
 Waits poll a condition with a deadline instead of sleeping a fixed time: they return as soon as the
 thing happened, and a slow machine gets the whole timeout instead of a flaky failure.
@@ -52,10 +52,8 @@ def sandbox_runs_finished(*run_ids: str, timeout: float = 20.0) -> bool:
     )
 
 
-SANDBOX_THREADS = (
-    "sandbox-replicate-",
-    "sandbox-stripe-webhooks",
-)  # named in sandbox/replicate, sandbox/stripe
+# The names sandbox/replicate/simulation.py and sandbox/stripe/services.py give their threads.
+SANDBOX_THREADS = ("sandbox-replicate-", "sandbox-stripe-webhooks")
 
 
 def sandbox_settle(*, timeout: float = 20.0) -> bool:
