@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 
 # Read by Django at run time (the browser tests use the ORM beside Playwright's event loop). The
 # Hugging Face variables are set in fluxsite/settings.py: huggingface_hub is imported before this runs.
@@ -15,6 +16,9 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 import pytest  # noqa: E402
 from django.conf import settings as django_settings  # noqa: E402
+
+# Imported here, before any test runs, so its count of requests in flight misses none.
+from tests.helpers import sandbox_settle  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -189,6 +193,9 @@ def sandbox(live_server, settings, tmp_path):
     settings.SANDBOX_HF_ROOT = tmp_path / "sandbox-hf"
     fault_clear()
     yield base
+    # Nothing the test started may reach the next test through the same live server.
+    if not sandbox_settle():
+        warnings.warn("sandbox threads or live-server requests still running after 20 s", stacklevel=1)
     fault_clear()
 
 

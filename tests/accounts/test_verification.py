@@ -208,7 +208,7 @@ def test_moving_a_verified_account_to_a_new_address_brings_no_second_grant(alice
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_accounts_verifying_the_same_mailbox_at_once_get_one_grant(settings):
-    from tests.billing.conftest import run_concurrently
+    from tests.helpers import run_concurrently
 
     users = [signed_up("jane.doe+x@gmail.com"), signed_up("janedoe@googlemail.com")]
     tokens = [verification_token_make(user=u, email=u.email) for u in users]

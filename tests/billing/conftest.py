@@ -1,14 +1,11 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 import stripe
-from django.db import connections
 
 from tests.conftest import catalog_load
 
@@ -46,37 +43,6 @@ def post_event(client, settings, django_capture_on_commit_callbacks):
             )
 
     return post
-
-
-def run_concurrently(fn: Callable[[int], object], n: int) -> list[object]:
-    """Run fn(i) in n threads released at the same moment; returns results or raised exceptions."""
-    barrier = threading.Barrier(n)
-    results: list[object] = [None] * n
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = fn(i)
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return results
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def ensure_catalog() -> None:

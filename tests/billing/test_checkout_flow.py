@@ -7,16 +7,13 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from billing.models import CheckoutRecord, CreditKind, CreditPack, Plan, Subscription, Wallet
+from billing.models import CheckoutRecord, CreditKind, CreditPack, Plan, Subscription
 from billing.services import credits_spend
 from sandbox.stripe import services as stripe_sandbox
-from tests.billing.conftest import ensure_catalog, signed, stripe_event, wait_for
+from tests.billing.conftest import ensure_catalog, signed, stripe_event
+from tests.helpers import balance, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def balance(user) -> int:
-    return Wallet.objects.get(user=user).balance
 
 
 def start_checkout(client, url_name: str, pk: int) -> CheckoutRecord:

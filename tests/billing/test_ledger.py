@@ -14,11 +14,7 @@ from billing.services import (
     credits_spend,
     credits_take_back,
 )
-from tests.billing.conftest import run_concurrently
-
-
-def balance(user) -> int:
-    return Wallet.objects.get(user=user).balance
+from tests.helpers import balance, run_concurrently
 
 
 def test_sign_up_grants_the_welcome_credits_once(alice, settings):

@@ -13,14 +13,10 @@ from billing.models import (
     CreditPack,
     StripeEvent,
     StripeEventStatus,
-    Wallet,
 )
 from billing.services import credits_spend
-from tests.billing.conftest import ensure_catalog, run_concurrently, signed, stripe_event
-
-
-def balance(user) -> int:
-    return Wallet.objects.get(user=user).balance
+from tests.billing.conftest import ensure_catalog, signed, stripe_event
+from tests.helpers import balance, run_concurrently
 
 
 def session_obj(user, pack, *, payment_status="paid", session_id="cs_test_1", pi="pi_test_1") -> dict:

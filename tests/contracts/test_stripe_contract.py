@@ -24,7 +24,8 @@ from fluxsite.integrations import stripe_client
 from sandbox.stripe import services as stripe_sandbox
 from sandbox.stripe.models import StripeEvent as SandboxEvent
 from sandbox.stripe.models import StripeRecord
-from tests.billing.conftest import ensure_catalog, stripe_event, wait_for
+from tests.billing.conftest import ensure_catalog, stripe_event
+from tests.helpers import wait_for
 
 FIXTURES = json.loads(
     (Path(__file__).resolve().parents[2] / "sandbox/vendor/stripe/fixtures.json").read_text()

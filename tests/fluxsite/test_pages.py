@@ -1,6 +1,8 @@
 import pytest
 from django.urls import path
 
+from tests.helpers import assert_no_inline_script
+
 pytestmark = pytest.mark.django_db
 
 
@@ -39,7 +41,8 @@ def test_the_layout_uses_our_own_htmx_and_sends_the_csrf_token(alice_client):
     html = alice_client.get("/trainings/").content.decode()
     assert 'src="/static/js/htmx.min.js"' in html
     assert 'hx-headers=\'{"X-CSRFToken": "' in html
-    assert "<script>" not in html and "style=" not in html
+    assert_no_inline_script(html)
+    assert "style=" not in html
     for label in ("Trainings", "Models", "Generate", "Billing", "credits"):
         assert label in html
 

@@ -116,7 +116,7 @@ def test_a_limited_htmx_request_gets_a_fragment(alice_client, settings):
 @pytest.mark.django_db(transaction=True)
 def test_parallel_sign_ups_share_one_counter_in_redis(settings):
     """With the Redis cache (the production one), parallel requests count atomically."""
-    from tests.billing.conftest import run_concurrently
+    from tests.helpers import run_concurrently
 
     settings.RATELIMITS = {**settings.RATELIMITS, "signup": "4/h"}
 

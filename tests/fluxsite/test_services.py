@@ -5,12 +5,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from django.conf import settings
+
+from tests.helpers import wait_for, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,16 +87,20 @@ def test_the_run_command_serves_the_login_page_and_stops_both_processes_on_ctrl_
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # As from a terminal: a test run started in the background (nohup, `cmd &`) ignores SIGINT, and
+        # the ignoring is inherited, so the Ctrl-C below would never arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+    def login_page() -> httpx.Response | None:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/account/login/", timeout=2)
+        except httpx.TransportError:
+            return None
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/account/login/", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the web server did not start"
-                time.sleep(0.3)
+        response = wait_until(login_page, lambda r: r is not None, timeout=60, interval=0.3)
+        assert response is not None, "the web server did not start"
         assert response.status_code == 200
         assert "Log in" in response.text
         children = subprocess.run(
@@ -104,9 +109,14 @@ def test_the_run_command_serves_the_login_page_and_stops_both_processes_on_ctrl_
         assert len(children) == 2  # runserver and qcluster
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-        time.sleep(0.5)
-        for pid in children:
-            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+        def gone(pid: str) -> bool:
+            try:
+                return "zombie" in Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                return True
+
+        assert wait_for(lambda: all(gone(pid) for pid in children), timeout=10), children
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fluxsite.statemachine import backoff_seconds, transition
-from tests.billing.conftest import run_concurrently
+from tests.helpers import run_concurrently
 from training.models import TrainingJob
 from training.services import training_create
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 
 from PIL import Image
 
@@ -115,12 +114,3 @@ def finished_generation(owner, model: LoraModel | None, *, images: int = 1, **ex
     for index in range(images):
         stored_image(generation, index)
     return generation
-
-
-def wait_for(predicate, timeout: float = 8.0, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from generations.models import Generation
 from tests.generations.generation_kit import lora_model, sandbox_version
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SHOTS = os.environ.get("FLUXSITE_SCREENSHOTS", "")  # a folder to keep screenshots in, for a human to look at
 
 

@@ -17,7 +17,8 @@ from generations.services import generation_start
 from sandbox.faults import fault_inject
 from sandbox.models import FaultKind
 from sandbox.replicate.models import SandboxPrediction
-from tests.generations.generation_kit import FORM, PARAMS, lora_model, sandbox_version, wait_for
+from tests.generations.generation_kit import FORM, PARAMS, lora_model, sandbox_version
+from tests.helpers import sandbox_runs_finished, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 G = Generation.Status
@@ -64,7 +65,7 @@ def test_the_poller_finishes_a_generation_whose_webhooks_were_lost(sandbox, sett
     generation = generation_start(user=alice, model=ready_model, prompt="a cat", params=dict(PARAMS))
     generation.refresh_from_db()
     assert generation.status == G.RUNNING and generation.replicate_prediction_id
-    time.sleep(1.2)  # SANDBOX_PREDICTION_SECONDS is 1
+    assert sandbox_runs_finished(generation.replicate_prediction_id)  # finished at Replicate
     generation.refresh_from_db()
     assert generation.status == G.RUNNING  # no webhook came
     settings.PIPELINE_STALE_MINUTES = 0

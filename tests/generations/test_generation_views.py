@@ -8,6 +8,7 @@ from billing.selectors import balance_for_user
 from fluxsite.integrations import storage
 from generations.models import GeneratedImage, Generation
 from tests.generations.generation_kit import FORM, finished_generation, lora_model
+from tests.helpers import assert_no_inline_script
 
 pytestmark = pytest.mark.django_db
 VERSION = "fluxsite/lora-x:" + "a" * 64
@@ -69,9 +70,8 @@ def test_the_page_offers_suggestions_for_the_models_kind_and_a_live_preview(alic
     style = lora_model(alice, name="Ink", subject_kind="style", replicate_version=VERSION)
     page = alice_client.get(f"/models/generate/?model={style.pk}").content.decode()
     assert 'data-suggestion="a lighthouse on a cliff at dusk, in the style of ALICEX"' in page
-    assert (
-        'hx-trigger="input changed delay:300ms"' in page and "generate.js" in page and "<script>" not in page
-    )
+    assert 'hx-trigger="input changed delay:300ms"' in page and "generate.js" in page
+    assert_no_inline_script(page)
     preview = alice_client.get(
         "/models/generate/preview/",
         {"model": model.pk, "prompt": "a cat", "num_outputs": 3},

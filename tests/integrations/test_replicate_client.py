@@ -15,7 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 from fluxsite.integrations import replicate_client as rc
 from fluxsite.integrations.errors import Category, IntegrationError
 from sandbox.faults import fault_inject
-from tests.sandbox.replicate_kit import WebhookReceiver, dataset_url, good_dataset, wait_until
+from tests.helpers import wait_until
+from tests.sandbox.replicate_kit import WebhookReceiver, dataset_url, good_dataset
 
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 VECTOR_HEADERS = {

@@ -9,6 +9,7 @@ import pytest
 from fluxsite.integrations import storage
 from models_app.models import LoraModel
 from models_app.selectors import owned_file_names
+from tests.helpers import assert_no_inline_script
 from tests.models_app.conftest import safetensors_bytes
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +55,7 @@ def test_the_model_page_has_the_trigger_word_usage_and_links(alice_client, model
     assert 'data-copy-target="#trigger-word"' in html and "copy-text.js" in html
     assert 'load_lora_weights("fluxsite/portrait-1234abcd", weight_name="lora.safetensors")' in html
     assert "/sandbox/hf/fluxsite/portrait-1234abcd" in html or "huggingface" in html
-    assert "<script>" not in html  # no inline script under our CSP
+    assert_no_inline_script(html)  # none under our CSP
 
 
 def test_the_owner_downloads_the_weights_through_an_expiring_signed_link(alice_client, model):

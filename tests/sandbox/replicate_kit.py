@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from PIL import Image
 
 from fluxsite.integrations import storage
+from tests.helpers import wait_until
 
 
 def image_bytes(color: tuple[int, int, int] = (200, 120, 40), fmt: str = "JPEG") -> bytes:
@@ -90,23 +91,12 @@ class WebhookReceiver:
             self._server.shutdown()
             self._server.server_close()
 
+    def snapshot(self) -> list[Delivery]:
+        with self._lock:
+            return list(self.deliveries)
+
     def wait_for(self, predicate: Callable[[list[Delivery]], bool], timeout: float = 10.0) -> list[Delivery]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                snapshot = list(self.deliveries)
-            if predicate(snapshot):
-                return snapshot
-            time.sleep(0.05)
-        raise AssertionError(f"webhooks not received in {timeout}s: {[d.body[:80] for d in self.deliveries]}")
-
-
-def wait_until(
-    fetch: Callable[[], object], done: Callable[[object], bool], timeout: float = 15.0, interval: float = 0.2
-) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+        snapshot = wait_until(self.snapshot, predicate, timeout=timeout, interval=0.05)
+        if not predicate(snapshot):
+            raise AssertionError(f"webhooks not received in {timeout}s: {[d.body[:80] for d in snapshot]}")
+        return snapshot

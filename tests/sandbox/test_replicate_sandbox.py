@@ -7,7 +7,6 @@ import json
 import re
 import struct
 import tarfile
-import time
 
 import httpx
 import pytest
@@ -20,12 +19,12 @@ from replicate.webhook import Webhooks, WebhookSigningSecret
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.integrations.replicate_client import webhook_verify
 from sandbox.faults import fault_inject
+from tests.helpers import sandbox_runs_finished, wait_until
 from tests.sandbox.replicate_kit import (
     WebhookReceiver,
     dataset_url,
     good_dataset,
     image_bytes,
-    wait_until,
     zip_bytes,
 )
 
@@ -321,7 +320,7 @@ def test_drop_webhook_fault_drops_the_completed_webhook(sdk, receiver):
     )
     wait_until(lambda: sdk.predictions.get(prediction.id), _finished)
     receiver.wait_for(lambda d: len(d) >= 1)
-    time.sleep(0.5)  # give a wrongly delivered completed webhook the time to arrive
+    assert sandbox_runs_finished(prediction.id)  # a wrongly delivered completed webhook has arrived by now
     assert _statuses(receiver.deliveries) == ["starting"]
 
 

@@ -18,6 +18,7 @@ from django.test import Client
 from fluxsite.integrations import stripe_client
 from fluxsite.integrations.errors import Category, IntegrationError
 from sandbox.faults import fault_inject
+from tests.helpers import assert_no_inline_script
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -116,7 +117,8 @@ def test_a_paid_credit_pack_redirects_and_sends_a_signed_checkout_completed(sand
 
     page = Client().get(urlsplit(session.url).path)
     assert page.status_code == 200
-    assert b"10.00" in page.content and b"1,000 credits" in page.content and b"<script>" not in page.content
+    assert b"10.00" in page.content and b"1,000 credits" in page.content
+    assert_no_inline_script(page.content)
 
     response = _click(session)
     assert response.status_code == 302

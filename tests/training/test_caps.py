@@ -13,8 +13,8 @@ from billing.selectors import balance_for_user
 from billing.services import credits_grant
 from generations.models import Generation
 from generations.services import GenerationError, generation_start
-from tests.billing.conftest import run_concurrently
 from tests.generations.generation_kit import PARAMS, lora_model
+from tests.helpers import run_concurrently
 from training.models import TrainingJob
 from training.services import pipeline, training_create, trainings
 

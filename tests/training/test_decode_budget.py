@@ -12,6 +12,7 @@ import time
 import pytest
 from PIL import Image
 
+from tests.helpers import run_concurrently
 from tests.training import images
 from training import imaging
 from training.imaging import ImageLimits, ImageRejected, image_prepare_budgeted
@@ -105,11 +106,9 @@ def test_a_file_over_the_memory_budget_replaces_its_worker():
 
 
 def test_decodes_at_once_get_a_worker_each():
-    from concurrent.futures import ThreadPoolExecutor
-
     limits = ImageLimits()
     photos = [images.photo(seed=10 + i) for i in range(4)]
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda data: image_prepare_budgeted(data, limits=limits), photos))
+    results = run_concurrently(lambda i: image_prepare_budgeted(photos[i], limits=limits), 4)
+    assert not [r for r in results if isinstance(r, Exception)], results
     assert len({r.pixel_sha256 for r in results}) == 4
     assert 1 <= len(idle_pids()) <= imaging.MAX_IDLE_WORKERS

@@ -17,6 +17,7 @@ from billing.selectors import balance_for_user
 from sandbox.faults import fault_clear, fault_inject
 from sandbox.models import FaultKind
 from sandbox.replicate.models import SandboxTraining
+from tests.helpers import sandbox_runs_finished, wait_for, wait_until
 from tests.training.conftest import add_photos
 from training.models import ReplicateWebhook, TrainingJob
 from training.services import pipeline, trainings
@@ -35,15 +36,17 @@ PARAMS = {
 }
 
 
-def wait_for(job: TrainingJob, statuses, seconds: float = 40) -> TrainingJob:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job.refresh_from_db()
-        if job.status in statuses:
-            return job
-        time.sleep(0.2)
+def wait_for_status(job: TrainingJob, statuses, seconds: float = 40) -> TrainingJob:
+    fresh = wait_until(
+        lambda: TrainingJob.objects.get(pk=job.pk),
+        lambda j: j.status in statuses,
+        timeout=seconds,
+        interval=0.2,
+    )
+    if fresh.status in statuses:
+        return fresh
     raise AssertionError(
-        f"training stuck in {job.status}; events: {list(job.events.values_list('message', flat=True))}"
+        f"training stuck in {fresh.status}; events: {list(fresh.events.values_list('message', flat=True))}"
     )
 
 
@@ -71,7 +74,7 @@ def test_a_training_goes_from_photos_to_a_published_model(ready_training, alice,
     before = balance_for_user(alice)
     job = trainings.training_start(job=ready_training, params=PARAMS)
     assert balance_for_user(alice) == before - cost()
-    job = wait_for(job, (S.SUCCEEDED, S.FAILED))
+    job = wait_for_status(job, (S.SUCCEEDED, S.FAILED))
     assert job.status == S.SUCCEEDED, job.error_message
     assert job.replicate_training_id and job.predict_time
     assert job.progress_step == job.progress_total == 1000
@@ -102,7 +105,7 @@ def test_a_refused_training_creation_fails_at_once_and_refunds(ready_training, a
     before = balance_for_user(alice)
     fault_inject(service="replicate", operation="trainings.create", status=status)
     job = trainings.training_start(job=ready_training, params=PARAMS)
-    job = wait_for(job, (S.FAILED,), 15)
+    job = wait_for_status(job, (S.FAILED,), 15)
     assert job.error_category == category and job.failed_stage == S.REPLICATE_TRAINING
     assert job.error_hint
     assert balance_for_user(alice) == before
@@ -115,15 +118,14 @@ def test_a_passing_replicate_error_is_retried_with_backoff_and_then_succeeds(rea
     before = balance_for_user(alice)
     fault_inject(service="replicate", operation="trainings.create", status=status, retry_after=1)
     job = trainings.training_start(job=ready_training, params=PARAMS)
-    time.sleep(0.5)
-    job.refresh_from_db()
+    job = wait_until(lambda: TrainingJob.objects.get(pk=job.pk), lambda j: j.attempts >= 1, timeout=5)
     assert job.status == S.REPLICATE_TRAINING and job.next_attempt_at and job.attempts == 1
     assert job.events.filter(
         level="warning", category="rate_limit" if status == 429 else "service_error"
     ).exists()
     TrainingJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     pipeline.trainings_reconcile()
-    job = wait_for(job, (S.SUCCEEDED, S.FAILED))
+    job = wait_for_status(job, (S.SUCCEEDED, S.FAILED))
     assert job.status == S.SUCCEEDED
     assert SandboxTraining.objects.count() == 1
     assert balance_for_user(alice) == before - cost()
@@ -134,7 +136,7 @@ def test_a_timed_out_creation_never_starts_a_second_training(ready_training, ali
     settings.REPLICATE_TIMEOUT_SECONDS = 1
     fault_inject(service="replicate", operation="trainings.create", kind=FaultKind.TIMEOUT, delay_seconds=1.5)
     job = trainings.training_start(job=ready_training, params=PARAMS)
-    job = wait_for(job, (S.SUCCEEDED, S.FAILED))
+    job = wait_for_status(job, (S.SUCCEEDED, S.FAILED))
     assert job.status == S.SUCCEEDED
     assert SandboxTraining.objects.count() == 1
     assert job.events.filter(message__contains="found and linked to this job").exists()
@@ -152,7 +154,7 @@ def test_a_timed_out_creation_whose_webhooks_are_lost_is_found_by_the_poller(rea
     job.refresh_from_db()
     assert job.status == S.REPLICATE_TRAINING and job.replicate_training_id == ""
     assert job.replicate_input["input_images"] and job.replicate_trainer_version
-    assert wait_until_exists(lambda: SandboxTraining.objects.exists())
+    assert wait_for(lambda: SandboxTraining.objects.exists())
     TrainingJob.objects.filter(pk=job.pk).update(
         replicate_create_started_at=timezone.now() - timedelta(minutes=2)
     )
@@ -161,15 +163,15 @@ def test_a_timed_out_creation_whose_webhooks_are_lost_is_found_by_the_poller(rea
     assert counts["adopted"] == 1 and job.replicate_training_id == SandboxTraining.objects.get().id
     assert job.events.filter(message__contains="found and linked to this job").exists()
     fault_clear(service="replicate")
-    deadline = time.monotonic() + 40
-    while job.status == S.REPLICATE_TRAINING and time.monotonic() < deadline:
-        TrainingJob.objects.filter(pk=job.pk).update(
-            last_news_at=None
-        )  # poll it now, not after the stale window
+
+    def poll_now() -> bool:
+        # Poll it now, not after the stale window.
+        TrainingJob.objects.filter(pk=job.pk).update(last_news_at=None)
         pipeline.trainings_reconcile()
-        job.refresh_from_db()
-        time.sleep(0.3)
-    job = wait_for(job, (S.SUCCEEDED, S.FAILED))
+        return TrainingJob.objects.get(pk=job.pk).status != S.REPLICATE_TRAINING
+
+    wait_for(poll_now, timeout=40, interval=0.3)
+    job = wait_for_status(job, (S.SUCCEEDED, S.FAILED))
     assert job.status == S.SUCCEEDED and SandboxTraining.objects.count() == 1
     assert balance_for_user(alice) == before - cost()
 
@@ -183,7 +185,7 @@ def test_a_training_that_starts_after_its_job_was_refunded_is_canceled_at_replic
     fault_inject(service="replicate", operation="*", kind=FaultKind.DROP_WEBHOOK, times=None)
     before = balance_for_user(alice)
     job = trainings.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
-    assert wait_until_exists(lambda: SandboxTraining.objects.exists())
+    assert wait_for(lambda: SandboxTraining.objects.exists())
     job.refresh_from_db()
     pipeline.training_fail(
         job=job, category="timeout", message="Replicate never confirmed that the training started."
@@ -199,15 +201,6 @@ def test_a_training_that_starts_after_its_job_was_refunded_is_canceled_at_replic
     job.refresh_from_db()
     assert job.status == S.FAILED and job.replicate_training_id == ""
     assert job.events.filter(message__contains="canceled at Replicate").exists()
-
-
-def wait_until_exists(predicate, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_an_unconfirmed_creation_is_failed_and_refunded_by_the_poller(ready_training, alice, settings):
@@ -240,9 +233,7 @@ def test_a_training_replicate_aborted_is_failed_and_refunded(ready_training, ali
 
     before = balance_for_user(alice)
     job = trainings.training_start(job=ready_training, params=PARAMS | {"steps": 5000})
-    assert wait_until_exists(
-        lambda: TrainingJob.objects.filter(pk=job.pk).exclude(replicate_training_id="").exists()
-    )
+    assert wait_for(lambda: TrainingJob.objects.filter(pk=job.pk).exclude(replicate_training_id="").exists())
     job.refresh_from_db()
     body = vendor_json("recorded/trainings-get.json")["interactions"][-1]["response"]["body"]
     info = replicate_client.training_from_payload(
@@ -259,7 +250,7 @@ def test_a_training_that_fails_on_replicate_is_refunded(ready_training, alice):
     before = balance_for_user(alice)
     fault_inject(service="replicate", operation="trainings.create", kind=FaultKind.FAIL_TRAINING)
     job = trainings.training_start(job=ready_training, params=PARAMS)
-    job = wait_for(job, (S.FAILED, S.SUCCEEDED))
+    job = wait_for_status(job, (S.FAILED, S.SUCCEEDED))
     assert job.status == S.FAILED and "trainer failed" in job.error_message
     assert 0 < job.progress_step < 1000
     assert balance_for_user(alice) == before
@@ -286,13 +277,14 @@ def test_canceling_a_running_training_cancels_it_on_replicate_and_refunds(ready_
 def test_a_lost_completed_webhook_is_caught_up_by_the_poller(ready_training, alice, settings):
     fault_inject(service="replicate", operation="webhook.completed", kind=FaultKind.DROP_WEBHOOK)
     job = trainings.training_start(job=ready_training, params=PARAMS)
-    time.sleep(4.5)  # the sandbox training (3 s) is over, but nobody told us
+    job.refresh_from_db()
+    assert sandbox_runs_finished(job.replicate_training_id)  # the training is over, but nobody told us
     job.refresh_from_db()
     assert job.status == S.REPLICATE_TRAINING
     settings.PIPELINE_STALE_MINUTES = 0
     counts = pipeline.trainings_reconcile()
     assert counts["polled"] == 1
-    job = wait_for(job, (S.SUCCEEDED, S.FAILED))
+    job = wait_for_status(job, (S.SUCCEEDED, S.FAILED))
     assert job.status == S.SUCCEEDED
 
 
@@ -301,8 +293,8 @@ def test_duplicate_and_out_of_order_webhooks_change_nothing(ready_training, alic
     fault_inject(service="replicate", operation="*", kind=FaultKind.DUPLICATE_WEBHOOK, times=None)
     fault_inject(service="replicate", operation="*", kind=FaultKind.REORDER_WEBHOOKS)
     job = trainings.training_start(job=ready_training, params=PARAMS)
-    job = wait_for(job, (S.SUCCEEDED, S.FAILED))
-    time.sleep(1)  # let the late start webhook and the duplicates arrive
+    job = wait_for_status(job, (S.SUCCEEDED, S.FAILED))
+    assert sandbox_runs_finished(job.replicate_training_id)  # the late start webhook and the duplicates came
     job.refresh_from_db()
     fault_clear()
     assert job.status == S.SUCCEEDED
@@ -347,7 +339,7 @@ def test_a_worker_killed_mid_stage_is_resumed_by_the_poller(ready_training, alic
     )
     settings.PIPELINE_STALE_MINUTES = 3
     pipeline.trainings_reconcile()
-    job = wait_for(job, (S.SUCCEEDED, S.FAILED))
+    job = wait_for_status(job, (S.SUCCEEDED, S.FAILED))
     assert job.status == S.SUCCEEDED
     assert SandboxTraining.objects.count() == 1
 
@@ -377,7 +369,7 @@ def test_publishing_fails_after_a_successful_training_without_losing_the_weights
     settings.PIPELINE_MAX_ATTEMPTS = 1
     fault_inject(service="huggingface", operation="commit", status=500, times=None)
     job = trainings.training_start(job=ready_training, params=PARAMS)
-    job = wait_for(job, (S.SUCCEEDED, S.FAILED))
+    job = wait_for_status(job, (S.SUCCEEDED, S.FAILED))
     assert job.status == S.SUCCEEDED
     model = job.lora_model
     assert model.status == "publish_failed"
@@ -391,8 +383,12 @@ def test_publishing_fails_after_a_successful_training_without_losing_the_weights
 def test_watching_a_running_training_refreshes_its_progress_from_replicate(
     ready_training, alice, alice_client
 ):
+    from sandbox.replicate.simulation import training_state
+
     job = trainings.training_start(job=ready_training, params=PARAMS | {"steps": 2000})
-    time.sleep(3)  # the sandbox training (6 s) is half way; only the start webhook came
+    # The sandbox training (6 s) is a few log lines in (0.1 is two of its 20); only the start webhook came.
+    run = wait_until(lambda: training_state(SandboxTraining.objects.get()), lambda r: r.progress >= 0.1)
+    assert run.status == "processing", run
     job.refresh_from_db()
     assert job.status == S.REPLICATE_TRAINING
     TrainingJob.objects.filter(pk=job.pk).update(last_news_at=timezone.now() - timedelta(minutes=1))

@@ -11,13 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from billing.selectors import balance_for_user
+from tests.helpers import wait_for
 from tests.training.conftest import add_photos
 from training.models import TrainingJob
 from training.services import trainings
@@ -83,13 +83,15 @@ def test_a_training_runs_to_a_published_model_on_the_real_worker(
     try:
         before = balance_for_user(alice)
         trainings.training_start(job=job, params={"steps": 1000, "learning_rate": 0.0004, "lora_rank": 16})
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
+
+        def finished() -> bool:
             job.refresh_from_db()
             if job.status in (TrainingJob.Status.SUCCEEDED, TrainingJob.Status.FAILED):
-                break
+                return True
             assert worker.poll() is None, worker.stdout.read().decode()[-3000:]
-            time.sleep(0.5)
+            return False
+
+        wait_for(finished, timeout=90, interval=0.5)
         assert job.status == TrainingJob.Status.SUCCEEDED, (job.status, job.error_message)
         assert job.lora_model.status == "ready"
         assert balance_for_user(alice) < before

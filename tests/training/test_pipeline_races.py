@@ -13,7 +13,7 @@ from billing.pricing import training_cost_credits
 from billing.selectors import balance_for_user
 from billing.services import credits_grant, credits_spend
 from fluxsite.integrations.replicate_client import TrainingInfo
-from tests.billing.conftest import run_concurrently
+from tests.helpers import run_concurrently
 from training.models import TrainingJob
 from training.services import pipeline, training_create, trainings
 

@@ -198,7 +198,7 @@ def png_of(size: tuple[int, int], mode: str = "RGB") -> bytes:
     ],
 )
 def test_useless_shapes_are_refused_with_the_limit(alice_client, training, size, words):
-    data = png_of(size, "L")  # building a 1×40,000,000 PNG is slow; the bound is on refusing it
+    data = png_of(size, "L")  # made before the clock starts: a 1 x 40,000,000 PNG takes seconds to write
     started = time.monotonic()
     (verdict,) = upload(alice_client, training, "shape.png", data)
     assert time.monotonic() - started < 5
