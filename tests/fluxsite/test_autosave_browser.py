@@ -61,10 +61,10 @@ def test_the_cost_estimate_follows_steps_changed_without_a_key_press(live_server
 
 
 def test_the_generate_preview_follows_changes_made_without_a_key_press(sandbox, alice_page, alice):
-    from tests.models_app.generation_kit import lora_model, sandbox_version
+    from tests.generations.generation_kit import lora_model, sandbox_version
 
     model = lora_model(alice, replicate_version=sandbox_version("autosave"))
-    alice_page.goto(f"{sandbox}{reverse('models_app:generate')}?model={model.pk}")
+    alice_page.goto(f"{sandbox}{reverse('generations:generate')}?model={model.pk}")
     preview = alice_page.locator("#preview")
 
     # A prompt idea: static/js/generate.js fills the box and tells htmx with an `input` event.
