@@ -56,7 +56,7 @@ def test_the_cost_estimate_follows_steps_changed_without_a_key_press(live_server
 
     alice_page.locator("#id_steps").evaluate(SET_BY_SCRIPT, "1234")
 
-    expect(alice_page.locator("#estimate")).to_contain_text("1234 steps")
+    expect(alice_page.locator("#estimate")).to_contain_text("1234 steps", timeout=15_000)
     assert not alice_page.errors, alice_page.errors
 
 
@@ -67,15 +67,27 @@ def test_the_generate_preview_follows_changes_made_without_a_key_press(sandbox, 
     alice_page.goto(f"{sandbox}{reverse('generations:generate')}?model={model.pk}")
     preview = alice_page.locator("#preview")
 
+    def preview_answer(change) -> str:
+        """The preview fragment htmx fetched after `change`: the request itself must be sent (a lost
+        request fails here, not as a stale page), and under load it gets 15 s."""
+        with alice_page.expect_response(lambda r: "/generate/preview/" in r.url, timeout=15_000) as answer:
+            change()
+        return answer.value.text()
+
     # A prompt idea: static/js/generate.js fills the box and tells htmx with an `input` event.
     idea = alice_page.locator("[data-suggestion]").first
     expect(idea).to_be_visible()
-    idea.click()
-    expect(preview.locator(".effective-prompt")).to_contain_text(idea.get_attribute("data-suggestion"))
+    suggestion = idea.get_attribute("data-suggestion")
+    assert suggestion in preview_answer(idea.click)
+    expect(preview.locator(".effective-prompt")).to_contain_text(suggestion)
 
-    alice_page.locator("#id_prompt").evaluate(SET_BY_SCRIPT, "a cat on a windowsill")
+    prompt = alice_page.locator("#id_prompt")
+    assert "ALICEX, a cat on a windowsill" in preview_answer(
+        lambda: prompt.evaluate(SET_BY_SCRIPT, "a cat on a windowsill")
+    )
     expect(preview.locator(".effective-prompt")).to_contain_text("ALICEX, a cat on a windowsill")
 
-    alice_page.locator("#id_num_outputs").evaluate(SET_BY_SCRIPT, "3")
+    outputs = alice_page.locator("#id_num_outputs")
+    assert "12 credits" in preview_answer(lambda: outputs.evaluate(SET_BY_SCRIPT, "3"))
     expect(preview.locator("#cost")).to_have_text("12 credits")
     assert not [e for e in alice_page.errors if "favicon" not in e], alice_page.errors
