@@ -26,6 +26,9 @@ def get_generation_for_user(user: User, pk: int) -> Generation:
     return get_object_or_404(Generation.objects.filter(owner=user).select_related("lora_model"), pk=pk)
 
 
+IMAGE_ORDERING = ("-created_at", "-pk")
+
+
 def images_for_user(user: User, model: LoraModel | None = None) -> QuerySet[GeneratedImage]:
     """The user's images, newest first; only those of `model` when given."""
     images = GeneratedImage.objects.filter(generation__owner=user).select_related(
@@ -33,7 +36,7 @@ def images_for_user(user: User, model: LoraModel | None = None) -> QuerySet[Gene
     )
     if model is not None:
         images = images.filter(generation__lora_model=model)
-    return images.order_by("-created_at", "-pk")
+    return images.order_by(*IMAGE_ORDERING)
 
 
 def get_image_for_user(user: User, pk: int) -> GeneratedImage:

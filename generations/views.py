@@ -6,7 +6,6 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -18,6 +17,7 @@ from fluxsite.htmx import polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.pagination import CURSOR_PARAM, CursorPage, cursor_page, render_list
 from fluxsite.ratelimits import rate_limited
 from generations import selectors, services
 from generations.forms import GenerateForm, ImageDeleteForm
@@ -180,23 +180,30 @@ def generation_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpRespons
     return redirect("generations:generation", pk=generation.pk)
 
 
-def _gallery_page(request: AuthenticatedHttpRequest, model: LoraModel | None):
-    return Paginator(selectors.images_for_user(request.user, model), GALLERY_PER_PAGE).get_page(
-        request.GET.get("page")
+def _gallery_page(request: AuthenticatedHttpRequest, model: LoraModel | None) -> CursorPage:
+    return cursor_page(
+        selectors.images_for_user(request.user, model),
+        ordering=selectors.IMAGE_ORDERING,
+        cursor=request.GET.get(CURSOR_PARAM),
+        per_page=GALLERY_PER_PAGE,
+        target="gallery-tiles",
+        label="Older images",
     )
 
 
 @login_required
 @require_GET
 def gallery(request: AuthenticatedHttpRequest) -> HttpResponse:
-    return render(request, "generations/gallery.html", {"page": _gallery_page(request, None), "model": None})
+    return render_list(
+        request, "generations/gallery.html", {"page": _gallery_page(request, None), "model": None}
+    )
 
 
 @login_required
 @require_GET
 def model_gallery(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     model = get_model_for_user(request.user, pk)
-    return render(
+    return render_list(
         request, "generations/gallery.html", {"page": _gallery_page(request, model), "model": model}
     )
 

@@ -7,7 +7,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
@@ -25,6 +24,7 @@ from fluxsite.htmx import polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest, HtmxHttpRequest
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.pagination import CURSOR_PARAM, cursor_page, render_list
 from fluxsite.ratelimits import rate_limited
 from training import selectors, services
 from training.forms import (
@@ -50,14 +50,19 @@ PER_PAGE = 20
 @login_required
 @require_GET
 def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """History: filter, search, sort, 20 a page; one query for the rows whatever their number."""
+    """History: filter, search, sort, 20 at a time; one query for the rows whatever their number."""
     form = TrainingFilterForm(request.GET)
     values = form.values()
-    trainings = selectors.trainings_search(request.user, **values)
-    page = Paginator(trainings, PER_PAGE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(
+    page = cursor_page(
+        selectors.trainings_search(request.user, **values),
+        ordering=selectors.training_ordering(values["sort"]),
+        cursor=request.GET.get(CURSOR_PARAM),
+        per_page=PER_PAGE,
+        target="training-rows",
+        label="More trainings",
+        query={"status": values["status"], "q": values["query"], "sort": values["sort"]},
+    )
+    return render_list(
         request,
         LIST_PAGE,
         {
@@ -65,7 +70,6 @@ def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
             "trainings": page.object_list,
             "filter_form": form,
             "filters": values,
-            "query_string": query.urlencode(),
             # base_fields is typed dict[str, Field]; "status" is the form's ChoiceField.
             "status_choices": cast(forms.ChoiceField, TrainingFilterForm.base_fields["status"]).choices,
         },

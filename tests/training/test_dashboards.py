@@ -375,20 +375,27 @@ def test_the_history_filters_searches_and_sorts(alice_client, alice, bob):
     assert "No training matches" in alice_client.get(url, {"q": "nobody"}).content.decode()
 
 
-def test_the_history_has_twenty_a_page(alice_client, alice):
-    base = make_training(alice, name="t00")
+def test_the_history_has_twenty_at_a_time_and_a_more_link(alice_client, alice):
+    make_training(alice, name="t00")
     TrainingJob.objects.bulk_create(
         [TrainingJob(owner=alice, name=f"t{i:02d}", trigger_word="ohwx_t") for i in range(1, 45)]
     )
-    del base
     url = reverse("training:list")
 
     first = alice_client.get(url, {"sort": "name"})
-    third = alice_client.get(url, {"sort": "name", "page": 3})
+    second = alice_client.get(url + "?" + first.context["page"].next_query)
+    third = alice_client.get(url + "?" + second.context["page"].next_query, HTTP_HX_REQUEST="true")
 
     assert _names(first) == [f"t{i:02d}" for i in range(20)]
-    assert _names(third) == [f"t{i:02d}" for i in range(40, 45)]
-    assert "sort=name&amp;page=2" in first.content.decode()
+    assert _names(second) == [f"t{i:02d}" for i in range(20, 40)]
+    body = third.content.decode()
+    assert [f"t{i:02d}" for i in range(39, 46) if f">t{i:02d}<" in body] == [
+        f"t{i:02d}" for i in range(40, 45)
+    ]
+    # The htmx answer is the rows and the "more" link, out of band; the last page has no link.
+    assert "<html" not in body and 'hx-swap-oob="true"' in body and "More trainings" not in body
+    assert "sort=name" in first.context["page"].next_query
+    assert 'hx-target="#training-rows"' in first.content.decode()
 
 
 def _count_queries(client, url) -> int:
