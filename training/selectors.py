@@ -145,8 +145,18 @@ def get_training_detail_for_user(user: User, pk: int) -> TrainingJob:
     )
 
 
-def training_events(job: TrainingJob) -> list[TrainingEvent]:
-    return list(TrainingEvent.objects.filter(job=job).order_by("created_at", "pk"))
+EVENT_ORDERING = ("-created_at", "-pk")  # newest first, paged towards the older ones
+EVENTS_PER_POLL = 100
+
+
+def training_events(job: TrainingJob) -> QuerySet[TrainingEvent]:
+    return TrainingEvent.objects.filter(job=job)
+
+
+def training_events_since(job: TrainingJob, last_id: int) -> list[TrainingEvent]:
+    """The events the live page does not have yet (after the one with `last_id`), oldest first;
+    at most EVENTS_PER_POLL, the next poll asks for the rest."""
+    return list(TrainingEvent.objects.filter(job=job, pk__gt=last_id).order_by("pk")[:EVENTS_PER_POLL])
 
 
 @dataclass

@@ -24,7 +24,7 @@ from fluxsite.htmx import polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest, HtmxHttpRequest
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
-from fluxsite.pagination import CURSOR_PARAM, cursor_page, render_list
+from fluxsite.pagination import CURSOR_PARAM, cursor_page, render_list, wants_more
 from fluxsite.ratelimits import rate_limited
 from training import selectors, services
 from training.forms import (
@@ -386,12 +386,15 @@ PARAM_LABELS = {
 }
 
 
+EVENTS_PER_PAGE = 50
+
+
 def _detail_context(job: TrainingJob) -> dict:
+    """The status card: what the page shows and its live fragment refreshes every 3 seconds."""
     model = getattr(job, "lora_model", None)
     return {
         "training": job,
         "model": model,
-        "events": selectors.training_events(job),
         "timeline": selectors.training_timeline(job),
         "loss_svg": loss_chart_svg([(int(p[0]), float(p[1])) for p in job.loss_history or []]),
         "params": [(PARAM_LABELS.get(k, k), v) for k, v in (job.params or {}).items()],
@@ -407,22 +410,52 @@ def _detail_context(job: TrainingJob) -> dict:
     }
 
 
+def _events_page(request: HttpRequest, job: TrainingJob) -> dict:
+    """The latest 50 events (oldest of them first), and an "earlier events" link above them."""
+    page = cursor_page(
+        selectors.training_events(job),
+        ordering=selectors.EVENT_ORDERING,
+        cursor=request.GET.get(CURSOR_PARAM),
+        per_page=EVENTS_PER_PAGE,
+        target="training-events",
+        label="Earlier events",
+        swap="afterbegin",
+    )
+    events = page.object_list[::-1]
+    return {"page": page, "events": events, "last_event_id": events[-1].pk if events else 0}
+
+
+def _last_id(request: HttpRequest) -> int:
+    value = request.GET.get("since", "")
+    return int(value) if value.isdigit() else 0
+
+
 @login_required
 @require_GET
 def training_detail(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
-    """The training's page; htmx polls its status fragment, and 286 stops that once it is over."""
+    """The training's page. Its live fragment (htmx, every 3 s, `?since=<last event id>`) is the
+    status card plus only the events after that one, appended to the log out of band; 286 stops
+    the polling once the training is over. The "earlier events" link pages back through the log."""
     job = selectors.get_training_detail_for_user(request.user, pk)
-    context = _detail_context(job)
+    if wants_more(request):
+        return render_list(request, DETAIL_PAGE, _events_page(request, job))
     if request.htmx:
         # Someone is watching: ask Replicate for fresh logs now and then (webhooks only say
         # start and completed), so the progress bar and the loss curve move.
         services.training_watch(job=job)
+        last_id = _last_id(request)
+        new_events = selectors.training_events_since(job, last_id)
+        context = {
+            **_detail_context(job),
+            "new_events": new_events,
+            "last_event_id": new_events[-1].pk if new_events else last_id,
+        }
         return polled(
             render(request, f"{DETAIL_PAGE}#status", context),
             finished=not job.is_active,
             credits_changed=job.status != TrainingJob.Status.SUCCEEDED,
         )
-    return render(request, DETAIL_PAGE, context)
+    return render(request, DETAIL_PAGE, {**_detail_context(job), **_events_page(request, job)})
 
 
 @login_required
