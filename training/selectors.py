@@ -70,9 +70,13 @@ class Readiness:
 def dataset_readiness(dataset: Dataset, images: list[DatasetImage] | None = None) -> Readiness:
     """One line for the page: "14 photos, 2 warnings, ready to train"."""
     if images is None:
-        images = list(dataset.images.only("warnings"))
-    count = len(images)
-    warned = sum(1 for image in images if image.warnings)
+        # Values, not instances: instances read through the related manager with only("warnings")
+        # would each load their deferred dataset_id (one query per photo) to be linked back.
+        warnings = list(DatasetImage.objects.filter(dataset=dataset).values_list("warnings", flat=True))
+    else:
+        warnings = [image.warnings for image in images]
+    count = len(warnings)
+    warned = sum(1 for item in warnings if item)
     low, high = settings.DATASET_MIN_IMAGES, settings.DATASET_MAX_IMAGES
     parts = [f"{count} photo{'s' if count != 1 else ''}"]
     if warned:
