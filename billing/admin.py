@@ -50,6 +50,9 @@ class AdjustForm(forms.Form):
 class WalletAdmin(admin.ModelAdmin):
     """Balances are never edited: "Adjust credits" appends an entry through credits_adjust()."""
 
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
+
     list_display = ("user", "balance", "low_balance_notified", "updated_at")
     search_fields = ("user__email",)
     readonly_fields = ("user", "balance", "low_balance_notified", "updated_at")
@@ -105,6 +108,9 @@ class WalletAdmin(admin.ModelAdmin):
 class CreditEntryAdmin(admin.ModelAdmin):
     """The ledger is append-only: operators read it here and adjust through a new entry."""
 
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
+
     list_display = ("created_at", "wallet", "kind", "amount", "shortfall", "balance_after", "reference")
     list_filter = ("kind",)
     search_fields = ("wallet__user__email", "reference", "note")
@@ -143,6 +149,8 @@ class PlanAdmin(admin.ModelAdmin):
 
 @admin.register(StripeCustomer)
 class StripeCustomerAdmin(admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     list_display = ("user", "customer_id", "created_at")
     search_fields = ("user__email", "customer_id")
     readonly_fields = ("user", "customer_id", "created_at")
@@ -163,6 +171,9 @@ class InvoiceGrantInline(admin.TabularInline):
 class SubscriptionAdmin(admin.ModelAdmin):
     """Written only from Stripe (re-read on each webhook): change it in Stripe, not here."""
 
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
+
     list_display = (
         "user",
         "plan",
@@ -179,6 +190,8 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 @admin.register(CheckoutRecord)
 class CheckoutRecordAdmin(admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     list_display = (
         "created_at",
         "user",
@@ -197,6 +210,8 @@ class CheckoutRecordAdmin(admin.ModelAdmin):
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     list_display = ("received_at", "event_id", "type", "status", "attempts", "processed_at")
     list_filter = ("status", "type")
     search_fields = ("event_id",)

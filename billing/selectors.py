@@ -37,8 +37,11 @@ def subscription_for_user(user: User) -> Subscription | None:
     return live or subs.first()
 
 
+LEDGER_ORDERING = ("-created_at", "-id")
+
+
 def ledger_for_user(user: User) -> QuerySet[CreditEntry]:
-    return CreditEntry.objects.filter(wallet__user=user).order_by("-created_at", "-id")
+    return CreditEntry.objects.filter(wallet__user=user).order_by(*LEDGER_ORDERING)
 
 
 def _try_reverse(name: str, pk: str) -> str:

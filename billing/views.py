@@ -6,7 +6,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ImproperlyConfigured
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -20,9 +19,11 @@ from billing.services.payments import CheckoutRefused
 from fluxsite.htmx import polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.pagination import CURSOR_PARAM, cursor_page, render_list, wants_more
 from fluxsite.ratelimits import log_allowed, rate_limited
 
 logger = logging.getLogger(__name__)
+LEDGER_PER_PAGE = 25
 
 # Polling stops with this status (htmx's "stop polling" code).
 FINISHED_CHECKOUT = (
@@ -36,8 +37,17 @@ FINISHED_CHECKOUT = (
 @login_required
 @require_GET
 def overview(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
-    page = Paginator(selectors.ledger_for_user(request.user), 25).get_page(request.GET.get("page"))
+    page = cursor_page(
+        selectors.ledger_for_user(request.user),
+        ordering=selectors.LEDGER_ORDERING,
+        cursor=request.GET.get(CURSOR_PARAM),
+        per_page=LEDGER_PER_PAGE,
+        target="ledger-rows",
+        label="Older entries",
+    )
     rows = [(entry, *selectors.entry_source(entry)) for entry in page.object_list]
+    if wants_more(request):  # the next rows only: none of the page's charts and summaries
+        return render_list(request, "billing/overview.html", {"page": page, "rows": rows})
     context = {
         "page": page,
         "rows": rows,
@@ -50,8 +60,7 @@ def overview(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
         "summary": selectors.spend_summary(request.user),
         "has_customer": hasattr(request.user, "stripe_customer"),
     }
-    template = "billing/overview.html#ledger" if request.htmx else "billing/overview.html"
-    return render(request, template, context)
+    return render(request, "billing/overview.html", context)
 
 
 @require_GET

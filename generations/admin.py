@@ -16,6 +16,8 @@ class GeneratedImageInline(admin.TabularInline):
 
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     list_display = [
         "pk",
         "owner",

@@ -22,8 +22,31 @@ def models_for_generation(user: User) -> QuerySet[LoraModel]:
     return LoraModel.objects.filter(owner=user).filter(models_usable_q())
 
 
+PICKER_MODELS = 20  # the generate page's model picker: the most recent, and a search for the rest
+
+
+def model_picker_choices(user: User, *, query: str = "", limit: int = PICKER_MODELS) -> list[LoraModel]:
+    """The picker's options: the user's most recent usable models, or those whose name or trigger
+    word contains `query`; `limit` of them, whatever the number of models."""
+    models = models_for_generation(user).only("id", "name", "trigger_word", "created_at")
+    query = query.strip()
+    if query:
+        models = models.filter(Q(name__icontains=query) | Q(trigger_word__icontains=query))
+    return list(models.order_by("-created_at", "-pk")[:limit])
+
+
+def model_is_usable(model: LoraModel) -> bool:
+    """models_usable_q() for one model already read (no query)."""
+    return bool(model.replicate_version) or (
+        bool(model.hf_repo_id) and model.status == LoraModel.Status.READY
+    )
+
+
 def get_generation_for_user(user: User, pk: int) -> Generation:
     return get_object_or_404(Generation.objects.filter(owner=user).select_related("lora_model"), pk=pk)
+
+
+IMAGE_ORDERING = ("-created_at", "-pk")
 
 
 def images_for_user(user: User, model: LoraModel | None = None) -> QuerySet[GeneratedImage]:
@@ -33,7 +56,7 @@ def images_for_user(user: User, model: LoraModel | None = None) -> QuerySet[Gene
     )
     if model is not None:
         images = images.filter(generation__lora_model=model)
-    return images.order_by("-created_at", "-pk")
+    return images.order_by(*IMAGE_ORDERING)
 
 
 def get_image_for_user(user: User, pk: int) -> GeneratedImage:

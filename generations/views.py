@@ -6,7 +6,6 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -18,6 +17,7 @@ from fluxsite.htmx import polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.pagination import CURSOR_PARAM, CursorPage, cursor_page, render_list
 from fluxsite.ratelimits import rate_limited
 from generations import selectors, services
 from generations.forms import GenerateForm, ImageDeleteForm
@@ -39,10 +39,24 @@ def _model_from_request(request: AuthenticatedHttpRequest, data) -> LoraModel | 
     return get_model_for_user(request.user, int(value)) if value.isdigit() else None
 
 
+def _picker(request: AuthenticatedHttpRequest, model: LoraModel | None) -> list[LoraModel]:
+    """The model picker's options: the recent usable models (or the search's), with the chosen one."""
+    choices = selectors.model_picker_choices(request.user, query=request.GET.get("model_q", ""))
+    if model is not None and selectors.model_is_usable(model) and all(m.pk != model.pk for m in choices):
+        choices.insert(0, model)
+    return choices
+
+
 def _generate_context(
-    request: AuthenticatedHttpRequest, form: GenerateForm, model: LoraModel | None, **extra
+    request: AuthenticatedHttpRequest,
+    form: GenerateForm,
+    model: LoraModel | None,
+    *,
+    picker: bool = True,
+    **extra,
 ) -> dict:
-    usable = list(selectors.models_for_generation(request.user))
+    """`picker=False` for the preview fragment, which shows no model list."""
+    usable = _picker(request, model) if picker else []
     if model is None and usable:
         model = usable[0]
     num = form["num_outputs"].value()
@@ -55,7 +69,7 @@ def _generate_context(
         "form": form,
         "model": model,
         "usable_models": usable,
-        "model_ready": model is not None and any(m.pk == model.pk for m in usable),
+        "model_ready": model is not None and selectors.model_is_usable(model),
         "suggestions": services.prompt_suggestions(model=model) if model else [],
         "effective_prompt": services.effective_prompt(prompt=prompt, model=model) if model else prompt,
         "prompt_has_trigger": bool(model)
@@ -100,6 +114,9 @@ def _again_form(request: AuthenticatedHttpRequest, generation: Generation, limit
 def generate(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
     """The generate page; `?model=<pk>` preselects a model, `?again=<generation pk>` prefills everything."""
     if request.method == "GET":
+        if request.htmx and "model_q" in request.GET:  # the picker's search: its options only
+            options = selectors.model_picker_choices(request.user, query=request.GET["model_q"])
+            return render(request, f"{GENERATE}#model_options", {"usable_models": options, "model": None})
         model = _model_from_request(request, request.GET)
         again = request.GET.get("again", "")
         if again.isdigit():
@@ -136,7 +153,7 @@ def generate_preview(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The live preview fragment: the prompt as it will be sent, and the cost."""
     model = _model_from_request(request, request.GET)
     form = GenerateForm(request.GET)
-    return render(request, f"{GENERATE}#preview", _generate_context(request, form, model))
+    return render(request, f"{GENERATE}#preview", _generate_context(request, form, model, picker=False))
 
 
 def _generation_context(request: AuthenticatedHttpRequest, generation: Generation) -> dict:
@@ -180,23 +197,30 @@ def generation_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpRespons
     return redirect("generations:generation", pk=generation.pk)
 
 
-def _gallery_page(request: AuthenticatedHttpRequest, model: LoraModel | None):
-    return Paginator(selectors.images_for_user(request.user, model), GALLERY_PER_PAGE).get_page(
-        request.GET.get("page")
+def _gallery_page(request: AuthenticatedHttpRequest, model: LoraModel | None) -> CursorPage:
+    return cursor_page(
+        selectors.images_for_user(request.user, model),
+        ordering=selectors.IMAGE_ORDERING,
+        cursor=request.GET.get(CURSOR_PARAM),
+        per_page=GALLERY_PER_PAGE,
+        target="gallery-tiles",
+        label="Older images",
     )
 
 
 @login_required
 @require_GET
 def gallery(request: AuthenticatedHttpRequest) -> HttpResponse:
-    return render(request, "generations/gallery.html", {"page": _gallery_page(request, None), "model": None})
+    return render_list(
+        request, "generations/gallery.html", {"page": _gallery_page(request, None), "model": None}
+    )
 
 
 @login_required
 @require_GET
 def model_gallery(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     model = get_model_for_user(request.user, pk)
-    return render(
+    return render_list(
         request, "generations/gallery.html", {"page": _gallery_page(request, model), "model": model}
     )
 

@@ -8,6 +8,8 @@ from models_app.services import LoraStateError, lora_publish_retry
 
 @admin.register(LoraModel)
 class LoraModelAdmin(admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     list_display = [
         "name",
         "owner",
@@ -59,6 +61,8 @@ class LoraModelAdmin(admin.ModelAdmin):
 
 @admin.register(HuggingFaceAccount)
 class HuggingFaceAccountAdmin(admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     list_display = ["user", "username", "token_last4", "checked_at", "created_at"]
     search_fields = ["user__email", "username"]
     raw_id_fields = ["user"]

@@ -94,9 +94,28 @@ def model_thumbnail_url(model: LoraModel) -> str:
     return _card_url(model)
 
 
-def model_cards(user: User) -> list[tuple[LoraModel, str]]:
-    """The model list: each model with its card image, in one query however many models there are."""
-    return [(model, _card_url(model)) for model in models_for_user(user)]
+# What a card of the model list shows: the training (and its 20 kB log tail) is not joined.
+CARD_FIELDS = (
+    "id",
+    "name",
+    "trigger_word",
+    "status",
+    "visibility",
+    "created_at",
+    "cover_image_name",
+    "showcase",
+)
+CARD_ORDERING = ("-created_at", "-pk")
+
+
+def model_list_for_user(user: User) -> QuerySet[LoraModel]:
+    """The models of the list page, only the columns a card shows."""
+    return LoraModel.objects.filter(owner=user).only(*CARD_FIELDS)
+
+
+def model_cards(models: list[LoraModel]) -> list[tuple[LoraModel, str]]:
+    """Each model of a page of the list with its card image (no query: the showcase is on the row)."""
+    return [(model, _card_url(model)) for model in models]
 
 
 def owned_file_names(user: User) -> list[tuple[str, str]]:

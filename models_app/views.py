@@ -14,6 +14,7 @@ from fluxsite.htmx import polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.pagination import CURSOR_PARAM, cursor_page, render_list
 from models_app import selectors, services
 from models_app.forms import DeleteForm, HfAccountForm, RenameForm, VisibilityForm
 from models_app.models import LoraModel
@@ -21,12 +22,23 @@ from models_app.models import LoraModel
 logger = logging.getLogger(__name__)
 
 DETAIL = "models_app/detail.html"
+LIST_PER_PAGE = 24
 
 
 @login_required
 @require_GET
 def model_list(request: AuthenticatedHttpRequest) -> HttpResponse:
-    return render(request, "models_app/list.html", {"cards": selectors.model_cards(request.user)})
+    page = cursor_page(
+        selectors.model_list_for_user(request.user),
+        ordering=selectors.CARD_ORDERING,
+        cursor=request.GET.get(CURSOR_PARAM),
+        per_page=LIST_PER_PAGE,
+        target="model-cards",
+        label="More models",
+    )
+    return render_list(
+        request, "models_app/list.html", {"page": page, "cards": selectors.model_cards(page.object_list)}
+    )
 
 
 def _detail_context(request: AuthenticatedHttpRequest, model: LoraModel, **extra) -> dict:

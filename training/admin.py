@@ -68,6 +68,8 @@ PIPELINE_FIELDS = [
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     list_display = [
         "name",
         "owner",
@@ -120,6 +122,8 @@ class DatasetImageInline(admin.TabularInline):
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     list_display = ["training", "owner", "zip_size", "zip_built_at"]
     search_fields = ["training__name", "training__owner__email"]
     readonly_fields = ["training", "zip_name", "zip_size", "zip_crc32", "zip_fingerprint", "zip_built_at"]
@@ -132,6 +136,8 @@ class DatasetAdmin(admin.ModelAdmin):
 
 @admin.register(DatasetImage)
 class DatasetImageAdmin(admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     list_display = ["original_name", "dataset", "size", "byte_size", "has_warnings", "created_at"]
     list_filter = ["created_at"]
     search_fields = ["original_name", "pixel_sha256", "dataset__training__owner__email"]
@@ -162,6 +168,8 @@ class DatasetImageAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingEvent)
 class TrainingEventAdmin(admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     list_display = ["created_at", "job", "stage", "level", "category", "short_message"]
     list_filter = ["level", "stage", "category"]
     search_fields = ["message", "hint", "job__name", "job__owner__email", "job__replicate_training_id"]
@@ -185,6 +193,8 @@ class TrainingEventAdmin(admin.ModelAdmin):
 
 @admin.register(ReplicateWebhook)
 class ReplicateWebhookAdmin(admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     list_display = [
         "webhook_id",
         "replicate_id",

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -69,9 +70,13 @@ class Readiness:
 def dataset_readiness(dataset: Dataset, images: list[DatasetImage] | None = None) -> Readiness:
     """One line for the page: "14 photos, 2 warnings, ready to train"."""
     if images is None:
-        images = list(dataset.images.only("warnings"))
-    count = len(images)
-    warned = sum(1 for image in images if image.warnings)
+        # Values, not instances: instances read through the related manager with only("warnings")
+        # would each load their deferred dataset_id (one query per photo) to be linked back.
+        warnings = list(DatasetImage.objects.filter(dataset=dataset).values_list("warnings", flat=True))
+    else:
+        warnings = [image.warnings for image in images]
+    count = len(warnings)
+    warned = sum(1 for item in warnings if item)
     low, high = settings.DATASET_MIN_IMAGES, settings.DATASET_MAX_IMAGES
     parts = [f"{count} photo{'s' if count != 1 else ''}"]
     if warned:
@@ -97,16 +102,35 @@ STATUS_FILTERS = {
 SORTS = {"newest": ("-created_at", "-pk"), "oldest": ("created_at", "pk"), "name": ("name", "pk")}
 
 
+# What a list row shows (and what its live status cell needs): the wide columns (the log tail, the
+# loss history, the Replicate input) stay in the database.
+LIST_FIELDS = ("id", "name", "trigger_word", "status", "created_at", "progress_step", "progress_total")
+
+
+def training_ordering(sort: str) -> tuple[str, ...]:
+    """The history's order for `sort` (unknown values fall back to the newest first)."""
+    return SORTS.get(sort, SORTS["newest"])
+
+
 def trainings_search(
     user: User, *, status: str = "all", query: str = "", sort: str = "newest"
 ) -> QuerySet[TrainingJob]:
-    """The history list: one query whatever the number of rows (photo counts are annotated and the
-    model is joined, so the template never asks per row). Unknown filter or sort values fall back."""
+    """The history list: one query whatever the number of rows (the model is joined and the photo
+    count is a correlated subquery, so the template never asks per row). The count is computed for
+    the rows of the page only: a Count() with GROUP BY would count the photos of every training the
+    user has before the page's 20 are taken. Unknown filter or sort values fall back."""
+    photos = (
+        DatasetImage.objects.filter(dataset__training=OuterRef("pk"))
+        .order_by()
+        .values("dataset")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     qs = (
         TrainingJob.objects.filter(owner=user)
         .select_related("lora_model")
-        .annotate(image_count=Count("dataset__images"))
-        .defer("logs_tail", "loss_history", "params", "stage_times")
+        .annotate(image_count=Coalesce(Subquery(photos, output_field=IntegerField()), 0))
+        .only(*LIST_FIELDS, "lora_model__id")
     )
     statuses = STATUS_FILTERS.get(status)
     if statuses:
@@ -114,7 +138,7 @@ def trainings_search(
     query = query.strip()
     if query:
         qs = qs.filter(Q(name__icontains=query) | Q(trigger_word__icontains=query))
-    return qs.order_by(*SORTS.get(sort, SORTS["newest"]))
+    return qs.order_by(*training_ordering(sort))
 
 
 def get_training_detail_for_user(user: User, pk: int) -> TrainingJob:
@@ -125,8 +149,18 @@ def get_training_detail_for_user(user: User, pk: int) -> TrainingJob:
     )
 
 
-def training_events(job: TrainingJob) -> list[TrainingEvent]:
-    return list(TrainingEvent.objects.filter(job=job).order_by("created_at", "pk"))
+EVENT_ORDERING = ("-created_at", "-pk")  # newest first, paged towards the older ones
+EVENTS_PER_POLL = 100
+
+
+def training_events(job: TrainingJob) -> QuerySet[TrainingEvent]:
+    return TrainingEvent.objects.filter(job=job)
+
+
+def training_events_since(job: TrainingJob, last_id: int) -> list[TrainingEvent]:
+    """The events the live page does not have yet (after the one with `last_id`), oldest first;
+    at most EVENTS_PER_POLL, the next poll asks for the rest."""
+    return list(TrainingEvent.objects.filter(job=job, pk__gt=last_id).order_by("pk")[:EVENTS_PER_POLL])
 
 
 @dataclass

@@ -7,7 +7,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
@@ -25,6 +24,7 @@ from fluxsite.htmx import polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest, HtmxHttpRequest
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
+from fluxsite.pagination import CURSOR_PARAM, cursor_page, render_list, wants_more
 from fluxsite.ratelimits import rate_limited
 from training import selectors, services
 from training.forms import (
@@ -50,14 +50,19 @@ PER_PAGE = 20
 @login_required
 @require_GET
 def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """History: filter, search, sort, 20 a page; one query for the rows whatever their number."""
+    """History: filter, search, sort, 20 at a time; one query for the rows whatever their number."""
     form = TrainingFilterForm(request.GET)
     values = form.values()
-    trainings = selectors.trainings_search(request.user, **values)
-    page = Paginator(trainings, PER_PAGE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(
+    page = cursor_page(
+        selectors.trainings_search(request.user, **values),
+        ordering=selectors.training_ordering(values["sort"]),
+        cursor=request.GET.get(CURSOR_PARAM),
+        per_page=PER_PAGE,
+        target="training-rows",
+        label="More trainings",
+        query={"status": values["status"], "q": values["query"], "sort": values["sort"]},
+    )
+    return render_list(
         request,
         LIST_PAGE,
         {
@@ -65,7 +70,6 @@ def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
             "trainings": page.object_list,
             "filter_form": form,
             "filters": values,
-            "query_string": query.urlencode(),
             # base_fields is typed dict[str, Field]; "status" is the form's ChoiceField.
             "status_choices": cast(forms.ChoiceField, TrainingFilterForm.base_fields["status"]).choices,
         },
@@ -382,12 +386,15 @@ PARAM_LABELS = {
 }
 
 
+EVENTS_PER_PAGE = 50
+
+
 def _detail_context(job: TrainingJob) -> dict:
+    """The status card: what the page shows and its live fragment refreshes every 3 seconds."""
     model = getattr(job, "lora_model", None)
     return {
         "training": job,
         "model": model,
-        "events": selectors.training_events(job),
         "timeline": selectors.training_timeline(job),
         "loss_svg": loss_chart_svg([(int(p[0]), float(p[1])) for p in job.loss_history or []]),
         "params": [(PARAM_LABELS.get(k, k), v) for k, v in (job.params or {}).items()],
@@ -403,22 +410,52 @@ def _detail_context(job: TrainingJob) -> dict:
     }
 
 
+def _events_page(request: HttpRequest, job: TrainingJob) -> dict:
+    """The latest 50 events (oldest of them first), and an "earlier events" link above them."""
+    page = cursor_page(
+        selectors.training_events(job),
+        ordering=selectors.EVENT_ORDERING,
+        cursor=request.GET.get(CURSOR_PARAM),
+        per_page=EVENTS_PER_PAGE,
+        target="training-events",
+        label="Earlier events",
+        swap="afterbegin",
+    )
+    events = page.object_list[::-1]
+    return {"page": page, "events": events, "last_event_id": events[-1].pk if events else 0}
+
+
+def _last_id(request: HttpRequest) -> int:
+    value = request.GET.get("since", "")
+    return int(value) if value.isdigit() else 0
+
+
 @login_required
 @require_GET
 def training_detail(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
-    """The training's page; htmx polls its status fragment, and 286 stops that once it is over."""
+    """The training's page. Its live fragment (htmx, every 3 s, `?since=<last event id>`) is the
+    status card plus only the events after that one, appended to the log out of band; 286 stops
+    the polling once the training is over. The "earlier events" link pages back through the log."""
     job = selectors.get_training_detail_for_user(request.user, pk)
-    context = _detail_context(job)
+    if wants_more(request):
+        return render_list(request, DETAIL_PAGE, _events_page(request, job))
     if request.htmx:
         # Someone is watching: ask Replicate for fresh logs now and then (webhooks only say
         # start and completed), so the progress bar and the loss curve move.
         services.training_watch(job=job)
+        last_id = _last_id(request)
+        new_events = selectors.training_events_since(job, last_id)
+        context = {
+            **_detail_context(job),
+            "new_events": new_events,
+            "last_event_id": new_events[-1].pk if new_events else last_id,
+        }
         return polled(
             render(request, f"{DETAIL_PAGE}#status", context),
             finished=not job.is_active,
             credits_changed=job.status != TrainingJob.Status.SUCCEEDED,
         )
-    return render(request, DETAIL_PAGE, context)
+    return render(request, DETAIL_PAGE, {**_detail_context(job), **_events_page(request, job)})
 
 
 @login_required

@@ -6,6 +6,8 @@ from fluxsite.accounts.models import User, VerifiedAddress
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
     ordering = ("-date_joined",)
     list_display = (
         "email",
@@ -40,6 +42,9 @@ class UserAdmin(BaseUserAdmin):
 class VerifiedAddressAdmin(admin.ModelAdmin):
     """Which mailboxes already brought welcome credits. Read-only: deleting a row would let the
     mailbox collect them again (the ledger's reference would still refuse a second grant)."""
+
+    list_per_page = 50
+    show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
 
     list_display = ("normalised", "email", "user", "credits_granted", "verified_at")
     list_filter = (("user", admin.EmptyFieldListFilter),)

@@ -61,9 +61,15 @@ def test_the_billing_page_shows_balance_ledger_chart_and_totals(alice, alice_cli
 def test_the_ledger_fragment_pages_for_htmx(alice, alice_client):
     for i in range(30):
         credits_spend(user=alice, amount=1, reference=f"generation:{i}", kind=CreditKind.SPEND_GENERATION)
-    response = alice_client.get(reverse("billing:overview") + "?page=2", HTTP_HX_REQUEST="true")
+    first = alice_client.get(reverse("billing:overview"))
+    assert "Older entries" in first.content.decode()
+    response = alice_client.get(
+        reverse("billing:overview") + "?" + first.context["page"].next_query, HTTP_HX_REQUEST="true"
+    )
     body = response.content.decode()
-    assert response.status_code == 200 and "<html" not in body and "Page 2 of 2" in body
+    # 31 entries (the welcome credits and 30 spends): 25, then the last 6 and no further link.
+    assert response.status_code == 200 and "<html" not in body and body.count("<tr>") == 6
+    assert 'id="ledger-rows-more"' in body and "Older entries" not in body
 
 
 def test_bob_never_sees_alices_ledger_or_checkout(alice, bob, bob_client):

@@ -7,6 +7,7 @@ import pytest
 from billing.selectors import balance_for_user
 from fluxsite.integrations import storage
 from generations.models import GeneratedImage, Generation
+from models_app.models import LoraModel
 from tests.generations.generation_kit import FORM, finished_generation, lora_model
 from tests.helpers import assert_no_inline_script
 
@@ -214,3 +215,25 @@ def test_the_model_list_costs_the_same_queries_for_one_model_and_for_eight(alice
     assert count() == one
     for thumbnail in GeneratedImage.objects.values_list("thumbnail_name", flat=True):
         assert storage.public_url(name=thumbnail) in page  # each card shows its model's latest image
+
+
+def test_the_model_picker_offers_the_recent_models_and_finds_the_others(alice, alice_client, monkeypatch):
+    from generations import views
+
+    monkeypatch.setattr(views, "_limits", lambda model: {})  # the picker is the subject, not the schema
+    for i in range(30):
+        lora_model(alice, name=f"Model {i:02d}", replicate_version=VERSION)
+    page = alice_client.get("/models/generate/").content.decode()
+    picker = page[
+        page.index('<select id="id_model"') : page.index("</select>", page.index('<select id="id_model"'))
+    ]
+    assert picker.count("<option value=") == 20 and "Model 29" in picker and "Model 05" not in picker
+    assert 'name="model_q"' in page
+
+    found = alice_client.get("/models/generate/", {"model_q": "model 05"}, headers={"hx-request": "true"})
+    body = found.content.decode()
+    assert "<html" not in body and "Model 05" in body and body.count("<option") == 1
+    # An older model named in the address is offered too, selected.
+    old = LoraModel.objects.get(name="Model 03")
+    chosen = alice_client.get("/models/generate/", {"model": old.pk}).content.decode()
+    assert f'<option value="{old.pk}" selected>' in chosen

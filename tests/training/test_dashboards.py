@@ -375,20 +375,27 @@ def test_the_history_filters_searches_and_sorts(alice_client, alice, bob):
     assert "No training matches" in alice_client.get(url, {"q": "nobody"}).content.decode()
 
 
-def test_the_history_has_twenty_a_page(alice_client, alice):
-    base = make_training(alice, name="t00")
+def test_the_history_has_twenty_at_a_time_and_a_more_link(alice_client, alice):
+    make_training(alice, name="t00")
     TrainingJob.objects.bulk_create(
         [TrainingJob(owner=alice, name=f"t{i:02d}", trigger_word="ohwx_t") for i in range(1, 45)]
     )
-    del base
     url = reverse("training:list")
 
     first = alice_client.get(url, {"sort": "name"})
-    third = alice_client.get(url, {"sort": "name", "page": 3})
+    second = alice_client.get(url + "?" + first.context["page"].next_query)
+    third = alice_client.get(url + "?" + second.context["page"].next_query, HTTP_HX_REQUEST="true")
 
     assert _names(first) == [f"t{i:02d}" for i in range(20)]
-    assert _names(third) == [f"t{i:02d}" for i in range(40, 45)]
-    assert "sort=name&amp;page=2" in first.content.decode()
+    assert _names(second) == [f"t{i:02d}" for i in range(20, 40)]
+    body = third.content.decode()
+    assert [f"t{i:02d}" for i in range(39, 46) if f">t{i:02d}<" in body] == [
+        f"t{i:02d}" for i in range(40, 45)
+    ]
+    # The htmx answer is the rows and the "more" link, out of band; the last page has no link.
+    assert "<html" not in body and 'hx-swap-oob="true"' in body and "More trainings" not in body
+    assert "sort=name" in first.context["page"].next_query
+    assert 'hx-target="#training-rows"' in first.content.decode()
 
 
 def _count_queries(client, url) -> int:
@@ -501,7 +508,7 @@ def test_the_detail_page_shows_progress_timeline_parameters_and_costs(alice_clie
     assert "252 credits" in body and "$1.68" in body and "known when Replicate finishes" in body
     assert "Storage was slow." in body and "It will be retried." in body and "(attempt 2)" in body
     assert reverse("training:cancel", args=[job.pk]) in body
-    assert f'hx-get="{reverse("training:detail", args=[job.pk])}"' in body
+    assert f'hx-get="{reverse("training:detail", args=[job.pk])}?since=' in body
 
 
 def test_the_status_fragment_polls_until_the_training_is_over(alice_client, alice):
@@ -560,6 +567,44 @@ def test_a_succeeded_training_links_its_model(alice_client, alice):
     )
     body = alice_client.get(reverse("training:detail", args=[job.pk])).content.decode()
     assert reverse("models_app:detail", args=[model.pk]) in body and "Open the model" in body
+
+
+def test_the_live_fragment_sends_only_the_events_after_the_last_one_the_page_has(alice_client, alice):
+    job = _running(alice)
+    first, second = (
+        TrainingEvent.objects.create(job=job, stage="initializing", message=text) for text in ("One.", "Two.")
+    )
+    url = reverse("training:detail", args=[job.pk])
+
+    page = alice_client.get(url).content.decode()
+    assert "One." in page and "Two." in page and f"?since={second.pk}" in page
+
+    third = TrainingEvent.objects.create(job=job, stage="replicate_training", message="Three.")
+    live = alice_client.get(url, {"since": second.pk}, headers={"hx-request": "true"}).content.decode()
+    # The status card and the new event only, appended to the log out of band; the next poll
+    # asks after the new one.
+    assert "Three." in live and "One." not in live and "Two." not in live
+    assert 'hx-swap-oob="beforeend:#training-events"' in live and f"?since={third.pk}" in live
+    quiet = alice_client.get(url, {"since": third.pk}, headers={"hx-request": "true"}).content.decode()
+    assert "hx-swap-oob" not in quiet and "Three." not in quiet and f"?since={third.pk}" in quiet
+    del first
+
+
+def test_the_event_log_shows_the_latest_50_and_pages_back(alice_client, alice):
+    job = _running(alice)
+    TrainingEvent.objects.bulk_create(
+        [TrainingEvent(job=job, stage="replicate_training", message=f"event {i:03d}.") for i in range(120)]
+    )
+    url = reverse("training:detail", args=[job.pk])
+
+    page = alice_client.get(url)
+    body = page.content.decode()
+    assert "event 119." in body and "event 070." in body and "event 069." not in body
+    assert body.index("event 070.") < body.index("event 119.")  # oldest of the page first
+    earlier = alice_client.get(url + "?" + page.context["page"].next_query, headers={"hx-request": "true"})
+    rows = earlier.content.decode()
+    assert "event 069." in rows and "event 020." in rows and "event 070." not in rows and "<html" not in rows
+    assert 'hx-swap="afterbegin"' in rows and "Earlier events" in rows
 
 
 def test_the_detail_page_costs_the_same_queries_for_1_or_200_events(alice_client, alice):
