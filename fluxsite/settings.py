@@ -281,6 +281,8 @@ DATASET_MAX_FILE_BYTES = env_int("DATASET_MAX_FILE_BYTES", 30 * 1024 * 1024)
 DATASET_MAX_TOTAL_BYTES = env_int("DATASET_MAX_TOTAL_BYTES", 600 * 1024 * 1024)
 DATASET_MAX_PIXELS = env_int("DATASET_MAX_PIXELS", 40_000_000)
 DATASET_LONG_SIDE = env_int("DATASET_LONG_SIDE", 1024)
+# The upload page resizes photos to this long side before sending them (0: send them as they are).
+DATASET_BROWSER_RESIZE_LONG_SIDE = env_int("DATASET_BROWSER_RESIZE_LONG_SIDE", 2 * DATASET_LONG_SIDE)
 # Photos too small or too narrow to learn from are refused before decoding.
 DATASET_MIN_SIDE = env_int("DATASET_MIN_SIDE", 256)
 DATASET_MAX_ASPECT = env_int("DATASET_MAX_ASPECT", 4)

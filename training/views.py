@@ -116,6 +116,15 @@ def _dataset_context(dataset: Dataset, **extra) -> dict:
             "max": settings.DATASET_MAX_IMAGES,
             "file_bytes": settings.DATASET_MAX_FILE_BYTES,
         },
+        # What static/js/photo-resize.js needs to resize photos before upload without changing a
+        # verdict or the stored size: the target, and the server's own size and refusal limits.
+        "resize": {
+            "long_side": settings.DATASET_BROWSER_RESIZE_LONG_SIDE,
+            "server_long_side": settings.DATASET_LONG_SIDE,
+            "min_side": settings.DATASET_MIN_SIDE,
+            "max_aspect": settings.DATASET_MAX_ASPECT,
+            "max_pixels": settings.DATASET_MAX_PIXELS,
+        },
         **extra,
     }
 

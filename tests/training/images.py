@@ -30,6 +30,22 @@ def photo(
     return buffer.getvalue()
 
 
+def phone_photo(size: tuple[int, int] = (4032, 3024), seed: int = 0, orientation: int = 1) -> bytes:
+    """A camera-sized JPEG that compresses like a photo: smooth shapes under moderate sensor-like
+    noise (photo()'s strong noise is far from what a phone writes), with an EXIF orientation."""
+    rnd = random.Random(seed)
+    gradient = Image.linear_gradient("L").resize(size).rotate(rnd.randrange(360))
+    blocks = Image.new("L", (16, 12))
+    blocks.putdata([rnd.randrange(256) for _ in range(16 * 12)])
+    blocks = blocks.resize(size, Image.Resampling.BILINEAR)
+    noise = Image.blend(Image.effect_noise(size, 28 + rnd.randrange(8)), blocks, 0.5)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.merge("RGB", (gradient, noise, blocks)).save(buffer, "JPEG", quality=90, exif=exif)
+    return buffer.getvalue()
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return (
         struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
