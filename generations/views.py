@@ -152,6 +152,7 @@ def generate(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
 def generate_preview(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The live preview fragment: the prompt as it will be sent, and the cost."""
     model = _model_from_request(request, request.GET)
+    model = model or next(iter(selectors.models_for_generation(request.user)[:1]), None)
     form = GenerateForm(request.GET)
     return render(request, f"{GENERATE}#preview", _generate_context(request, form, model, picker=False))
 
