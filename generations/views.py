@@ -245,7 +245,7 @@ def image_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def image_download(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+def image_download(request: AuthenticatedHttpRequest, pk: int) -> StreamingHttpResponse:
     image = selectors.get_image_for_user(request.user, pk)
     extension = image.file_name.rsplit(".", 1)[-1]
     content_type = {"webp": "image/webp", "jpg": "image/jpeg", "png": "image/png"}.get(
