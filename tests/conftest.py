@@ -6,6 +6,7 @@ and fail it instead when CI=true, so CI can never pass by skipping them.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
@@ -238,6 +239,23 @@ def browser_page(_chromium):
     page.set_default_timeout(15000)
     yield page
     context.close()
+
+
+def pytest_unconfigure(config) -> None:
+    """Remove the SQLite test database's -wal and -shm files when the database itself is gone.
+
+    Django deletes only the main file; SQLite deletes the other two when its last connection closes,
+    and one can still be open at exit (seen after a browser test run in the middle of a random
+    order), which left a pair per run in var/.
+    """
+    database = django_settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        return
+    name = database.get("TEST", {}).get("NAME") or ""
+    if name and not os.path.exists(name):
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name + suffix)
 
 
 @pytest.fixture(scope="session", autouse=True)
