@@ -83,6 +83,7 @@ def main() -> None:
         from training.services import training_create
 
         user = user_sign_up(email="bench@example.com", password="bench-password-123")
+        assert user is not None  # a fresh throwaway database: the address is new
         job = training_create(owner=user, name="Bench", trigger_word="ohwx_bench", subject_kind="subject")
         session = Client()
         session.force_login(user)
