@@ -87,7 +87,12 @@ class GenerateForm(forms.Form):
         self._live_preview()
         for name, text in self.HELP.items():
             field = self.fields[name]
-            field.help_text = f"{_number(field.min_value)} to {_number(field.max_value)}: {text}"
+            if (
+                isinstance(field, forms.IntegerField)
+                and field.min_value is not None
+                and field.max_value is not None
+            ):
+                field.help_text = f"{_number(field.min_value)} to {_number(field.max_value)}: {text}"
 
     def _live_preview(self) -> None:
         """The prompt and the image count refresh the preview (trigger word, cost) as they change:
@@ -113,12 +118,14 @@ class GenerateForm(forms.Form):
         if old is None:
             return
         if isinstance(old, forms.ChoiceField):
-            labels = dict(old.choices)
+            labels = dict(old.choices)  # type: ignore[arg-type]  # the getter returns normalised (value, label) pairs
             choices = [
                 c for c in (spec.choices or ()) if c != "custom"
             ]  # custom needs width/height we do not offer
             if choices:
                 old.choices = [(c, labels.get(c, c)) for c in choices]
+            return
+        if not isinstance(old, forms.IntegerField):  # FloatField subclasses IntegerField
             return
         low = spec.minimum if spec.minimum is not None else old.min_value
         high = spec.maximum if spec.maximum is not None else old.max_value

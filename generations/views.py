@@ -72,7 +72,7 @@ def _generate_context(
         "model_ready": model is not None and selectors.model_is_usable(model),
         "suggestions": services.prompt_suggestions(model=model) if model else [],
         "effective_prompt": services.effective_prompt(prompt=prompt, model=model) if model else prompt,
-        "prompt_has_trigger": bool(model)
+        "prompt_has_trigger": model is not None
         and services.effective_prompt(prompt=prompt, model=model) == " ".join(prompt.split()),
         "cost": generation_cost_credits(num_images=num),
         "num_outputs": num,
@@ -131,7 +131,7 @@ def generate(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
     form = GenerateForm(request.POST, limits=_limits(model))
     if model is None:
         form.add_error(None, "Choose one of your models.")
-    if form.is_valid():
+    if model is not None and form.is_valid():  # without a model the form is already invalid
         try:
             generation = services.generation_start(
                 user=request.user, model=model, prompt=form.cleaned_data["prompt"], params=form.params()
