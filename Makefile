@@ -19,8 +19,11 @@ run: $(STAMP)
 	$(PY) manage.py ensure_demo_account
 	$(PY) manage.py devserver
 
+# Tests run in parallel processes (pytest-xdist; each has its own test database and Redis database,
+# see tests/parallel.py). TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 4 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
