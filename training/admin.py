@@ -116,7 +116,17 @@ class TrainingJobAdmin(admin.ModelAdmin):
 class DatasetImageInline(admin.TabularInline):
     model = DatasetImage
     extra = 0
-    fields = ["position", "original_name", "width", "height", "byte_size", "warnings", "caption"]
+    fields = [
+        "position",
+        "original_name",
+        "width",
+        "height",
+        "byte_size",
+        "warnings",
+        "caption",
+        "caption_source",
+        "caption_model",
+    ]
     readonly_fields = ["original_name", "width", "height", "byte_size", "warnings"]
 
 

@@ -82,6 +82,9 @@ class TrainingJob(models.Model):
     current_loss = models.FloatField(null=True, blank=True)
     loss_history = models.JSONField(default=list, blank=True)
     logs_tail = models.TextField(blank=True)
+    # What the trainer's own autocaption wrote, when it captioned photos we sent without one:
+    # {ZIP member stem ("img_001"): caption}, read from the trainer's output.
+    trainer_captions = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -220,7 +223,20 @@ class DatasetImage(models.Model):
     )
     dhash = models.CharField(max_length=16)
     warnings = models.JSONField(default=list, blank=True)
+
+    class CaptionSource(models.TextChoices):
+        NONE = "", "No caption"
+        PERSON = "person", "Written by the person"  # typed, pasted, a template, a ZIP or CSV import
+        MODEL = "model", "Written by a captioning model"  # caption_model says which
+        TRAINER = "trainer", "Written by the trainer's own autocaption"
+
     caption = models.TextField(blank=True)
+    # Who wrote the caption: re-captioning in "keep" mode never overwrites a person's words, and a
+    # machine-written caption is marked as such until the person edits it.
+    caption_source = models.CharField(max_length=10, choices=CaptionSource.choices, default="", blank=True)
+    caption_model = models.CharField(
+        max_length=200, blank=True, help_text="owner/name:version of the model that wrote the caption."
+    )
     position = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -94,6 +94,25 @@ def test_a_caption_is_saved_as_you_type(alice_client, training, photo):
     assert photo.caption == "[trigger] in a red coat"
 
 
+def test_a_caption_says_who_wrote_it_and_a_persons_edit_takes_it_over(alice_client, training, photo):
+    assert photo.caption_source == "person"  # the dataset's template, chosen by the person
+    photo.caption, photo.caption_source, photo.caption_model = "a dog on grass", "model", "acme/captioner:v1"
+    photo.save()
+    url = _urls(training, photo)["caption"]
+
+    alice_client.post(url, {"caption": " a dog  on grass "}, headers={"hx-request": "true"})  # an autosave
+    photo.refresh_from_db()
+    assert (photo.caption_source, photo.caption_model) == ("model", "acme/captioner:v1")
+
+    alice_client.post(url, {"caption": "a dog on wet grass"}, headers={"hx-request": "true"})
+    photo.refresh_from_db()
+    assert (photo.caption, photo.caption_source, photo.caption_model) == ("a dog on wet grass", "person", "")
+
+    alice_client.post(url, {"caption": ""}, headers={"hx-request": "true"})
+    photo.refresh_from_db()
+    assert photo.caption_source == ""
+
+
 def test_a_too_long_caption_is_refused(alice_client, training, photo):
     response = alice_client.post(
         _urls(training, photo)["caption"], {"caption": "x" * 1001}, headers={"hx-request": "true"}

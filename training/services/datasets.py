@@ -125,8 +125,13 @@ def _caption_clean(caption: str) -> tuple[str, bool]:
 
 def dataset_image_caption_set(*, image: DatasetImage, caption: str) -> DatasetImage:
     _require_editable(image.dataset)
-    image.caption, _ = _caption_clean(caption)
-    image.save(update_fields=["caption"])
+    text, _ = _caption_clean(caption)
+    if text == image.caption:
+        return image  # an autosave of unchanged text keeps a machine-written caption marked as such
+    image.caption = text
+    image.caption_source = DatasetImage.CaptionSource.PERSON if text else DatasetImage.CaptionSource.NONE
+    image.caption_model = ""
+    image.save(update_fields=["caption", "caption_source", "caption_model"])
     return image
 
 
@@ -137,7 +142,8 @@ def dataset_caption_template_apply(*, dataset: Dataset, template: str) -> int:
     with transaction.atomic():
         dataset.caption_template = template
         dataset.save(update_fields=["caption_template"])
-        return dataset.images.update(caption=template)
+        source = DatasetImage.CaptionSource.PERSON if template else DatasetImage.CaptionSource.NONE
+        return dataset.images.update(caption=template, caption_source=source, caption_model="")
 
 
 # --- Uploads --------------------------------------------------------------------------------------
@@ -266,7 +272,14 @@ def _add_image(
                     source_sha256=source_sha256,
                     dhash=prepared.dhash,
                     warnings=warnings,
-                    caption=_caption_clean(caption if caption is not None else dataset.caption_template)[0],
+                    caption=(
+                        text := _caption_clean(caption if caption is not None else dataset.caption_template)[
+                            0
+                        ]
+                    ),
+                    caption_source=DatasetImage.CaptionSource.PERSON
+                    if text
+                    else DatasetImage.CaptionSource.NONE,
                     position=position,
                 )
     except IntegrityError:  # a parallel upload of the same picture won the race
