@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
+from fluxsite.fragments import FRAGMENT_SECONDS, fragment_key
 from fluxsite.htmx import polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest, HtmxHttpRequest
 from fluxsite.integrations import storage
@@ -68,6 +69,22 @@ def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         {
             "page": page,
             "trainings": page.object_list,
+            # The rows' HTML is cached on what they show (fluxsite.fragments).
+            "rows_key": fragment_key(
+                (
+                    t.pk,
+                    t.name,
+                    t.trigger_word,
+                    t.status,
+                    t.progress_step,
+                    t.progress_total,
+                    t.image_count,
+                    t.model_pk,
+                    t.created_at,
+                )
+                for t in page.object_list
+            ),
+            "FRAGMENT_SECONDS": FRAGMENT_SECONDS,
             "filter_form": form,
             "filters": values,
             # base_fields is typed dict[str, Field]; "status" is the form's ChoiceField.
@@ -81,7 +98,8 @@ def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 def training_row_status(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The status cell of one list row, polled while the training runs."""
     job = selectors.get_training_for_user(request.user, pk)
-    return polled(render(request, f"{LIST_PAGE}#row_status", {"t": job}), finished=not job.is_active)
+    context = {"t": job, "detail_url": reverse("training:detail", args=[job.pk])}  # as the row has it
+    return polled(render(request, f"{LIST_PAGE}#row_status", context), finished=not job.is_active)
 
 
 @login_required
@@ -431,7 +449,14 @@ def _events_page(request: HttpRequest, job: TrainingJob) -> dict:
         swap="afterbegin",
     )
     events = page.object_list[::-1]
-    return {"page": page, "events": events, "last_event_id": events[-1].pk if events else 0}
+    return {
+        "page": page,
+        "events": events,
+        "last_event_id": events[-1].pk if events else 0,
+        # Events are written once and never change: their ids say what the rows show.
+        "events_key": fragment_key([(job.pk, *(e.pk for e in events))]),
+        "FRAGMENT_SECONDS": FRAGMENT_SECONDS,
+    }
 
 
 def _last_id(request: HttpRequest) -> int:
