@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
-from fluxsite.fragments import FRAGMENT_SECONDS, fragment_key
+from fluxsite.fragments import fragment_key
 from fluxsite.htmx import polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest, HtmxHttpRequest
 from fluxsite.integrations import storage
@@ -84,7 +84,6 @@ def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
                 )
                 for t in page.object_list
             ),
-            "FRAGMENT_SECONDS": FRAGMENT_SECONDS,
             "filter_form": form,
             "filters": values,
             # base_fields is typed dict[str, Field]; "status" is the form's ChoiceField.
@@ -455,7 +454,6 @@ def _events_page(request: HttpRequest, job: TrainingJob) -> dict:
         "last_event_id": events[-1].pk if events else 0,
         # Events are written once and never change: their ids say what the rows show.
         "events_key": fragment_key([(job.pk, *(e.pk for e in events))]),
-        "FRAGMENT_SECONDS": FRAGMENT_SECONDS,
     }
 
 

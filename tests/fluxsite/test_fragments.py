@@ -83,3 +83,41 @@ def test_a_cached_page_costs_the_same_queries(alice_client, alice):
         with CaptureQueriesContext(connection) as warm:
             alice_client.get(url)
         assert len(warm) == len(cold), url
+
+
+def test_a_renamed_model_shows_its_new_name_in_the_list(alice_client, alice):
+    from models_app.services.publishing import lora_rename
+    from tests.generations.generation_kit import lora_model
+
+    model = lora_model(alice, name="Portrait")
+    url = reverse("models_app:list")
+    assert "Portrait" in alice_client.get(url).content.decode()
+    lora_rename(model=model, name="Headshots")
+    body = alice_client.get(url).content.decode()
+    assert "Headshots" in body and "Portrait" not in body
+
+
+def test_a_deleted_image_leaves_the_gallery_at_once(alice_client, alice):
+    from generations.services.generation import generated_image_delete
+    from tests.generations.generation_kit import finished_generation, lora_model
+
+    generation = finished_generation(alice, lora_model(alice), images=2)
+    first, second = generation.images.order_by("index")
+    url = reverse("generations:gallery")
+    body = alice_client.get(url).content.decode()
+    assert reverse("generations:image", args=[first.pk]) in body
+    generated_image_delete(image=first)
+    body = alice_client.get(url).content.decode()
+    assert reverse("generations:image", args=[first.pk]) not in body
+    assert reverse("generations:image", args=[second.pk]) in body
+
+
+def test_a_new_ledger_entry_shows_on_the_billing_page(alice_client, alice):
+    from billing.services.ledger import credits_grant
+
+    url = reverse("billing:overview")
+    alice_client.get(url)
+    credits_grant(
+        user=alice, amount=37, reference="test:fragments", kind="billing.credits.adjusted", note="a gift"
+    )
+    assert "+37" in alice_client.get(url).content.decode()
