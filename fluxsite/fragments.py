@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
+from typing import cast
 
 from django.conf import settings
 from django.utils import timezone, translation
@@ -34,7 +35,7 @@ def templates_version() -> str:
 @cache
 def _templates_digest() -> str:
     digest = hashlib.blake2b(digest_size=16)
-    for folder in settings.TEMPLATES[0]["DIRS"]:
+    for folder in cast("list[str | Path]", settings.TEMPLATES[0]["DIRS"]):
         for path in sorted(Path(folder).rglob("*.html")):
             stat = path.stat()
             digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from fluxsite.accounts.models import User
 from fluxsite.integrations.storage import PRIVATE
+from models_app.models import LoraModel
 from training.models import ACTIVE_STATUSES, Dataset, DatasetImage, TrainingEvent, TrainingJob
 
 
@@ -163,7 +164,7 @@ def _detail_fields() -> tuple[str, ...]:
         f"{name}__{f.name}"
         for name, model in (
             ("dataset", Dataset),
-            ("lora_model", TrainingJob.lora_model.related.related_model),
+            ("lora_model", LoraModel),
         )
         for f in model._meta.concrete_fields
     ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any, cast
 
 from django import forms
@@ -48,6 +49,20 @@ START_PAGE = "training/start.html"
 PER_PAGE = 20
 
 
+# What a history row shows (image_count and model_pk are the list query's annotations): its cache key.
+_ROW_SHOWS = attrgetter(
+    "pk",
+    "name",
+    "trigger_word",
+    "status",
+    "progress_step",
+    "progress_total",
+    "image_count",
+    "model_pk",
+    "created_at",
+)
+
+
 @login_required
 @require_GET
 def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
@@ -70,20 +85,7 @@ def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
             "page": page,
             "trainings": page.object_list,
             # The rows' HTML is cached on what they show (fluxsite.fragments).
-            "rows_key": fragment_key(
-                (
-                    t.pk,
-                    t.name,
-                    t.trigger_word,
-                    t.status,
-                    t.progress_step,
-                    t.progress_total,
-                    t.image_count,
-                    t.model_pk,
-                    t.created_at,
-                )
-                for t in page.object_list
-            ),
+            "rows_key": fragment_key(map(_ROW_SHOWS, page.object_list)),
             "filter_form": form,
             "filters": values,
             # base_fields is typed dict[str, Field]; "status" is the form's ChoiceField.

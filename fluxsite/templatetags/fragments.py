@@ -12,6 +12,7 @@ Every value the fragment shows must be named, or a change to it would be served 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django import template
 from django.template.base import Variable
@@ -24,4 +25,5 @@ register = template.Library()
 @register.simple_tag
 def fragment_key_for(rows: Iterable[object], *lookups: str) -> str:
     variables = [Variable(f"row.{lookup}") for lookup in lookups]
-    return fragment_key(tuple(v.resolve({"row": row}) for v in variables) for row in rows)
+    contexts: list[dict[str, Any]] = [{"row": row} for row in rows]
+    return fragment_key(tuple(v.resolve(context) for v in variables) for context in contexts)
