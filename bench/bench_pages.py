@@ -9,9 +9,8 @@ database server's own work excluded on PostgreSQL) and the number of queries; th
 200/1 and 1000/1 against the goals (queries identical, p50 within 1.5x and 2x, CPU of the training
 list and detail under 8 ms). /healthz is measured in the same run as the floor.
 
-`--profile training_list` prints a pyinstrument profile of that page at the largest size when
-pyinstrument is importable (it is not a dependency: PYTHONPATH=/tmp/pyi after
-`pip install --target /tmp/pyi pyinstrument`).
+`--profile training_list` prints a pyinstrument profile of that page at the largest size
+(pyinstrument is in the dev extras, so `make install` brings it; it is never a runtime dependency).
 """
 
 from __future__ import annotations
