@@ -28,7 +28,7 @@ SIZES = {"12 MP": (4032, 3024), "24 MP": (6000, 4000)}
 def reference(data: bytes) -> bytes:
     from PIL import Image, ImageOps
 
-    im = Image.open(io.BytesIO(data))
+    im: Image.Image = Image.open(io.BytesIO(data))
     im.draft("RGB", (LONG_SIDE, LONG_SIDE))
     im = ImageOps.exif_transpose(im)
     im.thumbnail((LONG_SIDE, LONG_SIDE))

@@ -31,7 +31,10 @@ def _user():
     from fluxsite.accounts.services import user_email_confirm, user_sign_up
 
     user = user_sign_up(email="bench@example.com", password="bench-password-123")
-    return user_email_confirm(user=user).user
+    assert user is not None
+    confirmed = user_email_confirm(user=user).user
+    assert confirmed is not None
+    return confirmed
 
 
 def _grow(user, state: dict, n: int) -> None:

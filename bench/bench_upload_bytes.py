@@ -126,6 +126,7 @@ def main() -> None:
         from training.services import training_create
 
         user = user_sign_up(email="bench@example.com", password="bench-password-123")
+        assert user is not None
         session = Client()
         session.force_login(user)
 

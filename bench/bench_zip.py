@@ -18,6 +18,7 @@ import sys
 import zipfile
 import zlib
 from pathlib import Path
+from typing import IO, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, django_setup, peak_rss_mb, peak_rss_reset, phone_jpeg, rss_mb, table, timed, verdict  # noqa: E402
@@ -97,7 +98,7 @@ def zipfile_stream_to_storage(*, alias: str, name: str, members):
     target = storage.file_open_for_writing(alias=alias, name=name)
     out = _CountingWriter(target)
     try:
-        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+        with zipfile.ZipFile(cast(IO[bytes], out), "w", compression=zipfile.ZIP_STORED) as archive:
             for index, member in enumerate(members, start=1):
                 stem = f"img_{index:03d}"
                 info = zipfile.ZipInfo(f"{stem}.jpg")

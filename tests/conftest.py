@@ -100,8 +100,11 @@ def _make_user(email: str, **extra):
     """A signed-up account whose address is verified, so it holds the welcome credits."""
     from fluxsite.accounts.services import user_email_confirm, user_sign_up
 
-    user = user_sign_up(email=email, password=PASSWORD)
-    user = user_email_confirm(user=user).user
+    signed_up = user_sign_up(email=email, password=PASSWORD)
+    assert signed_up is not None
+    confirmed = user_email_confirm(user=signed_up).user
+    assert confirmed is not None
+    user = confirmed
     for key, value in extra.items():
         setattr(user, key, value)
     if extra:

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from html.parser import HTMLParser
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.core.signals import request_finished, request_started
 from django.db import connections
@@ -114,15 +114,16 @@ def live_server_idle(*, timeout: float = 15.0) -> bool:
 
 
 # --- Concurrency ------------------------------------------------------------------------------------
-def run_concurrently(fn: Callable[[int], object], n: int) -> list[object]:
+def run_concurrently(fn: Callable[[int], Any], n: int) -> list[Any]:
     """Run fn(i) for i in range(n) in n threads released at the same moment by a barrier.
 
-    Returns each call's result or the exception it raised, in order of i. Each thread closes its
+    Returns each call's result or the exception it raised, in order of i (typed Any: callers check
+    for exceptions first, then read the results). Each thread closes its
     database connections when done. Races are real only on PostgreSQL (SQLite ignores
     select_for_update), so tests that rely on them are marked `postgres`.
     """
     barrier = threading.Barrier(n)
-    results: list[object] = [None] * n
+    results: list[Any] = [None] * n
 
     def worker(i: int) -> None:
         try:

@@ -16,4 +16,6 @@ def _clear_cache():
 
 def link_in(message) -> str:
     """The path of the verification link in a mail."""
-    return re.search(r"https?://[^/\s]+(/account/verify/\S+/)", message.body).group(1)
+    found = re.search(r"https?://[^/\s]+(/account/verify/\S+/)", message.body)
+    assert found, message.body
+    return found.group(1)

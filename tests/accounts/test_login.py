@@ -43,7 +43,9 @@ def test_a_password_reset_mail_leads_to_a_new_password(anon_client, alice):
     response = anon_client.post("/account/password-reset/", {"email": "alice@example.com"})
     assert response.status_code == 302
     assert len(mail.outbox) == 1
-    link = re.search(r"https?://[^/\s]+(/account/reset/\S+)", mail.outbox[0].body).group(1)
+    found = re.search(r"https?://[^/\s]+(/account/reset/\S+)", str(mail.outbox[0].body))
+    assert found
+    link = found.group(1)
     form = anon_client.get(link, follow=True)
     assert b"Choose a new password" in form.content
     new = "a-brand-new-unusual-passphrase"

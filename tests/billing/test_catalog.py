@@ -62,7 +62,7 @@ def test_the_sandbox_catalog_sells_exactly_the_prices_the_stripe_sandbox_has():
         assert prices[pack.stripe_price_id] == (pack.amount_cents, None, {"credits": str(pack.credits)})
     for plan in plans:
         assert prices[plan.stripe_price_id][:2] == (plan.amount_cents, plan.interval)
-    assert {p.stripe_price_id for p in [*packs, *plans]} == set(prices)
+    assert {p.stripe_price_id for p in packs} | {p.stripe_price_id for p in plans} == set(prices)
 
 
 @pytest.mark.parametrize(

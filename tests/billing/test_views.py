@@ -18,7 +18,9 @@ def url_for(name: str, needs_pk: bool) -> str:
     if not needs_pk:
         return reverse(name)
     model = CreditPack if "pack" in name else Plan
-    return reverse(name, args=[model.objects.first().pk])
+    first = model.objects.first()
+    assert first is not None
+    return reverse(name, args=[first.pk])
 
 
 @pytest.mark.parametrize("name", PRIVATE_GETS + ["billing:checkout_success"])

@@ -197,7 +197,13 @@ def _schema_errors(value: Any, schema: dict, root: dict, where: str = "$") -> li
     if "$ref" in schema:
         schema = root["definitions"][schema["$ref"].rsplit("/", 1)[-1]]
     kind = schema.get("type")
-    checks = {"object": dict, "array": list, "string": str, "boolean": bool, "number": (int, float)}
+    checks: dict[str, type | tuple[type, ...]] = {
+        "object": dict,
+        "array": list,
+        "string": str,
+        "boolean": bool,
+        "number": (int, float),
+    }
     if kind and (not isinstance(value, checks[kind]) or (kind == "number" and isinstance(value, bool))):
         return [f"{where}: {value!r} is not {kind}"]
     errors = []

@@ -96,6 +96,7 @@ def test_an_invoice_carries_its_payments_only_when_expanded(sandbox, alice, alic
 
     sub = _subscribe_and_renew(alice_client)
     invoice_id = InvoiceGrant.objects.filter(subscription=sub).values_list("invoice_id", flat=True).first()
+    assert invoice_id
     client = stripe.StripeClient(
         settings.STRIPE_SECRET_KEY,
         base_addresses={"api": settings.STRIPE_API_BASE},
@@ -127,6 +128,7 @@ def test_a_refund_of_a_subscription_invoice_finds_its_grant_without_an_expanded_
     pi = stripe_sandbox.record_get(object_id=grants[-1].payment_intent_id, object_type="payment_intent").data
     stripe_sandbox.charge_refund(charge_id=pi["latest_charge"], amount=None)
     assert wait_for(lambda: alice.wallet.entries.filter(kind=CreditKind.CHARGEBACK).exists())
+    assert sub.plan is not None
     assert Wallet.objects.get(user=alice).balance == before - sub.plan.credits_per_period
 
 

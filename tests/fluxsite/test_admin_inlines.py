@@ -36,7 +36,9 @@ def test_a_wallet_page_shows_its_latest_50_entries_and_links_to_all(staff_client
     shown = set(re.findall(r"row:\d{3}", body))
     assert len(shown) == 50 and "row:059" in shown and "row:000" not in shown  # the latest, newest first
     assert f"50 of {total} shown below" in body
-    link = re.search(r'href="([^"]*creditentry/\?wallet__id__exact=\d+)"', body).group(1)
+    found = re.search(r'href="([^"]*creditentry/\?wallet__id__exact=\d+)"', body)
+    assert found, body
+    link = found.group(1)
     listing = staff_client.get(link.replace("&amp;", "&"))
     assert listing.status_code == 200
     assert "row:059" in listing.content.decode()  # the wallet's own entries, and nobody else's

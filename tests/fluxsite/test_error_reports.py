@@ -91,7 +91,11 @@ def test_the_admin_error_mail_holds_the_exception_but_no_secret(secret_settings,
     assert len(mail.outbox) == 1
     sent = mail.outbox[0]
     report = "\n".join(
-        [sent.subject, sent.body, *(content for content, _ in getattr(sent, "alternatives", []))]
+        [
+            str(sent.subject),
+            str(sent.body),
+            *(str(content) for content, _ in getattr(sent, "alternatives", [])),
+        ]
     )
     print(sent.subject, sent.body[:1500], sep="\n")
     assert "RuntimeError" in sent.body

@@ -128,7 +128,7 @@ def test_the_password_reset_link_is_built_on_site_url_not_the_host_header(anon_c
 
     assert response.status_code == 302
     assert len(mail.outbox) == 1
-    links = re.findall(r"\S+://\S+", mail.outbox[0].body)
+    links = re.findall(r"\S+://\S+", str(mail.outbox[0].body))
     assert links and all(link.startswith("https://fluxsite.example.com/account/reset/") for link in links), (
         links
     )

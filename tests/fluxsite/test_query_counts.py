@@ -11,6 +11,7 @@ with its preset fragment are counted at 12 and at 49 photos.
 from __future__ import annotations
 
 import uuid
+from typing import TypeVar
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -27,6 +28,8 @@ from tests.fluxsite.test_url_walk import objects as objects  # noqa: F401  (the 
 from tests.training import images
 from tests.training.conftest import post_files
 from training.models import Dataset, DatasetImage, TrainingEvent, TrainingJob
+
+M = TypeVar("M", bound=Model)
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +60,7 @@ def _dashboard_names():
     return sorted(item for item in set(walk(get_resolver().url_patterns)) if item[0] not in NOT_WALKED)
 
 
-def _clone(obj: Model, i: int, **overrides) -> Model:
+def _clone(obj: M, i: int, **overrides) -> M:
     """A copy of `obj` for bulk_create: unique columns made unique with `i`."""
     values = {}
     for field in obj._meta.concrete_fields:

@@ -155,8 +155,8 @@ def test_a_training_runs_to_success_through_the_client(sandbox, settings, receiv
     assert started.status == "starting" and not started.is_finished
     done = wait_until(lambda: rc.training_get(training_id=started.id), lambda t: t.is_finished)
     assert done.status == "succeeded"
-    assert done.output_version.startswith("fluxsite/alice-lora:")
-    assert done.weights_url.endswith("/trained_model.tar")
+    assert done.output_version and done.output_version.startswith("fluxsite/alice-lora:")
+    assert done.weights_url and done.weights_url.endswith("/trained_model.tar")
     assert done.predict_time and done.predict_time > 0
     assert done.completed_at and "flux_train_replicate" in done.logs
 

@@ -8,6 +8,7 @@ import struct
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -35,7 +36,7 @@ def safetensors_bytes(tensors: dict[str, tuple[str, list[int]]] | None = None, f
     return struct.pack("<Q", len(raw)) + raw + b"".join(blobs)
 
 
-def tar_bytes(members: list[tuple[str, bytes]], *, links: list[tuple[str, str, bytes]] = ()) -> bytes:
+def tar_bytes(members: list[tuple[str, bytes]], *, links: tuple[tuple[str, str, bytes], ...] = ()) -> bytes:
     """An uncompressed tar; `links` adds (name, target, type) entries (tarfile.SYMTYPE/LNKTYPE)."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
@@ -65,7 +66,7 @@ class FileServer:
     """Serves `routes` (path -> bytes, or ("redirect", url), or ("nolength", bytes)) over HTTP."""
 
     def __init__(self, host: str) -> None:
-        self.routes: dict[str, object] = {}
+        self.routes: dict[str, Any] = {}
         routes = self.routes
 
         class Handler(BaseHTTPRequestHandler):

@@ -22,7 +22,7 @@ def image_bytes(color: tuple[int, int, int] = (200, 120, 40), fmt: str = "JPEG")
     return out.getvalue()
 
 
-def zip_bytes(files: dict[str, bytes]) -> bytes:
+def zip_bytes(files: dict[str, bytes | str]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
         for name, data in files.items():

@@ -191,6 +191,7 @@ def test_an_armed_429_carries_the_rate_limit_headers_the_hub_documents(hub):
     assert r.status_code == 429
     # huggingface_hub's own parser reads the wait from the RateLimit header (hub-docs rate-limits.md).
     info = parse_ratelimit_headers(r.headers)
+    assert info is not None
     assert (info.remaining, info.reset_in_seconds) == (0, 7)
     assert r.json() == {}
     # consumed: the next call works

@@ -7,6 +7,7 @@ import json
 import re
 import struct
 import tarfile
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -43,7 +44,7 @@ def sdk(sandbox) -> replicate.Client:
 
 
 @pytest.fixture
-def api(sandbox) -> httpx.Client:
+def api(sandbox) -> Iterator[httpx.Client]:
     """Raw HTTP, for what the SDK hides (status codes, headers, metrics, invalid_fields)."""
     with httpx.Client(
         base_url=settings.REPLICATE_BASE_URL,
@@ -65,8 +66,16 @@ def _fast_predictions(settings):
     settings.SANDBOX_PREDICTION_SECONDS = 0.4
 
 
+def _member(tar: tarfile.TarFile, name: str) -> bytes:
+    member = tar.extractfile(name)
+    assert member is not None, name
+    return member.read()
+
+
 def _trainer_version(sdk: replicate.Client) -> str:
-    return sdk.models.get("ostris/flux-dev-lora-trainer").latest_version.id
+    version = sdk.models.get("ostris/flux-dev-lora-trainer").latest_version
+    assert version is not None
+    return version.id
 
 
 def _start_training(sdk: replicate.Client, zip_content: bytes, *, steps: int = 500, **extra):
@@ -113,10 +122,8 @@ def test_the_sdk_drives_a_training_to_success_and_the_weights_are_a_real_lora(sd
     assert weights.status_code == 200
     with tarfile.open(fileobj=io.BytesIO(weights.content), mode="r:") as tar:  # "r:": uncompressed
         names = set(tar.getnames())
-        lora = tar.extractfile("output/flux_train_replicate/lora.safetensors").read()
-        captions = {
-            n.rsplit("/", 1)[-1]: tar.extractfile(n).read().decode() for n in names if "/captions/" in n
-        }
+        lora = _member(tar, "output/flux_train_replicate/lora.safetensors")
+        captions = {n.rsplit("/", 1)[-1]: _member(tar, n).decode() for n in names if "/captions/" in n}
         assert "output/flux_train_replicate/config.yaml" in names
     (header_length,) = struct.unpack("<Q", lora[:8])
     header = json.loads(lora[8 : 8 + header_length])
@@ -303,7 +310,9 @@ def test_an_intermediate_webhook_is_not_retried(sdk, receiver):
 
 
 def _generator_version(sdk: replicate.Client) -> str:
-    return sdk.models.get("black-forest-labs/flux-dev-lora").latest_version.id
+    version = sdk.models.get("black-forest-labs/flux-dev-lora").latest_version
+    assert version is not None
+    return version.id
 
 
 def _statuses(deliveries) -> list[str]:

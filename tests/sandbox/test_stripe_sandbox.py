@@ -97,7 +97,12 @@ def _create(
 
 
 def _click(session: stripe_client.CheckoutSession, button: str = "pay", outcome: str = "succeed"):
-    return Client().post(urlsplit(session.url).path + button, {"outcome": outcome})
+    return Client().post(_path(session) + button, {"outcome": outcome})
+
+
+def _path(session: stripe_client.CheckoutSession) -> str:
+    assert session.url, session
+    return urlsplit(session.url).path
 
 
 def _sdk(sandbox_url: str, settings) -> stripe.StripeClient:
@@ -113,9 +118,9 @@ def test_a_paid_credit_pack_redirects_and_sends_a_signed_checkout_completed(sand
     session = _create()
     assert session.id.startswith("cs_") and session.status == "open" and session.payment_status == "unpaid"
     assert session.amount_total == 1000 and session.currency == "usd"
-    assert session.url.startswith(f"{sandbox}/sandbox/stripe/checkout/")
+    assert (session.url or "").startswith(f"{sandbox}/sandbox/stripe/checkout/")
 
-    page = Client().get(urlsplit(session.url).path)
+    page = Client().get(_path(session))
     assert page.status_code == 200
     assert b"10.00" in page.content and b"1,000 credits" in page.content
     assert_no_inline_script(page.content)
@@ -182,6 +187,7 @@ def test_the_portal_lists_the_subscription_and_cancelling_sends_events(sandbox, 
     _click(session)
     receiver.events(3)
     customer = stripe_client.checkout_session_retrieve(session_id=session.id).customer
+    assert customer
     url = stripe_client.billing_portal_session_create(
         customer_id=customer, return_url="http://app.test/billing/"
     )
@@ -219,9 +225,9 @@ def test_a_refund_sends_charge_refunded_with_the_amount(sandbox, receiver, setti
     session = _create()
     _click(session)
     receiver.events(1)
-    pi = _sdk(sandbox, settings).v1.payment_intents.retrieve(
-        stripe_client.checkout_session_retrieve(session_id=session.id).payment_intent
-    )
+    intent_id = stripe_client.checkout_session_retrieve(session_id=session.id).payment_intent
+    assert intent_id
+    pi = _sdk(sandbox, settings).v1.payment_intents.retrieve(intent_id)
     response = Client().post(f"/sandbox/stripe/charges/{pi.latest_charge}/refund?amount=400")
     assert response.status_code == 200
     refunded = receiver.events(2)[1]
@@ -252,7 +258,7 @@ def test_cancel_redirects_to_cancel_url_and_leaves_the_session_open(sandbox, rec
 
 def test_the_hosted_pay_button_refuses_get(sandbox):
     session = _create()
-    assert Client().get(urlsplit(session.url).path + "pay").status_code == 405
+    assert Client().get(_path(session) + "pay").status_code == 405
 
 
 def test_an_expired_session_cannot_be_paid_or_expired_again(sandbox, receiver):
@@ -343,7 +349,8 @@ def test_the_seeded_prices_and_new_prices_are_served(sandbox, settings):
     sdk = _sdk(sandbox, settings)
     assert sdk.v1.prices.retrieve("price_sandbox_pack_3000").unit_amount == 2700
     assert sdk.v1.prices.retrieve("price_sandbox_pack_10000").unit_amount == 8000
-    assert sdk.v1.prices.retrieve("price_sandbox_plan_pro").recurring.interval == "month"
+    recurring = sdk.v1.prices.retrieve("price_sandbox_plan_pro").recurring
+    assert recurring and recurring.interval == "month"
     product = sdk.v1.products.create(params={"name": "Extra"})
     price = sdk.v1.prices.create(
         params={
@@ -369,7 +376,7 @@ def test_mode_and_price_type_must_match(sandbox):
     assert err.value.category == Category.VALIDATION
     with pytest.raises(IntegrationError) as err:
         _create(price_id="price_missing", key="k3")
-    assert err.value.invalid_fields[0]["field"] == "line_items[0][price]"
+    assert (err.value.invalid_fields or [{}])[0].get("field") == "line_items[0][price]"
 
 
 def test_an_unknown_object_is_a_404_resource_missing(sandbox):

@@ -337,7 +337,9 @@ def test_duplicate_copies_settings_photos_and_captions_to_new_files(alice_client
 
 def test_a_duplicate_whose_photo_is_missing_leaves_nothing_behind(alice_client, alice):
     job = make_training(alice, status=S.FAILED, photos=2)
-    storages["private"].delete(job.dataset.images.last().file_name)
+    last = job.dataset.images.last()
+    assert last is not None
+    storages["private"].delete(last.file_name)
 
     response = alice_client.post(reverse("training:duplicate", args=[job.pk]), follow=True)
 
@@ -482,7 +484,7 @@ def _running(alice, **fields) -> TrainingJob:
         loss_history=[[s, 0.5 - s / 3000] for s in range(10, 430, 10)],
     )
     defaults.update(fields)
-    return make_training(alice, **defaults)
+    return make_training(alice, **defaults)  # type: ignore[arg-type]  # the test's own keyword mix
 
 
 def test_the_detail_page_shows_progress_timeline_parameters_and_costs(alice_client, alice):

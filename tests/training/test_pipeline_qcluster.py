@@ -88,7 +88,7 @@ def test_a_training_runs_to_a_published_model_on_the_real_worker(
             job.refresh_from_db()
             if job.status in (TrainingJob.Status.SUCCEEDED, TrainingJob.Status.FAILED):
                 return True
-            assert worker.poll() is None, worker.stdout.read().decode()[-3000:]
+            assert worker.poll() is None, worker.stdout.read().decode()[-3000:] if worker.stdout else ""
             return False
 
         wait_for(finished, timeout=90, interval=0.5)

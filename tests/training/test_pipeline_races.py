@@ -89,7 +89,7 @@ def test_a_failure_reported_many_times_at_once_refunds_exactly_once(running_job,
     assert (
         CreditEntry.objects.filter(kind=CreditKind.REFUND, reference=f"refund:training:{job.pk}").count() == 1
     )
-    assert balance_for_user(alice) == before + job.cost_credits
+    assert balance_for_user(alice) == before + (job.cost_credits or 0)
 
 
 def test_the_owner_canceling_while_replicate_reports_failure_ends_once_with_one_refund(
@@ -122,6 +122,6 @@ def test_the_owner_canceling_while_replicate_reports_failure_ends_once_with_one_
     assert (
         CreditEntry.objects.filter(kind=CreditKind.REFUND, reference=f"refund:training:{job.pk}").count() == 1
     )
-    assert balance_for_user(alice) == before + job.cost_credits
+    assert balance_for_user(alice) == before + (job.cost_credits or 0)
     losers = [r for r in results if isinstance(r, Exception)]
     assert all(isinstance(r, pipeline.PipelineError) for r in losers), losers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import cast
 
 import pytest
 from django.core.files.storage import storages
@@ -85,7 +86,7 @@ def test_converted_images_are_plain_rgb_jpegs(alice_client, training):
         assert (stored.format, stored.mode) == ("JPEG", "RGB")
     deep = training.dataset.images.get(original_name="deep.png")
     # A 16-bit gradient must come out as a gradient, not clipped to white.
-    low, high = Image.open(io.BytesIO(_stored(deep))).convert("L").getextrema()
+    low, high = cast("tuple[int, int]", Image.open(io.BytesIO(_stored(deep))).convert("L").getextrema())
     assert low < 30 and high > 220
 
 
@@ -108,7 +109,10 @@ def test_exif_orientation_is_applied_and_gps_is_stripped(alice_client, training)
     assert stored.size == (300, 600)  # landscape pixels, displayed portrait
     assert (image.original_width, image.original_height) == (300, 600)
     # Orientation 6 turns the picture clockwise: the red left half ends up on top.
-    top, bottom = stored.getpixel((150, 50)), stored.getpixel((150, 550))
+    top, bottom = (
+        cast("tuple[int, ...]", stored.getpixel((150, 50))),
+        cast("tuple[int, ...]", stored.getpixel((150, 550))),
+    )
     assert top[0] > 200 and top[2] < 60 and bottom[2] > 200 and bottom[0] < 60
     assert not stored.getexif() and "exif" not in stored.info
     assert b"PhoneMaker" not in data and b"GPS" not in data

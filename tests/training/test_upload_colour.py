@@ -57,6 +57,7 @@ def swatches() -> Image.Image:
 def patch_means(im: Image.Image) -> list[tuple[float, float, float]]:
     """The Lab mean of each patch's centre (away from block edges)."""
     lab = ImageCms.profileToProfile(im.convert("RGB").resize((512, 512)), SRGB, LAB, outputMode="LAB")
+    assert lab is not None  # None only with inPlace=True
     means = []
     for i in range(len(COLOURS)):
         x, y = (i % 4) * 128 + 32, (i // 4) * 128 + 32
@@ -80,6 +81,7 @@ def tagged(profile: str, fmt: str) -> bytes:
     converted = ImageCms.profileToProfile(
         swatches(), SRGB, wide, outputMode="RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC
     )
+    assert converted is not None
     buffer = io.BytesIO()
     converted.save(buffer, fmt, quality=97, icc_profile=icc)
     return buffer.getvalue()

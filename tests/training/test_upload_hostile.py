@@ -233,7 +233,12 @@ def test_the_same_file_is_never_decoded_twice(alice_client, training, monkeypatc
     upload(alice_client, training, "a.jpg", data)
     decoded = []
     real = services.image_prepare_budgeted
-    monkeypatch.setattr(services, "image_prepare_budgeted", lambda d, **k: decoded.append(1) or real(d, **k))
+
+    def counting(data, **kwargs):
+        decoded.append(1)
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(services, "image_prepare_budgeted", counting)
     (verdict,) = upload(alice_client, training, "again.jpg", data)
     assert not verdict["ok"] and "Same file as “a.jpg”" in verdict["message"] and not decoded
 
@@ -263,7 +268,12 @@ def test_a_zip_of_copies_of_one_large_photo_decodes_it_once(alice_client, traini
     big = images.photo((4000, 3000), seed=73)
     decoded = []
     real = services.image_prepare_budgeted
-    monkeypatch.setattr(services, "image_prepare_budgeted", lambda d, **k: decoded.append(1) or real(d, **k))
+
+    def counting(data, **kwargs):
+        decoded.append(1)
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(services, "image_prepare_budgeted", counting)
     archive = images.make_zip(
         {f"copy{i}.jpg": big for i in range(5)}, compression=zipfile.ZIP_STORED
     )  # 23 MB: under the per-file cap

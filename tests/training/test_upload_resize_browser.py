@@ -222,6 +222,7 @@ def test_a_display_p3_photo_resized_in_the_browser_is_stored_in_srgb(
         outputMode="RGB",
         renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
     )
+    assert p3 is not None
     buffer = io.BytesIO()
     p3.save(buffer, "JPEG", quality=97, icc_profile=icc)
     (tmp_path / "wide.jpg").write_bytes(buffer.getvalue())

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import time
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -59,7 +60,7 @@ PREDICTION = {
     "completed_at": None,
     "urls": {"get": "https://api.replicate.com/v1/predictions/r8p1abcdefghijklmnopqrstuv"},
 }
-GOOD = {"training": TRAINING, "prediction": PREDICTION}
+GOOD: dict[str, dict[str, Any]] = {"training": TRAINING, "prediction": PREDICTION}
 
 
 def _sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
