@@ -99,6 +99,8 @@ class PredictionInfo:
     predict_time: float | None
     created_at: str | None = None
     completed_at: str | None = None
+    # The output as sent (a text model's string, list of text pieces or object); None until finished.
+    output: Any = None
 
     @property
     def is_finished(self) -> bool:
@@ -476,6 +478,7 @@ def prediction_from_payload(payload: Mapping[str, Any]) -> PredictionInfo:
         predict_time=_predict_time(payload),
         created_at=_text(payload.get("created_at")),
         completed_at=_text(payload.get("completed_at")),
+        output=output,
     )
 
 

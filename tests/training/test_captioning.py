@@ -1,0 +1,136 @@
+"""Captioning a dataset's photos with a vision model, through the real SDK over HTTP to the sandbox.
+
+The sandbox's captioners keep the real models' schemas and output shapes (sandbox/vendor/replicate/
+cog/florence-2-large.predict.json, llava-13b.predict.json); their captions are built from what can be
+measured of each photo.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from sandbox.faults import fault_inject
+from sandbox.models import FaultKind
+from tests.helpers import balance, wait_until
+from tests.training.conftest import add_photos
+from training.models import CaptionBatch, CaptionTask, DatasetImage
+
+FLORENCE = "lucataco/florence-2-large"
+LLAVA = "yorickvp/llava-13b"
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def start(client, training, **fields):
+    data = {
+        "photos": "empty",
+        "mode": "keep",
+        "style": "natural",
+        "trigger_placement": "start",
+        "trigger_template": "",
+        "model": FLORENCE,
+        **fields,
+    }
+    return client.post(reverse("training:caption_start", args=[training.pk]), data, headers={"HX-Request": "true"})
+
+
+def finished(training, timeout: float = 20.0) -> CaptionBatch:
+    def fetch():
+        return CaptionBatch.objects.filter(dataset__training=training).order_by("-pk").first()
+
+    batch = wait_until(fetch, lambda b: b is not None and b.status != "running", timeout=timeout)
+    assert batch is not None and batch.status != "running", list(
+        CaptionTask.objects.values_list("status", "note")
+    )
+    return batch
+
+
+def images_of(training) -> list[DatasetImage]:
+    return list(DatasetImage.objects.filter(dataset__training=training).order_by("pk"))
+
+
+def test_it_captions_the_empty_photos_and_keeps_a_persons_caption(sandbox, alice, alice_client, training):
+    add_photos(alice_client, training, 3)
+    first = images_of(training)[0]
+    alice_client.post(
+        reverse("training:image_caption", args=[training.pk, first.pk]), {"caption": "my own words"}
+    )
+    before = balance(alice)
+    response = start(alice_client, training)
+    assert response.status_code == 200, response.content.decode()[:600]
+    batch = finished(training)
+    assert batch.status == "finished"
+    assert batch.tasks.count() == 2  # "keep": the photo with a caption is not even queued
+    assert set(batch.tasks.values_list("status", flat=True)) == {"done"}
+    assert balance(alice) == before - 2 * batch.price_per_photo
+    kept, *captioned = images_of(training)
+    assert (kept.caption, kept.caption_source) == ("my own words", "person")
+    version = "da53547e17d45b9cfb48174b2f18af8b83ca020fa76db62136bf9c6616762595"
+    for image in captioned:
+        assert image.caption.startswith("[trigger], ")
+        assert "photo" in image.caption.lower()
+        assert image.caption_source == "model"
+        assert image.caption_model == f"{FLORENCE}:{version}"
+    page = alice_client.get(reverse("training:dataset", args=[training.pk]))
+    assert page.content.count(b"caption-by-model") == 2
+
+
+def test_keep_mode_again_never_overwrites_a_persons_edit_of_a_model_caption(sandbox, alice_client, training):
+    add_photos(alice_client, training, 2)
+    start(alice_client, training)
+    finished(training)
+    edited = images_of(training)[0]
+    alice_client.post(reverse("training:image_caption", args=[training.pk, edited.pk]), {"caption": "mine now"})
+    response = start(alice_client, training, photos="all")
+    assert response.status_code == 400  # nothing left to caption: both have captions
+    assert b"No photo to caption" in response.content
+    edited.refresh_from_db()
+    assert (edited.caption, edited.caption_source, edited.caption_model) == ("mine now", "person", "")
+
+
+def test_replace_mode_with_llava_tags_and_a_template(sandbox, alice_client, training):
+    add_photos(alice_client, training, 2)
+    start(alice_client, training)
+    finished(training)
+    response = start(
+        alice_client,
+        training,
+        photos="all",
+        mode="replace",
+        style="tags",
+        model=LLAVA,
+        trigger_placement="token",
+        trigger_template="a photo of [trigger], [caption]",
+    )
+    assert response.status_code == 200, response.content.decode()[:600]
+    batch = CaptionBatch.objects.filter(model=LLAVA).get()
+    batch = finished(training)
+    assert set(batch.tasks.values_list("status", flat=True)) == {"done"}
+    for image in images_of(training):
+        assert image.caption.startswith("a photo of [trigger], ")
+        assert image.caption.count(",") >= 3  # tags, joined from LLaVA's streamed text pieces
+        assert image.caption_model.startswith(f"{LLAVA}:")
+
+
+def test_append_mode_adds_to_the_existing_caption(sandbox, alice_client, training):
+    add_photos(alice_client, training, 1)
+    image = images_of(training)[0]
+    alice_client.post(reverse("training:image_caption", args=[training.pk, image.pk]), {"caption": "[trigger] smiling"})
+    start(alice_client, training, photos="all", mode="append", trigger_placement="none")
+    finished(training)
+    image.refresh_from_db()
+    assert image.caption.startswith("[trigger] smiling ")
+    assert len(image.caption) > len("[trigger] smiling ") + 10
+    assert image.caption_source == "model"
+
+
+def test_the_cost_line_is_shown_before_running(sandbox, alice_client, training):
+    add_photos(alice_client, training, 3)
+    page = alice_client.get(reverse("training:dataset", args=[training.pk]))
+    assert b"3 photos, 3 credits" in page.content
+    line = alice_client.get(
+        reverse("training:caption_estimate", args=[training.pk]),
+        {"photos": "all", "mode": "replace", "style": "natural", "trigger_placement": "start", "model": LLAVA},
+    )
+    assert line.status_code == 200
+    assert b"3 photos, 3 credits" in line.content or b"3 photos" in line.content
