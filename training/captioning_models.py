@@ -38,7 +38,7 @@ HARDWARE_PRICE_PER_SECOND = {
 }
 FLORENCE_TASKS = {"natural": "More Detailed Caption", "tags": "Caption"}
 FLORENCE_KEYS = ("<MORE_DETAILED_CAPTION>", "<DETAILED_CAPTION>", "<CAPTION>")
-OUTPUT_TEXT_MAX = 20_000  # characters of raw output we look at at all (an absurd answer is cut first)
+OUTPUT_TEXT_MAX = 200_000  # characters of raw output read at all; the caption is then cut at CAPTION_MAX
 
 
 class CaptionOutputError(Exception):
@@ -76,7 +76,8 @@ def _florence_parse(output: Any) -> str:
     text = output.get("text") if isinstance(output, dict) else output
     if not isinstance(text, str):
         raise CaptionOutputError("Florence-2 sent no text.")
-    text = text[:OUTPUT_TEXT_MAX]
+    if len(text) > OUTPUT_TEXT_MAX:
+        raise CaptionOutputError("Florence-2's answer was too long to read.")
     try:
         answer = ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, MemoryError, RecursionError):

@@ -285,7 +285,7 @@ def _submit(task_id: int) -> int:
         _submit_refused(task, exc)
         return 0
     CaptionTask.objects.filter(pk=task.pk, replicate_prediction_id="").update(
-        replicate_prediction_id=info.id, replicate_status=info.status, updated_at=timezone.now()
+        replicate_prediction_id=info.id, replicate_status=info.status, note="", updated_at=timezone.now()
     )
     task.refresh_from_db()
     transition(task, T.SUBMITTING, T.RUNNING)
