@@ -100,9 +100,18 @@ def main() -> None:
                     alias=storage.PRIVATE, name=f"bench/{job.pk}/{i}.jpg", content=io.BytesIO(data)
                 )
                 DatasetImage.objects.create(
-                    dataset=job.dataset, file_name=stored, thumbnail_name=stored, original_name=f"{i}.jpg",
-                    width=512, height=640, original_width=512, original_height=640, byte_size=len(data),
-                    pixel_sha256=f"{job.pk:032x}{i:032x}", dhash="0" * 16, position=i,
+                    dataset=job.dataset,
+                    file_name=stored,
+                    thumbnail_name=stored,
+                    original_name=f"{i}.jpg",
+                    width=512,
+                    height=640,
+                    original_width=512,
+                    original_height=640,
+                    byte_size=len(data),
+                    pixel_sha256=f"{job.pk:032x}{i:032x}",
+                    dhash="0" * 16,
+                    position=i,
                 )
             return job
 
@@ -111,7 +120,11 @@ def main() -> None:
             settings.CAPTION_MAX_PHOTOS_PER_BATCH = max(args.count, settings.CAPTION_MAX_PHOTOS_PER_BATCH)
             start = time.perf_counter()
             batch = caption_batch_start(
-                user=user, dataset=job.dataset, photos="all", mode="replace", style="natural",
+                user=user,
+                dataset=job.dataset,
+                photos="all",
+                mode="replace",
+                style="natural",
                 trigger_placement="start",
             )
             while CaptionBatch.objects.filter(pk=batch.pk, status="running").exists():
@@ -148,19 +161,40 @@ def main() -> None:
             "service, SDK, HTTP and webhooks",
             ["concurrency", "captioned", "wall time", "per photo", "vs one at a time"],
             [
-                ["1 (reference)", f"{serial_done}/{args.count}", f"{serial:.1f} s",
-                 f"{serial / args.count * 1000:.0f} ms", "1.0x"],
-                [str(args.concurrency), f"{parallel_done}/{args.count}", f"{parallel:.1f} s",
-                 f"{parallel / args.count * 1000:.0f} ms", f"{serial / parallel:.1f}x faster"],
+                [
+                    "1 (reference)",
+                    f"{serial_done}/{args.count}",
+                    f"{serial:.1f} s",
+                    f"{serial / args.count * 1000:.0f} ms",
+                    "1.0x",
+                ],
+                [
+                    str(args.concurrency),
+                    f"{parallel_done}/{args.count}",
+                    f"{parallel:.1f} s",
+                    f"{parallel / args.count * 1000:.0f} ms",
+                    f"{serial / parallel:.1f}x faster",
+                ],
             ],
         )
         table(
             "Latency of the dataset page (GET, logged in, its photos and the batch progress)",
             ["when", "samples", "p50", "max", "p50 vs idle"],
             [
-                ["idle (reference)", str(len(idle)), f"{p50_ms(idle):.1f} ms", f"{max(idle) * 1000:.1f} ms", "1.0x"],
-                ["during the batch", str(len(busy)), f"{p50_ms(busy):.1f} ms", f"{max(busy) * 1000:.1f} ms",
-                 f"{p50_ms(busy) / p50_ms(idle):.1f}x"],
+                [
+                    "idle (reference)",
+                    str(len(idle)),
+                    f"{p50_ms(idle):.1f} ms",
+                    f"{max(idle) * 1000:.1f} ms",
+                    "1.0x",
+                ],
+                [
+                    "during the batch",
+                    str(len(busy)),
+                    f"{p50_ms(busy):.1f} ms",
+                    f"{max(busy) * 1000:.1f} ms",
+                    f"{p50_ms(busy) / p50_ms(idle):.1f}x",
+                ],
             ],
         )
     finally:

@@ -263,7 +263,17 @@ class CaptionBatchAdmin(admin.ModelAdmin):
     """Caption batches, read-only: their statuses and refunds are the service's (an edit here would
     break the one-refund-per-photo rule). "Cancel" goes through the service, refunding the rest."""
 
-    list_display = ("pk", "dataset", "owner", "model", "status", "mode", "style", "cost_credits", "created_at")
+    list_display = (
+        "pk",
+        "dataset",
+        "owner",
+        "model",
+        "status",
+        "mode",
+        "style",
+        "cost_credits",
+        "created_at",
+    )
     list_filter = ("status", "model", "mode", "style")
     search_fields = ("owner__email", "dataset__training__name")
     readonly_fields = [f.name for f in CaptionBatch._meta.fields]

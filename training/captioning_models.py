@@ -160,12 +160,16 @@ def model_choices() -> list[tuple[str, str]]:
 
 def missing_inputs(model: CaptioningModel, schema_fields: dict[str, Any]) -> list[str]:
     """The inputs we would send that the version's own schema does not declare."""
-    sample = model.build_input(image_url="https://example.invalid/x.jpg", style="natural", subject_kind="subject")
+    sample = model.build_input(
+        image_url="https://example.invalid/x.jpg", style="natural", subject_kind="subject"
+    )
     return sorted(name for name in sample if name not in schema_fields)
 
 
 _TAG_SPLIT = re.compile(r",|;|\.|\band\b|\bwith\b", re.IGNORECASE)
-_LEADING = re.compile(r"^(the image shows|this image shows|the image is|this is|there is|there are|an?|the)\s+", re.I)
+_LEADING = re.compile(
+    r"^(the image shows|this image shows|the image is|this is|there is|there are|an?|the)\s+", re.I
+)
 
 
 def caption_as_tags(text: str) -> str:

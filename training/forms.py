@@ -237,9 +237,11 @@ class CaptionBatchForm(forms.Form):
     )
     model = forms.ChoiceField(label="Captioning model", choices=())
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         from training.captioning_models import model_choices
 
-        self.fields["model"].choices = model_choices()
-        self.fields["model"].initial = settings.CAPTION_DEFAULT_MODEL
+        field = self.fields["model"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = model_choices()  # the pinned models, read when the form is made
+        field.initial = settings.CAPTION_DEFAULT_MODEL

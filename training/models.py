@@ -315,8 +315,8 @@ class CaptionBatch(models.Model):
 class CaptionTask(models.Model):
     """One photo of a caption batch. Statuses move by compare-and-swap (fluxsite.statemachine):
 
-        queued → submitting (claimed: only its holder creates the prediction) → running → done
-        any of the first three → failed | canceled (refunded once) ; done may also be "skipped"
+    queued → submitting (claimed: only its holder creates the prediction) → running → done
+    any of the first three → failed | canceled (refunded once) ; done may also be "skipped"
     """
 
     class Status(models.TextChoices):

@@ -30,7 +30,5 @@ urlpatterns = [
     path("<int:pk>/dataset/captioning/estimate/", views.caption_estimate, name="caption_estimate"),
     path("<int:pk>/dataset/captioning/", views.caption_start, name="caption_start"),
     path("<int:pk>/dataset/captioning/<int:batch_pk>/", views.caption_progress, name="caption_progress"),
-    path(
-        "<int:pk>/dataset/captioning/<int:batch_pk>/cancel/", views.caption_cancel, name="caption_cancel"
-    ),
+    path("<int:pk>/dataset/captioning/<int:batch_pk>/cancel/", views.caption_cancel, name="caption_cancel"),
 ]

@@ -18,11 +18,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
 
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
-from django_htmx.http import trigger_client_event
-
 from fluxsite.htmx import CREDITS_CHANGED, polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest, HtmxHttpRequest
 from fluxsite.integrations import storage
@@ -630,7 +629,9 @@ def caption_progress(request: AuthenticatedHtmxHttpRequest, pk: int, batch_pk: i
     arrived = [
         task
         for task in context["caption_tasks"]
-        if task.status == task.Status.DONE and task.image_id and task.finished_at
+        if task.status == task.Status.DONE
+        and task.image_id
+        and task.finished_at
         and task.finished_at.timestamp() > since
     ]
     images = {image.pk: image for image in batch.dataset.images.filter(pk__in=[t.image_id for t in arrived])}
@@ -642,7 +643,9 @@ def caption_progress(request: AuthenticatedHtmxHttpRequest, pk: int, batch_pk: i
     ]
     response = render(request, f"{DATASET_PAGE}#caption_panel", context)
     finished = batch.status != batch.Status.RUNNING
-    return polled(response, finished=finished, credits_changed=finished and context["caption_counts"]["failed"] > 0)
+    return polled(
+        response, finished=finished, credits_changed=finished and context["caption_counts"]["failed"] > 0
+    )
 
 
 @login_required
@@ -660,7 +663,9 @@ def caption_cancel(request: AuthenticatedHtmxHttpRequest, pk: int, batch_pk: int
         else:
             messages.success(request, "Captioning canceled; the photos not captioned were refunded.")
         return redirect("training:dataset", pk=pk)
-    context = _captioning_context(batch.dataset, batch=batch, caption_error=error, training=batch.dataset.training)
+    context = _captioning_context(
+        batch.dataset, batch=batch, caption_error=error, training=batch.dataset.training
+    )
     response = render(request, f"{DATASET_PAGE}#caption_panel", context)
     trigger_client_event(response, CREDITS_CHANGED)
     return response

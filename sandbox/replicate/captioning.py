@@ -87,12 +87,18 @@ def _describe(data: bytes) -> dict[str, str]:
         "light": "bright" if lightness > 0.6 else "dark" if lightness < 0.3 else "evenly lit",
         "colour": colour,
         "saturation": "vivid" if saturation > 0.45 else "muted" if saturation > 0.15 else "desaturated",
-        "contrast": "high-contrast" if contrast > 60 else "soft, low-contrast" if contrast < 30 else "balanced",
+        "contrast": "high-contrast"
+        if contrast > 60
+        else "soft, low-contrast"
+        if contrast < 30
+        else "balanced",
     }
 
 
 def _sentence(facts: dict[str, str], *, long: bool) -> str:
-    short = f"a {facts['light']} {facts['orientation']} photo in {facts['saturation']} {facts['colour']} tones"
+    short = (
+        f"a {facts['light']} {facts['orientation']} photo in {facts['saturation']} {facts['colour']} tones"
+    )
     if not long:
         return short[0].upper() + short[1:] + "."
     return (

@@ -331,7 +331,9 @@ def _prediction_start(request: HttpRequest, version: SandboxVersion, data: dict[
     error = simulation.NSFW_ERROR if nsfw and version.kind != VersionKind.CAPTIONER else ""
     text_output = None
     if version.kind == VersionKind.CAPTIONER:
-        fault = fault_take(service="replicate", operation="predictions.create", kinds=captioning.CAPTION_FAULTS)
+        fault = fault_take(
+            service="replicate", operation="predictions.create", kinds=captioning.CAPTION_FAULTS
+        )
         ref = f"{version.model.owner}/{version.model.name}"
         text_output, error = captioning.caption_output(ref, input_data, fault.kind if fault else None)
     prediction = SandboxPrediction.objects.create(

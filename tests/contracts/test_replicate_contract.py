@@ -339,12 +339,18 @@ def test_the_sandboxs_captioners_serve_their_vendor_schema_and_answer_in_its_sha
     assert schema["components"]["schemas"]["Output"] == doc["output"]
     out = io.BytesIO()
     Image.new("RGB", (300, 400), (200, 40, 40)).save(out, "JPEG")
-    stored = storage.file_save(alias=storage.PRIVATE, name="contract/photo.jpg", content=io.BytesIO(out.getvalue()))
+    stored = storage.file_save(
+        alias=storage.PRIVATE, name="contract/photo.jpg", content=io.BytesIO(out.getvalue())
+    )
     data = MODELS[ref].build_input(
-        image_url=storage.signed_url(alias=storage.PRIVATE, name=stored), style="natural", subject_kind="subject"
+        image_url=storage.signed_url(alias=storage.PRIVATE, name=stored),
+        style="natural",
+        subject_kind="subject",
     )
     assert not rc.input_schema_parse(schema).keys() - set(doc["input"]["properties"])
-    body = api.post("/v1/predictions", json={"version": version_id, "input": data}, headers={"Prefer": "wait=10"})
+    body = api.post(
+        "/v1/predictions", json={"version": version_id, "input": data}, headers={"Prefer": "wait=10"}
+    )
     prediction = body.json()
     assert set(prediction) <= _allowed("prediction")
     assert prediction["status"] == "succeeded", prediction

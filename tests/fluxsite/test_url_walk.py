@@ -51,10 +51,16 @@ def objects(alice, alice_client):
     post_files(alice_client, training, [("a.jpg", images.photo(seed=5))])
     dataset_image = training.dataset.images.get()
     caption_batch = CaptionBatch.objects.create(
-        dataset=training.dataset, owner=alice, model="lucataco/florence-2-large", version="a" * 64,
-        price_per_photo=1, cost_credits=1,
+        dataset=training.dataset,
+        owner=alice,
+        model="lucataco/florence-2-large",
+        version="a" * 64,
+        price_per_photo=1,
+        cost_credits=1,
     )
-    CaptionTask.objects.create(batch=caption_batch, image=dataset_image, image_name=dataset_image.original_name)
+    CaptionTask.objects.create(
+        batch=caption_batch, image=dataset_image, image_name=dataset_image.original_name
+    )
     model = lora_model(alice, replicate_version="fluxsite/lora-walk:" + "b" * 64)
     generation = finished_generation(alice, model, images=1)
     image = GeneratedImage.objects.get(generation=generation)

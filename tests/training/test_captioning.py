@@ -10,8 +10,6 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from sandbox.faults import fault_inject
-from sandbox.models import FaultKind
 from tests.helpers import balance, wait_until
 from tests.training.conftest import add_photos
 from training.models import CaptionBatch, CaptionTask, DatasetImage
@@ -31,7 +29,9 @@ def start(client, training, **fields):
         "model": FLORENCE,
         **fields,
     }
-    return client.post(reverse("training:caption_start", args=[training.pk]), data, headers={"HX-Request": "true"})
+    return client.post(
+        reverse("training:caption_start", args=[training.pk]), data, headers={"HX-Request": "true"}
+    )
 
 
 def finished(training, timeout: float = 20.0) -> CaptionBatch:
@@ -80,7 +80,9 @@ def test_keep_mode_again_never_overwrites_a_persons_edit_of_a_model_caption(sand
     start(alice_client, training)
     finished(training)
     edited = images_of(training)[0]
-    alice_client.post(reverse("training:image_caption", args=[training.pk, edited.pk]), {"caption": "mine now"})
+    alice_client.post(
+        reverse("training:image_caption", args=[training.pk, edited.pk]), {"caption": "mine now"}
+    )
     response = start(alice_client, training, photos="all")
     assert response.status_code == 400  # nothing left to caption: both have captions
     assert b"No photo to caption" in response.content
@@ -115,7 +117,9 @@ def test_replace_mode_with_llava_tags_and_a_template(sandbox, alice_client, trai
 def test_append_mode_adds_to_the_existing_caption(sandbox, alice_client, training):
     add_photos(alice_client, training, 1)
     image = images_of(training)[0]
-    alice_client.post(reverse("training:image_caption", args=[training.pk, image.pk]), {"caption": "[trigger] smiling"})
+    alice_client.post(
+        reverse("training:image_caption", args=[training.pk, image.pk]), {"caption": "[trigger] smiling"}
+    )
     start(alice_client, training, photos="all", mode="append", trigger_placement="none")
     finished(training)
     image.refresh_from_db()
@@ -130,7 +134,13 @@ def test_the_cost_line_is_shown_before_running(sandbox, alice_client, training):
     assert b"3 photos, 3 credits" in page.content
     line = alice_client.get(
         reverse("training:caption_estimate", args=[training.pk]),
-        {"photos": "all", "mode": "replace", "style": "natural", "trigger_placement": "start", "model": LLAVA},
+        {
+            "photos": "all",
+            "mode": "replace",
+            "style": "natural",
+            "trigger_placement": "start",
+            "model": LLAVA,
+        },
     )
     assert line.status_code == 200
     assert b"3 photos, 3 credits" in line.content or b"3 photos" in line.content

@@ -96,7 +96,9 @@ def test_markup_in_a_caption_is_stored_as_plain_text_and_escaped_on_the_page(san
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
 
 
-def test_a_422_fails_the_photo_at_once_with_replicates_reason_and_refunds(sandbox, alice, alice_client, training):
+def test_a_422_fails_the_photo_at_once_with_replicates_reason_and_refunds(
+    sandbox, alice, alice_client, training
+):
     fault_inject(service="replicate", operation="predictions.create", status=422)
     before = balance(alice)
     one_photo_batch(alice_client, training)
@@ -158,7 +160,9 @@ def test_a_claim_replicate_never_confirmed_is_failed_and_refunded_by_the_poller(
     before = balance(alice)
     batch = one_photo_batch(alice_client, training)
     assert batch.tasks.get().status == "submitting"
-    with time_machine.travel(timezone.now() + timedelta(minutes=settings.PIPELINE_STALE_MINUTES + 1), tick=True):
+    with time_machine.travel(
+        timezone.now() + timedelta(minutes=settings.PIPELINE_STALE_MINUTES + 1), tick=True
+    ):
         services.captions_reconcile()
     task = batch.tasks.get()
     assert task.status == "failed" and "never confirmed" in task.note
@@ -171,7 +175,9 @@ def test_a_lost_webhook_is_caught_up_by_the_poller(sandbox, settings, alice_clie
     task = batch.tasks.get()
     assert wait_until(lambda: SandboxPrediction.objects.get().text_output, bool)
     assert task.status == "running"
-    with time_machine.travel(timezone.now() + timedelta(minutes=settings.PIPELINE_STALE_MINUTES + 1), tick=True):
+    with time_machine.travel(
+        timezone.now() + timedelta(minutes=settings.PIPELINE_STALE_MINUTES + 1), tick=True
+    ):
         counts = services.captions_reconcile()
     assert counts["polled"] == 1
     task.refresh_from_db()
@@ -179,7 +185,9 @@ def test_a_lost_webhook_is_caught_up_by_the_poller(sandbox, settings, alice_clie
     assert images_of(training)[0].caption_source == "model"
 
 
-def test_a_photo_deleted_while_its_caption_runs_is_canceled_and_refunded(sandbox, alice, alice_client, training):
+def test_a_photo_deleted_while_its_caption_runs_is_canceled_and_refunded(
+    sandbox, alice, alice_client, training
+):
     fault_inject(service="replicate", operation="webhook.completed", kind=FaultKind.DROP_WEBHOOK)
     before = balance(alice)
     batch = one_photo_batch(alice_client, training)

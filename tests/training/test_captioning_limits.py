@@ -87,7 +87,9 @@ def test_the_same_batch_started_at_once_from_four_threads_is_one_run(sandbox, al
     settings.SANDBOX_PREDICTION_SECONDS = 5
     from django.test import Client
 
-    training = services.training_create(owner=alice, name="Race", trigger_word="ohwx_r", subject_kind="subject")
+    training = services.training_create(
+        owner=alice, name="Race", trigger_word="ohwx_r", subject_kind="subject"
+    )
     client = Client()
     client.force_login(alice)
     add_photos(client, training, 2)
@@ -97,7 +99,11 @@ def test_the_same_batch_started_at_once_from_four_threads_is_one_run(sandbox, al
     def go(i: int) -> int:
         try:
             return services.caption_batch_start(
-                user=alice, dataset=dataset, photos="empty", mode="keep", style="natural",
+                user=alice,
+                dataset=dataset,
+                photos="empty",
+                mode="keep",
+                style="natural",
                 trigger_placement="start",
             ).pk
         finally:

@@ -39,7 +39,7 @@ from fluxsite.integrations import replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
 from fluxsite.statemachine import backoff_seconds, transition
 from training import captioning_models
-from training.captioning_models import CaptionOutputError, CaptioningModel
+from training.captioning_models import CaptioningModel, CaptionOutputError
 from training.models import CaptionBatch, CaptionTask, Dataset, DatasetImage, TrainingJob
 from training.services.datasets import CAPTION_MAX, TRIGGER_TOKEN, _caption_clean
 
@@ -475,10 +475,14 @@ def captions_reconcile() -> dict[str, int]:
     now = timezone.now()
     stale = now - timedelta(minutes=settings.PIPELINE_STALE_MINUTES)
     counts = {"polled": 0, "failed": 0, "submitted": 0}
-    quiet = CaptionTask.objects.filter(status=T.RUNNING, updated_at__lt=stale).exclude(replicate_prediction_id="")
+    quiet = CaptionTask.objects.filter(status=T.RUNNING, updated_at__lt=stale).exclude(
+        replicate_prediction_id=""
+    )
     for task in quiet:
         try:
-            caption_apply_replicate(info=replicate_client.prediction_get(prediction_id=task.replicate_prediction_id))
+            caption_apply_replicate(
+                info=replicate_client.prediction_get(prediction_id=task.replicate_prediction_id)
+            )
             counts["polled"] += 1
         except IntegrationError as exc:
             logger.warning("caption task %s: poll failed: %s", task.pk, exc)
