@@ -354,6 +354,9 @@ def caption_apply_replicate(
     task.refresh_from_db()
     if task.status not in ACTIVE:
         return task
+    if task.status == T.SUBMITTING:
+        # Its webhook came between our storing the id and our own move to running (a fast model).
+        transition(task, T.SUBMITTING, T.RUNNING)
     if info.status == "succeeded":
         _caption_store(task, info)
     elif info.status == "failed":
