@@ -186,3 +186,57 @@ def caption_as_tags(text: str) -> str:
         if phrase and phrase not in tags:
             tags.append(phrase)
     return ", ".join(tags)
+
+
+# --- Photo inspection: a small JSON checklist answered by the model that takes a prompt (LLaVA) -----
+INSPECTION_MODEL = "yorickvp/llava-13b"
+INSPECTION_KEYS: dict[str, type] = {
+    "people": int,
+    "face_visible": bool,
+    "face_covered": bool,
+    "text_or_watermark": bool,
+    "heavy_filter": bool,
+}
+INSPECTION_PROMPT = (
+    "Answer with one JSON object and nothing else, with these keys: "
+    '"people" (the number of people in the photo, an integer), '
+    '"face_visible" (true if a face is clearly visible), '
+    '"face_covered" (true if sunglasses, a hat, a mask or a hand covers part of the face), '
+    '"text_or_watermark" (true if there is any text, logo or watermark), '
+    '"heavy_filter" (true if a strong colour filter or heavy editing is applied).'
+)
+
+
+def inspection_input(*, image_url: str) -> dict[str, Any]:
+    return {"image": image_url, "prompt": INSPECTION_PROMPT, "max_tokens": 120, "temperature": 0.0}
+
+
+def inspection_parse(output: Any) -> dict[str, Any]:
+    """The checklist from the model's text: the first JSON object in it, every key of the right type.
+
+    Raises CaptionOutputError when the answer holds no such object (models often add prose around
+    JSON, so the object is looked for rather than the whole text parsed)."""
+    import json
+
+    text = _llava_parse(output)
+    start = text.find("{")
+    if start < 0:
+        raise CaptionOutputError("The model's checklist was not JSON.")
+    try:
+        answer, _ = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError:
+        raise CaptionOutputError("The model's checklist was not JSON.") from None
+    if not isinstance(answer, dict):
+        raise CaptionOutputError("The model's checklist was not a JSON object.")
+    checked: dict[str, Any] = {}
+    for key, kind in INSPECTION_KEYS.items():
+        value = answer.get(key)
+        ok = (
+            isinstance(value, bool)
+            if kind is bool
+            else isinstance(value, int) and not isinstance(value, bool)
+        )
+        if not ok or (kind is int and not 0 <= value <= 100):
+            raise CaptionOutputError(f"The model's checklist had no valid “{key}”.")
+        checked[key] = value
+    return checked

@@ -236,6 +236,12 @@ class CaptionBatchForm(forms.Form):
         help_text="With [trigger] and [caption], e.g. “a photo of [trigger], [caption]”.",
     )
     model = forms.ChoiceField(label="Captioning model", choices=())
+    purpose = forms.ChoiceField(
+        choices=CaptionBatch.Purpose.choices,
+        initial=CaptionBatch.Purpose.CAPTION,
+        required=False,
+        widget=forms.HiddenInput,
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -237,6 +237,9 @@ class DatasetImage(models.Model):
     caption_model = models.CharField(
         max_length=200, blank=True, help_text="owner/name:version of the model that wrote the caption."
     )
+    # A vision model's answers to the photo checklist (training.captioning_models.INSPECTION_KEYS),
+    # with "model": owner/name:version; empty until the photo is inspected.
+    inspection = models.JSONField(default=dict, blank=True)
     position = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -248,6 +251,31 @@ class DatasetImage(models.Model):
 
     def __str__(self) -> str:
         return self.original_name
+
+    @property
+    def inspection_warnings(self) -> list[tuple[str, str]]:
+        """(warning, why it matters for a subject LoRA) for each checklist answer that is a problem."""
+        found = self.inspection or {}
+        out = []
+        people = found.get("people")
+        if isinstance(people, int) and people > 1:
+            out.append(
+                (
+                    f"{people} people in the photo",
+                    "the LoRA cannot tell which one is the subject: crop to one.",
+                )
+            )
+        if people == 0:
+            out.append(("no person found", "a photo without the subject teaches the trigger word nothing."))
+        if found.get("face_visible") is False and people != 0:
+            out.append(("face not visible", "the face is what a subject LoRA most needs to see."))
+        if found.get("face_covered") is True:
+            out.append(("face covered (sunglasses, hat)", "the LoRA learns the cover as part of the face."))
+        if found.get("text_or_watermark") is True:
+            out.append(("text or watermark", "letters get baked into every image the LoRA makes."))
+        if found.get("heavy_filter") is True:
+            out.append(("heavy filter", "the filter's colours are learned as the subject's own."))
+        return out
 
 
 class CaptionBatch(models.Model):
@@ -262,6 +290,10 @@ class CaptionBatch(models.Model):
         RUNNING = "running", "Running"
         FINISHED = "finished", "Finished"
         CANCELED = "canceled", "Canceled"
+
+    class Purpose(models.TextChoices):
+        CAPTION = "caption", "Captions"
+        INSPECT = "inspect", "Photo inspection"
 
     class Mode(models.TextChoices):
         KEEP = "keep", "Keep existing captions (caption only empty ones)"
@@ -280,6 +312,7 @@ class CaptionBatch(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="caption_batches")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.CAPTION)
     model = models.CharField(max_length=200, help_text="owner/name of the captioning model.")
     version = models.CharField(max_length=64)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.KEEP)

@@ -29,6 +29,7 @@ from fluxsite.integrations.errors import IntegrationError
 from fluxsite.pagination import CURSOR_PARAM, cursor_page, render_list, wants_more
 from fluxsite.ratelimits import rate_limited
 from training import selectors, services
+from training.captioning_models import INSPECTION_MODEL
 from training.forms import (
     PRESETS,
     CaptionBatchForm,
@@ -528,9 +529,21 @@ def _captioning_context(dataset: Dataset, batch=None, **extra) -> dict:
     estimate, _ = _caption_estimate_or_error(
         dataset, {name: field.initial for name, field in form.fields.items() if field.initial is not None}
     )
+    inspection, _ = _caption_estimate_or_error(
+        dataset,
+        {
+            **form.initial,
+            "photos": "all",
+            "mode": "replace",
+            "style": "natural",
+            "trigger_placement": "none",
+            "model": INSPECTION_MODEL,
+        },
+    )
     return {
         "caption_form": form,
         "caption_estimate": estimate,
+        "inspection_estimate": inspection if inspection and inspection.photos else None,
         "caption_since": since,
         "editable": dataset.training.status == TrainingJob.Status.DRAFT,
         "caption_batch": batch,
@@ -592,6 +605,7 @@ def caption_start(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpRespons
                 trigger_placement=form.cleaned_data["trigger_placement"],
                 trigger_template=form.cleaned_data["trigger_template"],
                 model_ref=form.cleaned_data["model"],
+                purpose=form.cleaned_data["purpose"] or CaptionBatch.Purpose.CAPTION,
             )
         except (services.CaptioningError, InsufficientCredits) as exc:
             error = str(exc)

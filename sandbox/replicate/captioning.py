@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import colorsys
 import io
+import json
 from typing import Any
 
 import httpx
@@ -134,6 +135,17 @@ def caption_output(ref: str, input_data: dict[str, Any], fault_kind: str | None)
         return None, UNREADABLE
     if fault_kind == FaultKind.CAPTION_LONG:
         return _answer(ref, input_data, " ".join([_sentence(facts, long=True)] * 400)), ""
+    if ref == LLAVA and "JSON" in str(input_data.get("prompt", "")):
+        # A checklist. The stand-in sees pixels, not people: the people and face answers are a
+        # constant plausible "one visible face"; the filter answer comes from the measured colour.
+        checklist = {
+            "people": 1,
+            "face_visible": True,
+            "face_covered": False,
+            "text_or_watermark": False,
+            "heavy_filter": facts["saturation"] == "vivid" and facts["contrast"] != "balanced",
+        }
+        return _answer(ref, input_data, json.dumps(checklist)), ""
     detailed = ref == LLAVA or input_data.get("task_input") in ("Detailed Caption", "More Detailed Caption")
     caption = _sentence(facts, long=detailed)
     if ref == LLAVA and "tags" in str(input_data.get("prompt", "")):

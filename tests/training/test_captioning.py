@@ -27,6 +27,7 @@ def start(client, training, **fields):
         "trigger_placement": "start",
         "trigger_template": "",
         "model": FLORENCE,
+        "purpose": "caption",
         **fields,
     }
     return client.post(
@@ -144,3 +145,43 @@ def test_the_cost_line_is_shown_before_running(sandbox, alice_client, training):
     )
     assert line.status_code == 200
     assert b"3 photos, 3 credits" in line.content or b"3 photos" in line.content
+
+
+def test_an_inspection_answers_the_checklist_and_shows_warnings_with_why(
+    sandbox, alice, alice_client, training
+):
+    add_photos(alice_client, training, 2)
+    before = balance(alice)
+    captions = [image.caption for image in images_of(training)]
+    response = start(
+        alice_client,
+        training,
+        photos="all",
+        mode="replace",
+        trigger_placement="none",
+        model=LLAVA,
+        purpose="inspect",
+    )
+    assert response.status_code == 200, response.content.decode()[:600]
+    batch = finished(training)
+    assert batch.purpose == "inspect" and set(batch.tasks.values_list("status", flat=True)) == {"done"}
+    assert balance(alice) == before - batch.cost_credits
+    for image, caption in zip(images_of(training), captions, strict=True):
+        assert image.caption == caption  # an inspection never touches captions
+        assert set(image.inspection) == {
+            "people",
+            "face_visible",
+            "face_covered",
+            "text_or_watermark",
+            "heavy_filter",
+            "model",
+        }
+        assert image.inspection["model"].startswith(f"{LLAVA}:")
+    # A checklist with problems shows each beside the upload's own warnings, with why it matters.
+    image = images_of(training)[0]
+    DatasetImage.objects.filter(pk=image.pk).update(
+        inspection={**image.inspection, "people": 3, "face_covered": True, "text_or_watermark": True}
+    )
+    page = alice_client.get(reverse("training:dataset", args=[training.pk])).content.decode()
+    assert "3 people in the photo" in page and "cannot tell which one is the subject" in page
+    assert "face covered (sunglasses, hat)" in page and "letters get baked into" in page

@@ -264,3 +264,16 @@ def test_cancel_refunds_every_photo_not_captioned_yet(sandbox, settings, alice, 
         )
     assert images_of(training)[0].caption_source == "person"
     assert balance(alice) == before and len(refunds(batch)) == 3
+
+
+def test_an_inspection_answer_that_is_not_the_checklist_fails_and_is_refunded(
+    sandbox, alice, alice_client, training
+):
+    fault_inject(service="replicate", operation="predictions.create", kind=FaultKind.CAPTION_MARKUP)
+    add_photos(alice_client, training, 1)
+    before = balance(alice)
+    start(alice_client, training, photos="all", mode="replace", model="yorickvp/llava-13b", purpose="inspect")
+    task = finished(training).tasks.get()
+    assert task.status == "failed" and "not JSON" in task.note and task.refunded
+    assert images_of(training)[0].inspection == {}
+    assert balance(alice) == before

@@ -62,3 +62,40 @@ def test_the_price_per_photo_comes_from_run_seconds_hardware_price_and_margin(se
     assert FLORENCE.price_per_photo == 1 and LLAVA.price_per_photo == 1
     settings.CAPTION_PRICE_MARGIN = "10"
     assert LLAVA.price_per_photo == 6  # 5.6 cents, rounded up
+
+
+def test_the_inspection_checklist_is_read_from_the_first_json_object_with_every_key_typed():
+    from training.captioning_models import inspection_parse
+
+    pieces = [
+        "Sure",
+        "!",
+        ' {"people":',
+        " 2,",
+        ' "face_visible": true, "face_covered": false,',
+        ' "text_or_watermark": false, "heavy_filter": true}',
+        " Hope this helps.",
+    ]
+    assert inspection_parse(pieces) == {
+        "people": 2,
+        "face_visible": True,
+        "face_covered": False,
+        "text_or_watermark": False,
+        "heavy_filter": True,
+    }
+    for bad in (
+        ["no json here"],
+        [
+            '{"people": "two", "face_visible": true, "face_covered": false, "text_or_watermark": false, '
+            '"heavy_filter": false}'
+        ],
+        [
+            '{"people": true, "face_visible": true, "face_covered": false, "text_or_watermark": false, '
+            '"heavy_filter": false}'
+        ],
+        ['{"people": 1}'],
+        ["[1, 2]"],
+        ["{broken"],
+    ):
+        with pytest.raises(CaptionOutputError):
+            inspection_parse(bad)

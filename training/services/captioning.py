@@ -118,6 +118,7 @@ def caption_batch_start(
     trigger_placement: str,
     trigger_template: str = "",
     model_ref: str | None = None,
+    purpose: str = CaptionBatch.Purpose.CAPTION,
 ) -> CaptionBatch:
     """Create the batch and its tasks and spend its credits in one transaction; a task creates the
     predictions. A dataset that already has a running batch gets that batch back (one run, however
@@ -135,13 +136,20 @@ def caption_batch_start(
     template = " ".join(trigger_template.split())[:200]
     if trigger_placement == CaptionBatch.TriggerPlacement.TOKEN and TRIGGER_TOKEN not in template:
         raise CaptioningError(f"The template must contain {TRIGGER_TOKEN}, where the trigger word goes.")
+    inspect = purpose == CaptionBatch.Purpose.INSPECT
+    if inspect:  # every photo, by the model that answers a prompt; captions are left alone
+        model_ref, photos, mode = captioning_models.INSPECTION_MODEL, "all", CaptionBatch.Mode.REPLACE
     model = _model(model_ref or settings.CAPTION_DEFAULT_MODEL)
     running = CaptionBatch.objects.filter(dataset=dataset, status=B.RUNNING).first()
     if running is not None:
         return running
     images = _chosen_images(dataset, photos=photos, mode=mode)
     if not images:
-        raise CaptioningError("No photo to caption: every chosen photo already has a caption.")
+        raise CaptioningError(
+            "No photo to inspect."
+            if inspect
+            else "No photo to caption: every chosen photo already has a caption."
+        )
     if len(images) > settings.CAPTION_MAX_PHOTOS_PER_BATCH:
         raise CaptioningError(
             f"{len(images)} photos chosen; a batch captions at most {settings.CAPTION_MAX_PHOTOS_PER_BATCH}."
@@ -165,6 +173,7 @@ def caption_batch_start(
                 batch = CaptionBatch.objects.create(
                     dataset=dataset,
                     owner=user,
+                    purpose=CaptionBatch.Purpose.INSPECT if inspect else CaptionBatch.Purpose.CAPTION,
                     model=model.ref,
                     version=model.version,
                     mode=mode,
@@ -187,7 +196,10 @@ def caption_batch_start(
                 amount=batch.cost_credits,
                 reference=reference,
                 kind=CreditKind.SPEND_CAPTIONING,
-                note=f"Captions for {len(images)} photo{'s' if len(images) != 1 else ''} of “{dataset.training.name}”",
+                note=(
+                    f"{'Inspection' if inspect else 'Captions'} of {len(images)} "
+                    f"photo{'s' if len(images) != 1 else ''} of “{dataset.training.name}”"
+                ),
             )
             CaptionBatch.objects.filter(pk=batch.pk).update(credit_reference=reference)
             batch.credit_reference = reference
@@ -276,7 +288,10 @@ def _submit(task_id: int) -> int:
         return 0
     model = _model(batch.model)
     image_url = storage.signed_url(alias=storage.PRIVATE, name=task.image.file_name, expires=3600)
-    data = model.build_input(image_url=image_url, style=batch.style, subject_kind=batch.subject_kind)
+    if batch.purpose == CaptionBatch.Purpose.INSPECT:
+        data = captioning_models.inspection_input(image_url=image_url)
+    else:
+        data = model.build_input(image_url=image_url, style=batch.style, subject_kind=batch.subject_kind)
     try:
         info = replicate_client.prediction_create(
             version=batch.version, input=data, webhook_url=_webhook_url(task), events=("completed",)
@@ -379,8 +394,25 @@ def _compose(batch: CaptionBatch, body: str) -> str:
     return body
 
 
+def _inspection_store(task: CaptionTask, batch: CaptionBatch, info: replicate_client.PredictionInfo) -> None:
+    try:
+        checklist = captioning_models.inspection_parse(info.output)
+    except CaptionOutputError as exc:
+        caption_task_end(task=task, status=T.FAILED, note=f"{exc} Refunded.")
+        return
+    checklist["model"] = f"{batch.model}:{batch.version}"
+    if not task.image_id or not DatasetImage.objects.filter(pk=task.image_id).update(inspection=checklist):
+        caption_task_end(task=task, status=T.CANCELED, note="The photo was deleted. Refunded.")
+        return
+    CaptionTask.objects.filter(pk=task.pk).update(caption=str(checklist)[:1000])
+    transition(task, T.RUNNING, T.DONE, finished_at=timezone.now(), note="")
+
+
 def _caption_store(task: CaptionTask, info: replicate_client.PredictionInfo) -> None:
     batch = CaptionBatch.objects.get(pk=task.batch_id)
+    if batch.purpose == CaptionBatch.Purpose.INSPECT:
+        _inspection_store(task, batch, info)
+        return
     model = captioning_models.MODELS.get(batch.model)
     try:
         if model is None:
