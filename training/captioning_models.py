@@ -231,12 +231,11 @@ def inspection_parse(output: Any) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     for key, kind in INSPECTION_KEYS.items():
         value = answer.get(key)
-        ok = (
-            isinstance(value, bool)
-            if kind is bool
-            else isinstance(value, int) and not isinstance(value, bool)
-        )
-        if not ok or (kind is int and not 0 <= value <= 100):
+        if kind is bool:
+            ok = isinstance(value, bool)
+        else:  # a count: an int that is not a bool (True is an int in Python), within reason
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100
+        if not ok:
             raise CaptionOutputError(f"The model's checklist had no valid “{key}”.")
         checked[key] = value
     return checked
