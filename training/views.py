@@ -99,6 +99,7 @@ def training_new(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 def _dataset_context(dataset: Dataset, **extra) -> dict:
+    since = timezone.now().timestamp()  # before the photos are read: captions arriving later are polled
     images = list(dataset.images.all())
     t = dataset.training_id
     return {
@@ -113,7 +114,7 @@ def _dataset_context(dataset: Dataset, **extra) -> dict:
             for image in images
         ],
         "readiness": selectors.dataset_readiness(dataset, images),
-        **_captioning_context(dataset),
+        **_captioning_context(dataset, since=since),
         "template_form": CaptionTemplateForm(initial={"template": dataset.caption_template}),
         "editable": dataset.training.status == dataset.training.Status.DRAFT,
         "limits": {
@@ -520,9 +521,14 @@ def training_duplicate(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
 
 
 # --- Captioning the photos with a vision model -------------------------------------------------------
-def _captioning_context(dataset: Dataset, batch=None, **extra) -> dict:
-    """The "caption all photos" form and the latest batch's progress, for the dataset page."""
-    since = timezone.now().timestamp()  # before the read: a photo done meanwhile is sent next time
+def _captioning_context(dataset: Dataset, batch=None, since: float | None = None, **extra) -> dict:
+    """The "caption all photos" form and the latest batch's progress, for the dataset page.
+
+    `since` (a timestamp) is when the caption boxes on the page were read: the polled panel sends
+    again, out of band, every caption finished after it. Read before the tasks by default.
+    """
+    if since is None:
+        since = timezone.now().timestamp()
     batch = batch or selectors.caption_batch_latest(dataset)
     tasks = selectors.caption_tasks(batch) if batch else []
     form = CaptionBatchForm()
@@ -615,7 +621,11 @@ def caption_start(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpRespons
         else:
             messages.success(request, "Captioning started.")
         return redirect("training:dataset", pk=pk)
-    context = _captioning_context(dataset, batch=batch, caption_error=error, training=dataset.training)
+    # The boxes on the page are older than the batch: every caption it finishes is sent to them.
+    since = batch.created_at.timestamp() if batch is not None else None
+    context = _captioning_context(
+        dataset, batch=batch, since=since, caption_error=error, training=dataset.training
+    )
     response = render(request, f"{DATASET_PAGE}#caption_panel", context, status=400 if error else 200)
     if batch is not None:
         trigger_client_event(response, CREDITS_CHANGED)

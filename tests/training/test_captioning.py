@@ -185,3 +185,27 @@ def test_an_inspection_answers_the_checklist_and_shows_warnings_with_why(
     page = alice_client.get(reverse("training:dataset", args=[training.pk])).content.decode()
     assert "3 people in the photo" in page and "cannot tell which one is the subject" in page
     assert "face covered (sunglasses, hat)" in page and "letters get baked into" in page
+
+
+def test_the_polled_panel_sends_every_caption_finished_since_the_boxes_were_read(
+    sandbox, alice_client, training
+):
+    """However slow the start's answer (a caption may finish before it is sent), the first poll
+    replaces every box the batch captioned; a later poll sends none again."""
+    import re
+
+    add_photos(alice_client, training, 2)
+    response = start(alice_client, training)
+    poll = re.search(r'hx-get="([^"]+/captioning/\d+/\?since=[0-9.]+)"', response.content.decode()).group(1)
+    batch = finished(training)
+    first = alice_client.get(poll.replace("&amp;", "&"), headers={"HX-Request": "true"})
+    assert first.status_code == 286  # finished: htmx stops polling
+    body = first.content.decode()
+    for image in images_of(training):
+        box = re.search(rf'<textarea[^>]*id="caption-{image.pk}"[^>]*>', body)
+        assert box and 'hx-swap-oob="true"' in box.group(0), body[:300]
+    later = alice_client.get(
+        reverse("training:caption_progress", args=[training.pk, batch.pk]) + "?since=9999999999",
+        headers={"HX-Request": "true"},
+    )
+    assert "<textarea" not in later.content.decode()
