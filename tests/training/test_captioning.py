@@ -188,12 +188,13 @@ def test_an_inspection_answers_the_checklist_and_shows_warnings_with_why(
 
 
 def test_the_polled_panel_sends_every_caption_finished_since_the_boxes_were_read(
-    sandbox, alice_client, training
+    sandbox, settings, alice_client, training
 ):
     """However slow the start's answer (a caption may finish before it is sent), the first poll
     replaces every box the batch captioned; a later poll sends none again."""
     import re
 
+    settings.SANDBOX_PREDICTION_SECONDS = 0  # captions finish inside the start's own request
     add_photos(alice_client, training, 2)
     response = start(alice_client, training)
     poll = re.search(r'hx-get="([^"]+/captioning/\d+/\?since=[0-9.]+)"', response.content.decode()).group(1)
