@@ -19,20 +19,18 @@ from billing.models import (
     Wallet,
 )
 from billing.services import InsufficientCredits, credits_adjust, stripe_event_process
+from fluxsite.admin_inlines import LatestRowsInline, all_rows_link
 from fluxsite.http import AuthenticatedHttpRequest
 
 
-class CreditEntryInline(admin.TabularInline):
+class CreditEntryInline(LatestRowsInline):
+    """The wallet's latest 50 entries, newest first."""
+
     model = CreditEntry
-    extra = 0
-    can_delete = False
     fields = ("created_at", "kind", "amount", "shortfall", "balance_after", "reference", "note")
     readonly_fields = fields
-    ordering = ("-created_at",)
+    ordering = ("-created_at", "-id")
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class AdjustForm(forms.Form):
@@ -55,8 +53,13 @@ class WalletAdmin(admin.ModelAdmin):
 
     list_display = ("user", "balance", "low_balance_notified", "updated_at")
     search_fields = ("user__email",)
-    readonly_fields = ("user", "balance", "low_balance_notified", "updated_at")
+    readonly_fields = ("user", "balance", "low_balance_notified", "updated_at", "entries")
     inlines = [CreditEntryInline]
+
+    @admin.display(description="Ledger")
+    def entries(self, obj: Wallet) -> str:
+        return all_rows_link(obj, CreditEntry, "wallet")
+
     change_form_template = "billing/admin/wallet_change_form.html"
 
     def has_add_permission(self, request) -> bool:

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest
 
+from fluxsite.fragments import FRAGMENT_SECONDS
+
 
 def site(request: HttpRequest) -> dict:
     """What the base layout needs on every page: the sandbox banner and the credit balance."""
@@ -12,4 +14,8 @@ def site(request: HttpRequest) -> dict:
         from billing.selectors import balance_for_user
 
         balance = balance_for_user(user)
-    return {"SANDBOX_MODE": settings.SANDBOX_MODE, "credit_balance": balance}
+    return {
+        "SANDBOX_MODE": settings.SANDBOX_MODE,
+        "credit_balance": balance,
+        "FRAGMENT_SECONDS": FRAGMENT_SECONDS,  # how long {% cache %} keeps a fragment (fluxsite.fragments)
+    }

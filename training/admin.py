@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from fluxsite.admin_inlines import LatestRowsInline, all_rows_link
 from training.models import (
     CaptionBatch,
     CaptionTask,
@@ -22,18 +23,13 @@ class DatasetInline(admin.StackedInline):
     readonly_fields = ["zip_name", "zip_size", "zip_crc32", "zip_fingerprint", "zip_built_at"]
 
 
-class TrainingEventInline(admin.TabularInline):
-    """The training's debugger, newest last; written only by the pipeline."""
+class TrainingEventInline(LatestRowsInline):
+    """The training's debugger, newest first (the latest 50); written only by the pipeline."""
 
     model = TrainingEvent
-    extra = 0
-    can_delete = False
     fields = ("created_at", "stage", "level", "category", "attempt", "message", "hint")
     readonly_fields = fields
-    ordering = ["created_at", "pk"]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
+    ordering = ["-created_at", "-pk"]
 
 
 # The pipeline owns these (compare-and-swap transitions, the ledger reference): editing them by hand
@@ -92,10 +88,15 @@ class TrainingJobAdmin(admin.ModelAdmin):
     list_filter = ["status", "failed_stage", "error_category", "subject_kind", "created_at"]
     search_fields = ["name", "trigger_word", "owner__email", "replicate_training_id"]
     raw_id_fields = ["owner"]
-    readonly_fields = ["created_at", "updated_at", *PIPELINE_FIELDS]
+    readonly_fields = ["created_at", "updated_at", "events", *PIPELINE_FIELDS]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     inlines = [DatasetInline, TrainingEventInline]
+
+    @admin.display(description="Events")
+    def events(self, obj: TrainingJob) -> str:
+        return all_rows_link(obj, TrainingEvent, "job")
+
     actions = ["reconcile_now"]
 
     @admin.display(description="Progress")

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from fluxsite.accounts.models import User
 from fluxsite.integrations.storage import PRIVATE
+from models_app.models import LoraModel
 from training.models import (
     ACTIVE_STATUSES,
     CaptionBatch,
@@ -123,7 +124,7 @@ def training_ordering(sort: str) -> tuple[str, ...]:
 def trainings_search(
     user: User, *, status: str = "all", query: str = "", sort: str = "newest"
 ) -> QuerySet[TrainingJob]:
-    """The history list: one query whatever the number of rows (the model is joined and the photo
+    """The history list: one query whatever the number of rows (the model's id is joined and the photo
     count is a correlated subquery, so the template never asks per row). The count is computed for
     the rows of the page only: a Count() with GROUP BY would count the photos of every training the
     user has before the page's 20 are taken. Unknown filter or sort values fall back."""
@@ -136,9 +137,13 @@ def trainings_search(
     )
     qs = (
         TrainingJob.objects.filter(owner=user)
-        .select_related("lora_model")
-        .annotate(image_count=Coalesce(Subquery(photos, output_field=IntegerField()), 0))
-        .only(*LIST_FIELDS, "lora_model__id")
+        .annotate(
+            image_count=Coalesce(Subquery(photos, output_field=IntegerField()), 0),
+            # The model's id, not the model: a row without one would raise (and Django's template
+            # engine would catch, at the price of a dir() of the row) on every access.
+            model_pk=F("lora_model__id"),
+        )
+        .only(*LIST_FIELDS)
     )
     statuses = STATUS_FILTERS.get(status)
     if statuses:
@@ -150,11 +155,31 @@ def trainings_search(
 
 
 def get_training_detail_for_user(user: User, pk: int) -> TrainingJob:
-    """The detail page's training with its dataset and model joined (one query)."""
+    """The detail page's training with its dataset and model joined (one query). The wide columns no
+    page shows stay in the database: the log tail (up to 20 kB, for the admin) and, of the training
+    it was duplicated from (only its name is linked), everything but what the link needs."""
     return get_object_or_404(
-        TrainingJob.objects.filter(owner=user).select_related("dataset", "lora_model", "duplicated_from"),
+        TrainingJob.objects.filter(owner=user)
+        .select_related("dataset", "lora_model", "duplicated_from")
+        .only(*_DETAIL_FIELDS),
         pk=pk,
     )
+
+
+def _detail_fields() -> tuple[str, ...]:
+    own = [f.name for f in TrainingJob._meta.concrete_fields if f.name != "logs_tail"]
+    related = [
+        f"{name}__{f.name}"
+        for name, model in (
+            ("dataset", Dataset),
+            ("lora_model", LoraModel),
+        )
+        for f in model._meta.concrete_fields
+    ]
+    return (*own, *related, "duplicated_from__id", "duplicated_from__name")
+
+
+_DETAIL_FIELDS = _detail_fields()
 
 
 EVENT_ORDERING = ("-created_at", "-pk")  # newest first, paged towards the older ones

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any, cast
 
 from django import forms
@@ -22,6 +23,7 @@ from django_htmx.http import trigger_client_event
 
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
+from fluxsite.fragments import fragment_key
 from fluxsite.htmx import CREDITS_CHANGED, polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest, HtmxHttpRequest
 from fluxsite.integrations import storage
@@ -51,6 +53,20 @@ START_PAGE = "training/start.html"
 PER_PAGE = 20
 
 
+# What a history row shows (image_count and model_pk are the list query's annotations): its cache key.
+_ROW_SHOWS = attrgetter(
+    "pk",
+    "name",
+    "trigger_word",
+    "status",
+    "progress_step",
+    "progress_total",
+    "image_count",
+    "model_pk",
+    "created_at",
+)
+
+
 @login_required
 @require_GET
 def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
@@ -72,6 +88,8 @@ def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         {
             "page": page,
             "trainings": page.object_list,
+            # The rows' HTML is cached on what they show (fluxsite.fragments).
+            "rows_key": fragment_key(map(_ROW_SHOWS, page.object_list)),
             "filter_form": form,
             "filters": values,
             # base_fields is typed dict[str, Field]; "status" is the form's ChoiceField.
@@ -85,7 +103,8 @@ def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 def training_row_status(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The status cell of one list row, polled while the training runs."""
     job = selectors.get_training_for_user(request.user, pk)
-    return polled(render(request, f"{LIST_PAGE}#row_status", {"t": job}), finished=not job.is_active)
+    context = {"t": job, "detail_url": reverse("training:detail", args=[job.pk])}  # as the row has it
+    return polled(render(request, f"{LIST_PAGE}#row_status", context), finished=not job.is_active)
 
 
 @login_required
@@ -437,7 +456,13 @@ def _events_page(request: HttpRequest, job: TrainingJob) -> dict:
         swap="afterbegin",
     )
     events = page.object_list[::-1]
-    return {"page": page, "events": events, "last_event_id": events[-1].pk if events else 0}
+    return {
+        "page": page,
+        "events": events,
+        "last_event_id": events[-1].pk if events else 0,
+        # Events are written once and never change: their ids say what the rows show.
+        "events_key": fragment_key([(job.pk, *(e.pk for e in events))]),
+    }
 
 
 def _last_id(request: HttpRequest) -> int:

@@ -89,7 +89,9 @@ def test_a_file_over_the_cpu_budget_is_refused_and_its_worker_replaced():
     started = time.monotonic()
     with pytest.raises(ImageRejected, match=r"more than 1 s of processing"):
         image_prepare_budgeted(data, limits=limits)
-    assert time.monotonic() - started < 5  # one second of CPU, the second SIGXCPU needs, and start-up
+    # Stopped by its CPU budget (the message above says so), well before its wall-time limit; on a
+    # loaded machine 1-2 s of CPU can take several seconds of wall time, so no tighter bound here.
+    assert time.monotonic() - started < limits.wall_seconds
     assert idle_pids() == []
     image_prepare_budgeted(images.photo(seed=7), limits=limits)
     assert idle_pids() and idle_pids() != [first]

@@ -254,7 +254,8 @@ def test_a_training_that_fails_on_replicate_is_refunded(ready_training, alice):
     assert job.status == S.FAILED and "trainer failed" in job.error_message
     assert 0 < job.progress_step < 1000
     assert balance_for_user(alice) == before
-    assert any("failed" in m.subject for m in mail.outbox)
+    # The e-mail goes out once the failure is committed, in the thread that handled the webhook.
+    assert wait_for(lambda: any("failed" in m.subject for m in mail.outbox))
 
 
 def test_canceling_a_running_training_cancels_it_on_replicate_and_refunds(ready_training, alice):

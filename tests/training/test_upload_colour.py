@@ -61,7 +61,8 @@ def patch_means(im: Image.Image) -> list[tuple[float, float, float]]:
     for i in range(len(COLOURS)):
         x, y = (i % 4) * 128 + 32, (i // 4) * 128 + 32
         box = lab.crop((x, y, x + 64, y + 64))
-        px = list(box.getdata())
+        # get_flattened_data() from Pillow 12.1 (getdata() is deprecated there); older Pillow has getdata.
+        px = list(box.get_flattened_data() if hasattr(box, "get_flattened_data") else box.getdata())
         l_ = sum(p[0] for p in px) / len(px) * 100 / 255
         a = sum((p[1] if p[1] < 128 else p[1] - 256) for p in px) / len(px)
         b = sum((p[2] if p[2] < 128 else p[2] - 256) for p in px) / len(px)

@@ -1,0 +1,256 @@
+"""Issue 15: the dashboard pages through gunicorn with production settings, against /healthz.
+
+    .venv/bin/python bench/bench_gunicorn.py [--pg postgres://postgres@127.0.0.1:5432] [--rows 200]
+        [--workers 2] [--connections 16] [--seconds 8] [--redis redis://127.0.0.1:6379/6]
+
+A throwaway PostgreSQL database `bench_gunicorn` gets one signed-in user with `--rows` of each kind
+(trainings, events, models, generations, ledger entries; bench_pages.py's data), then gunicorn serves
+the real WSGI application with DEBUG off, a real secret, allowed hosts, the Redis cache, the
+README's worker settings (gthread, 4 threads) and `--workers` processes. `wrk` (Debian's package)
+drives each URL with `--connections` keep-alive connections for `--seconds`, sending the
+`X-Forwarded-Proto: https` a TLS proxy adds. For each page: requests per second, p50/p99 latency,
+and server CPU per request (user + system time of the gunicorn workers read from /proc before and
+after, divided by the requests served), then the ratios against /healthz measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, table  # noqa: E402
+
+DB = "bench_gunicorn"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def psql(base: str, sql: str) -> None:
+    subprocess.run(["psql", f"{base}/postgres", "-q", "-c", sql], check=True, capture_output=True)
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime of the process (all its threads)
+    return total / CLOCK_TICKS
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, cookie: str, connections: int, seconds: int) -> dict:
+    out = subprocess.run(
+        [
+            "wrk",
+            "--latency",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "-H",
+            f"Cookie: sessionid={cookie}",
+            "-H",
+            "X-Forwarded-Proto: https",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    served = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests": served,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p99": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "errors": int(bad.group(1)) if bad else 0,
+    }
+
+
+def seed(rows: int) -> tuple[str, int, int]:
+    """Migrate, make the user and its rows, sign it in: (session key, training id, model id)."""
+    from importlib import import_module
+
+    import bench_pages
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    user = bench_pages._user()
+    state: dict = {}
+    bench_pages._grow(user, state, rows)
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[-1]
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.save()
+    return store.session_key or "", state["training"].pk, state["model"].pk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/6")
+    parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=8)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("needs wrk (Debian's package `wrk`)")
+
+    var_dir = tempfile.mkdtemp(prefix="fluxsite-bench-gunicorn-")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "fluxsite.settings",
+        "DATABASE_URL": f"{args.pg}/{DB}",
+        "REDIS_URL": args.redis,
+        "DEBUG": "false",
+        "SANDBOX_MODE": "false",
+        "SECRET_KEY": secrets.token_urlsafe(60),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SITE_URL": "https://127.0.0.1",
+        "REPLICATE_API_TOKEN": "r8_bench",
+        "HF_TOKEN": "hf_bench",
+        "STRIPE_SECRET_KEY": "sk_test_bench",
+        "STRIPE_WEBHOOK_SECRET": "whsec_bench",
+        "REPLICATE_WEBHOOK_SECRET": "whsec_YmVuY2gtcmVwbGljYXRlLWtleQ==",
+        "FIELD_ENCRYPTION_KEYS": "YmVuY2gtZmllbGQtZW5jcnlwdGlvbi1rZXktMDEyMzQ=",
+        "FLUXSITE_VAR_DIR": var_dir,
+        "MEDIA_ROOT": str(Path(var_dir) / "media"),
+        "LOG_LEVEL": "WARNING",
+        "DB_CONN_MAX_AGE": "600",
+    }
+    os.environ.update(env)
+    psql(args.pg, f"DROP DATABASE IF EXISTS {DB}")
+    psql(args.pg, f"CREATE DATABASE {DB}")
+    import redis
+
+    redis.Redis.from_url(args.redis).flushdb()
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    cookie, training_id, model_id = seed(args.rows)
+    from django.db import connections
+
+    connections.close_all()
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
+    )
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "fluxsite.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            f"--workers={args.workers}",
+            "--worker-class=gthread",
+            "--threads=4",
+            "--timeout=120",
+            "--log-level=warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    pages = [
+        ("healthz", "/healthz"),
+        ("training_list", "/trainings/"),
+        ("training_detail", f"/trainings/{training_id}/"),
+        ("models", "/models/"),
+        ("model_detail", f"/models/{model_id}/"),
+        ("gallery", "/models/gallery/"),
+        ("billing", "/billing/"),
+    ]
+    results: dict[str, dict] = {}
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit(
+                f"gunicorn did not start: {server.stderr.read().decode() if server.stderr else ''}"
+            )
+        headers = {"Cookie": f"sessionid={cookie}", "X-Forwarded-Proto": "https"}
+        for _label, path in pages:
+            answer = httpx.get(base + path, headers=headers, timeout=10)
+            if answer.status_code != 200:
+                raise SystemExit(
+                    f"{path} answered {answer.status_code}: the bench would measure an error page"
+                )
+        workers = children(server.pid)
+        for label, path in pages:
+            wrk(base + path, cookie, args.connections, 2)  # warm every worker's caches and connections
+            before = cpu_seconds(workers)
+            result = wrk(base + path, cookie, args.connections, args.seconds)
+            result["cpu_ms"] = (cpu_seconds(workers) - before) * 1000 / max(result["requests"], 1)
+            results[label] = result
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+    health = results["healthz"]
+    rows = []
+    for label, r in results.items():
+        rows.append(
+            [
+                label,
+                f"{r['rps']:.0f}",
+                f"{r['p50']:.1f}",
+                f"{r['p99']:.1f}",
+                f"{r['cpu_ms']:.2f}",
+                f"{r['rps'] / health['rps']:.3f}",
+                str(r["errors"]),
+            ]
+        )
+    table(
+        f"gunicorn, {args.workers} workers x 4 threads, production settings, PostgreSQL + Redis, "
+        f"{args.rows} rows, wrk {args.connections} connections x {args.seconds} s",
+        ["page", "req/s", "p50 ms", "p99 ms", "server CPU ms/req", "req/s vs /healthz", "non-2xx"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

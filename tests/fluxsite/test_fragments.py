@@ -1,0 +1,123 @@
+"""Cached fragments (fluxsite/fragments.py): served from the cache while what they show is unchanged,
+rendered again the moment any of it changes, however the change was written."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.core.cache.utils import make_template_fragment_key
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from fluxsite import fragments
+from tests.training.conftest import add_photos
+from training.models import TrainingEvent, TrainingJob
+from training.services import training_create
+
+pytestmark = pytest.mark.django_db
+
+
+def _rows(client) -> str:
+    return client.get(reverse("training:list")).content.decode()
+
+
+def test_a_training_row_changed_by_a_bare_update_is_rendered_again(alice_client, alice):
+    job = training_create(owner=alice, name="Rex", trigger_word="ohwx_rex", subject_kind="subject")
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status=TrainingJob.Status.REPLICATE_TRAINING, progress_total=1000
+    )
+    assert "0%" in _rows(alice_client)
+
+    # The pipeline writes progress with QuerySet.update(), which leaves updated_at alone.
+    TrainingJob.objects.filter(pk=job.pk).update(progress_step=420)
+    assert "42%" in _rows(alice_client)
+
+    TrainingJob.objects.filter(pk=job.pk).update(name="Rex the dog")
+    body = _rows(alice_client)
+    assert "Rex the dog" in body and "42%" in body
+
+
+def test_the_photo_count_of_a_row_follows_its_dataset(alice_client, alice):
+    job = training_create(owner=alice, name="Rex", trigger_word="ohwx_rex", subject_kind="subject")
+    assert "<td>0</td>" in _rows(alice_client)
+    add_photos(alice_client, job, 2)
+    assert "<td>2</td>" in _rows(alice_client)
+
+
+def test_unchanged_rows_come_from_the_cache(alice_client, alice):
+    for i in range(3):
+        training_create(owner=alice, name=f"T{i}", trigger_word=f"ohwx_{i}", subject_kind="subject")
+    response = alice_client.get(reverse("training:list"))
+    key = make_template_fragment_key("training_rows", [response.context["rows_key"]])
+    assert "T2" in cache.get(key)
+    cache.set(key, "<tr><td>from the cache</td></tr>")  # what a second request shows is what is kept
+    assert "from the cache" in _rows(alice_client)
+
+
+def test_a_new_template_version_is_a_new_key(monkeypatch):
+    rows = [(1, "a")]
+    before = fragments.fragment_key(rows)
+    monkeypatch.setattr(fragments, "templates_version", lambda: "another deploy")
+    assert fragments.fragment_key(rows) != before
+    assert fragments.fragment_key([(1, "b")]) != fragments.fragment_key(rows)
+
+
+def test_the_event_log_shows_a_new_event_at_once(alice_client, alice):
+    job = training_create(owner=alice, name="Rex", trigger_word="ohwx_rex", subject_kind="subject")
+    TrainingJob.objects.filter(pk=job.pk).update(status=TrainingJob.Status.SUCCEEDED)
+    url = reverse("training:detail", args=[job.pk])
+    TrainingEvent.objects.create(job=job, stage="replicate_training", message="Step 1 of 10.")
+    assert "Step 1 of 10." in alice_client.get(url).content.decode()
+    TrainingEvent.objects.create(job=job, stage="replicate_training", message="Step 2 of 10.")
+    body = alice_client.get(url).content.decode()
+    assert "Step 1 of 10." in body and "Step 2 of 10." in body
+
+
+def test_a_cached_page_costs_the_same_queries(alice_client, alice):
+    job = training_create(owner=alice, name="Rex", trigger_word="ohwx_rex", subject_kind="subject")
+    TrainingEvent.objects.create(job=job, stage="replicate_training", message="Step 1 of 10.")
+    for url in (reverse("training:list"), reverse("training:detail", args=[job.pk])):
+        with CaptureQueriesContext(connection) as cold:
+            alice_client.get(url)
+        with CaptureQueriesContext(connection) as warm:
+            alice_client.get(url)
+        assert len(warm) == len(cold), url
+
+
+def test_a_renamed_model_shows_its_new_name_in_the_list(alice_client, alice):
+    from models_app.services.publishing import lora_rename
+    from tests.generations.generation_kit import lora_model
+
+    model = lora_model(alice, name="Portrait")
+    url = reverse("models_app:list")
+    assert "Portrait" in alice_client.get(url).content.decode()
+    lora_rename(model=model, name="Headshots")
+    body = alice_client.get(url).content.decode()
+    assert "Headshots" in body and "Portrait" not in body
+
+
+def test_a_deleted_image_leaves_the_gallery_at_once(alice_client, alice):
+    from generations.services.generation import generated_image_delete
+    from tests.generations.generation_kit import finished_generation, lora_model
+
+    generation = finished_generation(alice, lora_model(alice), images=2)
+    first, second = generation.images.order_by("index")
+    url = reverse("generations:gallery")
+    body = alice_client.get(url).content.decode()
+    assert reverse("generations:image", args=[first.pk]) in body
+    generated_image_delete(image=first)
+    body = alice_client.get(url).content.decode()
+    assert reverse("generations:image", args=[first.pk]) not in body
+    assert reverse("generations:image", args=[second.pk]) in body
+
+
+def test_a_new_ledger_entry_shows_on_the_billing_page(alice_client, alice):
+    from billing.services.ledger import credits_grant
+
+    url = reverse("billing:overview")
+    alice_client.get(url)
+    credits_grant(
+        user=alice, amount=37, reference="test:fragments", kind="billing.credits.adjusted", note="a gift"
+    )
+    assert "+37" in alice_client.get(url).content.decode()
