@@ -11,6 +11,7 @@ class CreditKind(models.TextChoices):
     SUBSCRIPTION = "billing.credits.subscription", "Subscription allowance"
     SPEND_TRAINING = "billing.credits.spent.training", "Training"
     SPEND_GENERATION = "billing.credits.spent.generation", "Generation"
+    SPEND_CAPTIONING = "billing.credits.spent.captioning", "Captioning"
     REFUND = "billing.credits.refunded", "Refund"
     CHARGEBACK = "billing.credits.charged_back", "Payment refunded"
     ADJUSTMENT = "billing.credits.adjusted", "Adjustment"

@@ -98,7 +98,7 @@ def spend_by_day(user: User, *, days: int = 30, today: date | None = None) -> li
     rows = (
         CreditEntry.objects.filter(
             wallet__user=user,
-            kind__in=(CreditKind.SPEND_TRAINING, CreditKind.SPEND_GENERATION),
+            kind__in=(CreditKind.SPEND_TRAINING, CreditKind.SPEND_GENERATION, CreditKind.SPEND_CAPTIONING),
             created_at__date__gte=start,
         )
         .annotate(day=TruncDate("created_at"))

@@ -412,6 +412,26 @@ GENERATION_DOWNLOAD_RETRY_SECONDS = env_int("GENERATION_DOWNLOAD_RETRY_SECONDS",
 GENERATION_IMAGE_MAX_BYTES = env_int("GENERATION_IMAGE_MAX_BYTES", 40 * 1024 * 1024)
 GENERATION_DOWNLOAD_DEADLINE_SECONDS = env_int("GENERATION_DOWNLOAD_DEADLINE_SECONDS", 60)
 
+# --- Captioning a dataset's photos with a vision model on Replicate --------------------------------
+# The models we can caption with, each pinned to a version (override per model with the environment);
+# their inputs and outputs are described in training/captioning_models.py, from their real schemas.
+CAPTION_MODEL_VERSIONS = {
+    "lucataco/florence-2-large": env_str(
+        "CAPTION_FLORENCE_VERSION", "da53547e17d45b9cfb48174b2f18af8b83ca020fa76db62136bf9c6616762595"
+    ),
+    "yorickvp/llava-13b": env_str(
+        "CAPTION_LLAVA_VERSION", "b5f6212d032508382d61ff00469ddda3e32fd8a0e75dc39d8a4191bb742157fb"
+    ),
+}
+CAPTION_DEFAULT_MODEL = env_str("CAPTION_DEFAULT_MODEL", "lucataco/florence-2-large")
+# How many predictions of one batch run at Replicate at once (the rest wait, queued, in our database).
+CAPTION_CONCURRENCY = env_int("CAPTION_CONCURRENCY", 4)
+CAPTION_MAX_PHOTOS_PER_BATCH = env_int("CAPTION_MAX_PHOTOS_PER_BATCH", 50)
+CAPTION_MAX_ACTIVE_BATCHES_PER_USER = env_int("CAPTION_MAX_ACTIVE_BATCHES_PER_USER", 2)
+# Price per photo = the model's seconds per run x its hardware's price per second x this margin, rounded
+# up to whole credits (decimal strings; the seconds and hardware are per model, in captioning_models).
+CAPTION_PRICE_MARGIN = env_decimal_str("CAPTION_PRICE_MARGIN", "1.5")
+
 # --- E-mail ------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("EMAIL_HOST")
 if EMAIL_HOST:

@@ -12,6 +12,12 @@ class FaultKind(models.TextChoices):
     REORDER_WEBHOOKS = "reorder_webhooks", "Deliver webhooks out of order"
     FAIL_TRAINING = "fail_training", "Fail the training midway"
     BAD_SIGNATURE = "bad_signature", "Sign the webhook with a wrong key"
+    # A captioning model's output gone wrong (no vendor material shows these; they are what the
+    # schemas allow: an empty string, a very long one, text outside the promised shape, markup).
+    CAPTION_EMPTY = "caption_empty", "Caption: answer with an empty caption"
+    CAPTION_LONG = "caption_long", "Caption: answer with an absurdly long caption"
+    CAPTION_GARBLED = "caption_garbled", "Caption: answer outside the model's output format"
+    CAPTION_MARKUP = "caption_markup", "Caption: answer with HTML and script markup"
 
 
 class Fault(models.Model):

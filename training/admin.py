@@ -4,8 +4,16 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from fluxsite.admin_inlines import LatestRowsInline, all_rows_link
-from training.models import Dataset, DatasetImage, ReplicateWebhook, TrainingEvent, TrainingJob
-from training.services import trainings_reconcile
+from training.models import (
+    CaptionBatch,
+    CaptionTask,
+    Dataset,
+    DatasetImage,
+    ReplicateWebhook,
+    TrainingEvent,
+    TrainingJob,
+)
+from training.services import caption_batch_cancel, trainings_reconcile
 
 
 class DatasetInline(admin.StackedInline):
@@ -236,3 +244,49 @@ class ReplicateWebhookAdmin(admin.ModelAdmin):
     @admin.display(description="Processed", boolean=True)
     def processed(self, obj: ReplicateWebhook) -> bool:
         return obj.processed_at is not None
+
+
+class CaptionTaskInline(admin.TabularInline):
+    """One row per photo; written only by training.services.captioning (compare-and-swap, refunds)."""
+
+    model = CaptionTask
+    extra = 0
+    can_delete = False
+    fields = ("image_name", "status", "note", "replicate_prediction_id", "attempts", "refunded", "caption")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CaptionBatch)
+class CaptionBatchAdmin(admin.ModelAdmin):
+    """Caption batches, read-only: their statuses and refunds are the service's (an edit here would
+    break the one-refund-per-photo rule). "Cancel" goes through the service, refunding the rest."""
+
+    list_display = (
+        "pk",
+        "dataset",
+        "owner",
+        "model",
+        "status",
+        "mode",
+        "style",
+        "cost_credits",
+        "created_at",
+    )
+    list_filter = ("status", "model", "mode", "style")
+    search_fields = ("owner__email", "dataset__training__name")
+    readonly_fields = [f.name for f in CaptionBatch._meta.fields]
+    inlines = [CaptionTaskInline]
+    actions = ["cancel_batches"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Cancel the selected running batches (refunds the photos not captioned)")
+    def cancel_batches(self, request, queryset) -> None:
+        count = 0
+        for batch in queryset.filter(status=CaptionBatch.Status.RUNNING):
+            count += caption_batch_cancel(batch=batch)
+        self.message_user(request, f"{count} photos canceled and refunded.", messages.SUCCESS)

@@ -4,9 +4,10 @@ import re
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.validators import RegexValidator
 
-from training.models import DatasetImage, TrainingJob
+from training.models import CaptionBatch, DatasetImage, TrainingJob
 
 TRIGGER_RE = r"^[A-Za-z0-9_]{2,32}$"
 
@@ -210,3 +211,43 @@ class TrainingFilterForm(forms.Form):
             "query": data.get("q") or "",
             "sort": data.get("sort") or "newest",
         }
+
+
+class CaptionBatchForm(forms.Form):
+    """The "caption all photos" form: which photos, what to do with existing captions, how to write."""
+
+    photos = forms.ChoiceField(
+        choices=[("empty", "Only photos without a caption of their own"), ("all", "All photos")],
+        initial="empty",
+    )
+    mode = forms.ChoiceField(
+        label="Existing captions", choices=CaptionBatch.Mode.choices, initial=CaptionBatch.Mode.KEEP
+    )
+    style = forms.ChoiceField(choices=CaptionBatch.Style.choices, initial=CaptionBatch.Style.NATURAL)
+    trigger_placement = forms.ChoiceField(
+        label="Trigger word",
+        choices=CaptionBatch.TriggerPlacement.choices,
+        initial=CaptionBatch.TriggerPlacement.START,
+    )
+    trigger_template = forms.CharField(
+        label="Template",
+        required=False,
+        max_length=200,
+        help_text="With [trigger] and [caption], e.g. “a photo of [trigger], [caption]”.",
+    )
+    model = forms.ChoiceField(label="Captioning model", choices=())
+    purpose = forms.ChoiceField(
+        choices=CaptionBatch.Purpose.choices,
+        initial=CaptionBatch.Purpose.CAPTION,
+        required=False,
+        widget=forms.HiddenInput,
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from training.captioning_models import model_choices
+
+        field = self.fields["model"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = model_choices()  # the pinned models, read when the form is made
+        field.initial = settings.CAPTION_DEFAULT_MODEL

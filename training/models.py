@@ -237,6 +237,9 @@ class DatasetImage(models.Model):
     caption_model = models.CharField(
         max_length=200, blank=True, help_text="owner/name:version of the model that wrote the caption."
     )
+    # A vision model's answers to the photo checklist (training.captioning_models.INSPECTION_KEYS),
+    # with "model": owner/name:version; empty until the photo is inspected.
+    inspection = models.JSONField(default=dict, blank=True)
     position = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -248,3 +251,139 @@ class DatasetImage(models.Model):
 
     def __str__(self) -> str:
         return self.original_name
+
+    @property
+    def inspection_warnings(self) -> list[tuple[str, str]]:
+        """(warning, why it matters for a subject LoRA) for each checklist answer that is a problem."""
+        found = self.inspection or {}
+        out = []
+        people = found.get("people")
+        if isinstance(people, int) and people > 1:
+            out.append(
+                (
+                    f"{people} people in the photo",
+                    "the LoRA cannot tell which one is the subject: crop to one.",
+                )
+            )
+        if people == 0:
+            out.append(("no person found", "a photo without the subject teaches the trigger word nothing."))
+        if found.get("face_visible") is False and people != 0:
+            out.append(("face not visible", "the face is what a subject LoRA most needs to see."))
+        if found.get("face_covered") is True:
+            out.append(("face covered (sunglasses, hat)", "the LoRA learns the cover as part of the face."))
+        if found.get("text_or_watermark") is True:
+            out.append(("text or watermark", "letters get baked into every image the LoRA makes."))
+        if found.get("heavy_filter") is True:
+            out.append(("heavy filter", "the filter's colours are learned as the subject's own."))
+        return out
+
+
+class CaptionBatch(models.Model):
+    """One "caption these photos" request: which photos, how, with which model, at what price.
+
+    Its photos are its CaptionTask rows. The credits of the whole batch are spent at once
+    (reference `credit_reference`); each photo that ends without a caption is refunded on its own,
+    once (billing's credits_refund_part, part = the task's pk).
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        CANCELED = "canceled", "Canceled"
+
+    class Purpose(models.TextChoices):
+        CAPTION = "caption", "Captions"
+        INSPECT = "inspect", "Photo inspection"
+
+    class Mode(models.TextChoices):
+        KEEP = "keep", "Keep existing captions (caption only empty ones)"
+        APPEND = "append", "Append to existing captions"
+        REPLACE = "replace", "Replace existing captions"
+
+    class Style(models.TextChoices):
+        NATURAL = "natural", "A natural-language description"
+        TAGS = "tags", "Short comma-separated tags"
+
+    class TriggerPlacement(models.TextChoices):
+        START = "start", "At the start of each caption"
+        TOKEN = "token", "Where [trigger] is in the template"
+        NONE = "none", "Not at all"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="caption_batches")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.CAPTION)
+    model = models.CharField(max_length=200, help_text="owner/name of the captioning model.")
+    version = models.CharField(max_length=64)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.KEEP)
+    style = models.CharField(max_length=10, choices=Style.choices, default=Style.NATURAL)
+    trigger_placement = models.CharField(
+        max_length=10, choices=TriggerPlacement.choices, default=TriggerPlacement.START
+    )
+    trigger_template = models.CharField(
+        max_length=200, blank=True, help_text="With [trigger] and [caption], for the 'token' placement."
+    )
+    subject_kind = models.CharField(max_length=16, default="subject")
+    price_per_photo = models.PositiveIntegerField()
+    cost_credits = models.PositiveIntegerField()
+    credit_reference = models.CharField(max_length=80, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One running batch per dataset: the same batch started twice (a double click, two tabs)
+            # is one run, whatever the timing.
+            models.UniqueConstraint(
+                fields=["dataset"], condition=models.Q(status="running"), name="caption_batch_one_running"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Captions for {self.dataset} ({self.status})"
+
+
+class CaptionTask(models.Model):
+    """One photo of a caption batch. Statuses move by compare-and-swap (fluxsite.statemachine):
+
+    queued → submitting (claimed: only its holder creates the prediction) → running → done
+    any of the first three → failed | canceled (refunded once) ; done may also be "skipped"
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SUBMITTING = "submitting", "Starting"
+        RUNNING = "running", "Captioning"
+        DONE = "done", "Done"
+        SKIPPED = "skipped", "Kept your caption"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    batch = models.ForeignKey(CaptionBatch, on_delete=models.CASCADE, related_name="tasks")
+    image = models.ForeignKey(
+        DatasetImage, null=True, blank=True, on_delete=models.SET_NULL, related_name="caption_tasks"
+    )
+    image_name = models.CharField(max_length=120, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    caption_before = models.TextField(blank=True, help_text="The photo's caption when the batch started.")
+    caption = models.TextField(blank=True, help_text="What the model wrote, cleaned.")
+    note = models.CharField(max_length=300, blank=True, help_text="Why it failed, or what was done.")
+    replicate_prediction_id = models.CharField(max_length=64, blank=True, db_index=True)
+    replicate_status = models.CharField(max_length=20, blank=True)
+    submit_started_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    predict_time = models.FloatField(null=True, blank=True)
+    refunded = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["batch", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.image_name} ({self.status})"

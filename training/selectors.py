@@ -14,7 +14,15 @@ from django.utils import timezone
 from fluxsite.accounts.models import User
 from fluxsite.integrations.storage import PRIVATE
 from models_app.models import LoraModel
-from training.models import ACTIVE_STATUSES, Dataset, DatasetImage, TrainingEvent, TrainingJob
+from training.models import (
+    ACTIVE_STATUSES,
+    CaptionBatch,
+    CaptionTask,
+    Dataset,
+    DatasetImage,
+    TrainingEvent,
+    TrainingJob,
+)
 
 
 def trainings_for_user(user: User) -> QuerySet[TrainingJob]:
@@ -266,3 +274,33 @@ def training_timeline(job: TrainingJob, *, now: datetime | None = None) -> list[
             StageRow(status=stage, label=TrainingJob.Status(stage).label, state=state, seconds=seconds)
         )
     return rows
+
+
+# --- Caption batches ------------------------------------------------------------------------------
+def get_caption_batch_for_user(user: User, training_pk: int, batch_pk: int) -> CaptionBatch:
+    return get_object_or_404(
+        CaptionBatch.objects.select_related("dataset__training"),
+        pk=batch_pk,
+        dataset__training__pk=training_pk,
+        dataset__training__owner=user,
+    )
+
+
+def caption_batch_latest(dataset: Dataset) -> CaptionBatch | None:
+    """The running batch of this dataset, else its most recent one."""
+    return (
+        CaptionBatch.objects.filter(dataset=dataset, status=CaptionBatch.Status.RUNNING).first()
+        or CaptionBatch.objects.filter(dataset=dataset).order_by("-created_at", "-pk").first()
+    )
+
+
+def caption_tasks(batch: CaptionBatch) -> list[CaptionTask]:
+    """A batch's photos in order: at most CAPTION_MAX_PHOTOS_PER_BATCH rows, so never paginated."""
+    return list(batch.tasks.order_by("pk"))
+
+
+def caption_batch_counts(tasks: list[CaptionTask]) -> dict[str, int]:
+    counts = {status: 0 for status in CaptionTask.Status.values}
+    for task in tasks:
+        counts[task.status] += 1
+    return counts

@@ -22,7 +22,11 @@ def replicate_webhook_process_task(delivery_id: int) -> None:
     delivery = ReplicateWebhook.objects.filter(pk=delivery_id, processed_at__isnull=True).first()
     if delivery is None:
         return
-    if delivery.kind == "prediction":
+    if delivery.kind == "caption":
+        services.caption_apply_replicate(
+            info=replicate_client.prediction_from_payload(delivery.payload), task_hint=delivery.job_hint
+        )
+    elif delivery.kind == "prediction":
         generation_apply_replicate(
             info=replicate_client.prediction_from_payload(delivery.payload), generation_hint=delivery.job_hint
         )
@@ -51,3 +55,13 @@ def trainings_reconcile_task() -> dict[str, int]:
 
 def training_notify_task(job_id: int) -> None:
     services.training_notify(job_id=job_id)
+
+
+def caption_batch_pump_task(batch_id: int) -> int:
+    """Create the next predictions of a caption batch (each photo claimed first: safe to run twice)."""
+    return services.caption_batch_pump(batch_id=batch_id)
+
+
+def captions_reconcile_task() -> dict[str, int]:
+    """Scheduled every minute (catch_up off): polls quiet caption runs, fails lost claims, pumps batches."""
+    return services.captions_reconcile()

@@ -21,4 +21,14 @@ urlpatterns = [
     path("<int:pk>/dataset/images/<int:image_pk>/delete/", views.image_delete, name="image_delete"),
     path("<int:pk>/dataset/images/<int:image_pk>/thumbnail/", views.image_thumbnail, name="image_thumbnail"),
     path("webhooks/replicate/", webhooks.replicate_webhook, {"kind": "training"}, name="replicate_webhook"),
+    path(
+        "webhooks/replicate/caption/",
+        webhooks.replicate_webhook,
+        {"kind": "caption"},
+        name="caption_webhook",
+    ),
+    path("<int:pk>/dataset/captioning/estimate/", views.caption_estimate, name="caption_estimate"),
+    path("<int:pk>/dataset/captioning/", views.caption_start, name="caption_start"),
+    path("<int:pk>/dataset/captioning/<int:batch_pk>/", views.caption_progress, name="caption_progress"),
+    path("<int:pk>/dataset/captioning/<int:batch_pk>/cancel/", views.caption_cancel, name="caption_cancel"),
 ]

@@ -15,22 +15,26 @@ from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
 
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
 from fluxsite.fragments import fragment_key
-from fluxsite.htmx import polled
+from fluxsite.htmx import CREDITS_CHANGED, polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest, HtmxHttpRequest
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.pagination import CURSOR_PARAM, cursor_page, render_list, wants_more
 from fluxsite.ratelimits import rate_limited
 from training import selectors, services
+from training.captioning_models import INSPECTION_MODEL
 from training.forms import (
     PRESETS,
+    CaptionBatchForm,
     CaptionForm,
     CaptionTemplateForm,
     TrainingCreateForm,
@@ -38,7 +42,7 @@ from training.forms import (
     TrainingParamsForm,
     params_initial,
 )
-from training.models import Dataset, TrainingJob
+from training.models import CaptionBatch, Dataset, TrainingJob
 from training.progress import loss_chart_svg
 from training.uploads import FileSizeLimitHandler, declared_length_over
 
@@ -114,6 +118,7 @@ def training_new(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 def _dataset_context(dataset: Dataset, **extra) -> dict:
+    since = timezone.now().timestamp()  # before the photos are read: captions arriving later are polled
     images = list(dataset.images.all())
     t = dataset.training_id
     return {
@@ -128,6 +133,7 @@ def _dataset_context(dataset: Dataset, **extra) -> dict:
             for image in images
         ],
         "readiness": selectors.dataset_readiness(dataset, images),
+        **_captioning_context(dataset, since=since),
         "template_form": CaptionTemplateForm(initial={"template": dataset.caption_template}),
         "editable": dataset.training.status == dataset.training.Status.DRAFT,
         "limits": {
@@ -537,3 +543,178 @@ def training_duplicate(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
         return redirect("training:detail", pk=job.pk)
     messages.success(request, f"Copied “{job.name}” with its photos and captions.")
     return redirect("training:dataset", pk=copy.pk)
+
+
+# --- Captioning the photos with a vision model -------------------------------------------------------
+def _captioning_context(dataset: Dataset, batch=None, since: float | None = None, **extra) -> dict:
+    """The "caption all photos" form and the latest batch's progress, for the dataset page.
+
+    `since` (a timestamp) is when the caption boxes on the page were read: the polled panel sends
+    again, out of band, every caption finished after it. Read before the tasks by default.
+    """
+    if since is None:
+        since = timezone.now().timestamp()
+    batch = batch or selectors.caption_batch_latest(dataset)
+    tasks = selectors.caption_tasks(batch) if batch else []
+    form = CaptionBatchForm()
+    estimate, _ = _caption_estimate_or_error(
+        dataset, {name: field.initial for name, field in form.fields.items() if field.initial is not None}
+    )
+    inspection, _ = _caption_estimate_or_error(
+        dataset,
+        {
+            **form.initial,
+            "photos": "all",
+            "mode": "replace",
+            "style": "natural",
+            "trigger_placement": "none",
+            "model": INSPECTION_MODEL,
+        },
+    )
+    return {
+        "caption_form": form,
+        "caption_estimate": estimate,
+        "inspection_estimate": inspection if inspection and inspection.photos else None,
+        "caption_since": since,
+        "editable": dataset.training.status == TrainingJob.Status.DRAFT,
+        "caption_batch": batch,
+        "caption_running": batch is not None and batch.status == CaptionBatch.Status.RUNNING,
+        "caption_tasks": tasks,
+        "caption_counts": selectors.caption_batch_counts(tasks),
+        "caption_task_by_image": {task.image_id: task for task in tasks if task.image_id},
+        **extra,
+    }
+
+
+def _caption_estimate_or_error(dataset: Dataset, data) -> tuple[Any, str]:
+    form = CaptionBatchForm(data)
+    if not form.is_valid():
+        return None, "Choose the photos, the mode, the style and the model."
+    try:
+        return (
+            services.caption_batch_estimate(
+                dataset=dataset,
+                photos=form.cleaned_data["photos"],
+                mode=form.cleaned_data["mode"],
+                model_ref=form.cleaned_data["model"],
+            ),
+            "",
+        )
+    except services.CaptioningError as exc:
+        return None, str(exc)
+
+
+@login_required
+@require_GET
+def caption_estimate(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
+    """The cost line under the form ("N photos, C credits"), before anything is paid."""
+    dataset = selectors.get_dataset_for_user(request.user, pk)
+    estimate, error = _caption_estimate_or_error(dataset, request.GET)
+    return render(
+        request,
+        f"{DATASET_PAGE}#caption_cost",
+        {"estimate": estimate, "error": error, "balance": balance_for_user(request.user)},
+    )
+
+
+@login_required
+@require_POST
+def caption_start(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
+    dataset = selectors.get_dataset_for_user(request.user, pk)
+    form = CaptionBatchForm(request.POST)
+    error, batch = "", None
+    if not form.is_valid():
+        error = " ".join(str(e) for errors in form.errors.values() for e in errors)
+    else:
+        try:
+            batch = services.caption_batch_start(
+                user=request.user,
+                dataset=dataset,
+                photos=form.cleaned_data["photos"],
+                mode=form.cleaned_data["mode"],
+                style=form.cleaned_data["style"],
+                trigger_placement=form.cleaned_data["trigger_placement"],
+                trigger_template=form.cleaned_data["trigger_template"],
+                model_ref=form.cleaned_data["model"],
+                purpose=form.cleaned_data["purpose"] or CaptionBatch.Purpose.CAPTION,
+            )
+        except (services.CaptioningError, InsufficientCredits) as exc:
+            error = str(exc)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, "Captioning started.")
+        return redirect("training:dataset", pk=pk)
+    # The boxes on the page are older than the batch: every caption it finishes is sent to them.
+    since = batch.created_at.timestamp() if batch is not None else None
+    context = _captioning_context(
+        dataset, batch=batch, since=since, caption_error=error, training=dataset.training
+    )
+    response = render(request, f"{DATASET_PAGE}#caption_panel", context, status=400 if error else 200)
+    if batch is not None:
+        trigger_client_event(response, CREDITS_CHANGED)
+    return response
+
+
+def _caption_box(image, save_url: str) -> CaptionForm:
+    """A photo's caption box, to replace the one on the page (htmx out-of-band swap by its id)."""
+    form = CaptionForm.for_image(image, save_url=save_url)
+    form.fields["caption"].widget.attrs["hx-swap-oob"] = "true"
+    return form
+
+
+@login_required
+@require_GET
+def caption_progress(request: AuthenticatedHtmxHttpRequest, pk: int, batch_pk: int) -> HttpResponse:
+    """The polled progress panel; photos captioned since `since` also get their caption box
+    replaced out of band, so each caption lands in its box as it arrives."""
+    batch = selectors.get_caption_batch_for_user(request.user, pk, batch_pk)
+    try:
+        since = float(request.GET.get("since", ""))
+    except ValueError:
+        since = 0.0
+    context = _captioning_context(batch.dataset, batch=batch, training=batch.dataset.training)
+    arrived = [
+        task
+        for task in context["caption_tasks"]
+        if task.status == task.Status.DONE
+        and task.image_id
+        and task.finished_at
+        and task.finished_at.timestamp() > since
+    ]
+    images = {image.pk: image for image in batch.dataset.images.filter(pk__in=[t.image_id for t in arrived])}
+    t = batch.dataset.training_id
+    context["caption_arrived"] = [
+        _caption_box(images[task.image_id], reverse("training:image_caption", args=[t, task.image_id]))
+        for task in arrived
+        if task.image_id in images
+    ]
+    response = render(request, f"{DATASET_PAGE}#caption_panel", context)
+    finished = batch.status != batch.Status.RUNNING
+    return polled(
+        response, finished=finished, credits_changed=finished and context["caption_counts"]["failed"] > 0
+    )
+
+
+@login_required
+@require_POST
+def caption_cancel(request: AuthenticatedHtmxHttpRequest, pk: int, batch_pk: int) -> HttpResponse:
+    batch = selectors.get_caption_batch_for_user(request.user, pk, batch_pk)
+    error = ""
+    try:
+        services.caption_batch_cancel(batch=batch)
+    except services.CaptioningError as exc:
+        error = str(exc)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, "Captioning canceled; the photos not captioned were refunded.")
+        return redirect("training:dataset", pk=pk)
+    context = _captioning_context(
+        batch.dataset, batch=batch, caption_error=error, training=batch.dataset.training
+    )
+    response = render(request, f"{DATASET_PAGE}#caption_panel", context)
+    trigger_client_event(response, CREDITS_CHANGED)
+    return response

@@ -43,7 +43,11 @@ STORED_TEXT_MAX = 20_000  # characters of a non-JSON body kept for the admin
 # JSON types. A prediction carries the same (models-predictions-create.yaml), but for predictions
 # they are only type-checked when present: the pipeline reads nothing but id, status, output and error.
 FIELD_TYPES: dict[str, type] = {"model": str, "version": str, "input": dict}
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"training": ("model", "version", "input"), "prediction": ()}
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "training": ("model", "version", "input"),
+    "prediction": (),
+    "caption": (),
+}
 ID_MAX = 64  # ReplicateWebhook.replicate_id / TrainingJob.replicate_training_id; Replicate's ids are 26
 STATUS_MAX = 20
 

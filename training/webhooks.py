@@ -1,7 +1,8 @@
 """Replicate's webhooks, for trainings and for predictions: one view, one recording, one dispatch.
 
 Replicate calls the URL we gave it when creating the run: `/trainings/webhooks/replicate/?job=<pk>`
-for a training, `/models/webhooks/replicate/?gen=<pk>` for a prediction (a generation). Both
+for a training, `/models/webhooks/replicate/?gen=<pk>` for a prediction (a generation),
+`/trainings/webhooks/replicate/caption/?task=<pk>` for a caption prediction (one photo). All
 are this view with a different `kind`: the signature is verified on the raw body and the
 delivery recorded once (training.webhook_records), the answer sent at once, and the work done
 by training.tasks.replicate_webhook_process_task, which dispatches by kind.
@@ -15,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from training.webhook_records import WebhookReceipt, replicate_webhook_record, webhook_job_hint
 
-HINT_PARAMETER = {"training": "job", "prediction": "gen"}
+HINT_PARAMETER = {"training": "job", "prediction": "gen", "caption": "task"}
 
 
 def webhook_response(receipt: WebhookReceipt) -> HttpResponse:

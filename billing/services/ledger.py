@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the user model is a type here; billing sits below accounts 
 
 logger = logging.getLogger(__name__)
 
-SPEND_KINDS = (CreditKind.SPEND_TRAINING, CreditKind.SPEND_GENERATION)
+SPEND_KINDS = (CreditKind.SPEND_TRAINING, CreditKind.SPEND_GENERATION, CreditKind.SPEND_CAPTIONING)
 
 
 class InsufficientCredits(Exception):
@@ -181,6 +181,45 @@ def credits_refund(*, spend_reference: str, note: str = "") -> LedgerResult | No
         reference=f"refund:{spend_reference}",
         note=note or f"Refund of {spend.note or spend_reference}",
     )
+
+
+def credits_refund_part(
+    *, spend_reference: str, part: str, amount: int, note: str = ""
+) -> LedgerResult | None:
+    """Give back `amount` of a spend for one part of it (a photo of a caption batch), at most once
+    per part (reference "refund:<spend reference>:<part>").
+
+    The refunds of one spend never add up to more than the spend: checked under the wallet lock,
+    so parts refunded at the same moment by a webhook and a cancel cannot overshoot. Returns None
+    when there is no such spend; raises ValueError for an amount that is not positive or that
+    would refund more than was spent.
+    """
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise ValueError("a part refund gives back a positive integer of credits")
+    spend = CreditEntry.objects.select_related("wallet__user").filter(reference=spend_reference).first()
+    if spend is None or spend.amount >= 0 or spend.kind not in SPEND_KINDS:
+        return None
+    reference = f"refund:{spend_reference}:{part}"
+    with transaction.atomic():
+        existing = CreditEntry.objects.filter(reference=reference).first()
+        if existing is not None:
+            return LedgerResult(existing, created=False)
+        _locked_wallet(spend.wallet.user)  # serialises the sum below with every other refund
+        refunded = (
+            CreditEntry.objects.filter(
+                kind=CreditKind.REFUND, reference__startswith=f"refund:{spend_reference}"
+            ).aggregate(total=Sum("amount"))["total"]
+            or 0
+        )
+        if refunded + amount > -spend.amount:
+            raise ValueError(f"refunds of {spend_reference} would exceed what it spent")
+        return _append_idempotent(
+            user=spend.wallet.user,
+            amount=amount,
+            kind=CreditKind.REFUND,
+            reference=reference,
+            note=note or f"Refund of part of {spend.note or spend_reference}",
+        )
 
 
 def credits_take_back(*, user: User, amount: int, reference: str, note: str = "") -> LedgerResult:

@@ -99,6 +99,8 @@ class PredictionInfo:
     predict_time: float | None
     created_at: str | None = None
     completed_at: str | None = None
+    # The output as sent (a text model's string, list of text pieces or object); None until finished.
+    output: Any = None
 
     @property
     def is_finished(self) -> bool:
@@ -143,11 +145,20 @@ def _session() -> _Session:
         )
     last = _LastResponse()
     seconds = float(settings.REPLICATE_TIMEOUT_SECONDS)
+    timeout = httpx.Timeout(seconds, connect=min(seconds, 10.0))
+
+    def keep_a_timeout(request: httpx.Request) -> None:
+        # replicate 1.0.7's predictions.create passes `timeout=None` to httpx when no `wait` is given
+        # (prediction.py _create_prediction_timeout), and None means "no timeout at all": a create
+        # that hangs would hold the worker forever. Put our own back.
+        if all(value is None for value in (request.extensions.get("timeout") or {}).values()):
+            request.extensions["timeout"] = timeout.as_dict()
+
     client = replicate.Client(
         api_token=settings.REPLICATE_API_TOKEN,
         base_url=settings.REPLICATE_BASE_URL.rstrip("/"),
-        timeout=httpx.Timeout(seconds, connect=min(seconds, 10.0)),
-        event_hooks={"response": [last.hook]},
+        timeout=timeout,
+        event_hooks={"request": [keep_a_timeout], "response": [last.hook]},
         follow_redirects=False,
     )
     return _Session(client=client, last=last)
@@ -476,6 +487,7 @@ def prediction_from_payload(payload: Mapping[str, Any]) -> PredictionInfo:
         predict_time=_predict_time(payload),
         created_at=_text(payload.get("created_at")),
         completed_at=_text(payload.get("completed_at")),
+        output=output,
     )
 
 

@@ -15,6 +15,7 @@ class VersionKind(models.TextChoices):
     TRAINER = "trainer", "LoRA trainer"
     GENERATOR = "generator", "Base image model"
     LORA = "lora", "Trained LoRA"
+    CAPTIONER = "captioner", "Captioning (vision) model"
 
 
 class SandboxModel(models.Model):
@@ -90,6 +91,9 @@ class SandboxPrediction(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     duration_seconds = models.FloatField()
     error = models.TextField(blank=True, help_text="Set at creation when the run is bound to fail (NSFW).")
+    text_output = models.JSONField(
+        null=True, blank=True, help_text="A captioning model's output, decided at creation from the image."
+    )
     canceled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -82,10 +82,17 @@ def trained_version_id(training_id: str) -> str:
 
 
 def builtin_models_ensure() -> None:
-    """The trainer and the base generator always exist (recreated if a test flushed the database)."""
-    for ref, kind, schema in (
-        (TRAINER, VersionKind.TRAINER, schemas.openapi_schema(schemas.TRAINER, training=True)),
-        (GENERATOR, VersionKind.GENERATOR, schemas.openapi_schema(schemas.GENERATOR, training=False)),
+    """The trainer, the base generator and the captioning models always exist (recreated if a test
+    flushed the database); the captioners under their real version ids."""
+    from sandbox.replicate import captioning
+
+    for ref, kind, schema, version_id in (
+        (TRAINER, VersionKind.TRAINER, schemas.openapi_schema(schemas.TRAINER, training=True), None),
+        (GENERATOR, VersionKind.GENERATOR, schemas.openapi_schema(schemas.GENERATOR, training=False), None),
+        *(
+            (ref, VersionKind.CAPTIONER, captioning.openapi_schema(ref), captioning.version_id(ref))
+            for ref in captioning.DOCS
+        ),
     ):
         owner, name = ref.split("/")
         try:
@@ -93,7 +100,7 @@ def builtin_models_ensure() -> None:
                 owner=owner, name=name, defaults={"visibility": "public", "hardware": "gpu-h100"}
             )
             SandboxVersion.objects.get_or_create(
-                version_id=fixed_version_id(ref),
+                version_id=version_id or fixed_version_id(ref),
                 defaults={"model": model, "kind": kind, "openapi_schema": schema},
             )
         except IntegrityError:  # another request created it at the same moment
@@ -493,8 +500,10 @@ def prediction_state(prediction: SandboxPrediction, now: datetime | None = None)
 def prediction_json(prediction: SandboxPrediction, now: datetime | None = None) -> dict[str, Any]:
     state = prediction_state(prediction, now)
     fmt = prediction.input.get("output_format") or "webp"
-    output = None
-    if state.status == "succeeded":
+    output: Any = None
+    if state.status == "succeeded" and prediction.text_output is not None:
+        output = prediction.text_output
+    elif state.status == "succeeded":
         count = int(prediction.input.get("num_outputs") or 1)
         output = [
             f"{prediction.base_url}/v1/files/predictions/{prediction.id}/out-{i}.{fmt}" for i in range(count)

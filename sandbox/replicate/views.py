@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from sandbox.faults import HTTP_FAULT_KINDS, fault_delay, fault_take
 from sandbox.models import FaultKind
-from sandbox.replicate import schemas, simulation
+from sandbox.replicate import captioning, schemas, simulation
 from sandbox.replicate.models import (
     SandboxModel,
     SandboxPrediction,
@@ -328,6 +328,14 @@ def _prediction_start(request: HttpRequest, version: SandboxVersion, data: dict[
         return _invalid(problems)
     input_data = schemas.with_defaults(data["input"], schema)
     nsfw = re.search(r"\bnsfw\b", str(input_data.get("prompt", "")), re.IGNORECASE)
+    error = simulation.NSFW_ERROR if nsfw and version.kind != VersionKind.CAPTIONER else ""
+    text_output = None
+    if version.kind == VersionKind.CAPTIONER:
+        fault = fault_take(
+            service="replicate", operation="predictions.create", kinds=captioning.CAPTION_FAULTS
+        )
+        ref = f"{version.model.owner}/{version.model.name}"
+        text_output, error = captioning.caption_output(ref, input_data, fault.kind if fault else None)
     prediction = SandboxPrediction.objects.create(
         id=simulation.new_id(),
         model=f"{version.model.owner}/{version.model.name}",
@@ -337,7 +345,8 @@ def _prediction_start(request: HttpRequest, version: SandboxVersion, data: dict[
         webhook_events_filter=data.get("webhook_events_filter") or [],
         base_url=_base_url(request),
         duration_seconds=float(settings.SANDBOX_PREDICTION_SECONDS),
-        error=simulation.NSFW_ERROR if nsfw else "",
+        error=error,
+        text_output=text_output,
     )
     transaction.on_commit(lambda: simulation.prediction_runner_start(prediction.id))
     wait = _prefer_wait(request)

@@ -287,3 +287,73 @@ def test_the_sandbox_sends_no_destination_so_only_our_kept_input_adopts(api, san
     assert not SandboxTraining.objects.exists()
     listing = api.get("/v1/trainings").json()
     assert listing == {"next": None, "previous": None, "results": []}
+
+
+# --- The captioning models ----------------------------------------------------------------------------
+CAPTIONERS = {
+    "lucataco/florence-2-large": json.loads((VENDOR / "cog" / "florence-2-large.predict.json").read_text()),
+    "yorickvp/llava-13b": json.loads((VENDOR / "cog" / "llava-13b.predict.json").read_text()),
+}
+
+
+def _matches(value, schema: dict) -> bool:
+    """The Output schema's shape (type, required keys, declared properties, item type)."""
+    kind = schema.get("type")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return (
+            isinstance(value, dict)
+            and set(schema.get("required", [])) <= set(value)
+            and set(value) <= set(properties)
+            and all(v is None or _matches(v, properties[k]) for k, v in value.items())
+        )
+    if kind == "array":
+        return isinstance(value, list) and all(_matches(v, schema["items"]) for v in value)
+    return isinstance(value, str) if kind == "string" else False
+
+
+def test_a_recorded_florence_answer_reads_as_its_caption():
+    from training.captioning_models import MODELS
+
+    example = CAPTIONERS["lucataco/florence-2-large"]["examples"][0]["output_text"]
+    parsed = MODELS["lucataco/florence-2-large"].parse_output({"img": None, "text": example})
+    assert parsed == "A green car parked in front of a yellow building."
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("ref", sorted(CAPTIONERS))
+def test_the_sandboxs_captioners_serve_their_vendor_schema_and_answer_in_its_shape(api, sandbox, ref):
+    import io
+
+    from PIL import Image
+
+    from fluxsite.integrations import storage
+    from training.captioning_models import MODELS
+
+    doc = CAPTIONERS[ref]
+    version_id = doc["_source"]["version"]
+    assert MODELS[ref].version == version_id  # what settings pin is the real version
+    owner, _, name = ref.partition("/")
+    schema = api.get(f"/v1/models/{owner}/{name}/versions/{version_id}").json()["openapi_schema"]
+    assert schema["components"]["schemas"]["Input"] == doc["input"]
+    assert schema["components"]["schemas"]["Output"] == doc["output"]
+    out = io.BytesIO()
+    Image.new("RGB", (300, 400), (200, 40, 40)).save(out, "JPEG")
+    stored = storage.file_save(
+        alias=storage.PRIVATE, name="contract/photo.jpg", content=io.BytesIO(out.getvalue())
+    )
+    data = MODELS[ref].build_input(
+        image_url=storage.signed_url(alias=storage.PRIVATE, name=stored),
+        style="natural",
+        subject_kind="subject",
+    )
+    assert not rc.input_schema_parse(schema).keys() - set(doc["input"]["properties"])
+    body = api.post(
+        "/v1/predictions", json={"version": version_id, "input": data}, headers={"Prefer": "wait=10"}
+    )
+    prediction = body.json()
+    assert set(prediction) <= _allowed("prediction")
+    assert prediction["status"] == "succeeded", prediction
+    assert _matches(prediction["output"], doc["output"]), prediction["output"]
+    caption = MODELS[ref].parse_output(rc.prediction_from_payload(prediction).output)
+    assert "portrait" in caption and "red" in caption  # what the stand-in can measure of the photo

@@ -27,7 +27,7 @@ from tests.fluxsite.test_url_walk import _kwargs
 from tests.fluxsite.test_url_walk import objects as objects  # noqa: F401  (the fixture)
 from tests.training import images
 from tests.training.conftest import post_files
-from training.models import Dataset, DatasetImage, TrainingEvent, TrainingJob
+from training.models import CaptionTask, Dataset, DatasetImage, TrainingEvent, TrainingJob
 
 M = TypeVar("M", bound=Model)
 
@@ -44,6 +44,7 @@ NOT_WALKED = {
     "billing:portal": "a redirect to Stripe's portal (a vendor call)",
     "billing:stripe_webhook": "a webhook",
     "training:replicate_webhook": "a webhook",
+    "training:caption_webhook": "a webhook",
     "models_app:public": "the public share page, walked with the model made public below",
 }
 N = 200
@@ -88,6 +89,8 @@ def _grow(objects, n: int) -> None:
     DatasetImage.objects.bulk_create(
         [_clone(photo, i, pixel_sha256=f"{i:064x}", position=i) for i in range(1, n)]
     )
+    task = CaptionTask.objects.get(batch=objects["caption_batch"])
+    CaptionTask.objects.bulk_create([_clone(task, i, image_id=photo.pk) for i in range(1, n)])
     model: LoraModel = objects["model"]
     LoraModel.objects.bulk_create(
         [_clone(model, i, slug=f"{model.slug}-{i}", training_id=None) for i in range(1, n)]
@@ -113,6 +116,12 @@ def _requests(objects):
     training = objects["training"]
     model = objects["model"]
     yield "estimate", reverse("training:estimate", args=[training.pk]) + "?steps=1000", htmx
+    yield (
+        "caption estimate",
+        reverse("training:caption_estimate", args=[training.pk])
+        + "?photos=all&mode=replace&style=natural&trigger_placement=start&model=lucataco/florence-2-large",
+        htmx,
+    )
     yield "start preset", reverse("training:start", args=[training.pk]) + "?preset=fast", htmx
     yield "preview", reverse("generations:generate_preview") + f"?model={model.pk}&prompt=a+cat", htmx
     yield "model search", reverse("generations:generate") + "?model_q=walk", htmx

@@ -17,6 +17,7 @@ from generations.models import GeneratedImage
 from tests.generations.generation_kit import finished_generation, lora_model
 from tests.training import images
 from tests.training.conftest import post_files
+from training.models import CaptionBatch, CaptionTask
 
 pytestmark = pytest.mark.django_db
 
@@ -49,12 +50,24 @@ def objects(alice, alice_client):
     training = training_create(owner=alice, name="Walk", trigger_word="ohwx_walk", subject_kind="subject")
     post_files(alice_client, training, [("a.jpg", images.photo(seed=5))])
     dataset_image = training.dataset.images.get()
+    caption_batch = CaptionBatch.objects.create(
+        dataset=training.dataset,
+        owner=alice,
+        model="lucataco/florence-2-large",
+        version="a" * 64,
+        price_per_photo=1,
+        cost_credits=1,
+    )
+    CaptionTask.objects.create(
+        batch=caption_batch, image=dataset_image, image_name=dataset_image.original_name
+    )
     model = lora_model(alice, replicate_version="fluxsite/lora-walk:" + "b" * 64)
     generation = finished_generation(alice, model, images=1)
     image = GeneratedImage.objects.get(generation=generation)
     return {
         "training": training,
         "dataset_image": dataset_image,
+        "caption_batch": caption_batch,
         "model": model,
         "generation": generation,
         "image": image,
@@ -67,6 +80,8 @@ def _kwargs(name: str, objects) -> dict:
         kwargs = {"pk": objects["training"].pk}
         if view.startswith("image_"):
             kwargs["image_pk"] = objects["dataset_image"].pk
+        if view in ("caption_progress", "caption_cancel"):
+            kwargs["batch_pk"] = objects["caption_batch"].pk
         return kwargs
     if app == "generations":
         if view.startswith("generation"):

@@ -2,10 +2,22 @@
 
 datasets: the dataset a training learns from (upload with one verdict per file, captions, delete,
 the ZIP); trainings: a training's own writes (create, duplicate, estimate, start, cancel, retry);
+captioning: captions written by a vision model on Replicate, a batch at a time;
 pipeline: the stages the worker, the webhook and the poller drive (advance, apply what Replicate
 reports, sync, fail, reconcile, notify).
 """
 
+from training.services.captioning import (
+    CaptionEstimate,
+    CaptioningError,
+    caption_apply_replicate,
+    caption_batch_cancel,
+    caption_batch_estimate,
+    caption_batch_pump,
+    caption_batch_start,
+    caption_task_end,
+    captions_reconcile,
+)
 from training.services.datasets import (
     CAPTION_MAX,
     TRIGGER_TOKEN,
@@ -44,6 +56,15 @@ from training.services.trainings import (
 )
 
 __all__ = [
+    "CaptionEstimate",
+    "CaptioningError",
+    "caption_apply_replicate",
+    "caption_batch_cancel",
+    "caption_batch_estimate",
+    "caption_batch_pump",
+    "caption_batch_start",
+    "caption_task_end",
+    "captions_reconcile",
     "CAPTION_MAX",
     "TRIGGER_TOKEN",
     "DatasetError",
