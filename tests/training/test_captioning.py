@@ -197,7 +197,9 @@ def test_the_polled_panel_sends_every_caption_finished_since_the_boxes_were_read
     settings.SANDBOX_PREDICTION_SECONDS = 0  # captions finish inside the start's own request
     add_photos(alice_client, training, 2)
     response = start(alice_client, training)
-    poll = re.search(r'hx-get="([^"]+/captioning/\d+/\?since=[0-9.]+)"', response.content.decode()).group(1)
+    found = re.search(r'hx-get="([^"]+/captioning/\d+/\?since=[0-9.]+)"', response.content.decode())
+    assert found, response.content.decode()
+    poll = found.group(1)
     batch = finished(training)
     first = alice_client.get(poll.replace("&amp;", "&"), headers={"HX-Request": "true"})
     assert first.status_code == 286  # finished: htmx stops polling

@@ -118,7 +118,7 @@ def test_a_429_or_500_puts_the_photo_back_in_the_queue_after_retry_after(
     task = batch.tasks.get()
     assert task.status == "queued" and task.attempts == 1 and not task.replicate_prediction_id
     if status == 429:  # Retry-After honoured: not before 40 s
-        assert task.next_attempt_at >= timezone.now() + timedelta(seconds=35)
+        assert task.next_attempt_at and task.next_attempt_at >= timezone.now() + timedelta(seconds=35)
     assert balance(alice) == before - batch.cost_credits  # still paid for: it is going to run
     services.captions_reconcile()  # not due yet: nothing is sent
     assert SandboxPrediction.objects.count() == 0
@@ -220,6 +220,7 @@ def test_a_worker_killed_mid_batch_resumes_without_a_second_create_or_charge(
     captioning._submit(first)
     task = CaptionTask.objects.select_related("image").get(pk=second)
     model = captioning._model(batch.model)
+    assert task.image is not None
     url = storage.signed_url(alias=storage.PRIVATE, name=task.image.file_name, expires=3600)
     replicate_client.prediction_create(
         version=batch.version,
