@@ -7,6 +7,7 @@ from django import forms
 from django.core.validators import RegexValidator
 
 from training.models import DatasetImage, TrainingJob
+from training.services.captions import FIND_MAX
 
 TRIGGER_RE = r"^[A-Za-z0-9_]{2,32}$"
 
@@ -77,6 +78,24 @@ class CaptionTemplateForm(forms.Form):
         required=False,
         max_length=500,
         help_text="<code>[trigger]</code> stands for your trigger word.",
+    )
+
+
+class CaptionReplaceForm(forms.Form):
+    """Find and replace across a dataset's captions: plain text, never a pattern."""
+
+    find = forms.CharField(max_length=FIND_MAX, strip=False, label="Find")
+    replace = forms.CharField(max_length=FIND_MAX, required=False, strip=False, label="Replace with")
+    case_sensitive = forms.BooleanField(required=False, initial=True, label="Match case")
+    expected = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+
+
+class CaptionImportForm(forms.Form):
+    file = forms.FileField(
+        label="Captions file",
+        help_text="A ZIP of <code>.txt</code> files or a CSV (<code>file,caption</code>), named like the photos, "
+        "as the downloads are.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".zip,.csv,.txt,application/zip,text/csv"}),
     )
 
 

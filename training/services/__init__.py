@@ -1,11 +1,21 @@
 """Writes of the training app, behind one façade: import from `training.services`.
 
 datasets: the dataset a training learns from (upload with one verdict per file, captions, delete,
-the ZIP); trainings: a training's own writes (create, duplicate, estimate, start, cancel, retry);
+the ZIP); captions: captions in bulk (find and replace, download, import) and the trainer's own; trainings: a training's own writes (create, duplicate, estimate, start, cancel, retry);
 pipeline: the stages the worker, the webhook and the poller drive (advance, apply what Replicate
 reports, sync, fail, reconcile, notify).
 """
 
+from training.services.captions import (
+    ImportReport,
+    ReplacePlan,
+    dataset_captions_csv,
+    dataset_captions_import,
+    dataset_captions_replace,
+    dataset_captions_replace_preview,
+    dataset_captions_zip,
+    trainer_captions_record,
+)
 from training.services.datasets import (
     CAPTION_MAX,
     TRIGGER_TOKEN,
@@ -44,6 +54,14 @@ from training.services.trainings import (
 )
 
 __all__ = [
+    "ImportReport",
+    "ReplacePlan",
+    "dataset_captions_csv",
+    "dataset_captions_import",
+    "dataset_captions_replace",
+    "dataset_captions_replace_preview",
+    "dataset_captions_zip",
+    "trainer_captions_record",
     "CAPTION_MAX",
     "TRIGGER_TOKEN",
     "DatasetError",
