@@ -63,6 +63,7 @@ PIPELINE_FIELDS = [
     "current_loss",
     "loss_history",
     "logs_tail",
+    "trainer_captions",
 ]
 
 

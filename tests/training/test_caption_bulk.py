@@ -414,3 +414,24 @@ def test_the_import_checks_the_csrf_token(alice, training):
     )
     assert response.status_code == 403
     assert _captions(training) == ["keep"]
+
+
+def test_replacing_and_importing_cost_the_same_queries_for_2_and_50_photos(alice_client, training):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(count: int) -> tuple[int, int, int]:
+        DatasetImage.objects.filter(dataset=training.dataset).delete()
+        _photos(training, [(f"p{i}.jpg", "a cat") for i in range(count)])
+        with CaptureQueriesContext(connection) as replaced:
+            assert _replace(alice_client, training, "cat", "dog", apply=True, expected=count).status_code == 200
+        body = "".join(f"p{i},a bird\n" for i in range(count)).encode()
+        with CaptureQueriesContext(connection) as imported:
+            assert _import(alice_client, training, "c.csv", body).status_code == 200
+        with CaptureQueriesContext(connection) as exported:
+            assert _export(alice_client, training, "zip").status_code == 200
+        assert set(_captions(training)) == {"a bird"}
+        return len(replaced), len(imported), len(exported)
+
+    queries(2)  # warm the session and content types out of the count
+    assert queries(2) == queries(50)

@@ -173,10 +173,14 @@ def _lock_editable(dataset: Dataset) -> None:
 
 
 def _captions_write(changed: dict[int, str]) -> None:
-    for pk, caption in changed.items():
-        DatasetImage.objects.filter(pk=pk).update(
-            caption=caption, caption_source=Source.PERSON if caption else Source.NONE, caption_model=""
+    """One UPDATE for all the changed captions, whatever their number."""
+    rows = [
+        DatasetImage(
+            pk=pk, caption=caption, caption_source=Source.PERSON if caption else Source.NONE, caption_model=""
         )
+        for pk, caption in changed.items()
+    ]
+    DatasetImage.objects.bulk_update(rows, ["caption", "caption_source", "caption_model"])
 
 
 # --- Download ----------------------------------------------------------------------------------------
