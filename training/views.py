@@ -405,15 +405,13 @@ def dataset_captions_import(request: AuthenticatedHtmxHttpRequest, pk: int) -> H
     limiter = FileSizeLimitHandler(request, limit=limit)
     request.upload_handlers = [limiter, *request.upload_handlers]
     try:
-        form = CaptionImportForm(request.POST, request.FILES)
+        form = CaptionImportForm(request.POST, request.FILES)  # reading request.POST parses the body
+    except TooManyFilesSent:
+        error = "Too many files in one upload: import one captions file at a time."
+        return _bulk_answer(request, dataset, status=400, changed=False, import_error=error)
     except MultiPartParserError:
-        return _bulk_answer(
-            request,
-            dataset,
-            status=400,
-            changed=False,
-            import_error="The upload could not be read: try again.",
-        )
+        error = "The upload could not be read: try again."
+        return _bulk_answer(request, dataset, status=400, changed=False, import_error=error)
     refused = _csrf_refusal(request, pk)
     if refused is not None:
         return refused

@@ -424,7 +424,9 @@ def test_replacing_and_importing_cost_the_same_queries_for_2_and_50_photos(alice
         DatasetImage.objects.filter(dataset=training.dataset).delete()
         _photos(training, [(f"p{i}.jpg", "a cat") for i in range(count)])
         with CaptureQueriesContext(connection) as replaced:
-            assert _replace(alice_client, training, "cat", "dog", apply=True, expected=count).status_code == 200
+            assert (
+                _replace(alice_client, training, "cat", "dog", apply=True, expected=count).status_code == 200
+            )
         body = "".join(f"p{i},a bird\n" for i in range(count)).encode()
         with CaptureQueriesContext(connection) as imported:
             assert _import(alice_client, training, "c.csv", body).status_code == 200
@@ -435,3 +437,14 @@ def test_replacing_and_importing_cost_the_same_queries_for_2_and_50_photos(alice
 
     queries(2)  # warm the session and content types out of the count
     assert queries(2) == queries(50)
+
+
+def test_too_many_files_in_one_import_is_a_clear_400(alice_client, training, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    response = alice_client.post(
+        reverse("training:captions_import", args=[training.pk]),
+        {"file": [SimpleUploadedFile(f"c{i}.csv", b"a,x\n") for i in range(3)]},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 400
+    assert "import one captions file at a time" in response.content.decode()
