@@ -448,3 +448,25 @@ def test_too_many_files_in_one_import_is_a_clear_400(alice_client, training, set
     )
     assert response.status_code == 400
     assert "import one captions file at a time" in response.content.decode()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_replacements_applied_at_once_from_the_same_preview_change_the_captions_once(alice):
+    """Under the dataset's row lock the second sees the first's result, so its preview no longer
+    holds and it is refused; without the lock both would read "cat" and both would apply."""
+    from tests.helpers import run_concurrently
+    from training.services import DatasetError, dataset_captions_replace, training_create
+
+    job = training_create(owner=alice, name="Anna", trigger_word="ohwx_anna", subject_kind="subject")
+    _photos(job, [(f"p{i}.jpg", "a cat") for i in range(5)])
+
+    def apply(_i: int):
+        return dataset_captions_replace(
+            dataset=job.dataset, find="cat", replace="cat and a cat", case_sensitive=True, expected=5
+        )
+
+    results = run_concurrently(apply, 4)
+    assert sum(not isinstance(r, Exception) for r in results) == 1, results
+    assert all(isinstance(r, DatasetError) for r in results if isinstance(r, Exception)), results
+    assert set(_captions(job)) == {"a cat and a cat"}
