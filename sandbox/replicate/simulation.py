@@ -475,6 +475,13 @@ def weights_tar(training: SandboxTraining) -> bytes:
             files[f"{root}/captions/{PurePosixPath(stem).name}.txt"] = str(text).encode()
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:  # "w": no compression, like the real output
+        # `tar -cvf … output/flux_train_replicate` stores the folders too; captions/ is always made.
+        for folder in (root, f"{root}/captions"):
+            entry = tarfile.TarInfo(folder)
+            entry.type = tarfile.DIRTYPE
+            entry.mode = 0o755
+            entry.mtime = int(training.created_at.timestamp())
+            tar.addfile(entry)
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)

@@ -252,6 +252,13 @@ def test_a_utf16_csv_with_its_bom_is_read_like_a_caption_file(alice_client, trai
     assert _captions(training) == ["café au lait"]
 
 
+def test_a_utf16_csv_without_a_bom_is_read_too(alice_client, training):
+    _photos(training, [("a.jpg", "")])
+    response = _import(alice_client, training, "c.csv", 'a,"thé, noir"\r\n'.encode("utf-16-le"))
+    assert response.status_code == 200
+    assert _captions(training) == ["thé, noir"]
+
+
 def test_a_zip_import_matches_txt_members_by_stem(alice_client, training):
     _photos(training, [("Beach.jpg", ""), ("Sun.jpg", "old"), ("Rain.jpg", "stays")])
     out = io.BytesIO()

@@ -284,6 +284,10 @@ def _uncsv(cell: str) -> str:
 
 def _rows_from_csv(data: bytes, report: ImportReport) -> Iterator[tuple[str, str]]:
     text = text_decode(data)
+    if "\x00" in text and data[1::2].count(0) > len(data) // 4:
+        # UTF-16 without its BOM: its ASCII is valid UTF-8, NULs and all (caption_file_decode gets
+        # away with dropping the NULs; a CSV's commas and quotes must be read as UTF-16).
+        text = data.decode("utf-16-le", "replace")
     if "\x00" in text:
         raise DatasetError("This file is neither a ZIP of .txt captions nor a CSV: nothing was imported.")
     rows_max = settings.DATASET_CAPTIONS_IMPORT_MAX_ROWS
