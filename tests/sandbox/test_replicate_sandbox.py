@@ -120,6 +120,9 @@ def test_the_sdk_drives_a_training_to_success_and_the_weights_are_a_real_lora(sd
             n.rsplit("/", 1)[-1]: tar.extractfile(n).read().decode() for n in names if "/captions/" in n
         }
         assert "output/flux_train_replicate/config.yaml" in names
+        # `tar -cvf … output/flux_train_replicate` (train.py @ 3dd14e3) stores the folders too.
+        assert tar.getmember("output/flux_train_replicate").isdir()
+        assert tar.getmember("output/flux_train_replicate/captions").isdir()
     (header_length,) = struct.unpack("<Q", lora[:8])
     header = json.loads(lora[8 : 8 + header_length])
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
