@@ -165,10 +165,21 @@ class TrainingParamsForm(forms.Form):
         min_value=0, max_value=1, initial=0.05, help_text="Share of steps trained without captions (0-1)."
     )
     autocaption = forms.BooleanField(
-        required=False, initial=True, help_text="Caption photos that have no caption of their own."
+        required=False,
+        initial=True,
+        help_text="Let the trainer caption the photos that have no caption of yours (it never "
+        "touches the others).",
     )
-    autocaption_prefix = forms.CharField(required=False, max_length=200)
-    autocaption_suffix = forms.CharField(required=False, max_length=200)
+    # The trainer gives these to its captioner (LLaVA) as instructions, not as text to add
+    # (sandbox/vendor/replicate/flux-fine-tuner-captions.md).
+    autocaption_prefix = forms.CharField(
+        required=False,
+        max_length=200,
+        help_text="How the trainer's captions should start, e.g. “a photo of TOK,”.",
+    )
+    autocaption_suffix = forms.CharField(
+        required=False, max_length=200, help_text="How the trainer's captions should end."
+    )
 
     def __init__(self, *args: Any, estimate_url: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
