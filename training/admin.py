@@ -67,6 +67,7 @@ PIPELINE_FIELDS = [
     "current_loss",
     "loss_history",
     "logs_tail",
+    "trainer_captions",
 ]
 
 

@@ -195,6 +195,11 @@ def file_crc32_and_size(*, alias: str, name: str) -> tuple[int, int]:
     return crc, size
 
 
+def member_stem(index: int) -> str:
+    """The name (without extension) of the `index`-th photo in the ZIP, counted from 1."""
+    return f"img_{index:03d}"
+
+
 def zip_stream_to_storage(*, alias: str, name: str, members: Iterable[ZipMember]) -> ZipResult:
     """Write the archive to storage under `name`, one chunk at a time; returns size and CRC-32."""
     target = storage.file_open_for_writing(alias=alias, name=name)
@@ -202,7 +207,7 @@ def zip_stream_to_storage(*, alias: str, name: str, members: Iterable[ZipMember]
     try:
         archive = _StoredZipWriter(writer)
         for index, member in enumerate(members, start=1):
-            stem = f"img_{index:03d}"
+            stem = member_stem(index)
             crc32, size = member.crc32, member.size
             if crc32 is None or size is None:
                 crc32, size = file_crc32_and_size(alias=alias, name=member.image_name)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 
 from training.models import CaptionBatch, DatasetImage, TrainingJob
+from training.services.captions import FIND_MAX
 
 TRIGGER_RE = r"^[A-Za-z0-9_]{2,32}$"
 
@@ -81,6 +82,24 @@ class CaptionTemplateForm(forms.Form):
     )
 
 
+class CaptionReplaceForm(forms.Form):
+    """Find and replace across a dataset's captions: plain text, never a pattern."""
+
+    find = forms.CharField(max_length=FIND_MAX, strip=False, label="Find")
+    replace = forms.CharField(max_length=FIND_MAX, required=False, strip=False, label="Replace with")
+    case_sensitive = forms.BooleanField(required=False, initial=True, label="Match case")
+    expected = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+
+
+class CaptionImportForm(forms.Form):
+    file = forms.FileField(
+        label="Captions file",
+        help_text="A ZIP of <code>.txt</code> files or a CSV (<code>file,caption</code>), named like the photos, "
+        "as the downloads are.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".zip,.csv,.txt,application/zip,text/csv"}),
+    )
+
+
 # --- Training parameters (the trainer's defaults and ranges, docs/vendors.md) -------------------------------
 OPTIMIZERS = ["adamw8bit", "prodigy", "adam8bit", "lion8bit", "adam", "adamw", "lion", "adagrad", "adafactor"]
 RESOLUTIONS = [
@@ -147,10 +166,21 @@ class TrainingParamsForm(forms.Form):
         min_value=0, max_value=1, initial=0.05, help_text="Share of steps trained without captions (0-1)."
     )
     autocaption = forms.BooleanField(
-        required=False, initial=True, help_text="Caption photos that have no caption of their own."
+        required=False,
+        initial=True,
+        help_text="Let the trainer caption the photos that have no caption of yours (it never "
+        "touches the others).",
     )
-    autocaption_prefix = forms.CharField(required=False, max_length=200)
-    autocaption_suffix = forms.CharField(required=False, max_length=200)
+    # The trainer gives these to its captioner (LLaVA) as instructions, not as text to add
+    # (sandbox/vendor/replicate/flux-fine-tuner-captions.md).
+    autocaption_prefix = forms.CharField(
+        required=False,
+        max_length=200,
+        help_text="How the trainer's captions should start, e.g. “a photo of TOK,”.",
+    )
+    autocaption_suffix = forms.CharField(
+        required=False, max_length=200, help_text="How the trainer's captions should end."
+    )
 
     def __init__(self, *args: Any, estimate_url: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

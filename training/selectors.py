@@ -14,6 +14,7 @@ from django.utils import timezone
 from fluxsite.accounts.models import User
 from fluxsite.integrations.storage import PRIVATE
 from models_app.models import LoraModel
+from training.dataset_zip import member_stem
 from training.models import (
     ACTIVE_STATUSES,
     CaptionBatch,
@@ -97,6 +98,57 @@ def dataset_readiness(dataset: Dataset, images: list[DatasetImage] | None = None
     else:
         parts.append("ready to train")
     return Readiness(count=count, warnings=warned, ready=low <= count <= high, text=", ".join(parts))
+
+
+@dataclass(frozen=True)
+class CaptionPlan:
+    """Who captions the photos of a training: the person, or (for photos without) the trainer."""
+
+    total: int
+    uncaptioned: int  # photos whose ZIP entry has no .txt (an empty caption)
+    autocaption: bool  # the person lets the trainer caption photos without one
+
+    @property
+    def trainer_captions(self) -> int:
+        """How many photos the trainer's autocaption will caption (it skips those with a .txt)."""
+        return self.uncaptioned if self.autocaption else 0
+
+    @property
+    def autocaption_input(self) -> bool:
+        """The trainer's `autocaption` input: on only when it has photos to caption."""
+        return self.trainer_captions > 0
+
+    @property
+    def text(self) -> str:
+        if not self.uncaptioned:
+            return "All photos have your captions: the trainer's autocaption stays off."
+        if self.autocaption:
+            return (
+                f"{self.uncaptioned} of {self.total} photos will be captioned by the trainer "
+                "(they have no caption of yours); the others keep yours."
+            )
+        return (
+            f"{self.uncaptioned} of {self.total} photos have no caption and autocaption is off: "
+            "they are trained without one."
+        )
+
+
+def trainer_captions_rows(job: TrainingJob) -> list[tuple[str, DatasetImage | None, str]]:
+    """(ZIP stem, the photo it was, the trainer's caption) for the training page: one query."""
+    if not job.trainer_captions:
+        return []
+    images = list(DatasetImage.objects.filter(dataset__training=job).order_by("position", "pk"))
+    by_stem = {member_stem(index): image for index, image in enumerate(images, start=1)}
+    return [(stem, by_stem.get(stem), str(text)) for stem, text in sorted(job.trainer_captions.items())]
+
+
+def dataset_caption_plan(dataset: Dataset, *, autocaption: bool = True) -> CaptionPlan:
+    """One query. An empty caption is exactly a photo the dataset ZIP writes no .txt for
+    (captions are stored trimmed, and `[trigger]` alone renders to the trigger word)."""
+    counts = DatasetImage.objects.filter(dataset=dataset).aggregate(
+        total=Count("pk"), uncaptioned=Count("pk", filter=Q(caption=""))
+    )
+    return CaptionPlan(total=counts["total"], uncaptioned=counts["uncaptioned"], autocaption=autocaption)
 
 
 # --- Dashboards ----------------------------------------------------------------------------------

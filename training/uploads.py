@@ -14,9 +14,9 @@ from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 class FileSizeLimitHandler(FileUploadHandler):
     """Skips any file over the per-file limit while it streams in; remembers which, for the verdicts."""
 
-    def __init__(self, request=None) -> None:
+    def __init__(self, request=None, *, limit: int | None = None) -> None:
         super().__init__(request)
-        self.limit = settings.DATASET_MAX_FILE_BYTES
+        self.limit = settings.DATASET_MAX_FILE_BYTES if limit is None else limit
         self.skipped: list[str] = []
         self._received = 0
 
@@ -35,11 +35,13 @@ class FileSizeLimitHandler(FileUploadHandler):
         return None  # the next handler stores the file
 
 
-def declared_length_over(request) -> int | None:
-    """The request's declared body length when it is over what one upload may carry, else None."""
+def declared_length_over(request, *, limit: int | None = None) -> int | None:
+    """The request's declared body length when it is over what one upload may carry (`limit`
+    bytes of files, by default DATASET_MAX_TOTAL_BYTES), else None."""
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return None
-    allowance = settings.DATASET_MAX_TOTAL_BYTES + 1024 * 1024  # the multipart framing around the files
+    files = settings.DATASET_MAX_TOTAL_BYTES if limit is None else limit
+    allowance = files + 1024 * 1024  # the multipart framing around the files
     return length if length > allowance else None

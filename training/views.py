@@ -36,6 +36,8 @@ from training.forms import (
     PRESETS,
     CaptionBatchForm,
     CaptionForm,
+    CaptionImportForm,
+    CaptionReplaceForm,
     CaptionTemplateForm,
     TrainingCreateForm,
     TrainingFilterForm,
@@ -47,6 +49,7 @@ from training.progress import loss_chart_svg
 from training.uploads import FileSizeLimitHandler, declared_length_over
 
 DATASET_PAGE = "training/dataset.html"
+BULK_PARTIAL = "training/partials/_caption_bulk.html"
 LIST_PAGE = "training/list.html"
 DETAIL_PAGE = "training/detail.html"
 START_PAGE = "training/start.html"
@@ -135,6 +138,7 @@ def _dataset_context(dataset: Dataset, **extra) -> dict:
         "readiness": selectors.dataset_readiness(dataset, images),
         **_captioning_context(dataset, since=since),
         "template_form": CaptionTemplateForm(initial={"template": dataset.caption_template}),
+        "bulk": _bulk_context(),
         "editable": dataset.training.status == dataset.training.Status.DRAFT,
         "limits": {
             "min": settings.DATASET_MIN_IMAGES,
@@ -211,11 +215,7 @@ def dataset_upload(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpRespon
     except MultiPartParserError:
         error = "The upload could not be read: try again."
     if error is None:
-        # process_view reads its callback only for csrf_exempt, which this view is: pass a stand-in
-        # that is not, so the check runs.
-        refused = CsrfViewMiddleware(lambda r: HttpResponse()).process_view(
-            request, lambda r: HttpResponse(), (pk,), {}
-        )
+        refused = _csrf_refusal(request, pk)
         if refused is not None:
             return refused
         if not files and not limiter.skipped:
@@ -320,6 +320,139 @@ def image_thumbnail(request: AuthenticatedHttpRequest, pk: int, image_pk: int) -
     return response
 
 
+# --- Captions in bulk: find and replace, download, import ------------------------------------------
+def _bulk_context(**values: Any) -> dict:
+    return {"replace_form": CaptionReplaceForm(), "import_form": CaptionImportForm(), **values}
+
+
+def _bulk_answer(
+    request: AuthenticatedHtmxHttpRequest, dataset: Dataset, *, status: int, changed: bool, **values: Any
+) -> HttpResponse:
+    """htmx: the bulk-edit card, and the grid told to reload when captions changed; else the page."""
+    if request.htmx:
+        response = render(
+            request,
+            f"{BULK_PARTIAL}#bulk",
+            {
+                "training": dataset.training,
+                "editable": dataset.training.status == TrainingJob.Status.DRAFT,
+                "bulk": _bulk_context(**values),
+            },
+            status=status,
+        )
+        if changed:
+            response["HX-Trigger"] = "dataset-changed"
+        return response
+    return render(
+        request, DATASET_PAGE, _dataset_context(dataset, bulk=_bulk_context(**values)), status=status
+    )
+
+
+@login_required
+@require_POST
+def dataset_captions_replace(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
+    """Without `apply`: the preview ("replaces N occurrences in K captions"). With it: the change,
+    refused if the count differs from the preview's (`expected`)."""
+    dataset = selectors.get_dataset_for_user(request.user, pk)
+    form = CaptionReplaceForm(request.POST)
+    plan, error, applied = None, "", False
+    if form.is_valid():
+        data = form.cleaned_data
+        args = {"find": data["find"], "replace": data["replace"], "case_sensitive": data["case_sensitive"]}
+        try:
+            if "apply" in request.POST:
+                plan = services.dataset_captions_replace(dataset=dataset, expected=data["expected"], **args)
+                applied = True
+            else:
+                plan = services.dataset_captions_replace_preview(dataset=dataset, **args)
+        except services.DatasetError as exc:
+            error = str(exc)
+    status = 200 if form.is_valid() and not error else 400
+    if plan is not None and not applied:  # the preview: carry its count to the apply button
+        form = CaptionReplaceForm({**request.POST.dict(), "expected": plan.occurrences})
+        form.is_valid()
+    return _bulk_answer(
+        request,
+        dataset,
+        status=status,
+        changed=applied and bool(plan and plan.captions),
+        replace_form=form,
+        replace_plan=plan,
+        replace_applied=applied,
+        replace_error=error,
+    )
+
+
+@login_required
+@require_GET
+def dataset_captions_export(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """The captions as a ZIP of `<photo>.txt` (default) or as CSV (`?format=csv`). Reading them
+    changes nothing, so a started training's captions can be downloaded too."""
+    dataset = selectors.get_dataset_for_user(request.user, pk)
+    fmt = request.GET.get("format", "zip")
+    if fmt == "csv":
+        data, content_type = services.dataset_captions_csv(dataset=dataset), "text/csv; charset=utf-8"
+    elif fmt == "zip":
+        data, content_type = services.dataset_captions_zip(dataset=dataset), "application/zip"
+    else:
+        return HttpResponse("Unknown format: use zip or csv.", status=400, content_type="text/plain")
+    response = HttpResponse(data, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="captions-{dataset.training_id}.{fmt}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _csrf_refusal(request: HttpRequest, pk: int) -> HttpResponse | None:
+    """The CSRF check, run by hand in a csrf_exempt view once its body has been parsed.
+    process_view reads its callback only for csrf_exempt, which this view is: pass a stand-in
+    that is not, so the check runs."""
+    return CsrfViewMiddleware(lambda r: HttpResponse()).process_view(
+        request, lambda r: HttpResponse(), (pk,), {}
+    )
+
+
+@csrf_exempt  # checked inside, once the size has been checked: see dataset_upload
+@login_required
+@require_POST
+@rate_limited("upload")
+def dataset_captions_import(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
+    """Captions from a ZIP of .txt files or a CSV. A body declared over the limit is refused
+    before it is read (413); a file over it stops being read at the limit."""
+    dataset = selectors.get_dataset_for_user(request.user, pk)
+    limit = settings.DATASET_CAPTIONS_IMPORT_MAX_BYTES
+    too_long = declared_length_over(request, limit=limit)
+    if too_long is not None:
+        error = (
+            f"This upload is {filesizeformat(too_long)}; a captions file may have at most "
+            f"{filesizeformat(limit)}: nothing was imported."
+        )
+        return _bulk_answer(request, dataset, status=413, changed=False, import_error=error)
+    limiter = FileSizeLimitHandler(request, limit=limit)
+    request.upload_handlers = [limiter, *request.upload_handlers]
+    try:
+        form = CaptionImportForm(request.POST, request.FILES)  # reading request.POST parses the body
+    except TooManyFilesSent:
+        error = "Too many files in one upload: import one captions file at a time."
+        return _bulk_answer(request, dataset, status=400, changed=False, import_error=error)
+    except MultiPartParserError:
+        error = "The upload could not be read: try again."
+        return _bulk_answer(request, dataset, status=400, changed=False, import_error=error)
+    refused = _csrf_refusal(request, pk)
+    if refused is not None:
+        return refused
+    if limiter.skipped:
+        error = f"This file is over {filesizeformat(limit)}, the most a captions file may have (we stopped reading it there): nothing was imported."
+        return _bulk_answer(request, dataset, status=413, changed=False, import_error=error)
+    if not form.is_valid():
+        return _bulk_answer(request, dataset, status=400, changed=False, import_form=form)
+    upload = form.cleaned_data["file"]
+    try:
+        report = services.dataset_captions_import(dataset=dataset, upload=upload, size=upload.size or 0)
+    except services.DatasetError as exc:
+        return _bulk_answer(request, dataset, status=400, changed=False, import_error=str(exc))
+    return _bulk_answer(request, dataset, status=200, changed=bool(report.updated), import_report=report)
+
+
 # --- Start, details and actions -------------------------------------------------------------------
 def _insufficient_message(exc: InsufficientCredits) -> str:
     return format_html(
@@ -354,6 +487,10 @@ def _start_context(
         "presets": PRESETS,
         "balance": balance_for_user(request.user),
         "readiness": selectors.dataset_readiness(job.dataset),
+        # Who captions what: the trainer's autocaption only for photos without a caption.
+        "caption_plan": selectors.dataset_caption_plan(
+            job.dataset, autocaption=bool(form["autocaption"].value())
+        ),
         **_estimate_context(form["steps"].value()),
         **extra,
     }
@@ -495,7 +632,15 @@ def training_detail(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpRespo
             finished=not job.is_active,
             credits_changed=job.status != TrainingJob.Status.SUCCEEDED,
         )
-    return render(request, DETAIL_PAGE, {**_detail_context(job), **_events_page(request, job)})
+    return render(
+        request,
+        DETAIL_PAGE,
+        {
+            **_detail_context(job),
+            **_events_page(request, job),
+            "trainer_captions": selectors.trainer_captions_rows(job),
+        },
+    )
 
 
 @login_required
@@ -537,11 +682,16 @@ def training_duplicate(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
     """A new draft with the same settings, photos and captions; lands on its dataset page."""
     job = selectors.get_training_for_user(request.user, pk)
     try:
-        copy = services.training_duplicate(job=job)
+        copy = services.training_duplicate(
+            job=job, use_trainer_captions=request.POST.get("trainer_captions") == "1"
+        )
     except IntegrationError as exc:
         messages.error(request, exc.user_text)
         return redirect("training:detail", pk=job.pk)
-    messages.success(request, f"Copied “{job.name}” with its photos and captions.")
+    if request.POST.get("trainer_captions") == "1" and job.trainer_captions:
+        messages.success(request, f"Copied “{job.name}” with its photos, your captions and the trainer's.")
+    else:
+        messages.success(request, f"Copied “{job.name}” with its photos and captions.")
     return redirect("training:dataset", pk=copy.pk)
 
 

@@ -17,7 +17,12 @@ from models_app.services.publishing import (
     lora_showcase_add,
     lora_showcase_remove,
 )
-from models_app.services.weights import safetensors_check, weights_extract_lora
+from models_app.services.weights import (
+    TarCaptions,
+    safetensors_check,
+    weights_extract_lora,
+    weights_read_captions,
+)
 
 __all__ = [
     "LoraStateError",
@@ -34,4 +39,6 @@ __all__ = [
     "lora_showcase_remove",
     "safetensors_check",
     "weights_extract_lora",
+    "weights_read_captions",
+    "TarCaptions",
 ]

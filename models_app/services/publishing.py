@@ -11,6 +11,7 @@ import json
 import logging
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -32,7 +33,9 @@ from models_app.services.model_card import CardImage, model_card_render
 from models_app.services.weights import (
     CONFIG_NAME,
     LORA_NAME,
+    TarCaptions,
     weights_extract_lora,
+    weights_read_captions,
     weights_store,
 )
 
@@ -71,13 +74,20 @@ def _free_slug(owner_id: int, name: str) -> str:
 
 
 def lora_model_create_from_training(
-    *, training: TrainingSource, weights_url: str, replicate_version: str, params: dict
+    *,
+    training: TrainingSource,
+    weights_url: str,
+    replicate_version: str,
+    params: dict,
+    on_captions: Callable[[TarCaptions], None] | None = None,
 ) -> LoraModel:
     """Download, check and store the training's weights; create its model in status publishing.
 
     Idempotent per training: a second call returns the existing model without downloading.
     Raises IntegrationError from the download or the checks (weights_fetch / weights_extract_lora);
     nothing is created then. Publishing is the caller's next step (lora_publish).
+    `on_captions`, when given, receives the caption files the tar carries (weights_read_captions),
+    once the weights have passed their checks: the training app keeps the trainer's own.
     """
     training_id = training.pk
     existing = LoraModel.objects.filter(training_id=training_id).first()
@@ -87,6 +97,8 @@ def lora_model_create_from_training(
     with tempfile.TemporaryDirectory(prefix="fluxsite-weights-") as tmp:
         tar_path = weights_fetch(url=weights_url, dest_dir=Path(tmp))
         lora_path = weights_extract_lora(tar_path=tar_path, dest_dir=Path(tmp) / "extracted")
+        if on_captions is not None:
+            on_captions(weights_read_captions(tar_path=tar_path))
         tar_path.unlink(missing_ok=True)
         stored = weights_store(lora_path=lora_path, prefix=prefix)
 

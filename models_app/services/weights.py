@@ -128,6 +128,63 @@ def weights_extract_lora(*, tar_path: Path, dest_dir: Path) -> Path:
     return lora_path
 
 
+# --- The trainer's captions ------------------------------------------------------------------------------
+CAPTIONS_FOLDER = "captions"
+CAPTIONS_MAX_FILES = 1000
+CAPTION_FILE_MAX_BYTES = 64 * 1024  # LLaVA writes at most 512 tokens; ours are at most 1000 characters
+CAPTIONS_MAX_TOTAL_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TarCaptions:
+    by_stem: dict[str, bytes]  # "img_001" -> the file's bytes, undecoded
+    skipped: int  # caption files over the size limits or past the count limit
+
+
+def weights_read_captions(*, tar_path: Path) -> TarCaptions:
+    """The `captions/<stem>.txt` files of a training's output tar (replicate/flux-fine-tuner copies
+    every caption it trained with there: sandbox/vendor/replicate/flux-fine-tuner-captions.md).
+
+    Only regular files are read, each at most CAPTION_FILE_MAX_BYTES, at most CAPTIONS_MAX_FILES
+    and CAPTIONS_MAX_TOTAL_BYTES in all, sizes checked from the headers before reading; the rest
+    are counted as skipped. An archive without captions gives none. Decoding is the caller's.
+    Raises IntegrationError(file_error) for an unreadable archive or an unsafe member name.
+    """
+    found: dict[str, bytes] = {}
+    skipped = 0
+    budget = CAPTIONS_MAX_TOTAL_BYTES
+    try:
+        with tarfile.open(tar_path, mode="r:*") as tar:
+            for member in tar.getmembers():
+                path = _safe_member_name(member.name)
+                if not (
+                    member.isfile() and path.suffix.lower() == ".txt" and path.parent.name == CAPTIONS_FOLDER
+                ):
+                    continue
+                if (
+                    len(found) >= CAPTIONS_MAX_FILES
+                    or member.size > CAPTION_FILE_MAX_BYTES
+                    or member.size > budget
+                    or path.stem in found
+                ):
+                    skipped += 1
+                    continue
+                source = tar.extractfile(member)
+                if source is None:
+                    skipped += 1
+                    continue
+                with source:
+                    data = source.read(CAPTION_FILE_MAX_BYTES + 1)
+                if len(data) > CAPTION_FILE_MAX_BYTES:
+                    skipped += 1
+                    continue
+                budget -= len(data)
+                found[path.stem] = data
+    except tarfile.TarError as exc:
+        raise file_refusal("The weights file is not a readable tar archive.", detail=repr(exc))
+    return TarCaptions(by_stem=found, skipped=skipped)
+
+
 # --- The safetensors format ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SafetensorsSummary:

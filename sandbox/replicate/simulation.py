@@ -243,10 +243,20 @@ def training_logs(training: SandboxTraining, state: RunState) -> str:
     ]
     if training.dataset_error:
         return "\n".join([*lines, "Traceback (most recent call last):", f"  {training.dataset_error}", ""])
-    lines.append(f"Found {len(images)} images and {len(training.captions)} captions")
-    uncaptioned = [n for n in images if PurePosixPath(n).stem not in _given_captions(training)]
-    if params.get("autocaption") and uncaptioned:
-        lines.append(progress_line("Captioning", len(uncaptioned), len(uncaptioned), 0.4))
+    # The trainer's own lines (vendor/replicate/flux-fine-tuner-captions.md): extract_zip()'s
+    # count of every extracted member, then Captioner.caption_images(), which runs only when
+    # autocaption is on and some image has no .txt beside it.
+    extracted = (training.captions or {}).get("__extracted__", len(images))
+    lines.append(f"Extracted {extracted} files from zip to input_images")
+    given = _given_captions(training)
+    if params.get("autocaption") and any(PurePosixPath(n).stem not in given for n in images):
+        for name in images:
+            stem = PurePosixPath(name).stem
+            if stem in given:
+                lines.append(f"{PurePosixPath(name).name} is already captioned")
+            else:
+                lines.append(f"Caption for input_images/{name}: {training.captions.get(stem, '')}")
+    lines.append("Starting train job")
     lines.append(progress_line("Loading checkpoint shards", 3, 3, 1.52))
     steps = int(params["steps"])
     lr = float(params["learning_rate"])
@@ -352,26 +362,74 @@ def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, 
     images = sorted(n for n in visible if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         return "no images found in input_images", [], {}
-    trigger = str(params.get("trigger_word") or "TOK")
     image_stems = {PurePosixPath(n).stem for n in images}
+    # The .txt files as the trainer's input folder holds them: the bytes we sent, unchanged
+    # ([trigger] is replaced by ai-toolkit when it reads a caption, not in the file).
     captions: dict[str, Any] = {}
     for name in visible:
         path = PurePosixPath(name)
         if path.suffix.lower() == ".txt" and path.stem in image_stems:
-            text = archive.read(name).decode("utf-8", errors="replace").strip()
-            captions[path.stem] = text.replace("[trigger]", trigger)
+            captions[path.stem] = archive.read(name).decode("utf-8", errors="replace")
     given = sorted(captions)
-    prefix = str(params.get("autocaption_prefix") or "").strip()
-    suffix = str(params.get("autocaption_suffix") or "").strip()
-    for name in images:
-        stem = PurePosixPath(name).stem
-        if stem not in captions:
-            if params.get("autocaption"):
-                captions[stem] = " ".join(p for p in (prefix, f"a photo of {trigger}", suffix) if p)
-            else:
-                captions[stem] = trigger
+    # Captioner.caption_images(): only the images without a .txt, and only with autocaption on;
+    # with it off they get no caption file at all.
+    if params.get("autocaption"):
+        prefix = str(params.get("autocaption_prefix") or "")
+        suffix = str(params.get("autocaption_suffix") or "")
+        for name in images:
+            stem = PurePosixPath(name).stem
+            if stem not in captions:
+                captions[stem] = autocaption_text(archive.read(name), prefix=prefix, suffix=suffix)
     captions["__given__"] = given
+    # extract_zip() counts every member but __MACOSX/ and ._ ones, folders included.
+    captions["__extracted__"] = sum(
+        1 for info in archive.infolist() if not info.filename.startswith(("__MACOSX/", "._"))
+    )
     return "", images, captions
+
+
+_COLOURS = (
+    ((200, 40, 40), "red"),
+    ((40, 160, 60), "green"),
+    ((40, 60, 200), "blue"),
+    ((220, 200, 60), "yellow"),
+    ((200, 120, 40), "warm orange"),
+    ((128, 128, 128), "grey"),
+    ((20, 20, 20), "dark"),
+    ((235, 235, 235), "bright white"),
+)
+
+
+def autocaption_text(image: bytes, *, prefix: str, suffix: str) -> str:
+    """A caption in the shape the trainer's LLaVA prompt asks for (four sentences: the kind of
+    image first, then its contents and composition), told to start with the prefix and end with
+    the suffix. The words are the sandbox's own: no recorded LLaVA output is in the vendor
+    material, only its prompt (vendor/replicate/flux-fine-tuner-captions.md)."""
+    try:
+        with Image.open(io.BytesIO(image)) as picture:
+            picture.draft("RGB", (64, 64))
+            width, height = picture.size
+            pixel = picture.convert("RGB").resize((1, 1)).getpixel((0, 0))
+        mean: tuple[int, ...] = tuple(int(v) for v in pixel) if isinstance(pixel, tuple) else (128, 128, 128)
+    except Exception:  # noqa: BLE001  (an undecodable image still gets a caption, as LLaVA would try)
+        width, height, mean = 1, 1, (128, 128, 128)
+
+    def distance(entry: tuple[tuple[int, int, int], str]) -> int:
+        return sum((a - b) ** 2 for a, b in zip(entry[0], mean, strict=True))
+
+    colour = min(_COLOURS, key=distance)[1]
+    framing = "portrait" if height > width else "landscape" if width > height else "square"
+    text = (
+        f"Photo of a person in a {colour} setting, {framing} composition. "
+        "The subject stands in the center of the frame, facing the camera with a relaxed expression. "
+        f"Soft natural lighting, shallow depth of field, a plain {colour} background. "
+        "Sharp focus on the face, realistic skin texture, muted colors."
+    )
+    if prefix:
+        text = f"{prefix.rstrip()} {text[0].lower()}{text[1:]}"
+    if suffix:
+        text = f"{text.rstrip('.')}{suffix if suffix.startswith((' ', ',')) else ' ' + suffix}"
+    return text
 
 
 # --- Output files ----------------------------------------------------------------------------------
@@ -417,11 +475,20 @@ def weights_tar(training: SandboxTraining) -> bytes:
         f"{root}/lora.safetensors": safetensors_bytes(rank=params["lora_rank"], seed=training.id),
         f"{root}/config.yaml": config.encode(),
     }
+    # train() copies every .txt of its input folder (ours and the ones autocaption wrote) into
+    # captions/ before tarring the job folder (vendor/replicate/flux-fine-tuner-captions.md).
     for stem, text in sorted((training.captions or {}).items()):
-        if stem != "__given__":
+        if not stem.startswith("__"):
             files[f"{root}/captions/{PurePosixPath(stem).name}.txt"] = str(text).encode()
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:  # "w": no compression, like the real output
+        # `tar -cvf … output/flux_train_replicate` stores the folders too; captions/ is always made.
+        for folder in (root, f"{root}/captions"):
+            entry = tarfile.TarInfo(folder)
+            entry.type = tarfile.DIRTYPE
+            entry.mode = 0o755
+            entry.mtime = int(training.created_at.timestamp())
+            tar.addfile(entry)
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)

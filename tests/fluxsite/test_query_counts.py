@@ -125,6 +125,7 @@ def _requests(objects):
     yield "start preset", reverse("training:start", args=[training.pk]) + "?preset=fast", htmx
     yield "preview", reverse("generations:generate_preview") + f"?model={model.pk}&prompt=a+cat", htmx
     yield "model search", reverse("generations:generate") + "?model_q=walk", htmx
+    yield "captions as csv", reverse("training:captions_export", args=[training.pk]) + "?format=csv", {}
     yield "public", reverse("models_app:public", args=[model.public_id]), {}
 
 
@@ -146,6 +147,8 @@ def test_every_dashboard_page_and_fragment_costs_the_same_queries_at_1_and_200_r
     monkeypatch.setattr(generation_views, "_limits", lambda model: {})
     LoraModel.objects.filter(pk=objects["model"].pk).update(visibility=LoraModel.Visibility.PUBLIC)
     objects["model"].refresh_from_db()
+    # The training page lists the trainer's captions with their photos.
+    TrainingJob.objects.filter(pk=objects["training"].pk).update(trainer_captions={"img_001": "a photo"})
     _counts(alice_client, objects)  # warm caches (content types, the session) out of the count
     one = _counts(alice_client, objects)
     _grow(objects, N)

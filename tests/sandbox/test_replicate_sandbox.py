@@ -110,9 +110,11 @@ def test_the_sdk_drives_a_training_to_success_and_the_weights_are_a_real_lora(sd
     assert "processing" in seen
     assert TQDM_LINE.search(done.logs)
     assert "flux_train_replicate: 100%|██████████| 500/500" in done.logs
-    assert re.search(
-        r"^Captioning: 100%\|██████████\| 1/1 ", done.logs, re.MULTILINE
-    )  # not training progress
+    # The trainer's own log lines (train.py extract_zip(), caption.py caption_images() @ 3dd14e3):
+    # autocaption (on by default) captions only the image without a .txt.
+    assert "Extracted 3 files from zip to input_images" in done.logs
+    assert "img_001.jpg is already captioned" in done.logs
+    assert re.search(r"^Caption for input_images/img_002\.png: Photo of .+ blue", done.logs, re.MULTILINE)
     assert re.fullmatch(r"fluxsite/lora-test:[0-9a-f]{64}", done.output["version"])
     raw = api.get(f"/v1/trainings/{training.id}").json()
     assert raw["metrics"]["predict_time"] > 0
@@ -125,6 +127,9 @@ def test_the_sdk_drives_a_training_to_success_and_the_weights_are_a_real_lora(sd
         lora = _member(tar, "output/flux_train_replicate/lora.safetensors")
         captions = {n.rsplit("/", 1)[-1]: _member(tar, n).decode() for n in names if "/captions/" in n}
         assert "output/flux_train_replicate/config.yaml" in names
+        # `tar -cvf … output/flux_train_replicate` (train.py @ 3dd14e3) stores the folders too.
+        assert tar.getmember("output/flux_train_replicate").isdir()
+        assert tar.getmember("output/flux_train_replicate/captions").isdir()
     (header_length,) = struct.unpack("<Q", lora[:8])
     header = json.loads(lora[8 : 8 + header_length])
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
@@ -138,7 +143,11 @@ def test_the_sdk_drives_a_training_to_success_and_the_weights_are_a_real_lora(sd
         assert end - start == 4 * spec["shape"][0] * spec["shape"][1]
         assert end <= data_size
     assert max(spec["data_offsets"][1] for spec in tensors.values()) == data_size
-    assert captions == {"img_001.txt": "a photo of ZXQ in a red room", "img_002.txt": "a photo of ZXQ"}
+    # captions/ holds every .txt of the input folder: ours as sent ([trigger] is replaced in memory
+    # by ai-toolkit, not in the file) and the one autocaption wrote.
+    assert set(captions) == {"img_001.txt", "img_002.txt"}
+    assert captions["img_001.txt"] == "a photo of [trigger] in a red room"
+    assert captions["img_002.txt"].startswith("Photo of a person in a blue setting, square composition.")
 
     # The trained version is now runnable.
     prediction = sdk.predictions.create(
@@ -148,6 +157,45 @@ def test_the_sdk_drives_a_training_to_success_and_the_weights_are_a_real_lora(sd
     image = Image.open(io.BytesIO(httpx.get(prediction.output[0], timeout=10).content))
     image.load()
     assert image.format == "WEBP"
+
+
+def _tar_captions(url: str) -> dict[str, str]:
+    with tarfile.open(fileobj=io.BytesIO(httpx.get(url, timeout=10).content), mode="r:") as tar:
+        return {n.rsplit("/", 1)[-1]: _member(tar, n).decode() for n in tar.getnames() if "/captions/" in n}
+
+
+def test_with_autocaption_off_an_uncaptioned_image_gets_no_caption_file(sdk):
+    sdk.models.create(owner="fluxsite", name="lora-test", visibility="private", hardware="cpu")
+    training = sdk.trainings.create(
+        model="ostris/flux-dev-lora-trainer",
+        version=_trainer_version(sdk),
+        destination="fluxsite/lora-test",
+        input={"input_images": dataset_url(good_dataset()), "steps": 100, "autocaption": False},
+    )
+    done = wait_until(lambda: sdk.trainings.get(training.id), _finished)
+    assert done.status == "succeeded", done.error
+    assert _tar_captions(done.output["weights"]) == {"img_001.txt": "a photo of [trigger] in a red room"}
+    assert "Caption for" not in done.logs and "already captioned" not in done.logs
+
+
+def test_autocaption_is_told_the_prefix_and_suffix(sdk):
+    sdk.models.create(owner="fluxsite", name="lora-test", visibility="private", hardware="cpu")
+    training = sdk.trainings.create(
+        model="ostris/flux-dev-lora-trainer",
+        version=_trainer_version(sdk),
+        destination="fluxsite/lora-test",
+        input={
+            "input_images": dataset_url(good_dataset()),
+            "steps": 100,
+            "autocaption_prefix": "a photo of ZXQ,",
+            "autocaption_suffix": "in the style of ZXQ",
+        },
+    )
+    done = wait_until(lambda: sdk.trainings.get(training.id), _finished)
+    caption = _tar_captions(done.output["weights"])["img_002.txt"]
+    assert caption.startswith("a photo of ZXQ, photo of a person") and caption.endswith(
+        " in the style of ZXQ"
+    )
 
 
 def test_an_invalid_zip_ends_failed_with_the_trainers_error(sdk):

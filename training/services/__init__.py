@@ -3,6 +3,7 @@
 datasets: the dataset a training learns from (upload with one verdict per file, captions, delete,
 the ZIP); trainings: a training's own writes (create, duplicate, estimate, start, cancel, retry);
 captioning: captions written by a vision model on Replicate, a batch at a time;
+captions: captions in bulk (find and replace, download, import) and the trainer's own;
 pipeline: the stages the worker, the webhook and the poller drive (advance, apply what Replicate
 reports, sync, fail, reconcile, notify).
 """
@@ -17,6 +18,16 @@ from training.services.captioning import (
     caption_batch_start,
     caption_task_end,
     captions_reconcile,
+)
+from training.services.captions import (
+    ImportReport,
+    ReplacePlan,
+    dataset_captions_csv,
+    dataset_captions_import,
+    dataset_captions_replace,
+    dataset_captions_replace_preview,
+    dataset_captions_zip,
+    trainer_captions_record,
 )
 from training.services.datasets import (
     CAPTION_MAX,
@@ -65,6 +76,14 @@ __all__ = [
     "caption_batch_start",
     "caption_task_end",
     "captions_reconcile",
+    "ImportReport",
+    "ReplacePlan",
+    "dataset_captions_csv",
+    "dataset_captions_import",
+    "dataset_captions_replace",
+    "dataset_captions_replace_preview",
+    "dataset_captions_zip",
+    "trainer_captions_record",
     "CAPTION_MAX",
     "TRIGGER_TOKEN",
     "DatasetError",

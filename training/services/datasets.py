@@ -97,20 +97,23 @@ def _member_label(zip_name: str, member: str) -> str:
     return f"{outer} › {inner}"[:ORIGINAL_NAME_MAX]
 
 
-def caption_file_decode(data: bytes) -> str:
-    """A caption file's text: by its byte-order mark (UTF-8, or UTF-16 as Windows Notepad writes it),
-    else UTF-8, else UTF-16 when every other byte is NUL, else Latin-1; control characters removed."""
+def text_decode(data: bytes) -> str:
+    """Text by its byte-order mark (UTF-8, or UTF-16 as Windows Notepad writes it), else UTF-8,
+    else UTF-16 when every other byte is NUL, else Latin-1. Line breaks are kept."""
     if data.startswith(b"\xef\xbb\xbf"):
-        text = data[3:].decode("utf-8", "replace")
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = data.decode("utf-16", "replace")
-    else:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            odd_nuls = data[1::2].count(0)
-            text = data.decode("utf-16-le" if odd_nuls > len(data) // 4 else "latin-1", "replace")
-    return " ".join(_printable(text).split())
+        return data[3:].decode("utf-8", "replace")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", "replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        odd_nuls = data[1::2].count(0)
+        return data.decode("utf-16-le" if odd_nuls > len(data) // 4 else "latin-1", "replace")
+
+
+def caption_file_decode(data: bytes) -> str:
+    """A caption file's text (text_decode), control characters removed, on one line."""
+    return " ".join(_printable(text_decode(data)).split())
 
 
 def caption_render(caption: str, trigger_word: str) -> str:

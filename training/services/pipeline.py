@@ -30,11 +30,12 @@ from billing.services import credits_refund
 from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import HINTS, Category, IntegrationError
 from fluxsite.statemachine import backoff_seconds, transition
-from models_app.services import lora_model_create_from_training, lora_publish
+from models_app.services import TarCaptions, lora_model_create_from_training, lora_publish
 from training.failures import trainer_failure_explain
 from training.models import ACTIVE_STATUSES, TrainingEvent, TrainingJob
 from training.progress import progress_from_logs
-from training.selectors import dataset_readiness
+from training.selectors import dataset_caption_plan, dataset_readiness
+from training.services.captions import trainer_captions_record
 from training.services.datasets import dataset_build_zip, dataset_zip_url
 
 logger = logging.getLogger(__name__)
@@ -217,6 +218,11 @@ def trainer_input(job: TrainingJob, zip_url: str) -> dict:
     )
     data = {k: params[k] for k in allowed if k in params and params[k] not in ("", None)}
     data.update(input_images=zip_url, trigger_word=job.trigger_word)
+    # Our captions are in the ZIP; the trainer's autocaption skips every photo with a .txt and
+    # captions the others (sandbox/vendor/replicate/flux-fine-tuner-captions.md). So it is on only
+    # when some photo has no caption of ours, and the person has not turned it off.
+    plan = dataset_caption_plan(job.dataset, autocaption=bool(params.get("autocaption", True)))
+    data["autocaption"] = plan.autocaption_input
     return data
 
 
@@ -270,6 +276,12 @@ def _stage_replicate_start(job: TrainingJob) -> None:
     training_event_record(job=job, message=f"Replicate training {info.id} created.", data={"id": info.id})
 
 
+def _trainer_captions_keep(job: TrainingJob, found: TarCaptions) -> None:
+    kept = trainer_captions_record(job=job, found=found)
+    if kept.kept or kept.notes:
+        training_event_record(job=job, message=kept.text)
+
+
 def _stage_publish(job: TrainingJob) -> None:
 
     model = lora_model_create_from_training(
@@ -277,6 +289,7 @@ def _stage_publish(job: TrainingJob) -> None:
         weights_url=job.weights_url,
         replicate_version=job.replicate_version,
         params=job.params,
+        on_captions=lambda found: _trainer_captions_keep(job, found),
     )
     try:
         lora_publish(model_id=model.pk)

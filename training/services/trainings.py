@@ -21,6 +21,7 @@ from fluxsite.accounts.models import User
 from fluxsite.integrations import replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
 from fluxsite.integrations.storage import PRIVATE
+from training.dataset_zip import member_stem
 from training.models import ACTIVE_STATUSES, Dataset, DatasetImage, TrainingJob
 from training.selectors import dataset_readiness
 from training.services import pipeline
@@ -55,8 +56,11 @@ def _copy_stored_file(source_name: str, base: str, suffix: str) -> str:
         return storage.file_save(alias=PRIVATE, name=f"{base}{suffix}", content=handle)
 
 
-def training_duplicate(*, job: TrainingJob) -> TrainingJob:
-    """A new draft with `job`'s settings and the same photos and captions.
+def training_duplicate(*, job: TrainingJob, use_trainer_captions: bool = False) -> TrainingJob:
+    """A new draft with `job`'s settings and the same photos and captions (who wrote each kept).
+
+    With `use_trainer_captions`, a photo that had no caption takes the one the trainer's
+    autocaption wrote for it in `job` (`job.trainer_captions`), marked as the trainer's.
 
     Every photo and thumbnail is copied to a new generated name, so deleting either training's
     photos never touches the other's files. The copies are written before the rows (the slow part
@@ -83,10 +87,14 @@ def training_duplicate(*, job: TrainingJob) -> TrainingJob:
             if source_dataset
             else f"a photo of {TRIGGER_TOKEN}",
         )
+    trainer_captions = dict(job.trainer_captions or {}) if use_trainer_captions else {}
     written: list[str] = []
     rows: list[DatasetImage] = []
     try:
-        for image in source_images:
+        for index, image in enumerate(source_images, start=1):
+            caption, source, model = image.caption, image.caption_source, image.caption_model
+            if not caption and (from_trainer := str(trainer_captions.get(member_stem(index), ""))):
+                caption, source, model = from_trainer, DatasetImage.CaptionSource.TRAINER, ""
             base = f"datasets/{copy.pk}/{secrets.token_hex(16)}"
             file_name = _copy_stored_file(image.file_name, base, ".jpg")
             written.append(file_name)
@@ -107,7 +115,9 @@ def training_duplicate(*, job: TrainingJob) -> TrainingJob:
                     pixel_sha256=image.pixel_sha256,
                     dhash=image.dhash,
                     warnings=list(image.warnings or []),
-                    caption=image.caption,
+                    caption=caption,
+                    caption_source=source,
+                    caption_model=model,
                     position=image.position,
                 )
             )
