@@ -133,3 +133,23 @@ def test_the_password_reset_link_is_built_on_site_url_not_the_host_header(anon_c
         links
     )
     assert "attacker.example.net" not in mail.outbox[0].body
+
+
+@pytest.mark.redis
+def test_with_redis_a_signed_in_page_reads_its_session_from_the_cache(alice_client):
+    """cached_db: read from the shared cache, written through to the table (a flushed cache signs
+    nobody out)."""
+    from django.contrib.sessions.models import Session
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    alice_client.get("/trainings/")
+    with CaptureQueriesContext(connection) as queries:
+        assert alice_client.get("/trainings/").status_code == 200
+    assert not [q for q in queries if "django_session" in q["sql"]]
+    assert Session.objects.filter(session_key=alice_client.session.session_key).exists()
+    from django.core.cache import cache
+
+    cache.clear()
+    assert alice_client.get("/trainings/").status_code == 200  # still signed in, from the table
+    assert "Log out" in alice_client.get("/trainings/").content.decode()
