@@ -28,6 +28,7 @@ WHAT = {
     "upload": "uploads",
     "training_start": "training starts",
     "generate": "generations",
+    "caption_start": "captioning runs",
     "checkout": "checkouts",
 }
 

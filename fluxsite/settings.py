@@ -144,6 +144,7 @@ RATELIMITS = {
     "upload": env_str("RATELIMIT_UPLOAD", "120/m"),
     "training_start": env_str("RATELIMIT_TRAINING_START", "20/h"),
     "generate": env_str("RATELIMIT_GENERATE", "30/m"),
+    "caption_start": env_str("RATELIMIT_CAPTION_START", "20/h"),
     "checkout": env_str("RATELIMIT_CHECKOUT", "20/h"),
     "webhook_refusal_log": env_str("RATELIMIT_WEBHOOK_REFUSAL_LOG", "30/m"),
 }

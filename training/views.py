@@ -769,6 +769,7 @@ def caption_estimate(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResp
 
 @login_required
 @require_POST
+@rate_limited("caption_start")
 def caption_start(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
     dataset = selectors.get_dataset_for_user(request.user, pk)
     form = CaptionBatchForm(request.POST)

@@ -104,6 +104,23 @@ def test_uploads_over_the_limit_get_429_as_json(alice, alice_client, settings):
     assert "Too many uploads" in refused.json()["error"]
 
 
+def test_captioning_runs_over_the_limit_get_429_before_anything_is_spent(alice, alice_client, settings):
+    """At the limit and past it: the refused start never reaches the batch service (no spend)."""
+    from billing.selectors import balance_for_user
+    from training.services import training_create
+
+    settings.RATELIMITS = {**settings.RATELIMITS, "caption_start": "1/m"}
+    training = training_create(owner=alice, name="R", trigger_word="ohwx_r", subject_kind="subject")
+    url = reverse("training:caption_start", args=[training.pk])
+    first = alice_client.post(url, {}, headers={"hx-request": "true"})
+    assert first.status_code != 429  # the first start is judged by the batch service (no photos here)
+    before = balance_for_user(alice)
+    second = alice_client.post(url, {}, headers={"hx-request": "true"})
+    assert second.status_code == 429 and "Too many captioning runs" in second.content.decode()
+    assert second["Retry-After"]
+    assert balance_for_user(alice) == before
+
+
 def test_a_limited_htmx_request_gets_a_fragment(alice_client, settings):
     settings.RATELIMITS = {**settings.RATELIMITS, "generate": "1/m"}
     url = reverse("generations:generate")
