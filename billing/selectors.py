@@ -126,17 +126,27 @@ def spend_by_day(user: User, *, days: int = 30, today: date | None = None) -> li
     return bars
 
 
+# Each spend kind's reference namespace (its refunds are "refund:<spend reference>[:<part>]"), and
+# whether a refund gives a whole job back (trainings, generations) or one part of it (a captioning
+# batch refunds photo by photo, so a batch stays counted).
+SPEND_KINDS = (
+    (CreditKind.SPEND_TRAINING, "training:", True),
+    (CreditKind.SPEND_GENERATION, "generation:", True),
+    (CreditKind.SPEND_CAPTIONING, "caption-batch:", False),
+)
+
+
 def spend_summary(user: User) -> list[dict]:
-    """Per spend kind: how many jobs, total and average credits (refunds netted out)."""
+    """Per spend kind: how many jobs, total and average credits (refunds netted out). Two queries a
+    kind, whatever the number of entries (no list of references is sent back to the database)."""
     entries = CreditEntry.objects.filter(wallet__user=user)
     out = []
-    for kind in (CreditKind.SPEND_TRAINING, CreditKind.SPEND_GENERATION):
+    for kind, prefix, whole in SPEND_KINDS:
         agg = entries.filter(kind=kind).aggregate(n=Count("id"), total=Sum("amount"))
-        refs = entries.filter(kind=kind).values_list("reference", flat=True)
-        refunded = entries.filter(
-            kind=CreditKind.REFUND, reference__in=[f"refund:{r}" for r in refs]
-        ).aggregate(n=Count("id"), total=Sum("amount"))
-        count = (agg["n"] or 0) - (refunded["n"] or 0)
+        refunded = entries.filter(kind=CreditKind.REFUND, reference__startswith=f"refund:{prefix}").aggregate(
+            n=Count("id"), total=Sum("amount")
+        )
+        count = (agg["n"] or 0) - ((refunded["n"] or 0) if whole else 0)
         total = -(agg["total"] or 0) - (refunded["total"] or 0)
         out.append(
             {

@@ -157,3 +157,20 @@ def test_the_same_grant_at_the_same_moment_adds_once(alice):
     assert not any(isinstance(r, Exception) for r in results), results
     assert sum(1 for r in results if r.created) == 1
     assert balance(alice) == start + 50
+
+
+def test_the_spend_summary_nets_refunds_per_kind_captioning_included(alice, bob):
+    from billing.selectors import spend_summary
+    from billing.services.ledger import credits_refund_part
+
+    credits_spend(user=alice, amount=100, reference="training:1", kind=CreditKind.SPEND_TRAINING)
+    credits_spend(user=alice, amount=120, reference="training:2", kind=CreditKind.SPEND_TRAINING)
+    credits_refund(spend_reference="training:2")  # a failed training: not counted, credits back
+    credits_spend(user=alice, amount=30, reference="generation:5", kind=CreditKind.SPEND_GENERATION)
+    credits_spend(user=alice, amount=20, reference="caption-batch:7", kind=CreditKind.SPEND_CAPTIONING)
+    credits_refund_part(spend_reference="caption-batch:7", part="task:1", amount=2)  # one photo failed
+    credits_spend(user=bob, amount=99, reference="training:3", kind=CreditKind.SPEND_TRAINING)
+
+    rows = {row["label"]: (row["count"], row["total"], row["average"]) for row in spend_summary(alice)}
+
+    assert rows == {"Training": (1, 100, 100), "Generation": (1, 30, 30), "Captioning": (1, 18, 18)}
