@@ -130,6 +130,7 @@ def _grow(user, state: dict, n: int) -> None:
         [
             GeneratedImage(
                 generation=g,
+                owner=user,
                 index=0,
                 file_name=f"g/{g.pk}.webp",
                 thumbnail_name=f"g/{g.pk}_t.webp",

@@ -83,6 +83,9 @@ class GeneratedImage(models.Model):
     """One output image, copied into the public storage (Replicate's own URLs expire)."""
 
     generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="images")
+    # The generation's owner, copied: the gallery reads a page of a person's images off one index
+    # instead of sorting all of them through a join.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     index = models.PositiveSmallIntegerField()
     file_name = models.CharField(max_length=300)
     thumbnail_name = models.CharField(max_length=300)
@@ -97,6 +100,7 @@ class GeneratedImage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["generation", "index"], name="generated_image_unique_index")
         ]
+        indexes = [models.Index(fields=["owner", "-created_at", "-id"], name="generated_image_owner_newest")]
 
     def __str__(self) -> str:
         return f"{self.generation_id}#{self.index}"

@@ -51,9 +51,7 @@ IMAGE_ORDERING = ("-created_at", "-pk")
 
 def images_for_user(user: User, model: LoraModel | None = None) -> QuerySet[GeneratedImage]:
     """The user's images, newest first; only those of `model` when given."""
-    images = GeneratedImage.objects.filter(generation__owner=user).select_related(
-        "generation", "generation__lora_model"
-    )
+    images = GeneratedImage.objects.filter(owner=user).select_related("generation", "generation__lora_model")
     if model is not None:
         images = images.filter(generation__lora_model=model)
     return images.order_by(*IMAGE_ORDERING)

@@ -570,6 +570,7 @@ def _outputs_store(generation: Generation, info: replicate_client.PredictionInfo
             try:
                 image = GeneratedImage.objects.create(
                     generation=generation,
+                    owner_id=generation.owner_id,
                     index=index,
                     file_name=stored.file_name,
                     thumbnail_name=stored.thumbnail_name,

@@ -79,6 +79,7 @@ def stored_image(generation: Generation, index: int = 0, color=(90, 60, 200)) ->
     )
     image = GeneratedImage.objects.create(
         generation=generation,
+        owner_id=generation.owner_id,
         index=index,
         file_name=name,
         thumbnail_name=thumb,
