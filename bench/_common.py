@@ -6,7 +6,9 @@ import contextlib
 import io
 import os
 import random
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,3 +97,15 @@ def rss_mb() -> float:
 
 def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now, for a server the bench starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def psql(base: str, sql: str) -> None:
+    """Run one statement against the server's `postgres` database (creating or dropping a bench's own)."""
+    subprocess.run(["psql", f"{base}/postgres", "-q", "-c", sql], check=True, capture_output=True)

@@ -20,7 +20,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,20 +29,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, table  # noqa: E402
+from _common import ROOT, free_port, psql, table  # noqa: E402
 
 DB = "bench_gunicorn"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def psql(base: str, sql: str) -> None:
-    subprocess.run(["psql", f"{base}/postgres", "-q", "-c", sql], check=True, capture_output=True)
 
 
 def children(pid: int) -> list[int]:
