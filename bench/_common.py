@@ -109,3 +109,36 @@ def free_port() -> int:
 def psql(base: str, sql: str) -> None:
     """Run one statement against the server's `postgres` database (creating or dropping a bench's own)."""
     subprocess.run(["psql", f"{base}/postgres", "-q", "-c", sql], check=True, capture_output=True)
+
+
+def serve_in_thread(app=None):
+    """Serve a WSGI app (default: the project's) on a free 127.0.0.1 port from a daemon thread,
+    as Django's live server does, without request logs. Returns (base URL, server): call the
+    server's shutdown() when done."""
+    import threading
+
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.wsgi import get_wsgi_application
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=True)
+    server.set_app(app or get_wsgi_application())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}", server
+
+
+def wait_for_healthz(base_url: str, tries: int = 200) -> bool:
+    """True once `base_url`/healthz answers 200 (a server process the bench started); False if it
+    never does within `tries` attempts a tenth of a second apart."""
+    import httpx
+
+    for _ in range(tries):
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return False

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import django_setup, table  # noqa: E402
+from _common import django_setup, serve_in_thread, table  # noqa: E402
 
 
 def probe(base: str, path: str, cookies: dict, stop: threading.Event, out: list[float]) -> None:
@@ -51,8 +51,6 @@ def main() -> None:
     django_setup()
 
     from django.conf import settings
-    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-    from django.core.wsgi import get_wsgi_application
     from django.db import connection
     from django.test import Client
     from django.test.utils import setup_test_environment
@@ -70,14 +68,7 @@ def main() -> None:
         from training.models import CaptionBatch, DatasetImage
         from training.services import caption_batch_start, training_create
 
-        class QuietHandler(WSGIRequestHandler):
-            def log_message(self, *a) -> None:
-                pass
-
-        server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=True)
-        server.set_app(get_wsgi_application())
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        base = f"http://127.0.0.1:{server.server_port}"
+        base, server = serve_in_thread()
         settings.SANDBOX_MODE = True
         settings.SITE_URL = base
         settings.REPLICATE_BASE_URL = f"{base}/sandbox/replicate"

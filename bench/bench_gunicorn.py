@@ -23,13 +23,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, free_port, psql, table  # noqa: E402
+from _common import ROOT, free_port, psql, table, wait_for_healthz  # noqa: E402
 
 DB = "bench_gunicorn"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -187,13 +186,7 @@ def main() -> None:
     ]
     results: dict[str, dict] = {}
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
+        if not wait_for_healthz(base):
             raise SystemExit(
                 f"gunicorn did not start: {server.stderr.read().decode() if server.stderr else ''}"
             )

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import django_setup, phone_jpeg, table  # noqa: E402
+from _common import django_setup, phone_jpeg, serve_in_thread, table  # noqa: E402
 
 
 def probe(base: str, stop: threading.Event, out: list[float]) -> None:
@@ -69,8 +69,6 @@ def main() -> None:
 
     import httpx
     from django.conf import settings
-    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-    from django.core.wsgi import get_wsgi_application
     from django.db import connection
     from django.test import Client
     from django.test.utils import setup_test_environment
@@ -88,14 +86,7 @@ def main() -> None:
         session = Client()
         session.force_login(user)
 
-        class QuietHandler(WSGIRequestHandler):
-            def log_message(self, *a) -> None:
-                pass
-
-        server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=True)
-        server.set_app(get_wsgi_application())
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        base = f"http://127.0.0.1:{server.server_port}"
+        base, server = serve_in_thread()
 
         w = int((args.megapixels * 1_000_000 * 4 / 3) ** 0.5)
         h = w * 3 // 4

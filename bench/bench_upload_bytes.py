@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import django_setup, table, verdict  # noqa: E402
+from _common import django_setup, serve_in_thread, table, verdict  # noqa: E402
 from bench_upload import unique_photos  # noqa: E402
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls here are plain sync code.
@@ -107,7 +107,6 @@ def main() -> None:
     logging.getLogger("axes").setLevel(logging.WARNING)
 
     from django.conf import settings
-    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
     from django.core.wsgi import get_wsgi_application
     from django.db import connection
     from django.test import Client
@@ -130,15 +129,8 @@ def main() -> None:
         session = Client()
         session.force_login(user)
 
-        class QuietHandler(WSGIRequestHandler):
-            def log_message(self, *a) -> None:
-                pass
-
         counter = ByteCounter(get_wsgi_application())
-        server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=True)
-        server.set_app(counter)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        base = f"http://127.0.0.1:{server.server_port}"
+        base, server = serve_in_thread(counter)
 
         w = int((args.megapixels * 1_000_000 * 4 / 3) ** 0.5)
         h = w * 3 // 4

@@ -27,7 +27,7 @@ import httpx
 import stripe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_port, psql  # noqa: E402
+from _common import free_port, psql, wait_for_healthz  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -144,13 +144,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
+        if not wait_for_healthz(base_url):
             raise SystemExit("the server did not start")
 
         distinct = round(args.deliveries * (1 - args.duplicates))
