@@ -219,7 +219,7 @@ def main() -> None:
     from django.test.utils import override_settings, setup_test_environment
 
     setup_test_environment()
-    connection.creation.create_test_db(verbosity=0)
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
     # As Django's TestCase does: the connection stays open between requests (what CONN_MAX_AGE
     # gives a production worker); otherwise every request reconnects and the counts are lost.
     from django.core.signals import request_finished, request_started

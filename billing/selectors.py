@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
+from django.core.cache import cache
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
@@ -17,8 +18,36 @@ if TYPE_CHECKING:  # the user model is a type here; billing sits below accounts 
 
 
 def balance_for_user(user: User) -> int:
-    """The user's cached balance (0 when no wallet exists yet)."""
+    """The user's balance as the wallet row holds it (0 when no wallet exists yet): what spending
+    decisions and pages about money read."""
     return Wallet.objects.filter(user=user).values_list("balance", flat=True).first() or 0
+
+
+BALANCE_SHOWN_SECONDS = 60
+
+
+def balance_shown_key(user_id: int) -> str:
+    return f"billing:balance-shown:{user_id}"
+
+
+def balance_shown(user: User) -> int:
+    """The balance the layout's pill shows on every page, from the cache (one cache get instead of
+    a query). The ledger service (billing.services.ledger, the one writer of balances) deletes the
+    entry when it writes and again when that write commits, so a page rendered after a spend or a
+    purchase shows the new balance. `cache.add` never overwrites: a reader that read the old row
+    just before a commit cannot put it back over a newer value. What is left (two writers' commit
+    callbacks crossing) lasts at most BALANCE_SHOWN_SECONDS; the pill's own refresh
+    (billing:balance_pill, on every credits-changed event) reads the row."""
+    key = balance_shown_key(user.pk)
+    cached = cache.get(key)
+    if cached is None:
+        cached = balance_for_user(user)
+        cache.add(key, cached, BALANCE_SHOWN_SECONDS)
+    return int(cached)
+
+
+def balance_shown_forget(user_id: int) -> None:
+    cache.delete(balance_shown_key(user_id))
 
 
 def get_checkout_for_user(user: User, session_id: str) -> CheckoutRecord:

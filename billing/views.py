@@ -154,7 +154,9 @@ def checkout_success(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def balance_pill(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """The balance shown in the navigation, refreshed when a `credits-changed` event fires."""
+    """The balance shown in the navigation, refreshed when a `credits-changed` event fires: read from
+    the wallet row, and the layout's cached copy forgotten so the next page agrees."""
+    selectors.balance_shown_forget(request.user.pk)
     return render(
         request, "partials/_balance_pill.html", {"credit_balance": selectors.balance_for_user(request.user)}
     )

@@ -11,9 +11,9 @@ def site(request: HttpRequest) -> dict:
     balance = None
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        from billing.selectors import balance_for_user
+        from billing.selectors import balance_shown
 
-        balance = balance_for_user(user)
+        balance = balance_shown(user)
     return {
         "SANDBOX_MODE": settings.SANDBOX_MODE,
         "credit_balance": balance,

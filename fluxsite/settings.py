@@ -182,7 +182,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache and queue --------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "fluxsite.cache.RedisCache", "LOCATION": REDIS_URL}
+    }  # Django's, reusing its client
     # Sessions read from the shared cache and written through to the database (so a flushed cache
     # signs nobody out): one query less on every signed-in page.
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"

@@ -192,3 +192,18 @@ def assert_no_inline_script(html: str | bytes) -> None:
     """Fail, naming what was found, if html holds any inline script (see inline_scripts)."""
     found = inline_scripts(html)
     assert not found, f"inline script under a CSP without 'unsafe-inline': {found}"
+
+
+def cold_queries(client, url: str, **headers: Any) -> tuple[Any, int]:
+    """GET `url` with an empty cache and return (response, number of queries): the page's worst case.
+    Counts are compared cold because what the cache holds (a rendered fragment, the layout's
+    balance) saves queries on a warm request, and a test that grows the rows also changes which
+    fragments are warm."""
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    cache.clear()
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url, **headers)
+    return response, len(queries)

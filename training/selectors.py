@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from fluxsite.accounts.models import User
 from fluxsite.integrations.storage import PRIVATE
-from models_app.models import LoraModel
 from training.dataset_zip import member_stem
 from training.models import (
     ACTIVE_STATUSES,
@@ -173,13 +172,8 @@ def training_ordering(sort: str) -> tuple[str, ...]:
     return SORTS.get(sort, SORTS["newest"])
 
 
-def trainings_search(
-    user: User, *, status: str = "all", query: str = "", sort: str = "newest"
-) -> QuerySet[TrainingJob]:
-    """The history list: one query whatever the number of rows (the model's id is joined and the photo
-    count is a correlated subquery, so the template never asks per row). The count is computed for
-    the rows of the page only: a Count() with GROUP BY would count the photos of every training the
-    user has before the page's 20 are taken. Unknown filter or sort values fall back."""
+def _photo_count() -> Coalesce:
+    """A training's number of photos, as a correlated subquery (counted for the rows read only)."""
     photos = (
         DatasetImage.objects.filter(dataset__training=OuterRef("pk"))
         .order_by()
@@ -187,10 +181,20 @@ def trainings_search(
         .annotate(n=Count("pk"))
         .values("n")
     )
+    return Coalesce(Subquery(photos, output_field=IntegerField()), 0)
+
+
+def trainings_search(
+    user: User, *, status: str = "all", query: str = "", sort: str = "newest"
+) -> QuerySet[TrainingJob]:
+    """The history list: one query whatever the number of rows (the model's id is joined and the photo
+    count is a correlated subquery, so the template never asks per row). The count is computed for
+    the rows of the page only: a Count() with GROUP BY would count the photos of every training the
+    user has before the page's 20 are taken. Unknown filter or sort values fall back."""
     qs = (
         TrainingJob.objects.filter(owner=user)
         .annotate(
-            image_count=Coalesce(Subquery(photos, output_field=IntegerField()), 0),
+            image_count=_photo_count(),
             # The model's id, not the model: a row without one would raise (and Django's template
             # engine would catch, at the price of a dir() of the row) on every access.
             model_pk=F("lora_model__id"),
@@ -206,32 +210,29 @@ def trainings_search(
     return qs.order_by(*training_ordering(sort))
 
 
-def get_training_detail_for_user(user: User, pk: int) -> TrainingJob:
-    """The detail page's training with its dataset and model joined (one query). The wide columns no
-    page shows stay in the database: the log tail (up to 20 kB, for the admin) and, of the training
-    it was duplicated from (only its name is linked), everything but what the link needs."""
+def get_training_with_dataset_for_user(user: User, pk: int) -> TrainingJob:
+    """The training with its dataset joined (the start page reads both), without the log tail."""
     return get_object_or_404(
-        TrainingJob.objects.filter(owner=user)
-        .select_related("dataset", "lora_model", "duplicated_from")
-        .only(*_DETAIL_FIELDS),
-        pk=pk,
+        TrainingJob.objects.filter(owner=user).select_related("dataset").defer("logs_tail"), pk=pk
     )
 
 
-def _detail_fields() -> tuple[str, ...]:
-    own = [f.name for f in TrainingJob._meta.concrete_fields if f.name != "logs_tail"]
-    related = [
-        f"{name}__{f.name}"
-        for name, model in (
-            ("dataset", Dataset),
-            ("lora_model", LoraModel),
-        )
-        for f in model._meta.concrete_fields
-    ]
-    return (*own, *related, "duplicated_from__id", "duplicated_from__name")
-
-
-_DETAIL_FIELDS = _detail_fields()
+def get_training_page_for_user(user: User, pk: int) -> TrainingJob:
+    """The detail page's training and its live fragment's (one query). What the page shows of the
+    related rows comes as annotations rather than joined objects (a wide join's rows cost more to
+    build than the page's template to render): `photo_count`, `model_pk` (the model's id, None
+    before there is one) and `duplicated_from_name`. The log tail (up to 20 kB, for the admin)
+    stays in the database."""
+    return get_object_or_404(
+        TrainingJob.objects.filter(owner=user)
+        .defer("logs_tail")
+        .annotate(
+            photo_count=_photo_count(),
+            model_pk=F("lora_model__id"),
+            duplicated_from_name=F("duplicated_from__name"),
+        ),
+        pk=pk,
+    )
 
 
 EVENT_ORDERING = ("-created_at", "-pk")  # newest first, paged towards the older ones
@@ -240,6 +241,13 @@ EVENTS_PER_POLL = 100
 
 def training_events(job: TrainingJob) -> QuerySet[TrainingEvent]:
     return TrainingEvent.objects.filter(job=job)
+
+
+def training_events_by_ids(job: TrainingJob, ids: list[int]) -> QuerySet[TrainingEvent]:
+    """The job's events with these ids, oldest first; lazy (read when a template first loops)."""
+    return TrainingEvent.objects.filter(job=job, pk__in=ids).order_by(
+        *(name.removeprefix("-") for name in EVENT_ORDERING)
+    )
 
 
 def training_events_since(job: TrainingJob, last_id: int) -> list[TrainingEvent]:

@@ -95,6 +95,9 @@ def training_list(request: AuthenticatedHttpRequest) -> HttpResponse:
             "rows_key": fragment_key(map(_ROW_SHOWS, page.object_list)),
             "filter_form": form,
             "filters": values,
+            # The filter controls (tabs and widgets) are cached on the values they show: the clean
+            # ones (the tabs' links) and what the widgets echo back, which may be invalid input.
+            "filters_key": fragment_key([(*values.values(), form["q"].value(), form["sort"].value())]),
             # base_fields is typed dict[str, Field]; "status" is the form's ChoiceField.
             "status_choices": cast(forms.ChoiceField, TrainingFilterForm.base_fields["status"]).choices,
         },
@@ -501,7 +504,7 @@ def _start_context(
 @rate_limited("training_start")
 def training_start(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
     """The parameters form with presets and the live cost estimate; POST holds the credits and starts."""
-    job = selectors.get_training_detail_for_user(request.user, pk)
+    job = selectors.get_training_with_dataset_for_user(request.user, pk)
     if job.status != TrainingJob.Status.DRAFT:
         return redirect("training:detail", pk=job.pk)
     insufficient = None
@@ -562,10 +565,8 @@ EVENTS_PER_PAGE = 50
 
 def _detail_context(job: TrainingJob) -> dict:
     """The status card: what the page shows and its live fragment refreshes every 3 seconds."""
-    model = getattr(job, "lora_model", None)
     return {
         "training": job,
-        "model": model,
         "timeline": selectors.training_timeline(job),
         "loss_svg": loss_chart_svg([(int(p[0]), float(p[1])) for p in job.loss_history or []]),
         "params": [(PARAM_LABELS.get(k, k), v) for k, v in (job.params or {}).items()],
@@ -582,9 +583,11 @@ def _detail_context(job: TrainingJob) -> dict:
 
 
 def _events_page(request: HttpRequest, job: TrainingJob) -> dict:
-    """The latest 50 events (oldest of them first), and an "earlier events" link above them."""
+    """The latest 50 events (oldest of them first), and an "earlier events" link above them. The
+    page is read as ids only: the rows' HTML is cached on those ids, so the events themselves are
+    read (one more query, lazily, inside the cached block) only when that HTML is not cached yet."""
     page = cursor_page(
-        selectors.training_events(job),
+        selectors.training_events(job).only("pk", "created_at"),
         ordering=selectors.EVENT_ORDERING,
         cursor=request.GET.get(CURSOR_PARAM),
         per_page=EVENTS_PER_PAGE,
@@ -592,13 +595,13 @@ def _events_page(request: HttpRequest, job: TrainingJob) -> dict:
         label="Earlier events",
         swap="afterbegin",
     )
-    events = page.object_list[::-1]
+    ids = [e.pk for e in reversed(page.object_list)]
     return {
         "page": page,
-        "events": events,
-        "last_event_id": events[-1].pk if events else 0,
+        "events": selectors.training_events_by_ids(job, ids),
+        "last_event_id": ids[-1] if ids else 0,
         # Events are written once and never change: their ids say what the rows show.
-        "events_key": fragment_key([(job.pk, *(e.pk for e in events))]),
+        "events_key": fragment_key([(job.pk, *ids)]),
     }
 
 
@@ -613,7 +616,7 @@ def training_detail(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpRespo
     """The training's page. Its live fragment (htmx, every 3 s, `?since=<last event id>`) is the
     status card plus only the events after that one, appended to the log out of band; 286 stops
     the polling once the training is over. The "earlier events" link pages back through the log."""
-    job = selectors.get_training_detail_for_user(request.user, pk)
+    job = selectors.get_training_page_for_user(request.user, pk)
     if wants_more(request):
         return render_list(request, DETAIL_PAGE, _events_page(request, job))
     if request.htmx:

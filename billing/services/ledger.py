@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
 from billing.models import CreditEntry, CreditKind, Wallet
+from billing.selectors import balance_shown_forget
 
 if TYPE_CHECKING:  # the user model is a type here; billing sits below accounts (docs/architecture.md)
     from fluxsite.accounts.models import User
@@ -64,6 +65,13 @@ def wallet_lock(*, user: User) -> Wallet:
     return _locked_wallet(user)
 
 
+def _balance_shown_refresh(user_id: int) -> None:
+    """The layout's cached balance (billing.selectors.balance_shown) is forgotten now, for the rest
+    of this transaction, and again once it commits, for every other connection."""
+    balance_shown_forget(user_id)
+    transaction.on_commit(lambda: balance_shown_forget(user_id))
+
+
 def _append(
     *,
     user: User,
@@ -97,6 +105,7 @@ def _append(
         if wallet.balance >= settings.LOW_BALANCE_THRESHOLD:
             wallet.low_balance_notified = False
         wallet.save(update_fields=["balance", "low_balance_notified", "updated_at"])
+        _balance_shown_refresh(wallet.user_id)
         try:
             with transaction.atomic():
                 entry = CreditEntry.objects.create(
@@ -318,6 +327,7 @@ def wallets_check(*, fix: bool = False) -> list[WalletDrift]:
                 total = CreditEntry.objects.filter(wallet=locked).aggregate(t=Sum("amount"))["t"] or 0
                 if locked.balance != total and total >= 0:
                     Wallet.objects.filter(pk=locked.pk).update(balance=total)
+                    _balance_shown_refresh(locked.user_id)
                     logger.warning("wallet %s fixed: %s -> %s", locked.pk, locked.balance, total)
         drifts.append(WalletDrift(wallet.pk, wallet.user.email, wallet.balance, total))
     return drifts

@@ -13,6 +13,7 @@ from billing.services import (
     credits_refund,
     credits_spend,
     credits_take_back,
+    wallets_check,
 )
 from tests.helpers import balance, run_concurrently
 
@@ -174,3 +175,73 @@ def test_the_spend_summary_nets_refunds_per_kind_captioning_included(alice, bob)
     rows = {row["label"]: (row["count"], row["total"], row["average"]) for row in spend_summary(alice)}
 
     assert rows == {"Training": (1, 100, 100), "Generation": (1, 30, 30), "Captioning": (1, 18, 18)}
+
+
+# --- The layout's balance (billing.selectors.balance_shown) ------------------------------------------
+def _pill(client) -> str:
+    import re
+
+    html = client.get("/account/").content.decode()
+    return re.search(r'id="credit-balance"[^>]*>\s*(\d+) credits', html).group(1)
+
+
+def test_the_pill_shows_the_balance_after_every_kind_of_ledger_write(alice, alice_client):
+    start = balance(alice)
+    assert _pill(alice_client) == str(start)  # now cached
+    credits_grant(user=alice, amount=100, reference="test:pill:grant")
+    assert _pill(alice_client) == str(start + 100)
+    credits_spend(user=alice, amount=30, reference="test:pill:spend", kind=CreditKind.SPEND_GENERATION)
+    assert _pill(alice_client) == str(start + 70)
+    credits_refund(spend_reference="test:pill:spend")
+    assert _pill(alice_client) == str(start + 100)
+
+
+def test_a_rolled_back_spend_never_shows_in_the_pill(alice, alice_client):
+    start = balance(alice)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        credits_spend(user=alice, amount=30, reference="test:pill:rollback", kind=CreditKind.SPEND_GENERATION)
+        raise RuntimeError("the caller failed after spending")
+    assert _pill(alice_client) == str(start)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_spend_committed_on_another_connection_shows_at_once(alice, alice_client):
+    """A worker thread (its own database connection) spends while the pill is cached: the entry is
+    forgotten when that transaction commits, not only on the connection that wrote it."""
+    import threading
+
+    from django.core.cache import cache
+    from django.db import connection
+
+    from billing.selectors import balance_shown_key
+
+    start = balance(alice)
+    assert _pill(alice_client) == str(start)
+
+    def spend() -> None:
+        try:
+            with transaction.atomic():
+                credits_spend(
+                    user=alice, amount=5, reference="test:pill:thread", kind=CreditKind.SPEND_GENERATION
+                )
+                # Until the commit, another request may cache the old balance again ...
+                cache.set(balance_shown_key(alice.pk), start)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=spend)
+    worker.start()
+    worker.join()
+    # ... and the commit forgets it.
+    assert _pill(alice_client) == str(start - 5)
+
+
+def test_wallets_check_fix_refreshes_the_pill(alice, alice_client):
+    from django.core.cache import cache
+
+    start = balance(alice)
+    Wallet.objects.filter(user=alice).update(balance=start + 7)  # a drift, as a bug might leave
+    cache.clear()
+    assert _pill(alice_client) == str(start + 7)  # cached
+    wallets_check(fix=True)
+    assert _pill(alice_client) == str(start)

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from fluxsite import fragments
+from tests.helpers import cold_queries
 from tests.training.conftest import add_photos
 from training.models import TrainingEvent, TrainingJob
 from training.services import training_create
@@ -77,12 +78,13 @@ def test_the_event_log_shows_a_new_event_at_once(alice_client, alice):
 def test_a_cached_page_costs_the_same_queries(alice_client, alice):
     job = training_create(owner=alice, name="Rex", trigger_word="ohwx_rex", subject_kind="subject")
     TrainingEvent.objects.create(job=job, stage="replicate_training", message="Step 1 of 10.")
-    for url in (reverse("training:list"), reverse("training:detail", args=[job.pk])):
-        with CaptureQueriesContext(connection) as cold:
-            alice_client.get(url)
+    # Warm, the layout's balance comes from the cache (one query less) and, on the training page,
+    # so do the events' rows: their ids are read, the events themselves only to render them.
+    for url, saved in ((reverse("training:list"), 1), (reverse("training:detail", args=[job.pk]), 2)):
+        _, cold = cold_queries(alice_client, url)
         with CaptureQueriesContext(connection) as warm:
             alice_client.get(url)
-        assert len(warm) == len(cold), url
+        assert len(warm) == cold - saved, url
 
 
 def test_a_renamed_model_shows_its_new_name_in_the_list(alice_client, alice):
