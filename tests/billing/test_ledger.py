@@ -182,7 +182,9 @@ def _pill(client) -> str:
     import re
 
     html = client.get("/account/").content.decode()
-    return re.search(r'id="credit-balance"[^>]*>\s*(\d+) credits', html).group(1)
+    found = re.search(r'id="credit-balance"[^>]*>\s*(\d+) credits', html)
+    assert found, html
+    return found.group(1)
 
 
 def test_the_pill_shows_the_balance_after_every_kind_of_ledger_write(alice, alice_client):
