@@ -71,25 +71,33 @@ def _model(ref: str) -> CaptioningModel:
     return model
 
 
-def _uncaptioned(image: DatasetImage, template: str) -> bool:
+def _uncaptioned(caption: str, template: str) -> bool:
     """No caption of its own: empty, or still the dataset's caption template that every upload gets
     ("a photo of [trigger]" unless the person changed it), which says nothing about this photo."""
-    caption = image.caption.strip()
+    caption = caption.strip()
     return not caption or caption == template.strip()
+
+
+def _only_uncaptioned(*, photos: str, mode: str) -> bool:
+    # "keep" captions only the uncaptioned ones, whatever was chosen: a person's words are never replaced.
+    return photos == "empty" or mode == CaptionBatch.Mode.KEEP
 
 
 def _chosen_images(dataset: Dataset, *, photos: str, mode: str) -> list[DatasetImage]:
     images = list(dataset.images.all())
-    # "keep" captions only the uncaptioned ones, whatever was chosen: a person's words are never replaced.
-    if photos == "empty" or mode == CaptionBatch.Mode.KEEP:
-        images = [image for image in images if _uncaptioned(image, dataset.caption_template)]
+    if _only_uncaptioned(photos=photos, mode=mode):
+        images = [image for image in images if _uncaptioned(image.caption, dataset.caption_template)]
     return images
 
 
 def caption_batch_estimate(*, dataset: Dataset, photos: str, mode: str, model_ref: str) -> CaptionEstimate:
-    """How many photos a batch would caption and what it costs, before anything is paid."""
+    """How many photos a batch would caption and what it costs, before anything is paid. Reads the
+    captions only (the dataset page asks for two estimates on every view), not the photos' rows."""
     model = _model(model_ref)
-    count = len(_chosen_images(dataset, photos=photos, mode=mode))
+    captions = list(dataset.images.values_list("caption", flat=True))
+    if _only_uncaptioned(photos=photos, mode=mode):
+        captions = [c for c in captions if _uncaptioned(c, dataset.caption_template)]
+    count = len(captions)
     return CaptionEstimate(count, model.price_per_photo, count * model.price_per_photo, model.ref)
 
 
