@@ -336,6 +336,13 @@ def _prediction_start(request: HttpRequest, version: SandboxVersion, data: dict[
         )
         ref = f"{version.model.owner}/{version.model.name}"
         text_output, error = captioning.caption_output(ref, input_data, fault.kind if fault else None)
+    image_png = mask_png = None
+    if version.kind != VersionKind.CAPTIONER and input_data.get("image"):
+        # Opening the input comes before generating, so its error wins over the safety checker's.
+        image_error, image_png, mask_png = simulation.prediction_inputs_load(
+            input_data, accepts_mask="mask" in schema["properties"]
+        )
+        error = image_error or error
     prediction = SandboxPrediction.objects.create(
         id=simulation.new_id(),
         model=f"{version.model.owner}/{version.model.name}",
@@ -347,6 +354,8 @@ def _prediction_start(request: HttpRequest, version: SandboxVersion, data: dict[
         duration_seconds=float(settings.SANDBOX_PREDICTION_SECONDS),
         error=error,
         text_output=text_output,
+        input_image=image_png,
+        input_mask=mask_png,
     )
     transaction.on_commit(lambda: simulation.prediction_runner_start(prediction.id))
     wait = _prefer_wait(request)
