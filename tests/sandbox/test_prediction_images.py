@@ -326,3 +326,16 @@ def test_an_undecodable_mask_and_an_unreachable_image_fail_with_an_error(sdk, sa
 
     # The stand-in is still serving: the next prediction runs.
     assert _run(sdk, prompt=PROMPT, seed=1).status == "succeeded"
+
+
+def test_the_admin_shows_a_trainings_photos_and_a_predictions_mode(sdk, staff_client):
+    training = _train(sdk, "lora-green")
+    page = staff_client.get(f"/admin/sandbox_replicate/sandboxtraining/{training.id}/change/")
+    assert page.status_code == 200
+    assert page.content.decode().count('<img src="data:image/jpeg;base64,') == 3
+
+    photo = _data_uri(_encoded(_input_photo()))
+    prediction = _run(sdk, version=_version(training), prompt=PROMPT, image=photo, mask=photo)
+    page = staff_client.get(f"/admin/sandbox_replicate/sandboxprediction/{prediction.id}/change/")
+    assert page.status_code == 200
+    assert "inpainting" in page.content.decode()
