@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.contrib import admin
+from django.db import models
 from django.utils.html import format_html, format_html_join
 
 from sandbox.replicate import simulation
@@ -28,8 +32,15 @@ class SandboxVersionAdmin(admin.ModelAdmin):
     search_fields = ("version_id", "model__name", "training_id")
 
 
+# Webhook URLs are typed with their scheme; say which one a bare host gets (Django 6's default).
+URL_FIELDS: Mapping[type[models.Field[Any, Any]], Mapping[str, Any]] = {
+    models.URLField: {"assume_scheme": "https"}
+}
+
+
 @admin.register(SandboxTraining)
 class SandboxTrainingAdmin(admin.ModelAdmin):
+    formfield_overrides = URL_FIELDS
     list_display = ("id", "destination", "status", "created_at", "duration_seconds", "fail_midway")
     list_filter = ("fail_midway",)
     search_fields = ("id", "destination")
@@ -51,6 +62,7 @@ class SandboxTrainingAdmin(admin.ModelAdmin):
 
 @admin.register(SandboxPrediction)
 class SandboxPredictionAdmin(admin.ModelAdmin):
+    formfield_overrides = URL_FIELDS
     list_display = ("id", "model", "status", "created_at")
     search_fields = ("id", "model", "version")
     readonly_fields = ("status", "mode")

@@ -657,7 +657,9 @@ def prediction_inputs_load(
     input_data: dict[str, Any], *, accepts_mask: bool
 ) -> tuple[str, bytes | None, bytes | None]:
     """Fetch and open `image` (and `mask`, for a predictor that takes one) as Cog and predict.py do
-    before generating. Returns (error or "", image PNG, mask PNG), the PNGs at the output size."""
+    before generating. Returns (error or "", image PNG, mask PNG), the PNGs at the output size.
+    The decode error is PIL's; a download error's wording is the sandbox's own (no recorded Cog
+    message for an input URL that fails), as for input_images."""
     url = str(input_data.get("image") or "")
     if not url:
         return "", None, None
@@ -879,7 +881,7 @@ def _training_run(training_id: str) -> None:
     deadline = time.monotonic() + training.duration_seconds + 120
     last_logs = ""
     while time.monotonic() < deadline:
-        training = SandboxTraining.objects.filter(pk=training_id).first()
+        training = SandboxTraining.objects.defer("photos").filter(pk=training_id).first()
         if training is None:  # deleted (a test flushed the database)
             return
         payload = training_json(training)

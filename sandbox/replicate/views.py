@@ -271,7 +271,8 @@ TRAININGS_PAGE_SIZE = 100  # "It will return 100 records per page" (the list end
 def training_list(request: HttpRequest) -> HttpResponse:
     """GET /v1/trainings: {"next", "previous", "results"}, the most recent training first (as documented
     in replicate-python-beta resources/trainings.py list(), generated from Replicate's OpenAPI spec)."""
-    rows = SandboxTraining.objects.order_by("-created_at", "-id")
+    # The kept photos are drawn from, never listed.
+    rows = SandboxTraining.objects.defer("photos").order_by("-created_at", "-id")
     cursor = request.GET.get("cursor", "")
     offset = int(cursor) if cursor.isdigit() else 0
     page = list(rows[offset : offset + TRAININGS_PAGE_SIZE + 1])

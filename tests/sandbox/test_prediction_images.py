@@ -322,6 +322,8 @@ def test_an_undecodable_mask_and_an_unreachable_image_fail_with_an_error(sdk, sa
 
     missing = _run(sdk, prompt=PROMPT, image=f"{sandbox}/media/nothing-here.png")
     assert missing.status == "failed"
+    # No vendor material records Cog's message for an input URL that fails: the wording is the
+    # sandbox's own (the same as for a training's input_images); what is claimed is a failed run.
     assert missing.error == "Exception: failed to download image: HTTP 404"
 
     # The stand-in is still serving: the next prediction runs.
