@@ -71,6 +71,12 @@ class SandboxTraining(models.Model):
     dataset_error = models.TextField(blank=True)
     dataset_images = models.JSONField(default=list, help_text="Image names found in the zip.")
     captions = models.JSONField(default=dict, help_text="Image stem to caption text.")
+    photos = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Small JPEG thumbnails (base64) of the dataset's first images: what the trained "
+        "version's sandbox pictures are made of.",
+    )
     canceled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -90,10 +96,18 @@ class SandboxPrediction(models.Model):
     base_url = models.CharField(max_length=500)
     created_at = models.DateTimeField(default=timezone.now)
     duration_seconds = models.FloatField()
-    error = models.TextField(blank=True, help_text="Set at creation when the run is bound to fail (NSFW).")
+    error = models.TextField(
+        blank=True,
+        help_text="Set at creation when the run is bound to fail (NSFW, an input image that does not open).",
+    )
     text_output = models.JSONField(
         null=True, blank=True, help_text="A captioning model's output, decided at creation from the image."
     )
+    # The input image and mask as the predictor uses them (RGB and binarised L, PNG, at the output
+    # size), fetched and decoded at creation like a captioner's image: the output files are drawn
+    # from them later, so a signed URL that has expired by then changes nothing.
+    input_image = models.BinaryField(null=True, blank=True)
+    input_mask = models.BinaryField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

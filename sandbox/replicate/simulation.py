@@ -13,17 +13,20 @@ facts when downloaded, like a CDN in front of a bucket.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import io
 import json
 import logging
 import math
+import re
 import secrets
 import struct
 import tarfile
 import threading
 import time
+import urllib.parse
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,11 +37,11 @@ import httpx
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connections
 from django.utils import timezone
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from sandbox.faults import fault_take
 from sandbox.models import FaultKind
-from sandbox.replicate import schemas
+from sandbox.replicate import pictures, schemas
 from sandbox.replicate.models import (
     SandboxModel,
     SandboxPrediction,
@@ -318,9 +321,49 @@ def training_json(training: SandboxTraining, now: datetime | None = None) -> dic
     }
 
 
+# --- Inputs given as URLs -----------------------------------------------------------------------------
+class DownloadError(Exception):
+    """An input file that could not be fetched; str() is the run's error."""
+
+
+def download(url: str, *, what: str, limit: int) -> bytes:
+    """Fetch an input given as a URL, as Cog does before running: http(s), streamed with a size cap
+    (following redirects, as signed storage URLs may), or a data: URI. Raises DownloadError."""
+    if url.startswith("data:"):
+        header, comma, payload = url.partition(",")
+        try:
+            if not comma:
+                raise ValueError
+            data = (
+                base64.b64decode(payload, validate=True)
+                if header.endswith(";base64")
+                else urllib.parse.unquote_to_bytes(payload)
+            )
+        except (ValueError, binascii.Error):
+            raise DownloadError(f"Exception: {what} is not a valid data URI") from None
+        if len(data) > limit:
+            raise DownloadError(f"Exception: {what} is too large")
+        return data
+    if not url.startswith(("http://", "https://")):
+        raise DownloadError(f"{what} must be an http(s) URL, got {url[:80]!r}")
+    try:
+        with httpx.stream("GET", url, timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as response:
+            if response.status_code != 200:
+                raise DownloadError(f"Exception: failed to download {what}: HTTP {response.status_code}")
+            buffer = io.BytesIO()
+            for chunk in response.iter_bytes():
+                buffer.write(chunk)
+                if buffer.tell() > limit:
+                    raise DownloadError(f"Exception: {what} is too large")
+    except httpx.HTTPError as exc:
+        raise DownloadError(f"Exception: failed to download {what}: {type(exc).__name__}") from None
+    return buffer.getvalue()
+
+
 # --- Dataset check, like the trainer's own ----------------------------------------------------------
-def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, Any]]:
-    """Download and inspect input_images; returns (error or "", image names, captions by stem)."""
+def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, Any], list[str]]:
+    """Download and inspect input_images; returns (error or "", image names, captions by stem,
+    thumbnails of the first photos, base64 JPEG)."""
     params = schemas.with_defaults(training.input, schemas.TRAINING_INPUT)
     try:
         resolutions = [int(part) for part in str(params["resolution"]).split(",") if part.strip()]
@@ -331,37 +374,31 @@ def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, 
             f"invalid resolution {params['resolution']!r}: expected comma-separated sizes like 512,768,1024",
             [],
             {},
+            [],
         )
     # `error` is str(exception), no type prefix (cog's worker: Done(error=True, error_detail=str(e))).
     # Quoted: train() and extract_zip() in replicate/flux-fine-tuner train.py @ 3dd14e3, and "no images
     # found in input_images" from ai-toolkit's data loader; the download and URL ones are ours.
     if not params.get("input_images"):
-        return "input_images must be provided", [], {}
+        return "input_images must be provided", [], {}, []
     url = str(params.get("input_images", ""))
     if not url.startswith(("http://", "https://")):
-        return f"input_images must be an http(s) URL, got {url[:80]!r}", [], {}
+        return f"input_images must be an http(s) URL, got {url[:80]!r}", [], {}, []
     try:
-        with httpx.stream("GET", url, timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as response:
-            if response.status_code != 200:
-                return f"Exception: failed to download input_images: HTTP {response.status_code}", [], {}
-            buffer = io.BytesIO()
-            for chunk in response.iter_bytes():
-                buffer.write(chunk)
-                if buffer.tell() > MAX_DATASET_BYTES:
-                    return "Exception: input_images is too large", [], {}
-    except httpx.HTTPError as exc:
-        return f"Exception: failed to download input_images: {type(exc).__name__}", [], {}
+        buffer = io.BytesIO(download(url, what="input_images", limit=MAX_DATASET_BYTES))
+    except DownloadError as exc:
+        return str(exc), [], {}, []
     try:
         archive = zipfile.ZipFile(buffer)
         names = [info.filename for info in archive.infolist() if not info.is_dir()]
     except zipfile.BadZipFile:
-        return "input_images must be a zip file", [], {}
+        return "input_images must be a zip file", [], {}, []
     visible = [
         n for n in names if not n.startswith("__MACOSX/") and not PurePosixPath(n).name.startswith(".")
     ]
     images = sorted(n for n in visible if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        return "no images found in input_images", [], {}
+        return "no images found in input_images", [], {}, []
     image_stems = {PurePosixPath(n).stem for n in images}
     # The .txt files as the trainer's input folder holds them: the bytes we sent, unchanged
     # ([trigger] is replaced by ai-toolkit when it reads a caption, not in the file).
@@ -385,7 +422,7 @@ def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, 
     captions["__extracted__"] = sum(
         1 for info in archive.infolist() if not info.filename.startswith(("__MACOSX/", "._"))
     )
-    return "", images, captions
+    return "", images, captions, pictures.dataset_photos(archive, images)
 
 
 _COLOURS = (
@@ -442,7 +479,9 @@ def safetensors_bytes(*, rank: int, seed: str) -> bytes:
         base = f"transformer.single_transformer_blocks.{block}.attn.to_q"
         tensors.append((f"{base}.lora_A.weight", [rank, features]))
         tensors.append((f"{base}.lora_B.weight", [features, rank]))
-    header: dict[str, Any] = {"__metadata__": {"format": "pt", "sandbox": "true"}}
+    # The training travels with its weights (to Hugging Face and back into lora_weights), so a
+    # prediction that loads them can draw with that training's photos.
+    header: dict[str, Any] = {"__metadata__": {"format": "pt", "sandbox": "true", "sandbox_training": seed}}
     blobs: list[bytes] = []
     offset = 0
     digest = hashlib.sha256(seed.encode()).digest()
@@ -518,32 +557,153 @@ def image_size(aspect_ratio: str, long_side: int = 512) -> tuple[int, int]:
     return max(16, round(w * scale / 16) * 16), max(16, round(h * scale / 16) * 16)
 
 
-def prediction_image(prediction: SandboxPrediction, index: int) -> tuple[bytes, str]:
-    """Draw a picture that shows the prompt and says plainly that it is a sandbox image."""
+def prediction_seed(prediction: SandboxPrediction) -> int:
+    """The seed the run uses: the one given, or (for none or a negative one) a random 16-bit one as
+    predict.py draws it (`int.from_bytes(os.urandom(2), "big")`), here fixed by the prediction id."""
+    seed = prediction.input.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"seed:{prediction.id}".encode()).digest()[:2], "big")
+
+
+# Where a LoRA can come from (the lora_weights / extra_lora descriptions in vendor/replicate/cog/):
+# a trained_model.tar URL of this stand-in, huggingface.co/<owner>/<name>[/<file>.safetensors],
+# or a Replicate model <owner>/<name>[/<version>].
+_TAR_URL = re.compile(r"/v1/files/trainings/(?P<id>[a-z0-9]+)/trained_model\.tar(?:\?|$)")
+_HF_REF = re.compile(
+    r"^(?:https?://)?(?:www\.)?huggingface\.co/(?P<ns>[\w.-]+)/(?P<name>[\w.-]+)(?:/(?P<file>.+\.safetensors))?/?$"
+)
+_MODEL_REF = re.compile(r"^(?P<owner>[\w.-]+)/(?P<name>[\w.-]+)(?:[/:](?P<version>[0-9a-f]{64}))?$")
+
+
+def lora_training_id(reference: str) -> str:
+    """The sandbox training behind a LoRA reference, or "" when it names none the sandbox knows (a
+    real predictor would download it; here its pictures are the base model's)."""
+    reference = reference.strip()
+    if match := _TAR_URL.search(reference):
+        return match["id"]
+    if match := _HF_REF.match(reference):
+        return _hub_training_id(match["ns"], match["name"], match["file"])
+    if match := _MODEL_REF.match(reference):
+        versions = SandboxVersion.objects.filter(
+            model__owner=match["owner"], model__name=match["name"], kind=VersionKind.LORA
+        )
+        if match["version"]:
+            versions = versions.filter(version_id=match["version"])
+        version = versions.order_by("-created_at", "-id").first()
+        return version.training_id if version else ""
+    return ""
+
+
+def _hub_training_id(namespace: str, name: str, file: str | None) -> str:
+    """Read the safetensors header of a repo on the Hub stand-in (its `main`) for the training."""
+    from sandbox.huggingface import hub
+    from sandbox.huggingface.models import HubFile
+
+    repo = hub.repo_get(namespace, name)
+    if repo is None:
+        return ""
+    files = HubFile.objects.filter(commit__repo=repo, commit__oid=repo.head_oid)
+    entry = (
+        files.filter(path=file).first()
+        if file
+        else files.filter(path="lora.safetensors").first()
+        or files.filter(path__endswith=".safetensors").first()
+    )
+    if entry is None:
+        return ""
+    try:
+        with hub.blob_path(entry.sha256).open("rb") as blob:
+            start = blob.read(8)
+            if len(start) < 8:
+                return ""
+            return pictures.safetensors_training(
+                start + blob.read(min(struct.unpack("<Q", start)[0], 1 << 20))
+            )
+    except OSError:
+        return ""
+
+
+def _lora(training_id: str, scale: Any) -> pictures.Lora | None:
+    if not training_id:
+        return None
+    photos = SandboxTraining.objects.filter(pk=training_id).values_list("photos", flat=True).first()
+    return pictures.Lora(key=training_id, photos=tuple(photos or ()), scale=float(scale))
+
+
+def prediction_loras(prediction: SandboxPrediction) -> list[pictures.Lora]:
+    """The LoRAs a run loads, with their scales: a trained version's own weights (or
+    replicate_weights), the base generator's lora_weights, and extra_lora."""
     params = prediction.input
-    fmt = params.get("output_format") or "webp"
-    size = image_size(params.get("aspect_ratio") or "1:1")
-    seed = hashlib.sha256(f"{prediction.id}:{index}".encode()).digest()
-    image = Image.new("RGB", size, (seed[0] // 2 + 40, seed[1] // 2 + 40, seed[2] // 2 + 60))
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=22)
-    small = ImageFont.load_default(size=14)
-    draw.rectangle([0, 0, size[0], 40], fill=(200, 30, 30))
-    draw.text((10, 8), "SANDBOX", fill="white", font=font)
-    words, line, y = str(params.get("prompt", "")).split(), "", 60
-    for word in words:
-        if draw.textlength(f"{line} {word}", font=small) > size[0] - 20 and line:
-            draw.text((10, y), line, fill="white", font=small)
-            line, y = word, y + 20
-        else:
-            line = f"{line} {word}".strip()
-    if line:
-        draw.text((10, y), line, fill="white", font=small)
-    draw.text((10, size[1] - 24), f"{prediction.model} #{index + 1}", fill=(230, 230, 230), font=small)
-    out = io.BytesIO()
-    pil_format = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt]
-    image.save(out, format=pil_format, quality=int(params.get("output_quality") or 80))
-    return out.getvalue(), {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[fmt]
+    version = SandboxVersion.objects.filter(version_id=prediction.version).first()
+    if version is not None and version.kind == VersionKind.LORA:
+        main = (
+            lora_training_id(str(params["replicate_weights"]))
+            if params.get("replicate_weights")
+            else version.training_id
+        )
+    else:
+        main = lora_training_id(str(params.get("lora_weights") or ""))
+    loras = [_lora(main, params.get("lora_scale", 1.0))]
+    if params.get("extra_lora"):
+        loras.append(_lora(lora_training_id(str(params["extra_lora"])), params.get("extra_lora_scale", 1.0)))
+    return [lora for lora in loras if lora is not None]
+
+
+MAX_INPUT_IMAGE_BYTES = 20 * 1024 * 1024
+
+
+def prediction_inputs_load(
+    input_data: dict[str, Any], *, accepts_mask: bool
+) -> tuple[str, bytes | None, bytes | None]:
+    """Fetch and open `image` (and `mask`, for a predictor that takes one) as Cog and predict.py do
+    before generating. Returns (error or "", image PNG, mask PNG), the PNGs at the output size.
+    The decode error is PIL's; a download error's wording is the sandbox's own (no recorded Cog
+    message for an input URL that fails), as for input_images."""
+    url = str(input_data.get("image") or "")
+    if not url:
+        return "", None, None
+    try:
+        image = pictures.input_image_load(
+            download(url, what="image", limit=MAX_INPUT_IMAGE_BYTES), name=pictures.input_name(url)
+        )
+        mask = None
+        mask_url = str(input_data.get("mask") or "") if accepts_mask else ""
+        if mask_url:
+            mask = pictures.mask_load(
+                download(mask_url, what="mask", limit=MAX_INPUT_IMAGE_BYTES),
+                name=pictures.input_name(mask_url),
+                size=image.size,
+            )
+    except (DownloadError, pictures.InputImageError) as exc:
+        return str(exc), None, None
+    return "", pictures.png_bytes(image), pictures.png_bytes(mask) if mask is not None else None
+
+
+def prediction_size(prediction: SandboxPrediction) -> tuple[int, int]:
+    params = prediction.input
+    if params.get("aspect_ratio") == "custom" and params.get("width") and params.get("height"):
+        return pictures.fit_size(int(params["width"]), int(params["height"]))
+    return image_size(params.get("aspect_ratio") or "1:1")
+
+
+def prediction_image(prediction: SandboxPrediction, index: int) -> tuple[bytes, str]:
+    """Output `index` of a run, drawn from its inputs (see sandbox.replicate.pictures)."""
+    params = prediction.input
+    image = pictures.picture_load(bytes(prediction.input_image)) if prediction.input_image else None
+    mask = pictures.picture_load(bytes(prediction.input_mask)) if prediction.input_mask else None
+    return pictures.render(
+        prompt=str(params.get("prompt", "")),
+        seed=prediction_seed(prediction),
+        index=index,
+        size=prediction_size(prediction),
+        loras=prediction_loras(prediction),
+        image=image,
+        mask=mask,
+        prompt_strength=float(params.get("prompt_strength", 0.8)),
+        output_format=params.get("output_format") or "webp",
+        output_quality=int(params.get("output_quality") if params.get("output_quality") is not None else 80),
+    )
 
 
 # --- Predictions ------------------------------------------------------------------------------------
@@ -579,7 +739,7 @@ def prediction_json(prediction: SandboxPrediction, now: datetime | None = None) 
     if state.started_at:
         steps = int(prediction.input.get("num_inference_steps") or 28)
         bar = progress_line("", round(steps * state.progress), steps, 0.05).removeprefix(": ")
-        logs = f"Using seed: {prediction.input.get('seed', 1234)}\n{bar}\n"
+        logs = f"Using seed: {prediction_seed(prediction)}\n{bar}\n"
         if state.status == "failed":
             logs += f"{state.error}\n"
     metrics: dict[str, Any] = {}
@@ -710,14 +870,18 @@ def _training_run(training_id: str) -> None:
         return
     outbox = _Outbox(training.webhook, list(training.webhook_events_filter or []))
     outbox.send("start", training_json(training))
-    error, images, captions = dataset_check(training)
+    error, images, captions, photos = dataset_check(training)
     SandboxTraining.objects.filter(pk=training_id).update(
-        dataset_checked_at=timezone.now(), dataset_error=error, dataset_images=images, captions=captions
+        dataset_checked_at=timezone.now(),
+        dataset_error=error,
+        dataset_images=images,
+        captions=captions,
+        photos=photos,
     )
     deadline = time.monotonic() + training.duration_seconds + 120
     last_logs = ""
     while time.monotonic() < deadline:
-        training = SandboxTraining.objects.filter(pk=training_id).first()
+        training = SandboxTraining.objects.defer("photos").filter(pk=training_id).first()
         if training is None:  # deleted (a test flushed the database)
             return
         payload = training_json(training)

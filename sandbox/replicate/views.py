@@ -271,7 +271,8 @@ TRAININGS_PAGE_SIZE = 100  # "It will return 100 records per page" (the list end
 def training_list(request: HttpRequest) -> HttpResponse:
     """GET /v1/trainings: {"next", "previous", "results"}, the most recent training first (as documented
     in replicate-python-beta resources/trainings.py list(), generated from Replicate's OpenAPI spec)."""
-    rows = SandboxTraining.objects.order_by("-created_at", "-id")
+    # The kept photos are drawn from, never listed.
+    rows = SandboxTraining.objects.defer("photos").order_by("-created_at", "-id")
     cursor = request.GET.get("cursor", "")
     offset = int(cursor) if cursor.isdigit() else 0
     page = list(rows[offset : offset + TRAININGS_PAGE_SIZE + 1])
@@ -336,6 +337,13 @@ def _prediction_start(request: HttpRequest, version: SandboxVersion, data: dict[
         )
         ref = f"{version.model.owner}/{version.model.name}"
         text_output, error = captioning.caption_output(ref, input_data, fault.kind if fault else None)
+    image_png = mask_png = None
+    if version.kind != VersionKind.CAPTIONER and input_data.get("image"):
+        # Opening the input comes before generating, so its error wins over the safety checker's.
+        image_error, image_png, mask_png = simulation.prediction_inputs_load(
+            input_data, accepts_mask="mask" in schema["properties"]
+        )
+        error = image_error or error
     prediction = SandboxPrediction.objects.create(
         id=simulation.new_id(),
         model=f"{version.model.owner}/{version.model.name}",
@@ -347,6 +355,8 @@ def _prediction_start(request: HttpRequest, version: SandboxVersion, data: dict[
         duration_seconds=float(settings.SANDBOX_PREDICTION_SECONDS),
         error=error,
         text_output=text_output,
+        input_image=image_png,
+        input_mask=mask_png,
     )
     transaction.on_commit(lambda: simulation.prediction_runner_start(prediction.id))
     wait = _prefer_wait(request)
