@@ -596,7 +596,10 @@ def _detail_context(job: TrainingJob) -> dict:
         "model": model,
         "timeline": selectors.training_timeline(job),
         "loss_svg": loss_chart_svg([(int(p[0]), float(p[1])) for p in job.loss_history or []]),
-        "params": [(PARAM_LABELS.get(k, k), v) for k, v in (job.params or {}).items()],
+        "params": [
+            (PARAM_LABELS.get(k, k), " · ".join(v) if isinstance(v, list) else v)
+            for k, v in (job.params or {}).items()
+        ],
         "failed_stage_label": TrainingJob.Status(job.failed_stage).label
         if job.failed_stage in TrainingJob.Status.values
         else "",

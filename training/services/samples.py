@@ -469,11 +469,16 @@ def samples_reconcile() -> dict[str, int]:
             counts["samples_requeued"] += transition(cell, C.RUNNING, C.QUEUED, claimed_at=None)
         else:
             counts["samples_failed"] += _cell_fail(cell, "Replicate never confirmed that this image started.")
-    # Queued cells whose task was lost, or that wait after a passing refusal, run again in a task.
-    due = set(
-        SampleImage.objects.filter(status=C.QUEUED, updated_at__lt=now - timedelta(minutes=1)).values_list(
-            "job_id", flat=True
+    # Queued cells whose task was lost, or that wait after a passing refusal, run again in a task;
+    # not while a run of that grid is alive (a fresh running cell): two runs would double the bound.
+    busy = set(
+        SampleImage.objects.filter(status=C.RUNNING, updated_at__gte=stale).values_list("job_id", flat=True)
+    )
+    due = (
+        set(
+            SampleImage.objects.filter(status=C.QUEUED, updated_at__lt=stale).values_list("job_id", flat=True)
         )
+        - busy
     )
     for job_id in due:
         _enqueue("training.tasks.sample_grid_run_task", job_id)
