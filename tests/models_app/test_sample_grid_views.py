@@ -133,16 +133,3 @@ def test_a_grid_still_being_made_shows_its_queued_images(model, alice_client):
     LoraModel.objects.filter(pk=model.pk).update(sample_grid=grid(2, STRENGTHS, status="queued"))
     page = alice_client.get(f"/models/{model.pk}/").content.decode()
     assert page.count('<td class="sample queued">') == 10 and "Queued…" in page
-
-
-def test_stored_sample_files_are_listed_for_account_deletion(alice):
-    from training.models import SampleImage, TrainingJob
-    from training.selectors import owned_file_names
-
-    job = TrainingJob.objects.create(owner=alice, name="T", trigger_word="ALICEX")
-    image = _stored("samples/x/image.webp")
-    SampleImage.objects.create(
-        job=job, row=0, col=0, prompt="p", lora_scale=1.0, seed=42, status="succeeded",
-        file_name=image, thumbnail_name="samples/x/thumb.webp",
-    )  # fmt: skip
-    assert (storage.PUBLIC, image) in owned_file_names(alice)

@@ -137,42 +137,6 @@ def test_a_successful_training_makes_its_grid_and_puts_it_on_the_model_the_cover
     assert b"Sample grid" in training_page.content and b"(no LoRA)" in training_page.content
 
 
-def test_the_start_page_and_its_estimate_show_the_grid_as_a_line_of_the_price(alice, alice_client, settings):
-    from training.services import training_create
-
-    job = training_create(owner=alice, name="Est", trigger_word="ohwx_est", subject_kind="style")
-    page = alice_client.get(f"/trainings/{job.pk}/start/")
-    body = page.content.decode()
-    per_image = settings.SAMPLE_GRID_CREDITS_PER_IMAGE
-    assert "Sample grid: 3 prompts × 5 strengths = 15 images" in body
-    assert f"{training_cost_credits(steps=1000) + 15 * per_image} credits" in body
-    assert "in the style of ohwx_est" in body  # the style kind's prompts prefill the field
-    estimate = alice_client.get(
-        f"/trainings/{job.pk}/estimate/",
-        {"steps": "1000", "sample_prompts": "one\n\ntwo"},
-        HTTP_HX_REQUEST="true",
-    )
-    body = estimate.content.decode()
-    assert "2 prompts × 5 strengths = 10 images" in body
-    assert f"{training_cost_credits(steps=1000) + 10 * per_image} credits" in body
-    none = alice_client.get(f"/trainings/{job.pk}/estimate/", {"steps": "1000", "sample_prompts": ""})
-    assert "Sample grid: none" in none.content.decode()
-    assert f"{training_cost_credits(steps=1000)} credits" in none.content.decode()
-
-
-def test_too_many_sample_prompts_get_a_clear_message_and_nothing_is_spent(alice, alice_client):
-    from training.services import training_create
-
-    job = training_create(owner=alice, name="Many", trigger_word="ohwx_many", subject_kind="subject")
-    before = balance_for_user(alice)
-    form = {k: str(v) for k, v in PARAMS.items()} | {"sample_prompts": "a\nb\nc\nd"}
-    response = alice_client.post(f"/trainings/{job.pk}/start/", form)
-    assert response.status_code == 400 and "At most 3 sample prompts" in response.content.decode()
-    assert balance_for_user(alice) == before
-    job.refresh_from_db()
-    assert job.status == S.DRAFT
-
-
 def test_a_failed_sample_leaves_the_training_succeeded_and_its_rerun_makes_it_at_no_charge(
     grid_job, alice, alice_client, bob_client
 ):
