@@ -40,13 +40,24 @@ def lora_sample_grid_set(*, model_id: int, grid: dict[str, Any]) -> None:
 def lora_suggested_scale_set(*, model: LoraModel, lora_scale: float) -> LoraModel:
     """Store the owner's pick among the grid's strengths (the generate page's default strength).
 
-    Raises LoraStateError for a strength the grid does not show.
+    Raises LoraStateError for a strength the grid does not show. A published model's card is
+    committed again (a task, after commit), its example images now at this strength.
     """
     strengths = [float(s) for s in (model.sample_grid or {}).get("strengths") or []]
     if float(lora_scale) not in strengths:
         raise LoraStateError("Pick one of the strengths the sample grid shows.")
-    LoraModel.objects.filter(pk=model.pk).update(
-        suggested_lora_scale=float(lora_scale), updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        LoraModel.objects.filter(pk=model.pk).update(
+            suggested_lora_scale=float(lora_scale), updated_at=timezone.now()
+        )
+        # The card's example images are the grid's at this strength: commit it again, in a task.
+        if model.status == LoraModel.Status.READY and model.hf_repo_id:
+            transaction.on_commit(lambda: _enqueue_card(model.pk))
     model.refresh_from_db()
     return model
+
+
+def _enqueue_card(model_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("models_app.tasks.lora_card_publish_task", model_id, task_name=f"lora-card-{model_id}")

@@ -136,6 +136,20 @@ def test_a_successful_training_makes_its_grid_and_puts_it_on_the_model_the_cover
     training_page = alice_client.get(f"/trainings/{job.pk}/")
     assert b"Sample grid" in training_page.content and b"(no LoRA)" in training_page.content
 
+    # The owner's best strength: the card is committed again with that column's images.
+    assert alice_client.post(f"/models/{model.pk}/strength/", {"lora_scale": "0.6"}).status_code == 302
+    model.refresh_from_db()
+    assert model.suggested_lora_scale == 0.6 and model.hf_commit != info.sha
+    widget = _readme(model, tmp_path / "again")["widget"]
+    assert len(widget) == 3  # the cover (kept), then each prompt at 0.6
+    assert [w["text"] for w in widget[1:]] == prompts
+    assert huggingface_client.repo_info(repo_id=model.hf_repo_id).sha == model.hf_commit
+    published = huggingface_client.file_download(
+        repo_id=model.hf_repo_id, filename=widget[1]["output"]["url"], local_dir=tmp_path / "img"
+    )
+    row0_at_06 = b"".join(storage.file_iter(alias=storage.PUBLIC, name=cells[1].file_name))
+    assert published.read_bytes() == row0_at_06
+
 
 def test_a_failed_sample_leaves_the_training_succeeded_and_its_rerun_makes_it_at_no_charge(
     grid_job, alice, alice_client, bob_client
