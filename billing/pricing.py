@@ -27,3 +27,11 @@ def generation_cost_credits(*, num_images: int) -> int:
     if num_images <= 0:
         raise ValueError("a generation makes at least one image")
     return num_images * settings.GENERATION_CREDITS_PER_IMAGE
+
+
+def sample_grid_cost_credits(*, num_images: int) -> int:
+    """The credits a training's sample grid of `num_images` images adds to the training's price
+    (it is spent with the training, in one entry: never a separate charge)."""
+    if num_images < 0:
+        raise ValueError("a sample grid has no negative size")
+    return num_images * settings.SAMPLE_GRID_CREDITS_PER_IMAGE

@@ -422,6 +422,18 @@ GENERATION_DOWNLOAD_RETRY_SECONDS = env_int("GENERATION_DOWNLOAD_RETRY_SECONDS",
 GENERATION_IMAGE_MAX_BYTES = env_int("GENERATION_IMAGE_MAX_BYTES", 40 * 1024 * 1024)
 GENERATION_DOWNLOAD_DEADLINE_SECONDS = env_int("GENERATION_DOWNLOAD_DEADLINE_SECONDS", 60)
 
+# The sample grid made after every successful training: its prompts at several LoRA strengths (0 is
+# the base model without the LoRA), one fixed seed, paid as part of the training's price.
+SAMPLE_GRID_PROMPTS = env_int("SAMPLE_GRID_PROMPTS", 3)  # the default number, and the most
+SAMPLE_GRID_STRENGTHS = [
+    float(s) for s in env_list("SAMPLE_GRID_STRENGTHS", ["0", "0.6", "0.8", "1.0", "1.2"])
+]
+SAMPLE_GRID_SEED = env_int("SAMPLE_GRID_SEED", 42)
+SAMPLE_GRID_CONCURRENCY = env_int("SAMPLE_GRID_CONCURRENCY", 4)  # predictions in flight per grid
+SAMPLE_GRID_WAIT_SECONDS = env_int("SAMPLE_GRID_WAIT_SECONDS", 60)  # then the poller takes over
+SAMPLE_GRID_CREDITS_PER_IMAGE = env_int("SAMPLE_GRID_CREDITS_PER_IMAGE", GENERATION_CREDITS_PER_IMAGE)
+SAMPLE_GRID_MAX_ATTEMPTS = env_int("SAMPLE_GRID_MAX_ATTEMPTS", 3)  # per cell, reruns included
+
 # --- Captioning a dataset's photos with a vision model on Replicate --------------------------------
 # The models we can caption with, each pinned to a version (override per model with the environment);
 # their inputs and outputs are described in training/captioning_models.py, from their real schemas.

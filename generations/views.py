@@ -125,7 +125,11 @@ def generate(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
             form = _again_form(request, generation, _limits(model))
         else:
             model = model or next(iter(selectors.models_for_generation(request.user)[:1]), None)
-            form = GenerateForm(limits=_limits(model))
+            # The strength its owner picked from the model's sample grid, if any.
+            suggested = model.suggested_lora_scale if model is not None else None
+            form = GenerateForm(
+                initial={"lora_scale": suggested} if suggested is not None else None, limits=_limits(model)
+            )
         return render(request, GENERATE, _generate_context(request, form, model))
     model = _model_from_request(request, request.POST)
     form = GenerateForm(request.POST, limits=_limits(model))

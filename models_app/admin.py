@@ -42,6 +42,7 @@ class LoraModelAdmin(admin.ModelAdmin):
         "hf_commit",
         "publish_attempts",
         "published_at",
+        "sample_grid",
         "created_at",
         "updated_at",
     ]

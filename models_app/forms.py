@@ -25,3 +25,9 @@ class HfAccountForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
         help_text="A token with write access, from your Hugging Face settings (Access Tokens).",
     )
+
+
+class SuggestedScaleForm(forms.Form):
+    """The owner's best strength, one of the sample grid's (checked by lora_suggested_scale_set)."""
+
+    lora_scale = forms.FloatField(min_value=-10, max_value=10)

@@ -69,6 +69,13 @@ class LoraModel(models.Model):
     # generations app through models_app.services (lora_showcase_add / _remove): what the list card,
     # the model page and the Hugging Face card show, without this app reading the generations' tables.
     showcase = models.JSONField(default=list, blank=True)
+    # The sample grid made after training (prompts × strengths, one seed), kept here by the training
+    # app through models_app.services.lora_sample_grid_set, like the showcase:
+    # {"seed": int, "strengths": [float], "prompts": [str],
+    #  "cells": [[{"status": str, "file_name": str, "thumbnail_name": str}, …] per prompt]}
+    sample_grid = models.JSONField(default=dict, blank=True)
+    # The strength its owner picked from the grid: the generate page's default.
+    suggested_lora_scale = models.FloatField(null=True, blank=True)
     training = models.OneToOneField(
         "training.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="lora_model"
     )

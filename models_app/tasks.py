@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from fluxsite.integrations.errors import IntegrationError
-from models_app.services import lora_publish
+from models_app.services import lora_card_publish, lora_publish
 
 logger = logging.getLogger(__name__)
 
@@ -21,3 +21,13 @@ def lora_publish_task(model_id: int) -> str:
     except IntegrationError as exc:
         logger.info("lora_publish_task(%s): %s (retryable=%s)", model_id, exc, exc.retryable)
         return f"publish_failed:{exc.category}"
+
+
+def lora_card_publish_task(model_id: int) -> str:
+    """Commit the model card again (its example images follow the suggested strength). Best effort:
+    a refusal is logged, the card keeps its last images and the next publish or grid rewrites it."""
+    try:
+        return lora_card_publish(model_id=model_id) or "skipped"
+    except IntegrationError as exc:
+        logger.warning("lora_card_publish_task(%s): %s (%s)", model_id, exc, exc.detail)
+        return f"failed:{exc.category}"

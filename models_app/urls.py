@@ -14,6 +14,7 @@ urlpatterns = [
     path("<int:pk>/rename/", views.model_rename, name="rename"),
     path("<int:pk>/visibility/", views.model_visibility, name="visibility"),
     path("<int:pk>/publish/", views.model_publish_retry, name="publish_retry"),
+    path("<int:pk>/strength/", views.model_suggest_scale, name="suggest_scale"),
     path("<int:pk>/download/", views.model_download, name="download"),
     path("<int:pk>/delete/", views.model_delete, name="delete"),
 ]

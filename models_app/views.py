@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -16,7 +17,7 @@ from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.pagination import CURSOR_PARAM, cursor_page, render_list
 from models_app import selectors, services
-from models_app.forms import DeleteForm, HfAccountForm, RenameForm, VisibilityForm
+from models_app.forms import DeleteForm, HfAccountForm, RenameForm, SuggestedScaleForm, VisibilityForm
 from models_app.models import LoraModel
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ def _detail_context(request: AuthenticatedHttpRequest, model: LoraModel, **extra
     return {
         "model": model,
         "recent_images": selectors.model_showcase(model),
+        "grid": selectors.model_sample_grid(model),
+        "suggest_url": reverse("models_app:suggest_scale", args=[model.pk]),
         "thumbnail_url": selectors.model_thumbnail_url(model),
         "hf_account": selectors.hf_account_for_user(request.user),
         "public_url": request.build_absolute_uri(model_public_path(model)) if model.is_public else "",
@@ -112,6 +115,24 @@ def model_visibility(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse
         messages.success(request, f"The model is now {form.cleaned_data['visibility']}.")
     except IntegrationError as exc:
         messages.error(request, f"Hugging Face did not accept the change: {exc.user_text}")
+    return redirect("models_app:detail", pk=model.pk)
+
+
+@login_required
+@require_POST
+def model_suggest_scale(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """Keep the strength the owner picked from the sample grid: the generate page's default."""
+    model = selectors.get_model_for_user(request.user, pk)
+    form = SuggestedScaleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Pick one of the strengths the sample grid shows.")
+        return redirect("models_app:detail", pk=model.pk)
+    try:
+        services.lora_suggested_scale_set(model=model, lora_scale=form.cleaned_data["lora_scale"])
+    except services.LoraStateError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Strength {form.cleaned_data['lora_scale']} is now this model's default.")
     return redirect("models_app:detail", pk=model.pk)
 
 

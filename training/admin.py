@@ -10,10 +10,11 @@ from training.models import (
     Dataset,
     DatasetImage,
     ReplicateWebhook,
+    SampleImage,
     TrainingEvent,
     TrainingJob,
 )
-from training.services import caption_batch_cancel, trainings_reconcile
+from training.services import SampleGridError, caption_batch_cancel, sample_grid_rerun, trainings_reconcile
 
 
 class DatasetInline(admin.StackedInline):
@@ -209,6 +210,41 @@ class TrainingEventAdmin(admin.ModelAdmin):
     @admin.display(description="Message")
     def short_message(self, obj: TrainingEvent) -> str:
         return obj.message[:100]
+
+
+@admin.register(SampleImage)
+class SampleImageAdmin(admin.ModelAdmin):
+    """The sample grids' images: which failed and why, their predictions to look up at Replicate."""
+
+    list_per_page = 50
+    show_full_result_count = False
+    list_display = [
+        "job",
+        "row",
+        "col",
+        "lora_scale",
+        "status",
+        "attempts",
+        "replicate_prediction_id",
+        "updated_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["job__name", "job__owner__email", "replicate_prediction_id", "prompt"]
+    list_select_related = ["job"]
+    raw_id_fields = ["job"]
+    readonly_fields = [f.name for f in SampleImage._meta.fields if f.name != "id"]
+    actions = ["rerun_failed"]
+
+    @admin.action(description="Run the failed images of these grids again (no charge)")
+    def rerun_failed(self, request, queryset) -> None:
+        jobs = TrainingJob.objects.filter(pk__in=queryset.values("job_id"))
+        queued = 0
+        for job in jobs:
+            try:
+                queued += sample_grid_rerun(job=job)
+            except SampleGridError as exc:
+                self.message_user(request, f"{job}: {exc}", messages.WARNING)
+        self.message_user(request, f"{queued} images queued again.")
 
 
 @admin.register(ReplicateWebhook)

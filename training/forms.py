@@ -9,6 +9,7 @@ from django.core.validators import RegexValidator
 
 from training.models import CaptionBatch, DatasetImage, TrainingJob
 from training.services.captions import FIND_MAX
+from training.services.samples import SampleGridError, sample_prompts_parse
 
 TRIGGER_RE = r"^[A-Za-z0-9_]{2,32}$"
 
@@ -182,17 +183,38 @@ class TrainingParamsForm(forms.Form):
         required=False, max_length=200, help_text="How the trainer's captions should end."
     )
 
+    # The sample grid made after the training (training.services.samples): its prompts, each shown
+    # at several strengths. Prefilled from the dataset's captions and the subject or style kind.
+    sample_prompts = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Sample prompts",
+        help_text="One a line, at most SAMPLE_MAX. After training, each is drawn at several LoRA "
+        "strengths (0 is the base model, for comparison) with one seed; included in the price. "
+        "Leave empty for no samples.",
+    )
+
     def __init__(self, *args: Any, estimate_url: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if estimate_url:  # the cost beside the form follows the steps as they are typed
-            self.fields["steps"].widget.attrs.update(
-                {
-                    "hx-get": estimate_url,
-                    "hx-trigger": "change, input changed delay:400ms",
-                    "hx-target": "#estimate",
-                    "hx-swap": "outerHTML",
-                }
-            )
+        prompts = self.fields["sample_prompts"]
+        prompts.help_text = str(prompts.help_text).replace("SAMPLE_MAX", str(settings.SAMPLE_GRID_PROMPTS))
+        if estimate_url:  # the cost beside the form follows the steps and the prompts as they are typed
+            for name in ("steps", "sample_prompts"):
+                self.fields[name].widget.attrs.update(
+                    {
+                        "hx-get": estimate_url,
+                        "hx-trigger": "change, input changed delay:400ms",
+                        "hx-target": "#estimate",
+                        "hx-swap": "outerHTML",
+                        "hx-include": "[name=steps], [name=sample_prompts]",
+                    }
+                )
+
+    def clean_sample_prompts(self) -> list[str]:
+        try:
+            return sample_prompts_parse(self.cleaned_data.get("sample_prompts") or "")
+        except SampleGridError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def params(self) -> dict:
         data = dict(self.cleaned_data)
@@ -200,12 +222,19 @@ class TrainingParamsForm(forms.Form):
         return data
 
 
-def params_initial(*, preset: str = "", saved: dict | None = None) -> dict:
-    """The start form's first values: a chosen preset, else the training's saved settings, else defaults."""
+def params_initial(
+    *, preset: str = "", saved: dict | None = None, sample_prompts: list[str] | None = None
+) -> dict:
+    """The start form's first values: a chosen preset, else the training's saved settings, else
+    defaults; the sample prompts are the saved ones, else `sample_prompts` (a preset keeps them)."""
+    saved = dict(saved or {})
+    prompts = saved.get("sample_prompts") if isinstance(saved.get("sample_prompts"), list) else sample_prompts
+    extra = {"sample_prompts": "\n".join(prompts)} if prompts is not None else {}
     if preset in PRESETS:
         values = {k: v for k, v in PRESETS[preset].items() if k != "label"}
-        return {"preset": preset, **values}
-    return dict(saved or {})
+        return {"preset": preset, **values, **extra}
+    saved.pop("sample_prompts", None)
+    return {**saved, **extra}
 
 
 class TrainingFilterForm(forms.Form):

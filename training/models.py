@@ -392,3 +392,47 @@ class CaptionTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image_name} ({self.status})"
+
+
+class SampleImage(models.Model):
+    """One cell of a training's sample grid: a prompt (row) at a LoRA strength (column), one seed.
+
+    Made after the training succeeded, with its model, by training.services.samples, and paid for
+    in the training's price. Statuses move by compare-and-swap, because the grid's worker, a
+    redelivered task and the poller can race:
+        queued → running → succeeded | failed        failed → queued (the owner's rerun)
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="samples")
+    row = models.PositiveSmallIntegerField(help_text="The prompt's index.")
+    col = models.PositiveSmallIntegerField(help_text="The strength's index.")
+    prompt = models.TextField(help_text="As sent: with the trigger word.")
+    lora_scale = models.FloatField()
+    seed = models.BigIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    replicate_prediction_id = models.CharField(max_length=64, blank=True, db_index=True)
+    replicate_status = models.CharField(max_length=20, blank=True)
+    # Only the worker that set it may create the prediction: a redelivered task never runs it twice.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    file_name = models.CharField(max_length=300, blank=True, help_text="In the public storage.")
+    thumbnail_name = models.CharField(max_length=300, blank=True)
+    error_message = models.TextField(blank=True)
+    predict_time = models.FloatField(null=True, blank=True, help_text="GPU seconds (paid by the training).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["job", "row", "col"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "row", "col"], name="sample_image_unique_cell"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} [{self.row}, {self.col}] at {self.lora_scale}"

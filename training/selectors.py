@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
@@ -12,7 +13,8 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from fluxsite.accounts.models import User
-from fluxsite.integrations.storage import PRIVATE
+from fluxsite.integrations.storage import PRIVATE, PUBLIC
+from models_app.selectors import sample_grid_display
 from training.dataset_zip import member_stem
 from training.models import (
     ACTIVE_STATUSES,
@@ -20,6 +22,7 @@ from training.models import (
     CaptionTask,
     Dataset,
     DatasetImage,
+    SampleImage,
     TrainingEvent,
     TrainingJob,
 )
@@ -60,6 +63,12 @@ def owned_file_names(user: User) -> list[tuple[str, str]]:
         Dataset.objects.filter(training__owner=user).exclude(zip_name="").values_list("zip_name", flat=True)
     ):
         files.append((PRIVATE, zip_name))
+    for file_name, thumbnail_name in (
+        SampleImage.objects.filter(job__owner=user)
+        .exclude(file_name="")
+        .values_list("file_name", "thumbnail_name")
+    ):
+        files += [(PUBLIC, file_name), (PUBLIC, thumbnail_name)]
     return files
 
 
@@ -364,3 +373,31 @@ def caption_batch_counts(tasks: list[CaptionTask]) -> dict[str, int]:
     for task in tasks:
         counts[task.status] += 1
     return counts
+
+
+# --- The sample grid ---------------------------------------------------------------------------------------
+def sample_grid_as_json(*, job_id: int) -> dict[str, Any]:
+    """The grid as the model keeps it (LoraModel.sample_grid): prompts, strengths and cells."""
+    cells = list(SampleImage.objects.filter(job_id=job_id).order_by("row", "col"))
+    strengths = sorted({c.lora_scale for c in cells})
+    prompts: dict[int, str] = {}
+    rows: dict[int, list[dict[str, str]]] = {}
+    for cell in cells:
+        prompts.setdefault(cell.row, cell.prompt)
+        rows.setdefault(cell.row, []).append(
+            {"status": cell.status, "file_name": cell.file_name, "thumbnail_name": cell.thumbnail_name}
+        )
+    return {
+        "seed": cells[0].seed if cells else None,
+        "strengths": strengths,
+        "prompts": [prompts[r] for r in sorted(prompts)],
+        "cells": [rows[r] for r in sorted(rows)],
+    }
+
+
+def training_sample_grid(job: TrainingJob) -> dict[str, Any] | None:
+    """The training's sample grid for its page (one query), or None before it is planned."""
+    model = getattr(job, "lora_model", None)
+    return sample_grid_display(
+        sample_grid_as_json(job_id=job.pk), suggested=model.suggested_lora_scale if model else None
+    )

@@ -49,8 +49,19 @@ def training_sync_task(job_id: int) -> None:
 
 
 def trainings_reconcile_task() -> dict[str, int]:
-    """Scheduled every minute (catch_up off): polls quiet trainings and resumes stalled stages."""
-    return services.trainings_reconcile()
+    """Scheduled every minute (catch_up off): polls quiet trainings and resumes stalled stages, and
+    does the same for their sample grids (one schedule: the grid is the training's last step)."""
+    return {**services.trainings_reconcile(), **services.samples_reconcile()}
+
+
+def sample_grid_start_task(job_id: int) -> int:
+    """Plan a succeeded training's sample grid (once) and run its queued images."""
+    return services.sample_grid_start(job_id=job_id)
+
+
+def sample_grid_run_task(job_id: int) -> int:
+    """Run the grid's queued images (each claimed first: safe to run twice)."""
+    return services.sample_grid_run(job_id=job_id)
 
 
 def training_notify_task(job_id: int) -> None:

@@ -466,15 +466,38 @@ def _insufficient_message(exc: InsufficientCredits) -> str:
     )
 
 
-def _estimate_context(steps: object) -> dict:
-    """The cost of `steps` (raw input), or none when the form's steps field refuses it."""
+def _sample_prompt_count(text: object) -> int:
+    """How many sample prompts the raw field holds (capped as the form caps it, for the estimate)."""
+    lines = [line for line in str(text or "").splitlines() if line.strip()]
+    return min(len(lines), settings.SAMPLE_GRID_PROMPTS)
+
+
+def _estimate_context(steps: object, sample_prompts: object = None) -> dict:
+    """The cost of `steps` (raw input) with a grid of `sample_prompts` (the raw field; None: the
+    default number), or none when the form's steps field refuses them."""
     field = TrainingParamsForm.base_fields["steps"]  # its bounds are the only copy of the limits
     try:
         valid = field.clean(steps)
     except ValidationError:
         return {"estimate": None, "steps_field": field}
-    credits, dollars = services.training_estimate(steps=valid)
-    return {"estimate": {"credits": credits, "dollars": dollars, "steps": valid}, "steps_field": field}
+    prompts = settings.SAMPLE_GRID_PROMPTS if sample_prompts is None else _sample_prompt_count(sample_prompts)
+    credits, dollars = services.training_estimate(steps=valid, sample_prompts=prompts)
+    images, grid_credits = services.sample_grid_estimate(prompts=prompts)
+    return {
+        "estimate": {
+            "credits": credits,
+            "dollars": dollars,
+            "steps": valid,
+            "training_credits": credits - grid_credits,
+            "grid": {
+                "prompts": prompts,
+                "strengths": len(settings.SAMPLE_GRID_STRENGTHS),
+                "images": images,
+                "credits": grid_credits,
+            },
+        },
+        "steps_field": field,
+    }
 
 
 def _params_form(job: TrainingJob, *args: Any, **kwargs: Any) -> TrainingParamsForm:
@@ -494,7 +517,7 @@ def _start_context(
         "caption_plan": selectors.dataset_caption_plan(
             job.dataset, autocaption=bool(form["autocaption"].value())
         ),
-        **_estimate_context(form["steps"].value()),
+        **_estimate_context(form["steps"].value(), form["sample_prompts"].value()),
         **extra,
     }
 
@@ -527,7 +550,12 @@ def training_start(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpRespon
             request, START_PAGE, _start_context(request, job, form, insufficient=insufficient), status=status
         )
     form = _params_form(
-        job, initial=params_initial(preset=request.GET.get("preset", ""), saved=job.params) or None
+        job,
+        initial=params_initial(
+            preset=request.GET.get("preset", ""),
+            saved=job.params,
+            sample_prompts=services.sample_prompts_default(job=job),
+        ),
     )
     if job.preset and "preset" not in request.GET:
         form.initial.setdefault("preset", job.preset)
@@ -548,7 +576,7 @@ def training_estimate(request: AuthenticatedHttpRequest, pk: int) -> HttpRespons
     context = {
         "training": job,
         "balance": balance_for_user(request.user),
-        **_estimate_context(request.GET.get("steps", "")),
+        **_estimate_context(request.GET.get("steps", ""), request.GET.get("sample_prompts")),
     }
     return render(request, f"{START_PAGE}#estimate", context)
 
@@ -569,7 +597,10 @@ def _detail_context(job: TrainingJob) -> dict:
         "training": job,
         "timeline": selectors.training_timeline(job),
         "loss_svg": loss_chart_svg([(int(p[0]), float(p[1])) for p in job.loss_history or []]),
-        "params": [(PARAM_LABELS.get(k, k), v) for k, v in (job.params or {}).items()],
+        "params": [
+            (PARAM_LABELS.get(k, k), " · ".join(v) if isinstance(v, list) else v)
+            for k, v in (job.params or {}).items()
+        ],
         "failed_stage_label": TrainingJob.Status(job.failed_stage).label
         if job.failed_stage in TrainingJob.Status.values
         else "",
@@ -580,6 +611,47 @@ def _detail_context(job: TrainingJob) -> dict:
         if job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELED) and job.credit_reference
         else None,
     }
+
+
+def _samples_context(job: TrainingJob) -> dict:
+    succeeded = job.status == TrainingJob.Status.SUCCEEDED
+    return {
+        "show_samples": succeeded,
+        "grid": selectors.training_sample_grid(job) if succeeded else None,
+        "poll_url": reverse("training:samples", args=[job.pk]),
+        "rerun_url": reverse("training:samples_rerun", args=[job.pk]),
+    }
+
+
+@login_required
+@require_GET
+def training_samples(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """The sample grid fragment, polled while its images are being made; 286 once none is left."""
+    job = selectors.get_training_for_user(request.user, pk)
+    context = _samples_context(job)
+    return polled(
+        render(request, "partials/_sample_grid.html", context),
+        finished=not (context["grid"] and context["grid"]["pending"]),
+    )
+
+
+@login_required
+@require_POST
+def training_samples_rerun(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """Run the grid's failed images again (or make the grid, if it never started): no charge."""
+    job = selectors.get_training_for_user(request.user, pk)
+    try:
+        queued = services.sample_grid_rerun(job=job)
+    except services.SampleGridError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"Running {queued} sample image{'s' if queued != 1 else ''} again, at no charge."
+            if queued
+            else "Making the sample images, at no charge.",
+        )
+    return redirect("training:detail", pk=job.pk)
 
 
 def _events_page(request: HttpRequest, job: TrainingJob) -> dict:
@@ -641,6 +713,7 @@ def training_detail(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpRespo
         {
             **_detail_context(job),
             **_events_page(request, job),
+            **_samples_context(job),
             "trainer_captions": selectors.trainer_captions_rows(job),
         },
     )

@@ -14,6 +14,7 @@ from generations.services.generation import (
     generation_target,
     generations_reconcile,
     lora_set_cover,
+    prediction_request,
     prompt_suggestions,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "generation_target",
     "generations_reconcile",
     "lora_set_cover",
+    "prediction_request",
     "prompt_suggestions",
 ]

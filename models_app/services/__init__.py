@@ -7,6 +7,7 @@ showcase; hf_accounts: users' own Hugging Face tokens; model_card: the README.md
 from models_app.services.hf_accounts import hf_account_connect, hf_account_disconnect
 from models_app.services.publishing import (
     LoraStateError,
+    lora_card_publish,
     lora_cover_set,
     lora_delete,
     lora_model_create_from_training,
@@ -17,6 +18,7 @@ from models_app.services.publishing import (
     lora_showcase_add,
     lora_showcase_remove,
 )
+from models_app.services.sample_grid import lora_sample_grid_set, lora_suggested_scale_set
 from models_app.services.weights import (
     TarCaptions,
     safetensors_check,
@@ -31,12 +33,15 @@ __all__ = [
     "lora_cover_set",
     "lora_delete",
     "lora_model_create_from_training",
+    "lora_card_publish",
     "lora_publish",
     "lora_publish_retry",
     "lora_rename",
     "lora_set_visibility",
     "lora_showcase_add",
     "lora_showcase_remove",
+    "lora_sample_grid_set",
+    "lora_suggested_scale_set",
     "safetensors_check",
     "weights_extract_lora",
     "weights_read_captions",

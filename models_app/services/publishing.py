@@ -164,15 +164,25 @@ def _local_weights(model: LoraModel, tmp: Path) -> Path:
     return path
 
 
-def _publish_files(model: LoraModel, repo_id: str, tmp: Path) -> list[tuple[str, Path | bytes]]:
+CARD_IMAGES = 6  # the cover, the sample grid's prompts (at most SAMPLE_GRID_PROMPTS), then the showcase
 
-    files: list[tuple[str, Path | bytes]] = [(LORA_NAME, _local_weights(model, tmp))]
+
+def _card_files(model: LoraModel, repo_id: str) -> list[tuple[str, Path | bytes]]:
+    """The README.md and the example images its `widget` entries point to."""
+    files: list[tuple[str, Path | bytes]] = []
     card_images = []
-    for index, sample in enumerate(model_sample_images(model), start=1):
+    for index, sample in enumerate(model_sample_images(model, limit=CARD_IMAGES), start=1):
         path_in_repo = f"images/example_{index}{PurePosixPath(sample.name).suffix.lower() or '.webp'}"
         files.append((path_in_repo, _read_bytes(sample.alias, sample.name)))
         card_images.append(CardImage(path_in_repo=path_in_repo, prompt=sample.prompt or model.trigger_word))
     files.append(("README.md", model_card_render(model=model, repo_id=repo_id, images=card_images).encode()))
+    return files
+
+
+def _publish_files(model: LoraModel, repo_id: str, tmp: Path) -> list[tuple[str, Path | bytes]]:
+
+    files: list[tuple[str, Path | bytes]] = [(LORA_NAME, _local_weights(model, tmp))]
+    files += _card_files(model, repo_id)
     if model.config_file_name:
         files.append((CONFIG_NAME, _read_bytes(storage.PRIVATE, model.config_file_name)))
     files.append(
@@ -241,6 +251,26 @@ def lora_publish(*, model_id: int) -> LoraModel:
         publish_error_message="",
     )
     return model
+
+
+def lora_card_publish(*, model_id: int) -> str | None:
+    """Commit the model card and its example images again (after the sample grid was made).
+
+    Only for a published model: one still publishing, or whose publishing failed, gets the same
+    card with its weights when it is published. Returns the commit id, or None when skipped.
+    Raises IntegrationError from Hugging Face; nothing changes here then.
+    """
+    model = LoraModel.objects.select_related("owner").get(pk=model_id)
+    if model.status != Status.READY or not model.hf_repo_id:
+        return None
+    commit = hf.repo_upload(
+        repo_id=model.hf_repo_id,
+        files=_card_files(model, model.hf_repo_id),
+        commit_message=f"Update the model card of {model.name}: sample images",
+        token=_hf_token(model),
+    )
+    LoraModel.objects.filter(pk=model.pk).update(hf_commit=commit.oid, updated_at=timezone.now())
+    return commit.oid
 
 
 def lora_publish_retry(*, model: LoraModel) -> None:

@@ -78,6 +78,16 @@ def _clone(obj: M, i: int, **overrides) -> M:
     return type(obj)(**values)
 
 
+def _sample_grid(prompts: int, strengths: int) -> dict:
+    cell = {"status": "succeeded", "file_name": "samples/w/i.webp", "thumbnail_name": "samples/w/t.webp"}
+    return {
+        "seed": 42,
+        "strengths": [i / 2 for i in range(strengths)],
+        "prompts": [f"prompt {row}" for row in range(prompts)],
+        "cells": [[dict(cell) for _ in range(strengths)] for _ in range(prompts)],
+    }
+
+
 def _grow(objects, n: int) -> None:
     """From one row of each kind to `n`, with bulk_create (the walked objects keep their pks)."""
     training: TrainingJob = objects["training"]
@@ -93,6 +103,8 @@ def _grow(objects, n: int) -> None:
     task = CaptionTask.objects.get(batch=objects["caption_batch"])
     CaptionTask.objects.bulk_create([_clone(task, i, image_id=photo.pk) for i in range(1, n)])
     model: LoraModel = objects["model"]
+    # Its sample grid from 1 × 1 to 4 × 4 (prompts × strengths): kept on the model's row.
+    LoraModel.objects.filter(pk=model.pk).update(sample_grid=_sample_grid(4, 4))
     LoraModel.objects.bulk_create(
         [_clone(model, i, slug=f"{model.slug}-{i}", training_id=None) for i in range(1, n)]
     )
@@ -145,7 +157,9 @@ def test_every_dashboard_page_and_fragment_costs_the_same_queries_at_1_and_200_r
 
     # The generate page reads the model's input schema from Replicate: not a query, not this test.
     monkeypatch.setattr(generation_views, "_limits", lambda model: {})
-    LoraModel.objects.filter(pk=objects["model"].pk).update(visibility=LoraModel.Visibility.PUBLIC)
+    LoraModel.objects.filter(pk=objects["model"].pk).update(
+        visibility=LoraModel.Visibility.PUBLIC, sample_grid=_sample_grid(1, 1)
+    )
     objects["model"].refresh_from_db()
     # The training page lists the trainer's captions with their photos.
     TrainingJob.objects.filter(pk=objects["training"].pk).update(trainer_captions={"img_001": "a photo"})

@@ -117,6 +117,8 @@ VIEWS = {  # name: (allowed methods, a method that must be refused)
     "training:cancel": ("get", "put"),
     "training:retry": ("post", "get"),
     "training:duplicate": ("post", "get"),
+    "training:samples": ("get", "post"),
+    "training:samples_rerun": ("post", "get"),
 }
 
 

@@ -63,9 +63,10 @@ def ready_training(sandbox, alice, alice_client, settings):
 
 
 def cost(steps: int = 1000) -> int:
-    from billing.pricing import training_cost_credits
+    """The price held at the start: the training and its sample grid (the default prompts)."""
+    from training.services import training_estimate
 
-    return training_cost_credits(steps=steps)
+    return training_estimate(steps=steps)[0]
 
 
 def test_a_training_goes_from_photos_to_a_published_model(ready_training, alice, settings):

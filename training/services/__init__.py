@@ -4,6 +4,7 @@ datasets: the dataset a training learns from (upload with one verdict per file, 
 the ZIP); trainings: a training's own writes (create, duplicate, estimate, start, cancel, retry);
 captioning: captions written by a vision model on Replicate, a batch at a time;
 captions: captions in bulk (find and replace, download, import) and the trainer's own;
+samples: the sample grid made after a training succeeded (prompts × strengths, one seed);
 pipeline: the stages the worker, the webhook and the poller drive (advance, apply what Replicate
 reports, sync, fail, reconcile, notify).
 """
@@ -56,6 +57,17 @@ from training.services.pipeline import (
     training_sync,
     training_watch,
     trainings_reconcile,
+)
+from training.services.samples import (
+    SampleGridError,
+    sample_apply_replicate,
+    sample_grid_estimate,
+    sample_grid_rerun,
+    sample_grid_run,
+    sample_grid_start,
+    sample_prompts_default,
+    sample_prompts_parse,
+    samples_reconcile,
 )
 from training.services.trainings import (
     training_cancel,
@@ -114,4 +126,13 @@ __all__ = [
     "training_sync",
     "training_watch",
     "trainings_reconcile",
+    "SampleGridError",
+    "sample_apply_replicate",
+    "sample_grid_estimate",
+    "sample_grid_rerun",
+    "sample_grid_run",
+    "sample_grid_start",
+    "sample_prompts_default",
+    "sample_prompts_parse",
+    "samples_reconcile",
 ]

@@ -37,6 +37,7 @@ from training.progress import progress_from_logs
 from training.selectors import dataset_caption_plan, dataset_readiness
 from training.services.captions import trainer_captions_record
 from training.services.datasets import dataset_build_zip, dataset_zip_url
+from training.services.samples import sample_grid_enqueue
 
 logger = logging.getLogger(__name__)
 S = TrainingJob.Status
@@ -315,6 +316,8 @@ def _stage_completion(job: TrainingJob) -> None:
     if _transition(job, S.COMPLETION, S.SUCCEEDED):
         training_event_record(job=job, message="Training finished.")
         _enqueue_notify(job.pk)
+        # Its sample grid, in its own task: a failed sample never fails the training.
+        sample_grid_enqueue(job_id=job.pk)
 
 
 _HANDLERS: dict[str, Callable[[TrainingJob], None]] = {

@@ -27,6 +27,7 @@ from training.selectors import dataset_readiness
 from training.services import pipeline
 from training.services.datasets import TRIGGER_TOKEN, _delete_files
 from training.services.pipeline import PipelineError, training_event_record
+from training.services.samples import sample_grid_estimate, sample_prompts_default
 
 S = TrainingJob.Status
 
@@ -139,10 +140,13 @@ def training_duplicate(*, job: TrainingJob, use_trainer_captions: bool = False) 
 
 
 # --- Start, cancel, retry ------------------------------------------------------------------------
-def training_estimate(*, steps: int) -> tuple[int, str]:
-    """(credits, dollars as text) for a training of `steps` steps."""
+def training_estimate(*, steps: int, sample_prompts: int | None = None) -> tuple[int, str]:
+    """(credits, dollars of GPU time as text) for a training of `steps` steps, its sample grid of
+    `sample_prompts` prompts included (SAMPLE_GRID_PROMPTS when not given): one price, one spend."""
+    prompts = settings.SAMPLE_GRID_PROMPTS if sample_prompts is None else sample_prompts
+    _, grid_credits = sample_grid_estimate(prompts=prompts)
     dollars = training_cost_dollars(steps=steps).quantize(Decimal("0.01"))
-    return training_cost_credits(steps=steps), f"{dollars}"
+    return training_cost_credits(steps=steps) + grid_credits, f"{dollars}"
 
 
 def training_start(*, job: TrainingJob, params: dict, preset: str = "") -> TrainingJob:
@@ -152,7 +156,12 @@ def training_start(*, job: TrainingJob, params: dict, preset: str = "") -> Train
     readiness = dataset_readiness(job.dataset)
     if not readiness.ready:
         raise PipelineError(readiness.summary)
-    credits, dollars = training_estimate(steps=int(params["steps"]))
+    if not isinstance(params.get("sample_prompts"), list):
+        # Fixed when paid for: the grid made after the training is the one priced here.
+        params = {**params, "sample_prompts": sample_prompts_default(job=job)}
+    credits, dollars = training_estimate(
+        steps=int(params["steps"]), sample_prompts=len(params["sample_prompts"])
+    )
     with transaction.atomic():
         # Counted under the wallet lock, in the spend's transaction: parallel starts cannot all pass.
         wallet_lock(user=job.owner)
