@@ -7,6 +7,7 @@ from django import forms
 from django.conf import settings
 from django.core.validators import RegexValidator
 
+from fluxsite.widgets import PlainTextarea
 from training.models import CaptionBatch, DatasetImage, TrainingJob
 from training.services.captions import FIND_MAX
 from training.services.samples import SampleGridError, sample_prompts_parse
@@ -54,7 +55,8 @@ class CaptionForm(forms.Form):
     caption = forms.CharField(
         required=False,
         max_length=1000,
-        widget=forms.Textarea(attrs={"rows": 2}),
+        # Rendered in Python (fluxsite.widgets): the dataset page shows up to 50 of them.
+        widget=PlainTextarea(attrs={"rows": 2}),
         error_messages={"max_length": "Too long: at most %(limit_value)d characters"},
     )
 
