@@ -27,3 +27,10 @@ def generation_cost_credits(*, num_images: int) -> int:
     if num_images <= 0:
         raise ValueError("a generation makes at least one image")
     return num_images * settings.GENERATION_CREDITS_PER_IMAGE
+
+
+def upscale_cost_credits(*, num_images: int) -> int:
+    """The credits of upscaling `num_images` generated images (one prediction each)."""
+    if num_images <= 0:
+        raise ValueError("an upscale makes at least one image")
+    return num_images * settings.UPSCALE_CREDITS_PER_IMAGE
