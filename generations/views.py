@@ -187,9 +187,9 @@ def generate(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
         if again.isdigit():
             generation = selectors.get_generation_for_user(request.user, int(again))
             model = model or generation.lora_model
-            if generation.mode == Generation.Mode.UPSCALE:  # again means the image it upscaled
-                inputs["source_image"] = inputs["source_image"] or generation.source_image
-                generation = generation.source_image.generation if generation.source_image else generation
+            if generation.mode == Generation.Mode.UPSCALE and generation.source_image:
+                # An upscale has no seed of its own: again means the settings of the image it enlarged.
+                generation = generation.source_image.generation
             inputs["reuse"] = generation if generation.input_image_name else None
             inputs["extra_model"] = generation.extra_lora_model
             choices = _extra_choices(request, model, generation.extra_lora_model)

@@ -83,7 +83,11 @@
     }
     canvas.addEventListener("pointerdown", function (event) {
       fit();
-      canvas.setPointerCapture(event.pointerId);
+      try {
+        canvas.setPointerCapture(event.pointerId);  // keep the stroke when the finger leaves the canvas
+      } catch (ignored) {
+        // a pointer the browser does not track (a synthetic event): draw without the capture
+      }
       drawing = point(event);
       stroke(drawing, drawing);
       event.preventDefault();

@@ -258,6 +258,9 @@ def test_an_upscale_is_priced_before_it_runs_and_kept_beside_the_original(
     assert f"/models/images/{upscaled.pk}/" in page and "128 × 128" in page
     assert "The original image" in alice_client.get(f"/models/generations/{generation.pk}/").content.decode()
     assert balance_for_user(alice) == before - 3
+    # "Again with this seed" on the upscale: the settings and seed of the image it enlarged.
+    again = alice_client.get(f"/models/generate/?again={generation.pk}").context["form"]
+    assert again.initial["seed"] == source.generation.seed and again.initial["prompt"] == "a cat"
 
 
 def test_a_failed_upscale_is_refunded_once_even_with_its_webhook_delivered_twice(
@@ -367,8 +370,8 @@ def test_compare_shows_the_settings_of_every_mode_side_by_side(sandbox, alice, a
     assert f"/models/generations/{generation.pk}/input/" in html and str(generation.seed) in html
     assert f"?again={generation.pk}" in html and f"?again={text.generation_id}" in html
     assert GeneratedImage.objects.count() == 2
-    upscale_again = alice_client.get(f"/models/generate/?again={generation.pk}")
-    assert upscale_again.context["form"].initial["reuse"] == generation.pk
+    image_again = alice_client.get(f"/models/generate/?again={generation.pk}")
+    assert image_again.context["form"].initial["reuse"] == generation.pk
 
 
 def test_an_image_too_large_for_the_pixel_cap_is_refused_before_anything_is_spent(
