@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing.pricing import generation_cost_credits
+from billing.pricing import generation_cost_credits, upscale_cost_credits
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
 from fluxsite.htmx import polled
@@ -336,6 +336,7 @@ def image_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
             "is_cover": model is not None and model.cover_image_name == image.file_name,
             "upscales": selectors.upscales_of(image),
             "upscale_form": UpscaleForm(),
+            "upscale_cost": upscale_cost_credits(num_images=1),
         },
     )
 

@@ -183,3 +183,64 @@ def test_the_generate_page_has_the_mask_tool_and_no_inline_script(alice_client, 
     assert "data-mask-canvas" in page and "data-mask-brush" in page and "data-mask-clear" in page
     assert 'value="erase"' in page and image.file_name in page
     assert_no_inline_script(page)
+
+
+def test_again_with_a_new_mask_over_the_reused_image_is_checked_against_that_image(
+    settings, alice, alice_client, model
+):
+    alice_client.post(
+        "/models/generate/", {**FORM, "model": model.pk, "num_outputs": "1", "input_image": upload(png())}
+    )
+    first = Generation.objects.get()
+    before = balance_for_user(alice)
+    wrong = alice_client.post(
+        "/models/generate/",
+        {
+            **FORM,
+            "model": model.pk,
+            "num_outputs": "1",
+            "reuse": first.pk,
+            "mask": upload(mask_png((10, 10)), "m.png"),
+        },
+    )
+    assert "The mask is 10 × 10 pixels but the image is 64 × 48" in wrong.content.decode()
+    assert Generation.objects.count() == 1 and balance_for_user(alice) == before
+    right = alice_client.post(
+        "/models/generate/",
+        {
+            **FORM,
+            "model": model.pk,
+            "num_outputs": "1",
+            "reuse": first.pk,
+            "mask": upload(mask_png(), "m.png"),
+        },
+    )
+    assert right.status_code == 302
+    second = Generation.objects.exclude(pk=first.pk).get()
+    assert second.mode == Generation.Mode.INPAINT and second.input_image_name == first.input_image_name
+    assert second.mask_name and second.params["input_width"] == 64
+
+
+def test_the_image_page_shows_the_upscale_price_before_it_runs(settings, alice, alice_client, model):
+    settings.UPSCALE_CREDITS_PER_IMAGE = 5
+    image = finished_generation(alice, model).images.get()
+    page = alice_client.get(f"/models/images/{image.pk}/").content.decode()
+    assert "Upscale · 5 credits" in page and f"/models/images/{image.pk}/upscale/" in page
+
+
+def test_account_deletion_lists_the_private_inputs_too(alice, alice_client, model):
+    from generations.selectors import owned_file_names
+
+    alice_client.post(
+        "/models/generate/",
+        {
+            **FORM,
+            "model": model.pk,
+            "num_outputs": "1",
+            "input_image": upload(png()),
+            "mask": upload(mask_png(), "m.png"),
+        },
+    )
+    generation = Generation.objects.get()
+    files = owned_file_names(alice)
+    assert ("private", generation.input_image_name) in files and ("private", generation.mask_name) in files
