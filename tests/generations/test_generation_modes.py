@@ -251,6 +251,8 @@ def test_an_upscale_is_priced_before_it_runs_and_kept_beside_the_original(
         generation.error_message
     )
     upscaled = generation.images.get()
+    output = replicate_client.prediction_get(prediction_id=generation.replicate_prediction_id).output
+    assert isinstance(output, str) and output.endswith(".png")  # a Cog `-> Path`: one uri, not a list
     assert (upscaled.width, upscaled.height) == (128, 128) and upscaled.file_name.endswith(".png")
     assert Image.open(storage.get_storage(storage.PUBLIC).open(upscaled.file_name)).format == "PNG"
     assert generation.source_image == source
