@@ -85,7 +85,9 @@ def test_an_input_image_or_mask_over_the_byte_limit_is_a_form_error(settings, al
     assert not Generation.objects.exists() and balance_for_user(alice) == before
 
 
-def test_a_valid_image_is_stored_privately_and_priced_per_image(settings, alice, alice_client, model):
+def test_a_valid_image_is_stored_privately_and_priced_per_image(
+    settings, alice, alice_client, bob_client, model
+):
     before = balance_for_user(alice)
     response = alice_client.post(
         "/models/generate/", {**FORM, "model": model.pk, "num_outputs": "3", "input_image": upload(png())}
@@ -100,6 +102,7 @@ def test_a_valid_image_is_stored_privately_and_priced_per_image(settings, alice,
     served = alice_client.get(f"/models/generations/{generation.pk}/input/")
     assert served.status_code == 200 and b"".join(served.streaming_content) == png()
     assert alice_client.get(f"/models/generations/{generation.pk}/mask/").status_code == 404  # none
+    assert bob_client.get(f"/models/generations/{generation.pk}/input/").status_code == 404  # not his
 
 
 def test_someone_elses_gallery_image_as_the_input_is_a_404_and_nothing_is_spent(
