@@ -35,3 +35,10 @@ def sample_grid_cost_credits(*, num_images: int) -> int:
     if num_images < 0:
         raise ValueError("a sample grid has no negative size")
     return num_images * settings.SAMPLE_GRID_CREDITS_PER_IMAGE
+
+
+def upscale_cost_credits(*, num_images: int) -> int:
+    """The credits of upscaling `num_images` generated images (one prediction each)."""
+    if num_images <= 0:
+        raise ValueError("an upscale makes at least one image")
+    return num_images * settings.UPSCALE_CREDITS_PER_IMAGE

@@ -402,6 +402,7 @@ CREDIT_VALUE_CENTS = env_int("CREDIT_VALUE_CENTS", 1)  # one credit is worth thi
 SIGNUP_CREDITS = env_int("SIGNUP_CREDITS", 500)  # granted once per verified (normalised) address
 ACCOUNT_VERIFY_MAX_AGE_SECONDS = env_int("ACCOUNT_VERIFY_MAX_AGE_SECONDS", 3 * 24 * 3600)
 GENERATION_CREDITS_PER_IMAGE = env_int("GENERATION_CREDITS_PER_IMAGE", 4)
+UPSCALE_CREDITS_PER_IMAGE = env_int("UPSCALE_CREDITS_PER_IMAGE", 2)  # one upscaled image (Real-ESRGAN)
 # Training price = GPU cost x this margin (a decimal string; Decimal math only, never float).
 TRAINING_PRICE_MARGIN = env_decimal_str("TRAINING_PRICE_MARGIN", "1.5")
 LOW_BALANCE_THRESHOLD = env_int("LOW_BALANCE_THRESHOLD", 100)
@@ -421,6 +422,11 @@ GENERATION_DOWNLOAD_ATTEMPTS = env_int("GENERATION_DOWNLOAD_ATTEMPTS", 3)
 GENERATION_DOWNLOAD_RETRY_SECONDS = env_int("GENERATION_DOWNLOAD_RETRY_SECONDS", 1)
 GENERATION_IMAGE_MAX_BYTES = env_int("GENERATION_IMAGE_MAX_BYTES", 40 * 1024 * 1024)
 GENERATION_DOWNLOAD_DEADLINE_SECONDS = env_int("GENERATION_DOWNLOAD_DEADLINE_SECONDS", 60)
+# An input image (image-to-image, inpainting) or mask a person uploads: checked before any spend.
+GENERATION_INPUT_MAX_BYTES = env_int("GENERATION_INPUT_MAX_BYTES", 10 * 1024 * 1024)
+GENERATION_INPUT_MAX_PIXELS = env_int("GENERATION_INPUT_MAX_PIXELS", 16_000_000)
+# The public upscaler a generated image is enlarged with (inputs: image, scale, face_enhance).
+REPLICATE_UPSCALE_MODEL = env_str("REPLICATE_UPSCALE_MODEL", "nightmareai/real-esrgan")
 
 # The sample grid made after every successful training: its prompts at several LoRA strengths (0 is
 # the base model without the LoRA), one fixed seed, paid as part of the training's price.

@@ -22,6 +22,7 @@ class GenerationAdmin(admin.ModelAdmin):
         "pk",
         "owner",
         "model_name",
+        "mode",
         "status",
         "num_outputs",
         "cost_credits",
@@ -29,12 +30,15 @@ class GenerationAdmin(admin.ModelAdmin):
         "replicate_prediction_id",
         "created_at",
     ]
-    list_filter = ["status", "error_category", "replicate_status"]
+    list_filter = ["status", "mode", "error_category", "replicate_status"]
     search_fields = ["owner__email", "model_name", "prompt", "=replicate_prediction_id", "=credit_reference"]
     list_select_related = ["owner"]
-    raw_id_fields = ["owner", "lora_model"]
+    raw_id_fields = ["owner", "lora_model", "extra_lora_model", "source_image"]
     date_hierarchy = "created_at"
     readonly_fields = [
+        "mode",
+        "input_image_name",
+        "mask_name",
         "credit_reference",
         "cost_credits",
         "replicate_target",

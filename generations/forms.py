@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
-from generations.services.generation import PROMPT_MAX_CHARS
+from generations.services.generation import PROMPT_MAX_CHARS, UPSCALE_SCALES
 
 # --- Generating images --------------------------------------------------------------------------------
 SEED_MAX = 2_147_483_647
@@ -13,6 +15,12 @@ SEED_MAX = 2_147_483_647
 
 def _number(value: float) -> str:
     return f"{value:g}"
+
+
+class RangeInput(forms.NumberInput):
+    """A slider (kept as its own class: the limits rebuild a field with the same widget class)."""
+
+    input_type = "range"
 
 
 class GenerateForm(forms.Form):
@@ -64,8 +72,53 @@ class GenerateForm(forms.Form):
     output_format = forms.ChoiceField(
         choices=[("webp", "WebP"), ("jpg", "JPEG"), ("png", "PNG")], initial="webp", label="Format"
     )
+    # Starting from an image: uploaded, or one of the person's own gallery images (`source_image`),
+    # or the stored input of an earlier generation (`reuse`, "again with this seed").
+    input_image = forms.FileField(
+        required=False,
+        label="Start from an image",
+        help_text="JPEG, PNG or WebP. Leave empty to make an image from the prompt alone.",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
+    )
+    source_image = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    reuse = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    # The mask tool (static/js/mask-canvas.js) writes its PNG here: white is repainted, black kept.
+    mask = forms.FileField(
+        required=False,
+        label="Mask",
+        widget=forms.FileInput(attrs={"accept": "image/png", "data-mask-input": ""}),
+    )
+    prompt_strength = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        initial=0.8,
+        required=False,
+        label="How much to change it",
+        widget=RangeInput(attrs={"step": "0.05"}),
+    )
+    # A second LoRA of the person's own (the view 404s anyone else's id before the form runs).
+    extra_model = forms.IntegerField(required=False, label="Second LoRA", widget=forms.Select)
+    extra_lora_scale = forms.FloatField(
+        min_value=-1,
+        max_value=2,
+        initial=1,
+        required=False,
+        label="Second LoRA strength",
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
+    )
 
     PARAMS = (
+        "aspect_ratio",
+        "num_outputs",
+        "lora_scale",
+        "num_inference_steps",
+        "guidance_scale",
+        "seed",
+        "output_format",
+        "prompt_strength",
+        "extra_lora_scale",
+    )
+    SETTINGS = (  # shown under Settings; the image and the second LoRA have their own sections
         "aspect_ratio",
         "num_outputs",
         "lora_scale",
@@ -80,10 +133,18 @@ class GenerateForm(forms.Form):
         "guidance_scale": "how closely to follow the prompt.",
     }
 
-    def __init__(self, *args, limits: dict | None = None, **kwargs) -> None:
+    def __init__(
+        self, *args, limits: dict | None = None, extra_choices: list[tuple[str, str]] | None = None, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         for name, spec in (limits or {}).items():
             self._apply(name, spec)
+        # What the target takes, from its schema: without the knowledge (Replicate not asked) all
+        # is offered and the service or Replicate's own 422 refuses.
+        self.takes_image = not limits or "input_image" in limits
+        self.takes_mask = not limits or "mask" in limits
+        self.takes_extra = not limits or "extra_model" in limits
+        self.fields["extra_model"].widget.choices = [("", "None"), *(extra_choices or [])]
         self._live_preview()
         for name, text in self.HELP.items():
             field = self.fields[name]
@@ -147,8 +208,88 @@ class GenerateForm(forms.Form):
         )
         self.fields[name] = field
 
+    @property
+    def settings_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.SETTINGS]
+
+    def _file_within_limit(self, name: str, what: str):
+        upload = self.cleaned_data.get(name)
+        limit = int(settings.GENERATION_INPUT_MAX_BYTES)
+        if upload and upload.size > limit:
+            raise forms.ValidationError(
+                f"{what} is {filesizeformat(upload.size)}; the most we take is {filesizeformat(limit)}."
+            )
+        return upload
+
+    def clean_input_image(self):
+        return self._file_within_limit("input_image", "The image")
+
+    def clean_mask(self):
+        return self._file_within_limit("mask", "The mask")
+
+    def clean(self):
+        data = super().clean() or {}
+        starts_from_image = bool(data.get("input_image") or data.get("source_image") or data.get("reuse"))
+        if data.get("mask") and not self.takes_mask:
+            self.add_error(
+                "mask",
+                "This model cannot inpaint: the model it runs on has no mask input. Clear the mask, "
+                "or use a model with its own trained version.",
+            )
+        if starts_from_image and not self.takes_image:
+            self.add_error("input_image", "This model cannot start from an image.")
+        if data.get("extra_model") and not self.takes_extra:
+            self.add_error("extra_model", "This model cannot take a second LoRA.")
+        if starts_from_image and data.get("prompt_strength") is None and "prompt_strength" not in self.errors:
+            data["prompt_strength"] = self.fields["prompt_strength"].initial
+        if (
+            data.get("extra_model")
+            and data.get("extra_lora_scale") is None
+            and "extra_lora_scale" not in self.errors
+        ):
+            data["extra_lora_scale"] = self.fields["extra_lora_scale"].initial
+        return data
+
     def params(self) -> dict:
-        return {name: self.cleaned_data[name] for name in self.PARAMS}
+        return {name: self.cleaned_data.get(name) for name in self.PARAMS}
+
+    @staticmethod
+    def read(upload) -> bytes | None:
+        """An uploaded file's bytes (None when none was sent)."""
+        if not upload:
+            return None
+        upload.seek(0)
+        return upload.read()
+
+
+class UpscaleForm(forms.Form):
+    scale = forms.TypedChoiceField(
+        coerce=int,
+        choices=[(s, f"{s}×") for s in UPSCALE_SCALES],
+        initial=UPSCALE_SCALES[0],
+        label="Upscale by",
+    )
+    face_enhance = forms.BooleanField(required=False, label="Also enhance faces (GFPGAN)")
+
+
+class CompareForm(forms.Form):
+    """Two to four of the person's own gallery images (the view 404s anyone else's)."""
+
+    images = forms.TypedMultipleChoiceField(coerce=int, choices=(), required=True)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        values = self.data.getlist("images") if hasattr(self.data, "getlist") else self.data.get("images", [])
+        field = self.fields["images"]
+        assert isinstance(field, forms.TypedMultipleChoiceField)
+        field.choices = [(v, v) for v in values if str(v).isdigit()]
+        self.fields["images"].error_messages["required"] = "Pick two to four images to compare."
+
+    def clean_images(self) -> list[int]:
+        ids = list(dict.fromkeys(self.cleaned_data["images"]))
+        if not 2 <= len(ids) <= 4:
+            raise forms.ValidationError(f"Pick two to four images to compare ({len(ids)} picked).")
+        return ids
 
 
 class ImageDeleteForm(forms.Form):

@@ -27,6 +27,12 @@ class Generation(models.Model):
         FAILED = "failed", "Failed"
         CANCELED = "canceled", "Canceled"
 
+    class Mode(models.TextChoices):
+        TEXT = "text", "Text to image"
+        IMAGE = "image", "Image to image"
+        INPAINT = "inpaint", "Inpainting"
+        UPSCALE = "upscale", "Upscale"
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations")
     # SET_NULL: deleting a model keeps the images already made with it (the gallery still shows them).
     lora_model = models.ForeignKey(
@@ -37,6 +43,20 @@ class Generation(models.Model):
     effective_prompt = models.TextField(help_text="As sent: with the trigger word.")
     params = models.JSONField(default=dict, help_text="Our form's parameters (guidance_scale, not guidance).")
     num_outputs = models.PositiveSmallIntegerField(default=1)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.TEXT)
+    # Image to image, inpainting and upscaling start from an image (and inpainting from a mask), kept
+    # in the private storage and sent to Replicate as expiring signed URLs; "again" reuses them.
+    input_image_name = models.CharField(max_length=300, blank=True)
+    mask_name = models.CharField(max_length=300, blank=True)
+    # The gallery image it started from (picked as the input, or upscaled): the upscale is shown
+    # beside its original. SET_NULL: deleting the original keeps what was made from it.
+    source_image = models.ForeignKey(
+        "GeneratedImage", null=True, blank=True, on_delete=models.SET_NULL, related_name="derived_generations"
+    )
+    # A second LoRA of the same owner (extra_lora), its strength in params["extra_lora_scale"].
+    extra_lora_model = models.ForeignKey(
+        LoraModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="extra_generations"
+    )
     seed = models.BigIntegerField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from fluxsite.accounts.models import User
@@ -61,6 +62,31 @@ def get_image_for_user(user: User, pk: int) -> GeneratedImage:
     return get_object_or_404(images_for_user(user), pk=pk)
 
 
+def upscales_of(image: GeneratedImage) -> list[GeneratedImage]:
+    """The upscaled versions of one image (each an upscale generation's single output)."""
+    return list(
+        GeneratedImage.objects.filter(
+            owner_id=image.owner_id,
+            generation__source_image=image,
+            generation__mode=Generation.Mode.UPSCALE,
+        ).order_by(*IMAGE_ORDERING)
+    )
+
+
+def images_to_compare(user: User, ids: list[int]) -> list[GeneratedImage]:
+    """The user's images `ids`, in that order, with their generations' settings; 404 when any of
+    them is not the user's (or does not exist): nothing says which."""
+    found = {
+        image.pk: image
+        for image in images_for_user(user)
+        .filter(pk__in=ids)
+        .select_related("generation__extra_lora_model", "generation__source_image")
+    }
+    if len(found) != len(set(ids)):
+        raise Http404("No such image.")
+    return [found[pk] for pk in ids]
+
+
 def owned_file_names(user: User) -> list[tuple[str, str]]:
     """Every stored file of the user's generated images, as (storage alias, name): for account deletion."""
     files: list[tuple[str, str]] = []
@@ -68,4 +94,8 @@ def owned_file_names(user: User) -> list[tuple[str, str]]:
         "file_name", "thumbnail_name"
     ):
         files += [(storage.PUBLIC, image), (storage.PUBLIC, thumbnail)]
+    # The private inputs of image to image, inpainting and upscaling (several generations may share one).
+    inputs = Generation.objects.filter(owner=user).values_list("input_image_name", "mask_name")
+    for name in sorted({n for pair in inputs for n in pair if n}):
+        files.append((storage.PRIVATE, name))
     return files

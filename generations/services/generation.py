@@ -42,19 +42,21 @@ from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from billing.models import CreditKind
-from billing.pricing import generation_cost_credits
-from billing.services import credits_refund, credits_spend, wallet_lock
+from billing.pricing import generation_cost_credits, upscale_cost_credits
+from billing.services import credits_refund, credits_refund_part, credits_spend, wallet_lock
 from fluxsite.accounts.models import User
 from fluxsite.integrations import replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
 from fluxsite.integrations.replicate_files import file_refusal, image_download
 from fluxsite.statemachine import backoff_seconds, transition
+from generations.imaging import CheckedImage, InputImageError, image_check, mask_check
 from generations.models import GeneratedImage, Generation
 from models_app.models import LoraModel
 from models_app.services import lora_cover_set, lora_showcase_add, lora_showcase_remove
 
 logger = logging.getLogger(__name__)
 G = Generation.Status
+M = Generation.Mode
 ACTIVE = (G.QUEUED, G.RUNNING)
 
 ASPECT_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
@@ -79,7 +81,13 @@ INPUT_TO_FIELD = {
     "guidance": "guidance_scale",
     "seed": "seed",
     "output_format": "output_format",
+    "prompt_strength": "prompt_strength",
+    "extra_lora_scale": "extra_lora_scale",
+    "image": "input_image",
+    "mask": "mask",
+    "extra_lora": "extra_model",
 }
+UPSCALE_SCALES = (2, 4)  # offered factors, inside the upscaler's own 0-10 (real-esrgan.predict)
 
 SUGGESTIONS: dict[str, list[str]] = {
     LoraModel.SubjectKind.SUBJECT: [
@@ -127,6 +135,12 @@ FIELD_TO_INPUT = {
         "num_inference_steps": "num_inference_steps",
         "aspect_ratio": "aspect_ratio",
         "output_format": "output_format",
+        "prompt_strength": "prompt_strength",
+        "extra_lora_scale": "extra_lora_scale",
+        # Inputs without a field of their own range: present in the limits when the target takes them.
+        "input_image": "image",
+        "mask": "mask",
+        "extra_model": "extra_lora",
     },
     "hf": {
         "lora_scale": "lora_scale",
@@ -135,6 +149,11 @@ FIELD_TO_INPUT = {
         "num_inference_steps": "num_inference_steps",
         "aspect_ratio": "aspect_ratio",
         "output_format": "output_format",
+        "prompt_strength": "prompt_strength",
+        "extra_lora_scale": "extra_lora_scale",
+        "input_image": "image",
+        "mask": "mask",
+        "extra_model": "extra_lora",
     },
 }
 
@@ -173,9 +192,24 @@ def prompt_suggestions(*, model: LoraModel) -> list[str]:
     ]
 
 
-def prediction_request(*, generation: Generation, model: LoraModel) -> tuple[dict[str, Any], dict[str, Any]]:
+def _input_url(name: str) -> str:
+    """A private input file as Replicate fetches it: an expiring signed URL from our storage."""
+    return storage.signed_url(alias=storage.PRIVATE, name=name)
+
+
+def prediction_request(
+    *, generation: Generation, model: LoraModel | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(target kwargs for replicate_client.prediction_create, the input) for a generation."""
     params = generation.params
+    if generation.mode == M.UPSCALE:
+        return {"model": settings.REPLICATE_UPSCALE_MODEL}, {
+            "image": _input_url(generation.input_image_name),
+            "scale": params["scale"],
+            "face_enhance": bool(params.get("face_enhance")),
+        }
+    if model is None:
+        raise GenerationError("The model was deleted before the images could be made. Credits refunded.")
     data: dict[str, Any] = {
         "prompt": generation.effective_prompt,
         "aspect_ratio": params["aspect_ratio"],
@@ -186,6 +220,14 @@ def prediction_request(*, generation: Generation, model: LoraModel) -> tuple[dic
     }
     if params.get("seed") is not None:
         data["seed"] = int(params["seed"])
+    if generation.input_image_name:
+        data["image"] = _input_url(generation.input_image_name)
+        data["prompt_strength"] = params["prompt_strength"]
+    if generation.mask_name:
+        data["mask"] = _input_url(generation.mask_name)
+    if params.get("extra_lora"):
+        data["extra_lora"] = params["extra_lora"]
+        data["extra_lora_scale"] = params["extra_lora_scale"]
     if generation_target(model=model) == "version":
         data["guidance_scale"] = params["guidance_scale"]
         return {"version": model.replicate_version.rpartition(":")[2]}, data
@@ -208,26 +250,131 @@ def field_errors(*, generation: Generation) -> dict[str, list[str]]:
 
 
 # --- Starting --------------------------------------------------------------------------------------
-def generation_start(*, user: User, model: LoraModel, prompt: str, params: dict[str, Any]) -> Generation:
-    """Create the generation and spend its credits in one transaction; the prediction is created by a task.
+def extra_lora_weights(*, model: LoraModel) -> str:
+    """How a second LoRA is named in `extra_lora`: its published Hugging Face weights when it has
+    them (Replicate downloads them anonymously), else its trained version on Replicate in the
+    `<owner>/<model>/<version>` form both predictors' schemas accept."""
+    if model.hf_repo_id and model.status == LoraModel.Status.READY:
+        return f"huggingface.co/{model.hf_repo_id}"
+    if model.replicate_version:
+        ref, _, version_id = model.replicate_version.rpartition(":")
+        return f"{ref}/{version_id}"
+    raise GenerationError(
+        f"“{model.name}” cannot be the second LoRA yet: it has no trained version and no published weights."
+    )
 
-    `params` are the cleaned form values (aspect_ratio, num_outputs, lora_scale, num_inference_steps,
-    guidance_scale, seed or None, output_format). Raises GenerationError (model not usable) or
-    billing's InsufficientCredits; either way nothing is stored and nothing is sent to Replicate.
-    """
-    if model.owner_id != user.pk:
-        raise GenerationError("This model is not yours.")
-    generation_target(model=model)
-    prompt = prompt.strip()
-    if not prompt:
-        raise GenerationError("Write a prompt.")
-    if len(prompt) > PROMPT_MAX_CHARS:
-        raise GenerationError(f"A prompt has at most {PROMPT_MAX_CHARS} characters.")
-    num = int(params["num_outputs"])
-    cost = generation_cost_credits(num_images=num)
-    if params.get("seed") in (None, ""):
-        # Pick the "random" seed ourselves and send it, so "again with this seed" always works.
-        params = {**params, "seed": secrets.randbelow(2**31)}
+
+def _target_inputs(model: LoraModel) -> set[str] | None:
+    """Our fields whose input this model's target takes (from its schema, as generation_limits
+    keys them); None when Replicate cannot be asked (its own 422 is then the last word)."""
+    try:
+        return set(generation_limits(model=model))
+    except IntegrationError as exc:
+        logger.warning("generation: could not read the input schema of model %s: %s", model.pk, exc)
+        return None
+
+
+def _target_label(model: LoraModel) -> str:
+    if generation_target(model=model) == "version":
+        return "its trained version"
+    return settings.REPLICATE_GENERATION_MODEL
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    mode: str
+    image: CheckedImage | None = None
+    mask: CheckedImage | None = None
+    image_name: str = ""  # reused from an earlier generation
+    mask_name: str = ""
+    source_image: GeneratedImage | None = None
+
+
+def _stored_bytes(alias: str, name: str) -> bytes:
+    return b"".join(storage.file_iter(alias=alias, name=name))
+
+
+def _inputs_check(
+    *,
+    user: User,
+    input_image: bytes | None,
+    source_image: GeneratedImage | None,
+    mask: bytes | None,
+    reuse: Generation | None,
+) -> _Inputs:
+    """The starting image and mask, checked (decodable, within the limits, the same size) before
+    anything is stored or spent. Raises GenerationError with a message to show."""
+    if source_image is not None and source_image.owner_id != user.pk:
+        raise GenerationError("This image is not yours.")
+    if reuse is not None and reuse.owner_id != user.pk:
+        raise GenerationError("This generation is not yours.")
+    try:
+        image: CheckedImage | None = None
+        if input_image is not None:
+            image = image_check(input_image)
+            source_image = None
+        elif source_image is not None:
+            image = image_check(_stored_bytes(storage.PUBLIC, source_image.file_name))
+        elif reuse is not None and reuse.input_image_name and reuse.mode in (M.IMAGE, M.INPAINT):
+            if mask is not None:  # a new mask over the same image: check it against that image
+                image = image_check(_stored_bytes(storage.PRIVATE, reuse.input_image_name))
+                return _Inputs(
+                    mode=M.INPAINT,
+                    mask=mask_check(mask, size=(image.width, image.height)),
+                    image_name=reuse.input_image_name,
+                    source_image=reuse.source_image,
+                )
+            return _Inputs(
+                mode=reuse.mode,
+                image_name=reuse.input_image_name,
+                mask_name=reuse.mask_name,
+                source_image=reuse.source_image,
+            )
+        if mask is not None and image is None:
+            raise GenerationError("A mask needs an image to paint over: choose or upload one.")
+        checked_mask = (
+            mask_check(mask, size=(image.width, image.height)) if mask is not None and image else None
+        )
+    except IntegrationError:
+        raise GenerationError("The chosen image could not be read from storage; try another.") from None
+    except InputImageError as exc:
+        raise GenerationError(str(exc)) from None
+    if image is None:
+        return _Inputs(mode=M.TEXT)
+    return _Inputs(
+        mode=M.INPAINT if checked_mask else M.IMAGE, image=image, mask=checked_mask, source_image=source_image
+    )
+
+
+def _inputs_store(user: User, inputs: _Inputs) -> tuple[str, str]:
+    """Store a new input image and mask privately (an unguessable folder per generation)."""
+    folder = f"generation-inputs/{user.pk}/{secrets.token_hex(12)}"
+    image_name, mask_name = inputs.image_name, inputs.mask_name
+    if inputs.image is not None:
+        image_name = storage.file_save(
+            alias=storage.PRIVATE,
+            name=f"{folder}/input.{inputs.image.extension}",
+            content=io.BytesIO(inputs.image.data),
+        )
+    if inputs.mask is not None:
+        mask_name = storage.file_save(
+            alias=storage.PRIVATE,
+            name=f"{folder}/mask.{inputs.mask.extension}",
+            content=io.BytesIO(inputs.mask.data),
+        )
+    return image_name, mask_name
+
+
+def _private_delete(names: list[str]) -> None:
+    for name in names:
+        try:
+            storage.file_delete(alias=storage.PRIVATE, name=name)
+        except IntegrationError:
+            logger.warning("could not delete %s", name, exc_info=True)
+
+
+def _create_and_spend(*, user: User, fields: dict[str, Any], cost: int, note: str) -> Generation:
+    """Create the generation and spend its credits in one transaction; the prediction is created by a task."""
     with transaction.atomic():
         # Counted under the wallet lock, in the spend's transaction: parallel requests cannot all pass.
         wallet_lock(user=user)
@@ -237,34 +384,173 @@ def generation_start(*, user: User, model: LoraModel, prompt: str, params: dict[
                 f"You already have {waiting} generations waiting, the most at once: try again "
                 "when they have finished."
             )
-        generation = Generation.objects.create(
-            owner=user,
-            lora_model=model,
-            model_name=model.name,
-            prompt=prompt,
-            effective_prompt=effective_prompt(prompt=prompt, model=model),
-            params=dict(params),
-            num_outputs=num,
-            seed=params.get("seed"),
-            cost_credits=cost,
-            replicate_target=(
-                f"version:{model.replicate_version.rpartition(':')[2]}"
-                if generation_target(model=model) == "version"
-                else f"model:{settings.REPLICATE_GENERATION_MODEL}"
-            ),
-        )
+        generation = Generation.objects.create(owner=user, cost_credits=cost, **fields)
         reference = f"generation:{generation.pk}"
         credits_spend(
-            user=user,
-            amount=cost,
-            reference=reference,
-            kind=CreditKind.SPEND_GENERATION,
-            note=f"{num} image{'s' if num != 1 else ''} with “{model.name}”",
+            user=user, amount=cost, reference=reference, kind=CreditKind.SPEND_GENERATION, note=note
         )
         Generation.objects.filter(pk=generation.pk).update(credit_reference=reference)
         generation.credit_reference = reference
         _enqueue_submit(generation.pk)
     return generation
+
+
+def generation_start(
+    *,
+    user: User,
+    model: LoraModel,
+    prompt: str,
+    params: dict[str, Any],
+    input_image: bytes | None = None,
+    source_image: GeneratedImage | None = None,
+    mask: bytes | None = None,
+    extra_model: LoraModel | None = None,
+    reuse: Generation | None = None,
+) -> Generation:
+    """Create the generation and spend its credits in one transaction; the prediction is created by a task.
+
+    `params` are the cleaned form values (aspect_ratio, num_outputs, lora_scale, num_inference_steps,
+    guidance_scale, seed or None, output_format; prompt_strength with an image, extra_lora_scale
+    with a second LoRA). The mode follows from the inputs: an image (uploaded `input_image`, a
+    gallery `source_image`, or `reuse`'s stored one) makes it image to image, with a `mask`
+    inpainting. `extra_model` is a second LoRA of the same owner. Raises GenerationError (model not
+    usable, an input refused, a mode the target lacks) or billing's InsufficientCredits; either
+    way nothing is stored and nothing is sent to Replicate.
+    """
+    if model.owner_id != user.pk or (extra_model is not None and extra_model.owner_id != user.pk):
+        raise GenerationError("This model is not yours.")
+    generation_target(model=model)
+    prompt = prompt.strip()
+    if not prompt:
+        raise GenerationError("Write a prompt.")
+    if len(prompt) > PROMPT_MAX_CHARS:
+        raise GenerationError(f"A prompt has at most {PROMPT_MAX_CHARS} characters.")
+    inputs = _inputs_check(
+        user=user, input_image=input_image, source_image=source_image, mask=mask, reuse=reuse
+    )
+    if extra_model is not None and extra_model.pk == model.pk:
+        raise GenerationError("Choose a different model as the second LoRA (or none).")
+    params = dict(params)
+    params.pop("extra_lora", None)
+    if inputs.mode == M.TEXT:
+        params.pop("prompt_strength", None)
+    elif params.get("prompt_strength") is None:
+        raise GenerationError("Choose how much to change the image.")
+    if extra_model is not None:
+        params["extra_lora"] = extra_lora_weights(model=extra_model)
+        params["extra_lora_scale"] = params.get("extra_lora_scale", 1.0)
+        if params["extra_lora_scale"] is None:
+            params["extra_lora_scale"] = 1.0
+    else:
+        params.pop("extra_lora_scale", None)
+    needed = {  # our field names, as generation_limits keys them
+        "input_image": inputs.mode != M.TEXT,
+        "mask": inputs.mode == M.INPAINT,
+        "extra_model": extra_model is not None,
+    }
+    if any(needed.values()):
+        takes = _target_inputs(model)
+        refusals = {
+            "input_image": "cannot start from an image",
+            "mask": "cannot inpaint: its inputs have no mask (use a model with its own trained version)",
+            "extra_model": "cannot take a second LoRA",
+        }
+        for name, wanted in needed.items():
+            if wanted and takes is not None and name not in takes:
+                raise GenerationError(
+                    f"“{model.name}” runs on {_target_label(model)}, which {refusals[name]}."
+                )
+    for key in ("input_width", "input_height"):  # the starting image's size, for the mask tool
+        if inputs.image is not None:
+            params[key] = inputs.image.width if key == "input_width" else inputs.image.height
+        elif inputs.image_name and reuse is not None:
+            params[key] = reuse.params.get(key)
+        else:
+            params.pop(key, None)
+    num = int(params["num_outputs"])
+    cost = generation_cost_credits(num_images=num)
+    if params.get("seed") in (None, ""):
+        # Pick the "random" seed ourselves and send it, so "again with this seed" always works.
+        params["seed"] = secrets.randbelow(2**31)
+    sent = effective_prompt(prompt=prompt, model=model)
+    if extra_model is not None:
+        sent = effective_prompt(prompt=sent, model=extra_model)
+    image_name, mask_name = _inputs_store(user, inputs)
+    new_files = [n for n in (image_name, mask_name) if n and n not in (inputs.image_name, inputs.mask_name)]
+    fields = {
+        "lora_model": model,
+        "model_name": model.name,
+        "prompt": prompt,
+        "effective_prompt": sent,
+        "params": params,
+        "num_outputs": num,
+        "seed": params.get("seed"),
+        "mode": inputs.mode,
+        "input_image_name": image_name,
+        "mask_name": mask_name,
+        "source_image": inputs.source_image,
+        "extra_lora_model": extra_model,
+        "replicate_target": (
+            f"version:{model.replicate_version.rpartition(':')[2]}"
+            if generation_target(model=model) == "version"
+            else f"model:{settings.REPLICATE_GENERATION_MODEL}"
+        ),
+    }
+    note = f"{num} image{'s' if num != 1 else ''} with “{model.name}”"
+    if extra_model is not None:
+        note += f" and “{extra_model.name}”"
+    try:
+        return _create_and_spend(user=user, fields=fields, cost=cost, note=note)
+    except BaseException:
+        _private_delete(new_files)  # refused (credits, queue): the stored inputs go too
+        raise
+
+
+def generated_image_upscale(
+    *, user: User, image: GeneratedImage, scale: int, face_enhance: bool = False
+) -> Generation:
+    """Upscale one generated image with the public upscaler (settings.REPLICATE_UPSCALE_MODEL).
+
+    Priced per image (billing.pricing.upscale_cost_credits) and spent before Replicate is called;
+    a failure refunds it once, like any generation. The result is a generation of mode `upscale`
+    whose source_image is the original, so both are shown side by side.
+    """
+    if image.owner_id != user.pk:
+        raise GenerationError("This image is not yours.")
+    if scale not in UPSCALE_SCALES:
+        raise GenerationError(f"Upscale by {' or '.join(str(s) for s in UPSCALE_SCALES)}.")
+    source = image.generation
+    try:
+        checked = image_check(_stored_bytes(storage.PUBLIC, image.file_name))
+    except IntegrationError:
+        raise GenerationError("This image could not be read from storage.") from None
+    except InputImageError as exc:
+        raise GenerationError(str(exc)) from None
+    image_name, _ = _inputs_store(user, _Inputs(mode=M.UPSCALE, image=checked))
+    cost = upscale_cost_credits(num_images=1)
+    fields = {
+        "lora_model": source.lora_model,
+        "model_name": source.model_name,
+        "prompt": source.prompt,
+        "effective_prompt": source.effective_prompt,
+        "params": {
+            "scale": scale,
+            "face_enhance": bool(face_enhance),
+            "output_format": "png",
+            "num_outputs": 1,
+        },
+        "num_outputs": 1,
+        "seed": source.seed,
+        "mode": M.UPSCALE,
+        "input_image_name": image_name,
+        "source_image": image,
+        "replicate_target": f"model:{settings.REPLICATE_UPSCALE_MODEL}",
+    }
+    try:
+        return _create_and_spend(user=user, fields=fields, cost=cost, note=f"Upscale ×{scale} of an image")
+    except BaseException:
+        _private_delete([image_name])
+        raise
 
 
 def _enqueue_submit(generation_id: int) -> None:
@@ -351,7 +637,7 @@ def _submit_attempt(generation: Generation) -> Generation:
         return generation  # another worker holds the claim: never create a second paid prediction
     generation.refresh_from_db()
     model = generation.lora_model
-    if model is None:
+    if model is None and generation.mode != M.UPSCALE:  # an upscale needs only its image
         generation_fail(
             generation=generation,
             category=Category.VALIDATION,
@@ -562,42 +848,78 @@ def _outputs_store(generation: Generation, info: replicate_client.PredictionInfo
         return
     extension = generation.params.get("output_format", "webp")
     done = set(generation.images.values_list("index", flat=True))
-    try:
-        for index, url in enumerate(info.output_urls):
-            if index in done:
-                continue
+    failure: IntegrationError | None = None
+    for index, url in enumerate(info.output_urls):
+        if index in done:
+            continue
+        try:
             stored = _image_store(generation, index, _image_fetch_with_retries(url), extension)
-            try:
-                image = GeneratedImage.objects.create(
-                    generation=generation,
-                    owner_id=generation.owner_id,
-                    index=index,
-                    file_name=stored.file_name,
-                    thumbnail_name=stored.thumbnail_name,
-                    width=stored.width,
-                    height=stored.height,
-                    byte_size=stored.byte_size,
-                )
-            except IntegrityError:
-                _files_delete([stored.file_name, stored.thumbnail_name])
-                continue
-            if generation.lora_model_id:
-                lora_showcase_add(
-                    model_id=generation.lora_model_id,
-                    image_id=image.pk,
-                    file_name=image.file_name,
-                    thumbnail_name=image.thumbnail_name,
-                    prompt=generation.effective_prompt,
-                )
-    except IntegrationError as exc:
-        logger.warning("generation %s: copying the outputs failed: %s (%s)", generation.pk, exc, exc.detail)
+        except IntegrationError as exc:
+            logger.warning(
+                "generation %s: copying output %s failed: %s (%s)", generation.pk, index, exc, exc.detail
+            )
+            failure = exc
+            continue
+        try:
+            image = GeneratedImage.objects.create(
+                generation=generation,
+                owner_id=generation.owner_id,
+                index=index,
+                file_name=stored.file_name,
+                thumbnail_name=stored.thumbnail_name,
+                width=stored.width,
+                height=stored.height,
+                byte_size=stored.byte_size,
+            )
+        except IntegrityError:
+            _files_delete([stored.file_name, stored.thumbnail_name])
+            continue
+        if generation.lora_model_id and generation.mode != M.UPSCALE:
+            lora_showcase_add(
+                model_id=generation.lora_model_id,
+                image_id=image.pk,
+                file_name=image.file_name,
+                thumbnail_name=image.thumbnail_name,
+                prompt=generation.effective_prompt,
+            )
+    kept = set(generation.images.values_list("index", flat=True))
+    if not kept:
+        message = failure.message if failure else "Replicate sent no image we could read."
         generation_fail(
             generation=generation,
             category=Category.FILE_ERROR,
-            message=f"{exc.message} The images could not be saved; your credits were refunded.",
+            message=f"{message} The images could not be saved; your credits were refunded.",
         )
         return
-    _transition(generation, G.RUNNING, G.SUCCEEDED, replicate_status="succeeded", error_message="")
+    _succeed_refunding_missing(generation, kept)
+
+
+def _succeed_refunding_missing(generation: Generation, kept: set[int]) -> None:
+    """Running → succeeded; each image of the batch that did not arrive (not sent, or not
+    copyable) is refunded, once per image (billing's part refunds are unique per part), in the
+    transition's transaction: after it nothing can refund the whole spend again."""
+    missing = sorted(set(range(generation.num_outputs)) - kept)
+    per_image = generation.cost_credits // max(generation.num_outputs, 1)
+    note = ""
+    if missing:
+        count = len(missing)
+        note = (
+            f"{count} of {generation.num_outputs} images could not be made or saved; "
+            f"their {count * per_image} credits were refunded."
+        )
+    with transaction.atomic():
+        if not _transition(
+            generation, G.RUNNING, G.SUCCEEDED, replicate_status="succeeded", error_message=note
+        ):
+            return
+        if generation.credit_reference and per_image:
+            for index in missing:
+                credits_refund_part(
+                    spend_reference=generation.credit_reference,
+                    part=f"image-{index + 1}",
+                    amount=per_image,
+                    note=f"Generation #{generation.pk}: image {index + 1} failed",
+                )
 
 
 # --- Endings ------------------------------------------------------------------------------------------------

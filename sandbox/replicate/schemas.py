@@ -32,6 +32,7 @@ def _cog(name: str) -> dict[str, Any]:
 TRAINER = _cog("flux-dev-lora-trainer.train")  # ostris/flux-dev-lora-trainer's train()
 TRAINED_VERSION = _cog("flux-fine-tuner.trained-version.predict")  # what a training's version runs
 GENERATOR = _cog("flux-dev-lora.predict")  # black-forest-labs/flux-dev-lora
+UPSCALER = _cog("real-esrgan.predict")  # nightmareai/real-esrgan: one PNG out, not a list
 MESSAGES: dict[str, str] = vendor_json("errors.json")["messages"]
 
 TRAINING_INPUT: dict[str, Any] = TRAINER["input"]
@@ -62,6 +63,13 @@ def openapi_schema(doc: dict[str, Any], *, training: bool) -> dict[str, Any]:
         "paths": {},
         "components": {"schemas": schemas},
     }
+
+
+def upscaler_openapi_schema() -> dict[str, Any]:
+    """The upscaler's schema: its Output is a single uri (a Cog `-> Path`), not the generators' list."""
+    schema = openapi_schema(UPSCALER, training=False)
+    schema["components"]["schemas"]["Output"] = UPSCALER["output"]
+    return schema
 
 
 def resolved(spec: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:

@@ -54,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 TRAINER = "ostris/flux-dev-lora-trainer"
 GENERATOR = "black-forest-labs/flux-dev-lora"
+UPSCALER = (
+    "nightmareai/real-esrgan"  # its output is one PNG (sandbox/vendor/replicate/cog/real-esrgan.predict.json)
+)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what ai-toolkit reads (its data_loader)
 NSFW_ERROR = "NSFW content detected. Try running it again, or try a different prompt."
 DOWNLOAD_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -92,6 +95,7 @@ def builtin_models_ensure() -> None:
     for ref, kind, schema, version_id in (
         (TRAINER, VersionKind.TRAINER, schemas.openapi_schema(schemas.TRAINER, training=True), None),
         (GENERATOR, VersionKind.GENERATOR, schemas.openapi_schema(schemas.GENERATOR, training=False), None),
+        (UPSCALER, VersionKind.GENERATOR, schemas.upscaler_openapi_schema(), None),
         *(
             (ref, VersionKind.CAPTIONER, captioning.openapi_schema(ref), captioning.version_id(ref))
             for ref in captioning.DOCS
@@ -688,7 +692,10 @@ def prediction_size(prediction: SandboxPrediction) -> tuple[int, int]:
 
 
 def prediction_image(prediction: SandboxPrediction, index: int) -> tuple[bytes, str]:
-    """Output `index` of a run, drawn from its inputs (see sandbox.replicate.pictures)."""
+    """Output `index` of a run, drawn from its inputs (see sandbox.replicate.pictures); the upscaler's
+    is its input image, enlarged."""
+    if prediction.model == UPSCALER:
+        return upscaled_image(prediction)
     params = prediction.input
     image = pictures.picture_load(bytes(prediction.input_image)) if prediction.input_image else None
     mask = pictures.picture_load(bytes(prediction.input_mask)) if prediction.input_mask else None
@@ -704,6 +711,35 @@ def prediction_image(prediction: SandboxPrediction, index: int) -> tuple[bytes, 
         output_format=params.get("output_format") or "webp",
         output_quality=int(params.get("output_quality") if params.get("output_quality") is not None else 80),
     )
+
+
+def output_extension(prediction: SandboxPrediction) -> str:
+    """The extension of a prediction's outputs: the upscaler always writes output.png."""
+    if prediction.model == UPSCALER:
+        return "png"
+    return prediction.input.get("output_format") or "webp"
+
+
+def upscaled_image(prediction: SandboxPrediction) -> tuple[bytes, str]:
+    """The upscaler's output: its input image fetched from the URL it was given and resized by
+    `scale` (Real-ESRGAN's outscale), as a PNG. An input that cannot be fetched or read fails
+    the way the predictor would not: here it yields a grey square, so the run still finishes."""
+    scale = float(prediction.input.get("scale") or 4)
+    try:
+        if prediction.input_image:  # fetched when the run was created, as every `image` input is
+            data = bytes(prediction.input_image)
+        else:
+            response = httpx.get(str(prediction.input.get("image", "")), timeout=DOWNLOAD_TIMEOUT)
+            response.raise_for_status()
+            data = response.content
+        source: Image.Image = Image.open(io.BytesIO(data))
+        source.load()
+    except (httpx.HTTPError, OSError, ValueError):
+        source = Image.new("RGB", (64, 64), (128, 128, 128))
+    size = (max(1, round(source.width * scale)), max(1, round(source.height * scale)))
+    out = io.BytesIO()
+    source.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(out, format="PNG")
+    return out.getvalue(), "image/png"
 
 
 # --- Predictions ------------------------------------------------------------------------------------
@@ -726,10 +762,12 @@ def prediction_state(prediction: SandboxPrediction, now: datetime | None = None)
 
 def prediction_json(prediction: SandboxPrediction, now: datetime | None = None) -> dict[str, Any]:
     state = prediction_state(prediction, now)
-    fmt = prediction.input.get("output_format") or "webp"
+    fmt = output_extension(prediction)
     output: Any = None
     if state.status == "succeeded" and prediction.text_output is not None:
         output = prediction.text_output
+    elif state.status == "succeeded" and prediction.model == UPSCALER:  # `-> Path`: one uri
+        output = f"{prediction.base_url}/v1/files/predictions/{prediction.id}/out-0.png"
     elif state.status == "succeeded":
         count = int(prediction.input.get("num_outputs") or 1)
         output = [

@@ -471,7 +471,7 @@ def prediction_file(request: HttpRequest, prediction_id: str, index: int, extens
         prediction is None
         or simulation.prediction_state(prediction).status != "succeeded"
         or index >= int(prediction.input.get("num_outputs") or 1)
-        or extension != (prediction.input.get("output_format") or "webp")
+        or extension != simulation.output_extension(prediction)
     ):
         return problem(404)
     content, content_type = simulation.prediction_image(prediction, index)
