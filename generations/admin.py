@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from fluxsite.integrations.errors import IntegrationError
-from generations.models import GeneratedImage, Generation
+from generations.models import GeneratedImage, Generation, InputImage
 from generations.services import generation_sync
 
 
@@ -69,3 +69,13 @@ class GenerationAdmin(admin.ModelAdmin):
             except IntegrationError as exc:
                 self.message_user(request, f"#{generation.pk}: {exc.message}", messages.WARNING)
         self.message_user(request, f"Polled {polled} generation(s).", messages.SUCCESS)
+
+
+@admin.register(InputImage)
+class InputImageAdmin(admin.ModelAdmin):
+    list_display = ["pk", "owner", "label", "width", "height", "created_at"]
+    search_fields = ["owner__email", "label"]
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner"]
+    readonly_fields = ["file_name", "width", "height", "created_at"]
+    date_hierarchy = "created_at"

@@ -72,8 +72,9 @@ class GenerateForm(forms.Form):
     output_format = forms.ChoiceField(
         choices=[("webp", "WebP"), ("jpg", "JPEG"), ("png", "PNG")], initial="webp", label="Format"
     )
-    # Starting from an image: uploaded, or one of the person's own gallery images (`source_image`),
-    # or the stored input of an earlier generation (`reuse`, "again with this seed").
+    # Starting from an image: uploaded, or one of the person's own gallery images (`source_image`), a
+    # photo of one of their datasets (`staged`), or the stored input of an earlier generation
+    # (`reuse`, "again with this seed").
     input_image = forms.FileField(
         required=False,
         label="Start from an image",
@@ -81,6 +82,8 @@ class GenerateForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
     )
     source_image = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    # An InputImage: a photo of the person's dataset, handed over by the training app.
+    staged = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     reuse = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     # The mask tool (static/js/mask-canvas.js) writes its PNG here: white is repainted, black kept.
     mask = forms.FileField(
@@ -229,7 +232,9 @@ class GenerateForm(forms.Form):
 
     def clean(self):
         data = super().clean() or {}
-        starts_from_image = bool(data.get("input_image") or data.get("source_image") or data.get("reuse"))
+        starts_from_image = bool(
+            data.get("input_image") or data.get("source_image") or data.get("staged") or data.get("reuse")
+        )
         if data.get("mask") and not self.takes_mask:
             self.add_error(
                 "mask",

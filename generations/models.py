@@ -124,3 +124,23 @@ class GeneratedImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.generation_id}#{self.index}"
+
+
+class InputImage(models.Model):
+    """An image a person brought to start a generation from, other than an upload or a gallery image:
+    today a photo of one of their datasets, copied here by the training app
+    (generations.services.input_image_add), since this app never reads the training's tables. Kept
+    privately; a generation made from it stores its own copy, so these may be pruned."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    file_name = models.CharField(max_length=300, help_text="In the private storage.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    label = models.CharField(max_length=200, help_text="Where it came from, as the generate page says.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.width}×{self.height})"

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404
 
 from fluxsite.accounts.models import User
 from fluxsite.integrations import storage
-from generations.models import GeneratedImage, Generation
+from generations.models import GeneratedImage, Generation, InputImage
 from models_app.models import LoraModel
 
 
@@ -58,6 +58,10 @@ def images_for_user(user: User, model: LoraModel | None = None) -> QuerySet[Gene
     return images.order_by(*IMAGE_ORDERING)
 
 
+def get_input_image_for_user(user: User, pk: int) -> InputImage:
+    return get_object_or_404(InputImage.objects.filter(owner=user), pk=pk)
+
+
 def get_image_for_user(user: User, pk: int) -> GeneratedImage:
     return get_object_or_404(images_for_user(user), pk=pk)
 
@@ -98,4 +102,9 @@ def owned_file_names(user: User) -> list[tuple[str, str]]:
     inputs = Generation.objects.filter(owner=user).values_list("input_image_name", "mask_name")
     for name in sorted({n for pair in inputs for n in pair if n}):
         files.append((storage.PRIVATE, name))
+    # Images kept to start from (dataset photos handed over by the training app).
+    files += [
+        (storage.PRIVATE, n)
+        for n in InputImage.objects.filter(owner=user).values_list("file_name", flat=True)
+    ]
     return files

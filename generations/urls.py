@@ -11,6 +11,7 @@ urlpatterns = [
     path("generations/<int:pk>/status/", views.generation_status, name="generation_status"),
     path("generations/<int:pk>/cancel/", views.generation_cancel, name="generation_cancel"),
     path("generations/<int:pk>/input/", views.generation_input, name="generation_input"),
+    path("inputs/<int:pk>/", views.input_image_file, name="input_image_file"),
     path("generations/<int:pk>/mask/", views.generation_mask, name="generation_mask"),
     path("gallery/", views.gallery, name="gallery"),
     path("gallery/compare/", views.compare, name="compare"),

@@ -22,7 +22,7 @@ from fluxsite.pagination import CURSOR_PARAM, CursorPage, cursor_page, render_li
 from fluxsite.ratelimits import rate_limited
 from generations import selectors, services
 from generations.forms import CompareForm, GenerateForm, ImageDeleteForm, UpscaleForm
-from generations.models import GeneratedImage, Generation
+from generations.models import GeneratedImage, Generation, InputImage
 from models_app.models import LoraModel
 from models_app.selectors import get_model_for_user
 
@@ -56,9 +56,11 @@ def _pk(data, name: str) -> int | None:
 def _owned_inputs(request: AuthenticatedHttpRequest, data) -> dict:
     """The gallery image, earlier generation and second model a form names, each the person's own:
     404 for anyone else's id (nothing is revealed, nothing spent)."""
-    found: dict = {"source_image": None, "reuse": None, "extra_model": None}
+    found: dict = {"source_image": None, "staged": None, "reuse": None, "extra_model": None}
     if (pk := _pk(data, "source_image")) is not None:
         found["source_image"] = selectors.get_image_for_user(request.user, pk)
+    if (pk := _pk(data, "staged")) is not None:
+        found["staged"] = selectors.get_input_image_for_user(request.user, pk)
     if (pk := _pk(data, "reuse")) is not None:
         found["reuse"] = selectors.get_generation_for_user(request.user, pk)
     if (pk := _pk(data, "extra_model")) is not None:
@@ -83,6 +85,14 @@ def _start_image(inputs: dict) -> dict:
             "width": image.width,
             "height": image.height,
             "label": "From your gallery",
+        }
+    if inputs.get("staged") is not None:
+        staged: InputImage = inputs["staged"]
+        return {
+            "url": reverse("generations:input_image_file", args=[staged.pk]),
+            "width": staged.width,
+            "height": staged.height,
+            "label": staged.label,
         }
     reuse: Generation | None = inputs.get("reuse")
     if reuse is not None and reuse.input_image_name:
@@ -176,7 +186,8 @@ def _again_form(
 @rate_limited("generate")
 def generate(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
     """The generate page; `?model=<pk>` preselects a model, `?again=<generation pk>` prefills everything,
-    `?source_image=<image pk>` starts from one of the person's gallery images."""
+    `?source_image=<image pk>` starts from one of the person's gallery images, `?staged=<pk>` from a
+    dataset photo the training app handed over (generations.services.input_image_add)."""
     if request.method == "GET":
         if request.htmx and "model_q" in request.GET:  # the picker's search: its options only
             options = selectors.model_picker_choices(request.user, query=request.GET["model_q"])
@@ -197,7 +208,9 @@ def generate(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
         else:
             model = model or next(iter(selectors.models_for_generation(request.user)[:1]), None)
             initial = {
-                name: inputs[name].pk for name in ("source_image", "reuse", "extra_model") if inputs[name]
+                name: inputs[name].pk
+                for name in ("source_image", "staged", "reuse", "extra_model")
+                if inputs[name]
             }
             # The strength its owner picked from the model's sample grid, if any.
             suggested = model.suggested_lora_scale if model is not None else None
@@ -228,6 +241,7 @@ def generate(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
                 params=form.params(),
                 input_image=form.read(form.cleaned_data["input_image"]),
                 source_image=inputs["source_image"],
+                staged=inputs["staged"],
                 mask=form.read(form.cleaned_data["mask"]),
                 extra_model=inputs["extra_model"],
                 reuse=inputs["reuse"],
@@ -350,6 +364,10 @@ def _input_file(request: AuthenticatedHttpRequest, pk: int, which: str) -> Strea
     name = generation.input_image_name if which == "input" else generation.mask_name
     if not name:
         raise Http404("This generation has no such image.")
+    return _private_image(name)
+
+
+def _private_image(name: str) -> StreamingHttpResponse:
     extension = name.rsplit(".", 1)[-1]
     content_type = {"webp": "image/webp", "jpg": "image/jpeg", "png": "image/png"}.get(
         extension, "application/octet-stream"
@@ -366,6 +384,13 @@ def _input_file(request: AuthenticatedHttpRequest, pk: int, which: str) -> Strea
 def generation_input(request: AuthenticatedHttpRequest, pk: int) -> StreamingHttpResponse:
     """The image a generation started from (kept private), for its owner only."""
     return _input_file(request, pk, "input")
+
+
+@login_required
+@require_GET
+def input_image_file(request: AuthenticatedHttpRequest, pk: int) -> StreamingHttpResponse:
+    """An image kept to start from (a dataset photo), for its owner only."""
+    return _private_image(selectors.get_input_image_for_user(request.user, pk).file_name)
 
 
 @login_required

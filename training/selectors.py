@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from fluxsite.accounts.models import User
 from fluxsite.integrations.storage import PRIVATE, PUBLIC
+from models_app.models import LoraModel
 from models_app.selectors import sample_grid_display
 from training.dataset_zip import member_stem
 from training.models import (
@@ -40,6 +41,15 @@ def get_training_for_user(user: User, pk: int) -> TrainingJob:
 def get_dataset_for_user(user: User, training_pk: int) -> Dataset:
     return get_object_or_404(
         Dataset.objects.select_related("training"), training__pk=training_pk, training__owner=user
+    )
+
+
+def training_ready_model_pk(job: TrainingJob) -> int | None:
+    """The id of the ready model this training made, if any (one query)."""
+    return (
+        LoraModel.objects.filter(training=job, status=LoraModel.Status.READY)
+        .values_list("pk", flat=True)
+        .first()
     )
 
 

@@ -25,6 +25,11 @@ urlpatterns = [
     path("<int:pk>/dataset/images/<int:image_pk>/caption/", views.image_caption, name="image_caption"),
     path("<int:pk>/dataset/images/<int:image_pk>/delete/", views.image_delete, name="image_delete"),
     path("<int:pk>/dataset/images/<int:image_pk>/thumbnail/", views.image_thumbnail, name="image_thumbnail"),
+    path(
+        "<int:pk>/dataset/images/<int:image_pk>/use-as-input/",
+        views.image_use_as_input,
+        name="image_use_as_input",
+    ),
     path("webhooks/replicate/", webhooks.replicate_webhook, {"kind": "training"}, name="replicate_webhook"),
     path(
         "webhooks/replicate/caption/",

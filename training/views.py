@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
@@ -143,6 +144,8 @@ def _dataset_context(dataset: Dataset, **extra) -> dict:
         "template_form": CaptionTemplateForm(initial={"template": dataset.caption_template}),
         "bulk": _bulk_context(),
         "editable": dataset.training.status == dataset.training.Status.DRAFT,
+        # A trained model: each photo can start an image with it (image to image, inpainting).
+        "model_pk": selectors.training_ready_model_pk(dataset.training),
         "limits": {
             "min": settings.DATASET_MIN_IMAGES,
             "max": settings.DATASET_MAX_IMAGES,
@@ -321,6 +324,22 @@ def image_thumbnail(request: AuthenticatedHttpRequest, pk: int, image_pk: int) -
     response = FileResponse(handle, content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=86400"
     return response
+
+
+@login_required
+@require_POST
+def image_use_as_input(request: AuthenticatedHttpRequest, pk: int, image_pk: int) -> HttpResponse:
+    """Start an image from one of the dataset's photos, with the model this training made."""
+    image = selectors.get_image_for_user(request.user, pk, image_pk)
+    try:
+        staged = services.dataset_image_use_as_input(image=image)
+    except services.DatasetError as exc:
+        messages.error(request, str(exc))
+        return redirect("training:dataset", pk=pk)
+    query = {"staged": staged.pk}
+    if (model_pk := selectors.training_ready_model_pk(image.dataset.training)) is not None:
+        query["model"] = model_pk
+    return redirect(f"{reverse('generations:generate')}?{urlencode(query)}")
 
 
 # --- Captions in bulk: find and replace, download, import ------------------------------------------

@@ -50,7 +50,7 @@ from fluxsite.integrations.errors import Category, IntegrationError
 from fluxsite.integrations.replicate_files import file_refusal, image_download
 from fluxsite.statemachine import backoff_seconds, transition
 from generations.imaging import CheckedImage, InputImageError, image_check, mask_check
-from generations.models import GeneratedImage, Generation
+from generations.models import GeneratedImage, Generation, InputImage
 from models_app.models import LoraModel
 from models_app.services import lora_cover_set, lora_showcase_add, lora_showcase_remove
 
@@ -301,6 +301,7 @@ def _inputs_check(
     source_image: GeneratedImage | None,
     mask: bytes | None,
     reuse: Generation | None,
+    staged: InputImage | None = None,
 ) -> _Inputs:
     """The starting image and mask, checked (decodable, within the limits, the same size) before
     anything is stored or spent. Raises GenerationError with a message to show."""
@@ -308,10 +309,15 @@ def _inputs_check(
         raise GenerationError("This image is not yours.")
     if reuse is not None and reuse.owner_id != user.pk:
         raise GenerationError("This generation is not yours.")
+    if staged is not None and staged.owner_id != user.pk:
+        raise GenerationError("This image is not yours.")
     try:
         image: CheckedImage | None = None
         if input_image is not None:
             image = image_check(input_image)
+            source_image = None
+        elif staged is not None:  # stored by input_image_add; this generation keeps its own copy
+            image = image_check(_stored_bytes(storage.PRIVATE, staged.file_name))
             source_image = None
         elif source_image is not None:
             image = image_check(_stored_bytes(storage.PUBLIC, source_image.file_name))
@@ -365,6 +371,23 @@ def _inputs_store(user: User, inputs: _Inputs) -> tuple[str, str]:
     return image_name, mask_name
 
 
+def input_image_add(*, user: User, data: bytes, label: str) -> InputImage:
+    """Keep an image the person wants to start a generation from (a photo of their dataset, which the
+    training app hands over as bytes), checked as an upload is. Raises GenerationError if refused."""
+    try:
+        image = image_check(data)
+    except InputImageError as exc:
+        raise GenerationError(str(exc)) from None
+    name = storage.file_save(
+        alias=storage.PRIVATE,
+        name=f"generation-inputs/{user.pk}/{secrets.token_hex(12)}/start.{image.extension}",
+        content=io.BytesIO(image.data),
+    )
+    return InputImage.objects.create(
+        owner=user, file_name=name, width=image.width, height=image.height, label=label[:200]
+    )
+
+
 def _private_delete(names: list[str]) -> None:
     for name in names:
         try:
@@ -406,13 +429,15 @@ def generation_start(
     mask: bytes | None = None,
     extra_model: LoraModel | None = None,
     reuse: Generation | None = None,
+    staged: InputImage | None = None,
 ) -> Generation:
     """Create the generation and spend its credits in one transaction; the prediction is created by a task.
 
     `params` are the cleaned form values (aspect_ratio, num_outputs, lora_scale, num_inference_steps,
     guidance_scale, seed or None, output_format; prompt_strength with an image, extra_lora_scale
     with a second LoRA). The mode follows from the inputs: an image (uploaded `input_image`, a
-    gallery `source_image`, or `reuse`'s stored one) makes it image to image, with a `mask`
+    gallery `source_image`, a `staged` InputImage such as a dataset photo, or `reuse`'s stored one)
+    makes it image to image, with a `mask`
     inpainting. `extra_model` is a second LoRA of the same owner. Raises GenerationError (model not
     usable, an input refused, a mode the target lacks) or billing's InsufficientCredits; either
     way nothing is stored and nothing is sent to Replicate.
@@ -426,7 +451,7 @@ def generation_start(
     if len(prompt) > PROMPT_MAX_CHARS:
         raise GenerationError(f"A prompt has at most {PROMPT_MAX_CHARS} characters.")
     inputs = _inputs_check(
-        user=user, input_image=input_image, source_image=source_image, mask=mask, reuse=reuse
+        user=user, input_image=input_image, source_image=source_image, mask=mask, reuse=reuse, staged=staged
     )
     if extra_model is not None and extra_model.pk == model.pk:
         raise GenerationError("Choose a different model as the second LoRA (or none).")

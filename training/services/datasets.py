@@ -27,7 +27,10 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from fluxsite.integrations import storage
+from fluxsite.integrations.errors import IntegrationError
 from fluxsite.integrations.storage import PRIVATE
+from generations.models import InputImage
+from generations.services import GenerationError, input_image_add
 from training.dataset_zip import ZipMember, zip_stream_to_storage
 from training.imaging import DecodeFailed, ImageLimits, ImageRejected, dhash_distance, image_prepare_budgeted
 from training.models import Dataset, DatasetImage, TrainingJob
@@ -511,3 +514,20 @@ def dataset_zip_url(*, dataset: Dataset, expires: int | None = None) -> str:
 
 
 # --- Duplicating a training ------------------------------------------------------------------------
+
+
+def dataset_image_use_as_input(*, image: DatasetImage) -> InputImage:
+    """Hand one prepared photo of a dataset to the generations app as an image to start from (image
+    to image or inpainting with the LoRA it trained). The photo is copied: the dataset stays as it
+    is, whatever becomes of the generation. Raises DatasetError if the photo cannot be read."""
+    training = image.dataset.training
+    try:
+        data = b"".join(storage.file_iter(alias=PRIVATE, name=image.file_name))
+    except IntegrationError:
+        raise DatasetError("This photo could not be read from storage; try again in a moment.") from None
+    try:
+        return input_image_add(
+            user=training.owner, data=data, label=f"{image.original_name}, a photo of {training.name}"
+        )
+    except GenerationError as exc:
+        raise DatasetError(str(exc)) from None
