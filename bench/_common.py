@@ -29,6 +29,17 @@ def django_setup(media_root: str | None = None) -> str:
     return media_root
 
 
+def confirmed_user(email: str):
+    """A signed-up user whose address is confirmed (so the welcome credits are granted)."""
+    from fluxsite.accounts.services import user_email_confirm, user_sign_up
+
+    user = user_sign_up(email=email, password="bench-password-123")
+    assert user is not None
+    confirmed = user_email_confirm(user=user).user
+    assert confirmed is not None
+    return confirmed
+
+
 def phone_jpeg(width: int, height: int, seed: int = 0, orientation: int = 6, quality: int = 90) -> bytes:
     """Noise over gradients: compresses like a photo (a few bytes per pixel), with EXIF orientation."""
     from PIL import Image

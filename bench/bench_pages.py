@@ -22,19 +22,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import django_setup, table  # noqa: E402
+from _common import confirmed_user, django_setup, table  # noqa: E402
 
 GOALS = {"p50_200": 1.5, "p50_1000": 2.0, "cpu_ms": 8.0}
 
 
 def _user():
-    from fluxsite.accounts.services import user_email_confirm, user_sign_up
-
-    user = user_sign_up(email="bench@example.com", password="bench-password-123")
-    assert user is not None
-    confirmed = user_email_confirm(user=user).user
-    assert confirmed is not None
-    return confirmed
+    return confirmed_user("bench@example.com")
 
 
 def _grow(user, state: dict, n: int) -> None:

@@ -22,17 +22,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import django_setup, serve_in_thread, table, verdict  # noqa: E402
+from _common import confirmed_user, django_setup, serve_in_thread, table, verdict  # noqa: E402
 
 
 def _user():
-    from fluxsite.accounts.services import user_email_confirm, user_sign_up
-
-    user = user_sign_up(email="bench-grid@example.com", password="bench-password-123")
-    assert user is not None
-    confirmed = user_email_confirm(user=user).user
-    assert confirmed is not None
-    return confirmed
+    return confirmed_user("bench-grid@example.com")
 
 
 def _trained_model(user, label: str, prompts: list[str]):

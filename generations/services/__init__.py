@@ -16,6 +16,7 @@ from generations.services.generation import (
     generations_reconcile,
     input_image_add,
     lora_set_cover,
+    output_image_decode,
     prediction_request,
     prompt_suggestions,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "generations_reconcile",
     "input_image_add",
     "lora_set_cover",
+    "output_image_decode",
     "prediction_request",
     "prompt_suggestions",
 ]

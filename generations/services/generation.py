@@ -798,8 +798,8 @@ class _Stored:
     byte_size: int
 
 
-def _image_decode(data: bytes) -> Image.Image:
-    """Decode fully, from an allowlist of formats, refusing decompression bombs."""
+def output_image_decode(data: bytes) -> Image.Image:
+    """A model's output image (a generation's, a sample grid's), decoded fully, from an allowlist of formats, refusing decompression bombs."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -820,7 +820,7 @@ def _image_decode(data: bytes) -> Image.Image:
 
 
 def _image_store(generation: Generation, index: int, data: bytes, extension: str) -> _Stored:
-    image = _image_decode(data)
+    image = output_image_decode(data)
     # An unguessable folder: the public storage serves these without a login.
     folder = f"generations/{secrets.token_hex(12)}"
     name = storage.file_save(

@@ -31,7 +31,6 @@ from __future__ import annotations
 import io
 import logging
 import secrets
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -41,18 +40,18 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from PIL import Image, UnidentifiedImageError
 
 from billing.pricing import sample_grid_cost_credits
 from fluxsite.integrations import replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
-from fluxsite.integrations.replicate_files import file_refusal, image_download
+from fluxsite.integrations.replicate_files import image_download
 from fluxsite.statemachine import transition
 from generations.models import Generation
 from generations.services import (
     GenerationError,
     effective_prompt,
     generation_limits,
+    output_image_decode,
     prediction_request,
     prompt_suggestions,
 )
@@ -67,8 +66,6 @@ C = SampleImage.Status
 ACTIVE = (C.QUEUED, C.RUNNING)
 PROMPT_MAX_CHARS = 300
 THUMBNAIL_PX = 256
-IMAGE_FORMATS = ("WEBP", "JPEG", "PNG")
-MAX_IMAGE_PIXELS = 40_000_000
 # The generate form's defaults (generations.forms.GenerateForm): the grid is what a first try gives.
 SAMPLE_PARAMS: dict[str, Any] = {
     "aspect_ratio": "1:1",
@@ -342,23 +339,9 @@ def _image_keep(cell: SampleImage, info: replicate_client.PredictionInfo) -> Non
 
 
 def _image_store(data: bytes) -> tuple[str, str]:
-    """The image and its thumbnail in the public storage, under an unguessable folder."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS))
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise file_refusal("The image is larger than we accept.", retryable=False)
-            image.load()
-    except (
-        UnidentifiedImageError,
-        OSError,
-        Image.DecompressionBombWarning,
-        Image.DecompressionBombError,
-    ) as exc:
-        raise file_refusal(
-            "Replicate sent a file that is not a readable image.", retryable=False, detail=repr(exc)
-        )
+    """The image and its thumbnail in the public storage, under an unguessable folder (checked as a
+    generation's outputs are: an allowlist of formats, no decompression bombs)."""
+    image = output_image_decode(data)
     extension = {"WEBP": "webp", "JPEG": "jpg", "PNG": "png"}[str(image.format)]
     folder = f"samples/{secrets.token_hex(12)}"
     name = storage.file_save(
