@@ -61,13 +61,21 @@ def _card_has_widget(job: TrainingJob) -> bool:
 
 
 def _card_text(model: LoraModel) -> str:
+    """The card on `main`, or "" while a commit of it is landing: huggingface_hub reads the file's size
+    (HEAD) and then its bytes (GET), both of `main`, and a commit between the two fails its
+    consistency check, on the Hub as on the stand-in. The caller polls again."""
     import tempfile
     from pathlib import Path
 
+    from fluxsite.integrations.errors import IntegrationError
+
     with tempfile.TemporaryDirectory() as tmp:
-        path = huggingface_client.file_download(
-            repo_id=model.hf_repo_id, filename="README.md", local_dir=Path(tmp)
-        )
+        try:
+            path = huggingface_client.file_download(
+                repo_id=model.hf_repo_id, filename="README.md", local_dir=Path(tmp)
+            )
+        except (OSError, IntegrationError):
+            return ""
         return path.read_text()
 
 
