@@ -50,6 +50,7 @@ from fluxsite.integrations.errors import Category, IntegrationError
 from fluxsite.integrations.replicate_files import file_refusal, image_download
 from fluxsite.statemachine import backoff_seconds, transition
 from generations.models import GeneratedImage, Generation
+from models_app.bases import base_get, version_input_adapt
 from models_app.models import LoraModel
 from models_app.services import lora_cover_set, lora_showcase_add, lora_showcase_remove
 
@@ -110,7 +111,12 @@ def generation_target(*, model: LoraModel) -> str:
     """ "version" or "hf": how this model runs on Replicate. Raises GenerationError when not ready."""
     if model.replicate_version:
         return "version"
-    if model.hf_repo_id and model.status == LoraModel.Status.READY:
+    # Only a base with a LoRA-by-URL generator whose schema we know (models_app.bases) runs that way.
+    if (
+        model.hf_repo_id
+        and model.status == LoraModel.Status.READY
+        and base_get(model.base_model).generator_model
+    ):
         return "hf"
     raise GenerationError(
         f"“{model.name}” is not ready to generate yet: it has no trained version on Replicate "
@@ -188,6 +194,13 @@ def prediction_request(*, generation: Generation, model: LoraModel) -> tuple[dic
         data["seed"] = int(params["seed"])
     if generation_target(model=model) == "version":
         data["guidance_scale"] = params["guidance_scale"]
+        # The model's base decides the predictor's input names (models_app.bases; FLUX: unchanged).
+        hub = (
+            f"https://huggingface.co/{model.hf_repo_id}/resolve/main/lora.safetensors"
+            if model.hf_repo_id
+            else ""
+        )
+        data = version_input_adapt(base_model=model.base_model, data=data, weights_url=hub)
         return {"version": model.replicate_version.rpartition(":")[2]}, data
     data["guidance"] = params["guidance_scale"]
     data["lora_weights"] = f"huggingface.co/{model.hf_repo_id}"
