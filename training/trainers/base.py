@@ -41,6 +41,11 @@ class Setting:
     # True when the bounds are ours, not the vendor's (none were published): say so on the page.
     ours: bool = False
     required: bool = True
+    input_name: str = ""  # the trainer's input it fills, when not `name`
+
+    @property
+    def input(self) -> str:
+        return self.input_name or self.name
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ SETTINGS = (
         minimum=500,
         maximum=2000,
         ours=True,
+        input_name="training_steps",
         help="500-2000 (our bounds: the trainer publishes none). Replicate's guide: leave it at 1000.",
     ),
 )
