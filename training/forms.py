@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -256,12 +257,12 @@ def _setting_field(setting: Setting) -> forms.Field:
     if setting.kind == "float":
         return forms.FloatField(min_value=setting.minimum, max_value=setting.maximum, **common)
     if setting.kind == "choice":
-        kind = type(setting.default)
-        return forms.TypedChoiceField(choices=[(c, str(c)) for c in setting.choices], coerce=kind, **common)
+        coerce: Callable[[Any], Any] = int if isinstance(setting.default, int) else str
+        return forms.TypedChoiceField(choices=[(c, str(c)) for c in setting.choices], coerce=coerce, **common)
     return forms.CharField(max_length=500, **common)
 
 
-def trainer_params_form(key: str) -> type[_SamplePromptsMixin]:
+def trainer_params_form(key: str) -> type[TrainingParamsForm] | type[TrainerParamsForm]:
     """The start page's parameters form of trainer `key`: TrainingParamsForm for FLUX.1-dev (its
     page is unchanged), otherwise a form made from the registry entry's settings and presets,
     with the entry's bounds (so a setting out of that trainer's range is a field error)."""

@@ -139,12 +139,10 @@ def _extract_from_zip(zip_path: Path, dest_dir: Path, cap: int) -> Path:
                     config = info
             if lora is None:
                 raise file_refusal("The weights archive holds no lora.safetensors file.")
-            for info, dest, limit in (
-                (lora, dest_dir / LORA_NAME, cap),
-                (config, dest_dir / CONFIG_NAME, min(cap, 1024 * 1024)),
-            ):
-                if info is None:
-                    continue
+            targets: list[tuple[zipfile.ZipInfo, Path, int]] = [(lora, dest_dir / LORA_NAME, cap)]
+            if config is not None:
+                targets.append((config, dest_dir / CONFIG_NAME, min(cap, 1024 * 1024)))
+            for info, dest, limit in targets:
                 if info.file_size > limit:
                     raise file_refusal(
                         f"{PurePosixPath(info.filename).name} is larger than the {filesizeformat(limit)} limit."

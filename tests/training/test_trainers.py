@@ -142,7 +142,7 @@ def test_a_training_with_each_trainer_goes_from_photos_to_a_published_model(
         repo_id=model.hf_repo_id, filename="README.md", local_dir=Path(settings.MEDIA_ROOT) / "card"
     ).read_text()
     assert f"base_model: {trainer.base_model}" in card and trainer.model() in card
-    assert balance_for_user(funded) == before - job.cost_credits
+    assert job.cost_credits and balance_for_user(funded) == before - job.cost_credits
 
 
 @pytest.mark.django_db(transaction=True)
@@ -152,13 +152,14 @@ def test_the_qwen_trainer_gets_our_zip_as_dataset_and_a_default_caption_that_nam
     from training.services import trainings
 
     job = _job(funded, alice_client, "qwen-image", trigger="Sabrina")
-    first = DatasetImage.objects.filter(dataset__training=job).order_by("pk").first()
+    first = DatasetImage.objects.filter(dataset__training=job).order_by("pk")[0]
     DatasetImage.objects.filter(dataset__training=job).exclude(pk=first.pk).update(caption="")
     DatasetImage.objects.filter(pk=first.pk).update(caption="Sabrina laughing, [trigger] in red")
     trainings.training_start(job=job, params=_params("qwen-image"))
     run = wait_until(
         lambda: SandboxTraining.objects.first(), lambda r: r is not None and r.captions, timeout=20
     )
+    assert run is not None
     assert "input_images" not in run.input and "trigger_word" not in run.input
     assert run.input["default_caption"] == "A photo of Sabrina"
     captions = {k: v for k, v in run.captions.items() if not k.startswith("__")}
@@ -228,7 +229,7 @@ def test_qwen_refuses_a_rare_token_as_its_trigger_word(funded, alice_client):
 @pytest.mark.django_db
 def test_qwen_refuses_captions_and_a_default_caption_that_do_not_name_the_subject(funded, alice_client):
     job = _job(funded, alice_client, "qwen-image", trigger="Sabrina")
-    first = DatasetImage.objects.filter(dataset__training=job).order_by("pk").first()
+    first = DatasetImage.objects.filter(dataset__training=job).order_by("pk")[0]
     DatasetImage.objects.filter(dataset__training=job).update(caption="")  # these get default_caption
     DatasetImage.objects.filter(pk=first.pk).update(caption="a woman on a beach")
     response = _post_start(alice_client, job, "qwen-image", default_caption="a photo of a woman")
