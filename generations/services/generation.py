@@ -159,7 +159,10 @@ def generation_limits(*, model: LoraModel) -> dict[str, replicate_client.InputFi
         fields = replicate_client.input_schema_get(model=ref, version_id=version_id)
     else:
         fields = replicate_client.input_schema_get(model=settings.REPLICATE_GENERATION_MODEL)
-    return {ours: fields[theirs] for ours, theirs in FIELD_TO_INPUT[target].items() if theirs in fields}
+    mapping = dict(FIELD_TO_INPUT[target])
+    if target == "version":  # the base's predictor may name guidance otherwise (models_app.bases)
+        mapping["guidance_scale"] = base_get(model.base_model).guidance_input
+    return {ours: fields[theirs] for ours, theirs in mapping.items() if theirs in fields}
 
 
 def effective_prompt(*, prompt: str, model: LoraModel) -> str:

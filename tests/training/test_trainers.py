@@ -351,3 +351,36 @@ def test_a_flux_model_generates_exactly_as_before(alice, settings):
         and data["guidance"] == 3.0
         and data["lora_weights"] == "huggingface.co/alice/f"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_qwen_trainings_sample_grid_runs_on_its_version_with_its_own_input_names(
+    sandbox, funded, alice_client, settings
+):
+    """The grid follows the model's base: Qwen's predictor gets replicate_weights (the published
+    lora.safetensors) and `guidance`, and no num_outputs (it makes one image a run)."""
+    from sandbox.replicate.models import SandboxPrediction
+    from training.models import SampleImage
+    from training.services import trainings
+
+    settings.SAMPLE_GRID_STRENGTHS = [0.0, 1.0]
+    job = _job(funded, alice_client, "qwen-image", trigger="Sabrina")
+    trainings.training_start(
+        job=job, params={**_params("qwen-image"), "sample_prompts": ["Sabrina in a garden"]}
+    )
+    done = wait_until(
+        lambda: list(SampleImage.objects.filter(job=job)),
+        lambda cells: len(cells) == 2 and all(c.status not in ("queued", "running") for c in cells),
+        timeout=60,
+    )
+    assert [c.status for c in done] == ["succeeded", "succeeded"], [c.error_message for c in done]
+    model = TrainingJob.objects.get(pk=job.pk).lora_model
+    predictions = list(SandboxPrediction.objects.exclude(model__startswith="lucataco"))
+    assert len(predictions) == 2
+    assert {p.version for p in predictions} == {model.replicate_version.rpartition(":")[2]}
+    for prediction in predictions:
+        assert "num_outputs" not in prediction.input and "guidance_scale" not in prediction.input
+        assert prediction.input["guidance"] == 3
+        assert prediction.input["replicate_weights"].endswith(
+            f"{model.hf_repo_id}/resolve/main/lora.safetensors"
+        )
