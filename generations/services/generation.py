@@ -160,9 +160,16 @@ def generation_limits(*, model: LoraModel) -> dict[str, replicate_client.InputFi
     else:
         fields = replicate_client.input_schema_get(model=settings.REPLICATE_GENERATION_MODEL)
     mapping = dict(FIELD_TO_INPUT[target])
+    base = base_get(model.base_model)
     if target == "version":  # the base's predictor may name guidance otherwise (models_app.bases)
-        mapping["guidance_scale"] = base_get(model.base_model).guidance_input
-    return {ours: fields[theirs] for ours, theirs in mapping.items() if theirs in fields}
+        mapping["guidance_scale"] = base.guidance_input
+    limits = {ours: fields[theirs] for ours, theirs in mapping.items() if theirs in fields}
+    if not base.multiple_outputs:
+        # Its predictor makes one image a run (no num_outputs input): never price more than one.
+        limits["num_outputs"] = replicate_client.InputField(
+            name="num_outputs", type="integer", minimum=1, maximum=1, default=1
+        )
+    return limits
 
 
 def effective_prompt(*, prompt: str, model: LoraModel) -> str:

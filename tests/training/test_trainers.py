@@ -384,3 +384,35 @@ def test_a_qwen_trainings_sample_grid_runs_on_its_version_with_its_own_input_nam
         assert prediction.input["replicate_weights"].endswith(
             f"{model.hf_repo_id}/resolve/main/lora.safetensors"
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_qwen_models_generate_form_takes_one_image_a_run_and_its_aspect_ratios(
+    sandbox, funded, alice_client, settings
+):
+    """The generate page's limits come from the Qwen version's own schema (7 aspect ratios) and
+    its predictor's one image a run, so more than one image is a field error, never a paid run
+    that delivers fewer images than it charged."""
+    from generations.forms import GenerateForm
+    from generations.services.generation import generation_limits
+    from training.services import trainings
+
+    job = _job(funded, alice_client, "qwen-image", trigger="Sabrina")
+    trainings.training_start(job=job, params=_params("qwen-image"))
+    job = wait_until(
+        lambda: TrainingJob.objects.get(pk=job.pk), lambda j: j.status in (S.SUCCEEDED, S.FAILED), timeout=40
+    )
+    limits = generation_limits(model=job.lora_model)
+    assert limits["num_outputs"].maximum == 1
+    assert limits["guidance_scale"].maximum == 10  # predict.py's `guidance` 0-10
+    form = GenerateForm(limits=limits)
+    assert [c for c, _ in form.fields["aspect_ratio"].choices] == [
+        "1:1",
+        "16:9",
+        "9:16",
+        "4:3",
+        "3:4",
+        "3:2",
+        "2:3",
+    ]
+    assert GenerateForm(data={"num_outputs": 2}, limits=limits).errors["num_outputs"]
