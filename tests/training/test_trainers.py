@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
+from django import forms
 from django.urls import reverse
 
 from billing.selectors import balance_for_user
@@ -406,7 +407,9 @@ def test_a_qwen_models_generate_form_takes_one_image_a_run_and_its_aspect_ratios
     assert limits["num_outputs"].maximum == 1
     assert limits["guidance_scale"].maximum == 10  # predict.py's `guidance` 0-10
     form = GenerateForm(limits=limits)
-    assert [c for c, _ in form.fields["aspect_ratio"].choices] == [
+    aspect = form.fields["aspect_ratio"]
+    assert isinstance(aspect, forms.ChoiceField)
+    assert [c for c, _ in list(aspect.choices)] == [  # type: ignore[arg-type]
         "1:1",
         "16:9",
         "9:16",
