@@ -23,6 +23,22 @@ def training_cost_credits(*, steps: int) -> int:
     return max(int(credits), 1)
 
 
+def gpu_cost_dollars(*, seconds: Decimal, price_per_second: Decimal) -> Decimal:
+    """The GPU cost of `seconds` on hardware priced `price_per_second` dollars (unrounded): the
+    estimate of a trainer whose time and price are not the default trainer's."""
+    if seconds <= 0:
+        raise ValueError("a run takes a positive time")
+    return Decimal(seconds) * Decimal(price_per_second)
+
+
+def dollars_to_credits(dollars: Decimal) -> int:
+    """Dollars of GPU time as credits: × TRAINING_PRICE_MARGIN, rounded up, at least one
+    (training_cost_credits' rule, for any trainer)."""
+    cents = Decimal(dollars) * Decimal(settings.TRAINING_PRICE_MARGIN) * 100
+    credits = (cents / Decimal(settings.CREDIT_VALUE_CENTS)).to_integral_value(rounding=ROUND_CEILING)
+    return max(int(credits), 1)
+
+
 def generation_cost_credits(*, num_images: int) -> int:
     if num_images <= 0:
         raise ValueError("a generation makes at least one image")

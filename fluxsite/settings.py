@@ -398,6 +398,22 @@ for _position, _key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
 # --- Credits and prices ---------------------------------------------------------------------------
 GPU_PRICE_PER_SECOND = env_decimal_str("GPU_PRICE_PER_SECOND", "0.001525")  # H100, dollars
 TRAINER_SECONDS_PER_STEP = env_decimal_str("TRAINER_SECONDS_PER_STEP", "1.1")
+# The other trainers of the registry (training/trainers/, docs/trainers-research.md): their pinned
+# versions, their hardware's price per second and the seconds a step takes, each overridable.
+# replicate/fast-flux-trainer: 8x H100 at $0.012200/s (replicate.com/pricing, the fine-tune guide);
+# about 120 s for 1000 steps (the guide's "around 2 minutes"), so 0.12 s a step.
+REPLICATE_FAST_FLUX_TRAINER_VERSION = env_str(
+    "REPLICATE_FAST_FLUX_TRAINER_VERSION", "8b10794665aed907bb98a1a5324cd1d3a8bea0e9b31e65210967fb9c9e2e08ed"
+)
+FAST_FLUX_GPU_PRICE_PER_SECOND = env_decimal_str("FAST_FLUX_GPU_PRICE_PER_SECOND", "0.0122")
+FAST_FLUX_SECONDS_PER_STEP = env_decimal_str("FAST_FLUX_SECONDS_PER_STEP", "0.12")
+# qwen/qwen-image-lora-trainer: the H100 price (its README); one recorded run took 18.7 min of
+# predict time for 1500 steps, so 0.75 s a step. No H200 price is known (the research's gap).
+REPLICATE_QWEN_TRAINER_VERSION = env_str(
+    "REPLICATE_QWEN_TRAINER_VERSION", "f28eb39544f2c0dff4fbd9d50588fd75789f7ef26f6118456a96c2eedddddf90"
+)
+QWEN_GPU_PRICE_PER_SECOND = env_decimal_str("QWEN_GPU_PRICE_PER_SECOND", "0.001525")
+QWEN_SECONDS_PER_STEP = env_decimal_str("QWEN_SECONDS_PER_STEP", "0.75")
 CREDIT_VALUE_CENTS = env_int("CREDIT_VALUE_CENTS", 1)  # one credit is worth this many US cents
 SIGNUP_CREDITS = env_int("SIGNUP_CREDITS", 500)  # granted once per verified (normalised) address
 ACCOUNT_VERIFY_MAX_AGE_SECONDS = env_int("ACCOUNT_VERIFY_MAX_AGE_SECONDS", 3 * 24 * 3600)

@@ -20,7 +20,14 @@ class LoraModelAdmin(admin.ModelAdmin):
         "publish_attempts",
         "created_at",
     ]
-    list_filter = ["status", "visibility", "subject_kind", "hf_via_user_account", "publish_error_category"]
+    list_filter = [
+        "status",
+        "visibility",
+        "subject_kind",
+        "base_model",
+        "hf_via_user_account",
+        "publish_error_category",
+    ]
     search_fields = [
         "name",
         "slug",

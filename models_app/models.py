@@ -38,6 +38,8 @@ class LoraModel(models.Model):
     subject_kind = models.CharField(max_length=16, choices=SubjectKind.choices, default=SubjectKind.SUBJECT)
     description = models.TextField(blank=True)
     base_model = models.CharField(max_length=200, default=FLUX_DEV)
+    # The Replicate trainer that made the weights ("owner/name"), named on the Hugging Face card.
+    trained_with = models.CharField(max_length=200, default="ostris/flux-dev-lora-trainer")
     replicate_version = models.CharField(
         max_length=300, blank=True, help_text="output.version: owner/name:hash"
     )

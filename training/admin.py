@@ -81,16 +81,18 @@ class TrainingJobAdmin(admin.ModelAdmin):
         "owner",
         "trigger_word",
         "subject_kind",
+        "trainer",
         "status",
         "progress",
         "cost_credits",
         "image_count",
         "created_at",
     ]
-    list_filter = ["status", "failed_stage", "error_category", "subject_kind", "created_at"]
+    list_filter = ["status", "trainer", "failed_stage", "error_category", "subject_kind", "created_at"]
     search_fields = ["name", "trigger_word", "owner__email", "replicate_training_id"]
     raw_id_fields = ["owner"]
-    readonly_fields = ["created_at", "updated_at", "events", *PIPELINE_FIELDS]
+    # The trainer is chosen on the start page and fixed when it starts (training.services).
+    readonly_fields = ["created_at", "updated_at", "events", "trainer", *PIPELINE_FIELDS]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     inlines = [DatasetInline, TrainingEventInline]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -11,6 +12,10 @@ from fluxsite.widgets import PlainTextarea
 from training.models import CaptionBatch, DatasetImage, TrainingJob
 from training.services.captions import FIND_MAX
 from training.services.samples import SampleGridError, sample_prompts_parse
+from training.trainers import flux_dev
+from training.trainers.base import Setting
+from training.trainers.registry import DEFAULT as DEFAULT_TRAINER
+from training.trainers.registry import trainer_choices, trainer_get
 
 TRIGGER_RE = r"^[A-Za-z0-9_]{2,32}$"
 
@@ -111,29 +116,7 @@ RESOLUTIONS = [
     ("512", "512 only"),
     ("512,768", "512 and 768"),
 ]
-PRESETS: dict[str, dict] = {
-    "subject": {
-        "label": "Portrait / subject",
-        "steps": 1000,
-        "learning_rate": 0.0004,
-        "lora_rank": 16,
-        "caption_dropout_rate": 0.05,
-    },
-    "style": {
-        "label": "Style",
-        "steps": 1500,
-        "learning_rate": 0.0003,
-        "lora_rank": 32,
-        "caption_dropout_rate": 0.1,
-    },
-    "quick": {
-        "label": "Quick test",
-        "steps": 300,
-        "learning_rate": 0.0005,
-        "lora_rank": 8,
-        "caption_dropout_rate": 0.05,
-    },
-}
+PRESETS: dict[str, dict] = flux_dev.PRESETS  # the FLUX.1-dev trainer's (training/trainers/flux_dev.py)
 
 
 # The trainer's bounds. Written once: the fields below hold them, and the page (its inputs, help
@@ -142,7 +125,55 @@ STEPS_MIN, STEPS_MAX = 3, 6000
 LORA_RANK_MIN, LORA_RANK_MAX = 1, 128
 
 
-class TrainingParamsForm(forms.Form):
+class _SamplePromptsMixin:
+    """What every trainer's parameters form shares: the sample prompts, the live estimate's
+    attributes, and `params()` (the cleaned data without the preset)."""
+
+    fields: dict[str, forms.Field]
+    cleaned_data: dict[str, Any]
+    ESTIMATE_INCLUDE = "[name=steps], [name=sample_prompts]"
+
+    def _sample_prompts_setup(self, estimate_url: str) -> None:
+        prompts = self.fields["sample_prompts"]
+        prompts.help_text = str(prompts.help_text).replace("SAMPLE_MAX", str(settings.SAMPLE_GRID_PROMPTS))
+        if estimate_url:  # the cost beside the form follows the steps and the prompts as they are typed
+            for name in ("steps", "sample_prompts"):
+                self.fields[name].widget.attrs.update(
+                    {
+                        "hx-get": estimate_url,
+                        "hx-trigger": "change, input changed delay:400ms",
+                        "hx-target": "#estimate",
+                        "hx-swap": "outerHTML",
+                        "hx-include": self.ESTIMATE_INCLUDE,
+                    }
+                )
+
+    def clean_sample_prompts(self) -> list[str]:
+        try:
+            return sample_prompts_parse(self.cleaned_data.get("sample_prompts") or "")
+        except SampleGridError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def params(self) -> dict:
+        data = dict(self.cleaned_data)
+        data.pop("preset", None)
+        return data
+
+
+def _sample_prompts_field() -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Sample prompts",
+        help_text="One a line, at most SAMPLE_MAX. After training, each is drawn at several LoRA "
+        "strengths (0 is the base model, for comparison) with one seed; included in the price. "
+        "Leave empty for no samples.",
+    )
+
+
+class TrainingParamsForm(_SamplePromptsMixin, forms.Form):
+    """The FLUX.1-dev trainer's settings (training/trainers/flux_dev.py)."""
+
     preset = forms.ChoiceField(
         choices=[("", "Custom")] + [(k, v["label"]) for k, v in PRESETS.items()], required=False
     )
@@ -198,42 +229,81 @@ class TrainingParamsForm(forms.Form):
 
     def __init__(self, *args: Any, estimate_url: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        prompts = self.fields["sample_prompts"]
-        prompts.help_text = str(prompts.help_text).replace("SAMPLE_MAX", str(settings.SAMPLE_GRID_PROMPTS))
-        if estimate_url:  # the cost beside the form follows the steps and the prompts as they are typed
-            for name in ("steps", "sample_prompts"):
-                self.fields[name].widget.attrs.update(
-                    {
-                        "hx-get": estimate_url,
-                        "hx-trigger": "change, input changed delay:400ms",
-                        "hx-target": "#estimate",
-                        "hx-swap": "outerHTML",
-                        "hx-include": "[name=steps], [name=sample_prompts]",
-                    }
-                )
+        self._sample_prompts_setup(estimate_url)
 
-    def clean_sample_prompts(self) -> list[str]:
-        try:
-            return sample_prompts_parse(self.cleaned_data.get("sample_prompts") or "")
-        except SampleGridError as exc:
-            raise forms.ValidationError(str(exc)) from None
 
-    def params(self) -> dict:
-        data = dict(self.cleaned_data)
-        data.pop("preset", None)
-        return data
+class TrainerParamsForm(_SamplePromptsMixin, forms.Form):
+    """The base of the forms made from a trainer's registry entry (trainer_params_form)."""
+
+    trainer_key = ""
+    ESTIMATE_INCLUDE = "[name=steps], [name=sample_prompts], [name=trainer]"
+
+    def __init__(self, *args: Any, estimate_url: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sample_prompts_setup(estimate_url)
+
+
+def _setting_field(setting: Setting) -> forms.Field:
+    common: dict[str, Any] = {
+        "label": setting.label or setting.name.replace("_", " ").capitalize(),
+        "help_text": setting.help,
+        "initial": setting.default,
+        "required": setting.required,
+    }
+    if setting.kind == "int":
+        return forms.IntegerField(
+            min_value=None if setting.minimum is None else int(setting.minimum),
+            max_value=None if setting.maximum is None else int(setting.maximum),
+            **common,
+        )
+    if setting.kind == "float":
+        return forms.FloatField(min_value=setting.minimum, max_value=setting.maximum, **common)
+    if setting.kind == "choice":
+        coerce: Callable[[Any], Any] = int if isinstance(setting.default, int) else str
+        return forms.TypedChoiceField(choices=[(c, str(c)) for c in setting.choices], coerce=coerce, **common)
+    return forms.CharField(max_length=500, **common)
+
+
+def trainer_params_form(key: str) -> type[TrainingParamsForm] | type[TrainerParamsForm]:
+    """The start page's parameters form of trainer `key`: TrainingParamsForm for FLUX.1-dev (its
+    page is unchanged), otherwise a form made from the registry entry's settings and presets,
+    with the entry's bounds (so a setting out of that trainer's range is a field error)."""
+    trainer = trainer_get(key)
+    if trainer.key == flux_dev.KEY:
+        return TrainingParamsForm
+    fields: dict[str, Any] = {
+        "preset": forms.ChoiceField(
+            choices=[("", "Custom")] + [(k, v["label"]) for k, v in trainer.presets.items()], required=False
+        )
+    }
+    fields.update({s.name: _setting_field(s) for s in trainer.settings})
+    fields["sample_prompts"] = _sample_prompts_field()
+    name = "".join(part.capitalize() for part in trainer.key.split("-")) + "ParamsForm"
+    return type(name, (TrainerParamsForm,), {**fields, "trainer_key": trainer.key})
+
+
+class TrainerChoiceForm(forms.Form):
+    """The trainer picked on the start page (a hidden input beside the parameters)."""
+
+    trainer = forms.ChoiceField(choices=trainer_choices, initial=DEFAULT_TRAINER)
 
 
 def params_initial(
-    *, preset: str = "", saved: dict | None = None, sample_prompts: list[str] | None = None
+    *,
+    preset: str = "",
+    saved: dict | None = None,
+    sample_prompts: list[str] | None = None,
+    trainer: str = DEFAULT_TRAINER,
 ) -> dict:
-    """The start form's first values: a chosen preset, else the training's saved settings, else
-    defaults; the sample prompts are the saved ones, else `sample_prompts` (a preset keeps them)."""
+    """The start form's first values: a chosen preset of `trainer`, else the training's saved
+    settings, else defaults; the sample prompts are the saved ones, else `sample_prompts` (a preset
+    keeps them)."""
     saved = dict(saved or {})
     prompts = saved.get("sample_prompts") if isinstance(saved.get("sample_prompts"), list) else sample_prompts
     extra = {"sample_prompts": "\n".join(prompts)} if prompts is not None else {}
-    if preset in PRESETS:
-        values = {k: v for k, v in PRESETS[preset].items() if k != "label"}
+    presets = trainer_get(trainer).presets
+    if preset in presets:
+        values = {k: v for k, v in presets[preset].items() if k != "label"}
         return {"preset": preset, **values, **extra}
     saved.pop("sample_prompts", None)
     return {**saved, **extra}

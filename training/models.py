@@ -39,6 +39,8 @@ class TrainingJob(models.Model):
     # --- The pipeline (training.pipeline owns every write below) ---
     params = models.JSONField(default=dict, blank=True, help_text="The trainer's inputs, validated.")
     preset = models.CharField(max_length=20, blank=True)
+    # Which trainer of the registry (training/trainers/) this training runs on; its key.
+    trainer = models.CharField(max_length=32, default="flux-dev")
     duplicated_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

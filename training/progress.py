@@ -6,6 +6,10 @@ carriage returns into newlines, so the log holds one line per refresh:
     flux_train_replicate:  10%|█         | 100/1000 [01:41<15:12,  1.01s/it, lr: 4.0e-04 loss: 4.123e-01]
 
 Other N/M bars (captioning, loading checkpoints) are not training progress and are ignored.
+
+Other trainers print the same ai-toolkit bar under another label (qwen/qwen-image-lora-trainer:
+the job name `qwen_lora_<unix time>`, docs/trainers-research.md): `label` is that label's pattern,
+from the trainer's registry entry.
 """
 
 from __future__ import annotations
@@ -16,11 +20,17 @@ from dataclasses import dataclass, field
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-_TRAIN_LINE = re.compile(
-    r"flux_train_replicate:\s*(?P<pct>\d+)%\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+)\s*"
+FLUX_LABEL = r"flux_train_replicate"
+_BAR = (
+    r":\s*(?P<pct>\d+)%\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+)\s*"
     r"\[(?P<elapsed>[\d:]+)<(?P<eta>[\d:?]+),\s*(?P<rate>[\d.]+)(?P<unit>s/it|it/s)"
     r"(?:,\s*lr:\s*(?P<lr>[-+\d.eE]+))?(?:\s*loss:\s*(?P<loss>[-+\d.eE]+|nan|inf))?"
 )
+_TRAIN_LINE = re.compile(FLUX_LABEL + _BAR)
+
+
+def _line_pattern(label: str) -> re.Pattern[str]:
+    return _TRAIN_LINE if label == FLUX_LABEL else re.compile(label + _BAR)
 
 
 @dataclass(frozen=True)
@@ -46,14 +56,16 @@ def _seconds(clock: str) -> int | None:
     return seconds
 
 
-def progress_from_logs(logs: str | None) -> Progress:
-    """The latest training progress in `logs`, with the loss at each step seen (by step, no repeats)."""
+def progress_from_logs(logs: str | None, *, label: str = FLUX_LABEL) -> Progress:
+    """The latest training progress in `logs`, with the loss at each step seen (by step, no repeats).
+    `label` is a pattern for the training bar's label (the FLUX trainer's by default)."""
     if not logs:
         return Progress()
+    pattern = _line_pattern(label)
     history: dict[int, float] = {}
     last = None
     for line in logs.replace("\r", "\n").splitlines():
-        match = _TRAIN_LINE.search(line)
+        match = pattern.search(line)
         if not match:
             continue
         last = match

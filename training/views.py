@@ -34,19 +34,22 @@ from fluxsite.ratelimits import rate_limited
 from training import selectors, services
 from training.captioning_models import INSPECTION_MODEL
 from training.forms import (
-    PRESETS,
     CaptionBatchForm,
     CaptionForm,
     CaptionImportForm,
     CaptionReplaceForm,
     CaptionTemplateForm,
+    TrainerChoiceForm,
     TrainingCreateForm,
     TrainingFilterForm,
     TrainingParamsForm,
     params_initial,
+    trainer_params_form,
 )
 from training.models import CaptionBatch, Dataset, TrainingJob
 from training.progress import loss_chart_svg
+from training.trainers.registry import DEFAULT as DEFAULT_TRAINER
+from training.trainers.registry import TRAINERS, trainer_get
 from training.uploads import FileSizeLimitHandler, declared_length_over
 
 DATASET_PAGE = "training/dataset.html"
@@ -491,16 +494,16 @@ def _sample_prompt_count(text: object) -> int:
     return min(len(lines), settings.SAMPLE_GRID_PROMPTS)
 
 
-def _estimate_context(steps: object, sample_prompts: object = None) -> dict:
-    """The cost of `steps` (raw input) with a grid of `sample_prompts` (the raw field; None: the
-    default number), or none when the form's steps field refuses them."""
-    field = TrainingParamsForm.base_fields["steps"]  # its bounds are the only copy of the limits
+def _estimate_context(steps: object, sample_prompts: object = None, trainer: str = DEFAULT_TRAINER) -> dict:
+    """The cost of `steps` (raw input) on `trainer` with a grid of `sample_prompts` (the raw field;
+    None: the default number), or none when that trainer's steps field refuses them."""
+    field = trainer_params_form(trainer).base_fields["steps"]  # its bounds are the only copy of the limits
     try:
         valid = field.clean(steps)
     except ValidationError:
         return {"estimate": None, "steps_field": field}
     prompts = settings.SAMPLE_GRID_PROMPTS if sample_prompts is None else _sample_prompt_count(sample_prompts)
-    credits, dollars = services.training_estimate(steps=valid, sample_prompts=prompts)
+    credits, dollars = services.training_estimate(steps=valid, sample_prompts=prompts, trainer=trainer)
     images, grid_credits = services.sample_grid_estimate(prompts=prompts)
     return {
         "estimate": {
@@ -519,24 +522,52 @@ def _estimate_context(steps: object, sample_prompts: object = None) -> dict:
     }
 
 
-def _params_form(job: TrainingJob, *args: Any, **kwargs: Any) -> TrainingParamsForm:
-    return TrainingParamsForm(*args, estimate_url=reverse("training:estimate", args=[job.pk]), **kwargs)
+def _trainer_key(raw: object, default: str) -> str:
+    """A trainer key from the request, or `default` when it names none of the registry's."""
+    chooser = TrainerChoiceForm({"trainer": raw})
+    return chooser.cleaned_data["trainer"] if chooser.is_valid() else default
+
+
+def _trainer_cards(job: TrainingJob) -> list[dict]:
+    """The start page's first choice: each trainer with the time and cost of its default run."""
+    cards = []
+    for trainer in TRAINERS.values():
+        steps = int(trainer.setting("steps").default)
+        credits, dollars = services.training_estimate(steps=steps, trainer=trainer.key)
+        cards.append(
+            {
+                "trainer": trainer,
+                "steps": steps,
+                "minutes": max(1, round(float(trainer.seconds(steps=steps)) / 60)),
+                "credits": credits,
+                "dollars": dollars,
+            }
+        )
+    return cards
+
+
+def _params_form(job: TrainingJob, trainer: str, *args: Any, **kwargs: Any) -> Any:
+    form_class = trainer_params_form(trainer)
+    return form_class(*args, estimate_url=reverse("training:estimate", args=[job.pk]), **kwargs)
 
 
 def _start_context(
-    request: AuthenticatedHttpRequest, job: TrainingJob, form: TrainingParamsForm, **extra
+    request: AuthenticatedHttpRequest, job: TrainingJob, form: Any, trainer: str, **extra
 ) -> dict:
+    chosen = trainer_get(trainer)
+    autocaption = form["autocaption"].value() if "autocaption" in form.fields else False
     return {
         "training": job,
         "form": form,
-        "presets": PRESETS,
+        "trainer": chosen,
+        "trainer_cards": _trainer_cards(job),
+        "trainer_errors": extra.pop("trainer_errors", []),
+        "presets": chosen.presets,
         "balance": balance_for_user(request.user),
         "readiness": selectors.dataset_readiness(job.dataset),
         # Who captions what: the trainer's autocaption only for photos without a caption.
-        "caption_plan": selectors.dataset_caption_plan(
-            job.dataset, autocaption=bool(form["autocaption"].value())
-        ),
-        **_estimate_context(form["steps"].value(), form["sample_prompts"].value()),
+        "caption_plan": selectors.dataset_caption_plan(job.dataset, autocaption=bool(autocaption)),
+        **_estimate_context(form["steps"].value(), form["sample_prompts"].value(), trainer),
         **extra,
     }
 
@@ -545,17 +576,32 @@ def _start_context(
 @require_http_methods(["GET", "POST"])
 @rate_limited("training_start")
 def training_start(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
-    """The parameters form with presets and the live cost estimate; POST holds the credits and starts."""
+    """The trainer, its parameters with presets and the live cost estimate; POST holds the credits
+    and starts. `?trainer=` picks another trainer (its own settings, swapped in by htmx)."""
     job = selectors.get_training_with_dataset_for_user(request.user, pk)
     if job.status != TrainingJob.Status.DRAFT:
         return redirect("training:detail", pk=job.pk)
     insufficient = None
     if request.method == "POST":
-        form = _params_form(job, request.POST)
+        trainer = _trainer_key(request.POST.get("trainer", job.trainer), job.trainer)
+        form = _params_form(job, trainer, request.POST)
+        trainer_errors: list[str] = []
         if form.is_valid():
+            # What this trainer cannot take (a dataset it cannot read, captions without the name):
+            # field errors here, never a failed paid run.
+            for name, problems in trainer_get(trainer).dataset_problems(job, form.params()).items():
+                for problem in problems:
+                    if name in form.fields:
+                        form.add_error(name, problem)
+                    else:
+                        trainer_errors.append(problem)
+        if form.is_valid() and not trainer_errors:
             try:
                 services.training_start(
-                    job=job, params=form.params(), preset=form.cleaned_data.get("preset") or ""
+                    job=job,
+                    params=form.params(),
+                    preset=form.cleaned_data.get("preset") or "",
+                    trainer=trainer,
                 )
             except InsufficientCredits as exc:
                 insufficient = _insufficient_message(exc)
@@ -566,20 +612,31 @@ def training_start(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpRespon
                 return redirect("training:detail", pk=job.pk)
         status = 402 if insufficient else 400
         return render(
-            request, START_PAGE, _start_context(request, job, form, insufficient=insufficient), status=status
+            request,
+            START_PAGE,
+            _start_context(
+                request, job, form, trainer, insufficient=insufficient, trainer_errors=trainer_errors
+            ),
+            status=status,
         )
+    trainer = _trainer_key(request.GET.get("trainer", job.trainer), job.trainer)
+    same_trainer = trainer == job.trainer
     form = _params_form(
         job,
+        trainer,
         initial=params_initial(
             preset=request.GET.get("preset", ""),
-            saved=job.params,
+            saved=job.params
+            if same_trainer
+            else {"sample_prompts": (job.params or {}).get("sample_prompts")},
             sample_prompts=services.sample_prompts_default(job=job),
+            trainer=trainer,
         ),
     )
-    if job.preset and "preset" not in request.GET:
+    if job.preset and same_trainer and "preset" not in request.GET:
         form.initial.setdefault("preset", job.preset)
-    context = _start_context(request, job, form)
-    if request.htmx:  # a preset was picked: new fields, and the cost of its steps out of band
+    context = _start_context(request, job, form, trainer)
+    if request.htmx:  # a preset or a trainer was picked: new fields, and their cost out of band
         html = render_to_string(f"{START_PAGE}#params", context, request) + render_to_string(
             f"{START_PAGE}#estimate", {**context, "oob": True}, request
         )
@@ -595,7 +652,11 @@ def training_estimate(request: AuthenticatedHttpRequest, pk: int) -> HttpRespons
     context = {
         "training": job,
         "balance": balance_for_user(request.user),
-        **_estimate_context(request.GET.get("steps", ""), request.GET.get("sample_prompts")),
+        **_estimate_context(
+            request.GET.get("steps", ""),
+            request.GET.get("sample_prompts"),
+            _trainer_key(request.GET.get("trainer", job.trainer), job.trainer),
+        ),
     }
     return render(request, f"{START_PAGE}#estimate", context)
 
@@ -623,7 +684,8 @@ def _detail_context(job: TrainingJob) -> dict:
         "failed_stage_label": TrainingJob.Status(job.failed_stage).label
         if job.failed_stage in TrainingJob.Status.values
         else "",
-        "preset_label": PRESETS.get(job.preset, {}).get("label", ""),
+        "preset_label": trainer_get(job.trainer).presets.get(job.preset, {}).get("label", ""),
+        "trainer": trainer_get(job.trainer),
         "speed": selectors.speed_text(job.seconds_per_step),
         "eta": selectors.duration_text(job.eta_seconds) if job.eta_seconds is not None else "",
         "refunded": job.cost_credits

@@ -280,11 +280,14 @@ def model_get(*, owner: str, name: str) -> ModelInfo:
     return _model_info(model)
 
 
-def trainer_version_get() -> str:
-    """settings.REPLICATE_TRAINER_VERSION, or the trainer model's latest version."""
-    if settings.REPLICATE_TRAINER_VERSION:
-        return settings.REPLICATE_TRAINER_VERSION
-    owner, _, name = settings.REPLICATE_TRAINER_MODEL.partition("/")
+def trainer_version_get(*, model: str | None = None, pinned: str | None = None) -> str:
+    """The version to train with: `pinned`, or the latest version of `model` (by default
+    settings.REPLICATE_TRAINER_VERSION, or settings.REPLICATE_TRAINER_MODEL's latest version)."""
+    if model is None:
+        model, pinned = settings.REPLICATE_TRAINER_MODEL, settings.REPLICATE_TRAINER_VERSION
+    if pinned:
+        return pinned
+    owner, _, name = model.partition("/")
     info = model_get(owner=owner, name=name)
     if not info.latest_version_id:
         raise IntegrationError(
@@ -292,7 +295,7 @@ def trainer_version_get() -> str:
             category=Category.SERVICE_ERROR,
             retryable=False,
             message="The trainer model has no version to train with.",
-            detail=settings.REPLICATE_TRAINER_MODEL,
+            detail=model,
         )
     return info.latest_version_id
 
@@ -415,12 +418,15 @@ def training_create(
     webhook_url: str | None = None,
     events: tuple[str, ...] = ("start", "completed"),
     version: str | None = None,
+    model: str | None = None,
 ) -> TrainingInfo:
-    """Start a training of settings.REPLICATE_TRAINER_MODEL into `destination` ("owner/name").
+    """Start a training of `model` (default settings.REPLICATE_TRAINER_MODEL) into `destination`
+    ("owner/name").
 
     https://replicate.com/docs/reference/http#trainings.create
     """
-    trainer_version = version or trainer_version_get()
+    trainer_model = model or settings.REPLICATE_TRAINER_MODEL
+    trainer_version = version or (trainer_version_get(model=model) if model else trainer_version_get())
     params: dict[str, Any] = {"destination": destination}
     if webhook_url:
         params["webhook"] = webhook_url
@@ -428,7 +434,7 @@ def training_create(
     training, session = _call(
         "start a training",
         lambda c: c.trainings.create(
-            model=settings.REPLICATE_TRAINER_MODEL, version=trainer_version, input=dict(input), **params
+            model=trainer_model, version=trainer_version, input=dict(input), **params
         ),
     )
     return _training_info(training, session)

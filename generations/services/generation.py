@@ -51,6 +51,7 @@ from fluxsite.integrations.replicate_files import file_refusal, image_download
 from fluxsite.statemachine import backoff_seconds, transition
 from generations.imaging import CheckedImage, InputImageError, image_check, mask_check
 from generations.models import GeneratedImage, Generation, InputImage
+from models_app.bases import base_get, version_input_adapt
 from models_app.models import LoraModel
 from models_app.services import lora_cover_set, lora_showcase_add, lora_showcase_remove
 
@@ -118,7 +119,12 @@ def generation_target(*, model: LoraModel) -> str:
     """ "version" or "hf": how this model runs on Replicate. Raises GenerationError when not ready."""
     if model.replicate_version:
         return "version"
-    if model.hf_repo_id and model.status == LoraModel.Status.READY:
+    # Only a base with a LoRA-by-URL generator whose schema we know (models_app.bases) runs that way.
+    if (
+        model.hf_repo_id
+        and model.status == LoraModel.Status.READY
+        and base_get(model.base_model).generator_model
+    ):
         return "hf"
     raise GenerationError(
         f"“{model.name}” is not ready to generate yet: it has no trained version on Replicate "
@@ -172,7 +178,17 @@ def generation_limits(*, model: LoraModel) -> dict[str, replicate_client.InputFi
         fields = replicate_client.input_schema_get(model=ref, version_id=version_id)
     else:
         fields = replicate_client.input_schema_get(model=settings.REPLICATE_GENERATION_MODEL)
-    return {ours: fields[theirs] for ours, theirs in FIELD_TO_INPUT[target].items() if theirs in fields}
+    mapping = dict(FIELD_TO_INPUT[target])
+    base = base_get(model.base_model)
+    if target == "version":  # the base's predictor may name guidance otherwise (models_app.bases)
+        mapping["guidance_scale"] = base.guidance_input
+    limits = {ours: fields[theirs] for ours, theirs in mapping.items() if theirs in fields}
+    if not base.multiple_outputs:
+        # Its predictor makes one image a run (no num_outputs input): never price more than one.
+        limits["num_outputs"] = replicate_client.InputField(
+            name="num_outputs", type="integer", minimum=1, maximum=1, default=1
+        )
+    return limits
 
 
 def effective_prompt(*, prompt: str, model: LoraModel) -> str:
@@ -230,6 +246,13 @@ def prediction_request(
         data["extra_lora_scale"] = params["extra_lora_scale"]
     if generation_target(model=model) == "version":
         data["guidance_scale"] = params["guidance_scale"]
+        # The model's base decides the predictor's input names (models_app.bases; FLUX: unchanged).
+        hub = (
+            f"https://huggingface.co/{model.hf_repo_id}/resolve/main/lora.safetensors"
+            if model.hf_repo_id
+            else ""
+        )
+        data = version_input_adapt(base_model=model.base_model, data=data, weights_url=hub)
         return {"version": model.replicate_version.rpartition(":")[2]}, data
     data["guidance"] = params["guidance_scale"]
     data["lora_weights"] = f"huggingface.co/{model.hf_repo_id}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluxsite.integrations import huggingface_client as hf
+from models_app.bases import FLUX_DEV, base_get
 from models_app.models import LoraModel
 
 TAGS = ["text-to-image", "flux", "lora", "diffusers", "template:sd-lora"]
@@ -51,11 +52,13 @@ def model_card_render(*, model: LoraModel, repo_id: str, images: list[CardImage]
     name = _md(model.name)
     trigger = model.trigger_word
     kind = "style" if model.subject_kind == LoraModel.SubjectKind.STYLE else "subject"
+    base = base_get(model.base_model)
+    trainer = model.trained_with or "ostris/flux-dev-lora-trainer"
     body = [
         f"# {name}",
         "",
-        f"A FLUX.1 [dev] LoRA of a {kind}, trained with Fluxsite on Replicate "
-        "([ostris/flux-dev-lora-trainer](https://replicate.com/ostris/flux-dev-lora-trainer)).",
+        f"A {base.label} LoRA of a {kind}, trained with Fluxsite on Replicate "
+        f"([{trainer}](https://replicate.com/{trainer})).",
         "",
     ]
     if model.description:
@@ -87,7 +90,15 @@ def model_card_render(*, model: LoraModel, repo_id: str, images: list[CardImage]
         "```",
         "",
     ]
-    if model.replicate_version:
+    if model.replicate_version and base.hf_id != FLUX_DEV:
+        body += [
+            "## Use it on Replicate",
+            "",
+            f"Run its version `{model.replicate_version}` with `replicate_weights` set to the URL of "
+            "this repository's `lora.safetensors` (its predictor applies a LoRA only when given one).",
+            "",
+        ]
+    elif model.replicate_version:
         body += [
             "## Use it on Replicate",
             "",
@@ -101,18 +112,27 @@ def model_card_render(*, model: LoraModel, repo_id: str, images: list[CardImage]
             f'`lora_weights="huggingface.co/{repo_id}"`.',
             "",
         ]
-    body += [
-        "## License",
-        "",
-        f"The weights follow the [FLUX.1 [dev] Non-Commercial License]({LICENSE_LINK}).",
-        "",
-    ]
+    if base.hf_id == FLUX_DEV:
+        body += [
+            "## License",
+            "",
+            f"The weights follow the [FLUX.1 [dev] Non-Commercial License]({LICENSE_LINK}).",
+            "",
+        ]
+        return hf.model_card_text(
+            body="\n".join(body),
+            base_model=model.base_model,
+            tags=TAGS,
+            license="other",
+            license_name=LICENSE_NAME,
+            license_link=LICENSE_LINK,
+            extra=extra,
+        )
+    body += ["## License", "", f"The base model's license: [{base.license_name}]({base.license_link}).", ""]
     return hf.model_card_text(
         body="\n".join(body),
-        base_model=model.base_model,
-        tags=TAGS,
-        license="other",
-        license_name=LICENSE_NAME,
-        license_link=LICENSE_LINK,
+        base_model=base.hf_id,
+        tags=list(base.tags),
+        license=base.license_name,
         extra=extra,
     )

@@ -26,6 +26,7 @@ from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.integrations.replicate_files import weights_fetch
 from fluxsite.statemachine import transition
+from models_app.bases import FLUX_DEV
 from models_app.models import LoraModel
 from models_app.selectors import model_sample_images
 from models_app.services.hf_accounts import hf_account_token_for_use
@@ -80,6 +81,8 @@ def lora_model_create_from_training(
     replicate_version: str,
     params: dict,
     on_captions: Callable[[TarCaptions], None] | None = None,
+    base_model: str = FLUX_DEV,
+    trained_with: str = "ostris/flux-dev-lora-trainer",
 ) -> LoraModel:
     """Download, check and store the training's weights; create its model in status publishing.
 
@@ -88,6 +91,8 @@ def lora_model_create_from_training(
     nothing is created then. Publishing is the caller's next step (lora_publish).
     `on_captions`, when given, receives the caption files the tar carries (weights_read_captions),
     once the weights have passed their checks: the training app keeps the trainer's own.
+    `base_model` is the Hugging Face id of the base the trainer trained on (models_app.bases).
+    The weights may be a tar (the FLUX trainers) or a zip (the Qwen trainer): both are read.
     """
     training_id = training.pk
     existing = LoraModel.objects.filter(training_id=training_id).first()
@@ -118,6 +123,8 @@ def lora_model_create_from_training(
                     weights_sha256=stored.sha256,
                     config_file_name=stored.config_name,
                     training_params=dict(params or {}),
+                    base_model=base_model,
+                    trained_with=trained_with,
                     training_id=training_id,
                     status=Status.PUBLISHING,
                 )

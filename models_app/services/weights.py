@@ -18,6 +18,7 @@ import logging
 import math
 import struct
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -105,6 +106,62 @@ def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, cap:
             out.write(chunk)
 
 
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _is_zip(path: Path) -> bool:
+    """A zip by its first bytes (a tar begins with a member's name, never "PK\\3\\4"); not
+    zipfile.is_zipfile, which looks for a directory at the end and so also says yes for a tar
+    whose last member is a zip."""
+    with open(path, "rb") as handle:
+        return handle.read(4) == ZIP_MAGIC
+
+
+def _extract_from_zip(zip_path: Path, dest_dir: Path, cap: int) -> Path:
+    """The Qwen trainer's output: a zip of lora.safetensors, settings.txt and config.yaml
+    (sandbox/vendor/replicate/cog/qwen-image-lora-trainer.train.json). Same rules as the tar."""
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            lora = config = None
+            for info in archive.infolist():
+                path = _safe_member_name(info.filename)
+                if info.is_dir():
+                    continue
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise file_refusal(f"The weights archive holds a link ({info.filename!r}); refusing it.")
+                if path.name == LORA_NAME:
+                    if lora is not None:
+                        raise file_refusal("The weights archive holds more than one lora.safetensors.")
+                    lora = info
+                elif path.name == CONFIG_NAME and (
+                    config is None or len(path.parts) < len(PurePosixPath(config.filename).parts)
+                ):
+                    config = info
+            if lora is None:
+                raise file_refusal("The weights archive holds no lora.safetensors file.")
+            targets: list[tuple[zipfile.ZipInfo, Path, int]] = [(lora, dest_dir / LORA_NAME, cap)]
+            if config is not None:
+                targets.append((config, dest_dir / CONFIG_NAME, min(cap, 1024 * 1024)))
+            for info, dest, limit in targets:
+                if info.file_size > limit:
+                    raise file_refusal(
+                        f"{PurePosixPath(info.filename).name} is larger than the {filesizeformat(limit)} limit."
+                    )
+                written = 0
+                with archive.open(info) as source, open(dest, "wb") as out:
+                    while chunk := source.read(CHUNK):
+                        written += len(chunk)
+                        if written > limit:
+                            raise file_refusal(
+                                f"{PurePosixPath(info.filename).name} is larger than the "
+                                f"{filesizeformat(limit)} limit."
+                            )
+                        out.write(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        raise file_refusal("The weights file is not a readable zip archive.", detail=repr(exc))
+    return dest_dir / LORA_NAME
+
+
 def weights_extract_lora(*, tar_path: Path, dest_dir: Path) -> Path:
     """Extract the archive's lora.safetensors (and config.yaml, when present) into `dest_dir`.
 
@@ -115,6 +172,10 @@ def weights_extract_lora(*, tar_path: Path, dest_dir: Path) -> Path:
     """
     cap = int(settings.REPLICATE_WEIGHTS_MAX_BYTES)
     dest_dir.mkdir(parents=True, exist_ok=True)
+    if _is_zip(tar_path):  # the Qwen trainer's output (the FLUX trainers' is a tar)
+        lora_path = _extract_from_zip(tar_path, dest_dir, cap)
+        safetensors_check(path=lora_path)
+        return lora_path
     try:
         with tarfile.open(tar_path, mode="r:*") as tar:
             lora_member, config_member = _find_members(tar)
@@ -153,6 +214,8 @@ def weights_read_captions(*, tar_path: Path) -> TarCaptions:
     found: dict[str, bytes] = {}
     skipped = 0
     budget = CAPTIONS_MAX_TOTAL_BYTES
+    if _is_zip(tar_path):
+        return TarCaptions(by_stem={}, skipped=0)  # the Qwen trainer's zip carries no captions
     try:
         with tarfile.open(tar_path, mode="r:*") as tar:
             for member in tar.getmembers():

@@ -34,6 +34,10 @@ TRAINED_VERSION = _cog("flux-fine-tuner.trained-version.predict")  # what a trai
 GENERATOR = _cog("flux-dev-lora.predict")  # black-forest-labs/flux-dev-lora
 UPSCALER = _cog("real-esrgan.predict")  # nightmareai/real-esrgan: one PNG out, not a list
 MESSAGES: dict[str, str] = vendor_json("errors.json")["messages"]
+# The other trainers (issue 18; sandbox/replicate/trainers.py says how each runs here).
+FAST_FLUX_TRAINER = _cog("fast-flux-trainer.train")  # replicate/fast-flux-trainer (its pages only)
+QWEN_TRAINER = _cog("qwen-image-lora-trainer.train")  # qwen/qwen-image-lora-trainer's train()
+QWEN_TRAINED_VERSION = _cog("qwen-image-lora-trainer.trained-version.predict")  # its versions' predict.py
 
 TRAINING_INPUT: dict[str, Any] = TRAINER["input"]
 LORA_INPUT: dict[str, Any] = TRAINED_VERSION["input"]
@@ -44,14 +48,18 @@ def _components(doc: dict[str, Any]) -> dict[str, Any]:
     return {"Input": doc["input"], **doc["enums"]}
 
 
-def openapi_schema(doc: dict[str, Any], *, training: bool) -> dict[str, Any]:
-    """The `openapi_schema` of a version, as Cog publishes it (the parts our client and the SDK read)."""
+def openapi_schema(
+    doc: dict[str, Any], *, training: bool, predicts: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The `openapi_schema` of a version, as Cog publishes it (the parts our client and the SDK read).
+    A trainer's version also declares how the versions it makes predict (`predicts`, by default
+    flux-fine-tuner's)."""
     schemas: dict[str, Any] = {
         "Output": {"type": "array", "title": "Output", "items": {"type": "string", "format": "uri"}}
     }
     if training:
         # A trainer's version predicts like the versions it makes and also declares its train().
-        schemas.update(_components(TRAINED_VERSION))
+        schemas.update(_components(predicts or TRAINED_VERSION))
         schemas.update({k: v for k, v in doc["enums"].items()})
         schemas["TrainingInput"] = doc["input"]
         schemas["TrainingOutput"] = doc["output"]

@@ -41,7 +41,7 @@ from PIL import Image
 
 from sandbox.faults import fault_take
 from sandbox.models import FaultKind
-from sandbox.replicate import pictures, schemas
+from sandbox.replicate import pictures, schemas, trainers
 from sandbox.replicate.models import (
     SandboxModel,
     SandboxPrediction,
@@ -96,6 +96,15 @@ def builtin_models_ensure() -> None:
         (TRAINER, VersionKind.TRAINER, schemas.openapi_schema(schemas.TRAINER, training=True), None),
         (GENERATOR, VersionKind.GENERATOR, schemas.openapi_schema(schemas.GENERATOR, training=False), None),
         (UPSCALER, VersionKind.GENERATOR, schemas.upscaler_openapi_schema(), None),
+        *(
+            (
+                spec.ref,
+                VersionKind.TRAINER,
+                schemas.openapi_schema(spec.doc, training=True, predicts=spec.trained_doc),
+                spec.version_id,
+            )
+            for spec in trainers.SPECS.values()
+        ),
         *(
             (ref, VersionKind.CAPTIONER, captioning.openapi_schema(ref), captioning.version_id(ref))
             for ref in captioning.DOCS
@@ -242,6 +251,21 @@ def progress_line(desc: str, n: int, total: int, seconds_per_it: float, postfix:
 def training_logs(training: SandboxTraining, state: RunState) -> str:
     if state.status == "starting" or (state.started_at is None and not training.dataset_error):
         return ""
+    if (spec := trainers.spec_for(training.trainer)) is not None:
+        if training.dataset_error:
+            return "\n".join(["Traceback (most recent call last):", f"  {training.dataset_error}", ""])
+        return trainers.logs(
+            spec,
+            training_id=training.id,
+            created_ts=int(training.created_at.timestamp()),
+            params=schemas.with_defaults(training.input, spec.input_schema),
+            images=len(training.dataset_images or []),
+            captions=training.captions or {},
+            progress=state.progress,
+            status=state.status,
+            error=state.error,
+            bar=progress_line,
+        )
     params = schemas.with_defaults(training.input, schemas.TRAINING_INPUT)
     images = training.dataset_images
     lines = [
@@ -296,7 +320,7 @@ def training_json(training: SandboxTraining, now: datetime | None = None) -> dic
     if state.status == "succeeded":
         output = {
             "version": f"{training.destination}:{trained_version_id(training.id)}",
-            "weights": f"{training.base_url}/v1/files/trainings/{training.id}/trained_model.tar",
+            "weights": weights_url(training),
         }
     if state.status in TERMINAL and state.completed_at:
         metrics["total_time"] = round((state.completed_at - training.created_at).total_seconds(), 3)
@@ -323,6 +347,22 @@ def training_json(training: SandboxTraining, now: datetime | None = None) -> dic
             "cancel": f"{training.base_url}/v1/trainings/{training.id}/cancel",
         },
     }
+
+
+def weights_url(training: SandboxTraining) -> str:
+    spec = trainers.spec_for(training.trainer)
+    if spec is not None and spec.output == "zip":
+        name = trainers.job_name(training.id, int(training.created_at.timestamp()))
+        return f"{training.base_url}/v1/files/trainings/{training.id}/{name}_trained.zip"
+    return f"{training.base_url}/v1/files/trainings/{training.id}/trained_model.tar"
+
+
+def training_steps(trainer: str, data: dict[str, Any]) -> int:
+    """How many steps a training of `trainer` with input `data` runs (its own input and default)."""
+    spec = trainers.spec_for(trainer)
+    if spec is not None:
+        return trainers.steps_of(spec, data)
+    return int(data.get("steps") or schemas.TRAINING_INPUT["properties"]["steps"]["default"])
 
 
 # --- Inputs given as URLs -----------------------------------------------------------------------------
@@ -368,6 +408,8 @@ def download(url: str, *, what: str, limit: int) -> bytes:
 def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, Any], list[str]]:
     """Download and inspect input_images; returns (error or "", image names, captions by stem,
     thumbnails of the first photos, base64 JPEG)."""
+    if (spec := trainers.spec_for(training.trainer)) is not None:
+        return _dataset_check_other(training, spec)
     params = schemas.with_defaults(training.input, schemas.TRAINING_INPUT)
     try:
         resolutions = [int(part) for part in str(params["resolution"]).split(",") if part.strip()]
@@ -426,6 +468,28 @@ def dataset_check(training: SandboxTraining) -> tuple[str, list[str], dict[str, 
     captions["__extracted__"] = sum(
         1 for info in archive.infolist() if not info.filename.startswith(("__MACOSX/", "._"))
     )
+    return "", images, captions, pictures.dataset_photos(archive, images)
+
+
+def _dataset_check_other(
+    training: SandboxTraining, spec: trainers.TrainerSpec
+) -> tuple[str, list[str], dict[str, Any], list[str]]:
+    """dataset_check for a trainer of sandbox/replicate/trainers.py: download, open, read its way."""
+    params = schemas.with_defaults(training.input, spec.input_schema)
+    url = str(params.get(spec.dataset_input) or "")
+    if not url.startswith(("http://", "https://")):
+        return f"{spec.dataset_input} must be an http(s) URL, got {url[:80]!r}", [], {}, []
+    try:
+        buffer = io.BytesIO(download(url, what=spec.dataset_input, limit=MAX_DATASET_BYTES))
+    except DownloadError as exc:
+        return str(exc), [], {}, []
+    try:
+        archive = zipfile.ZipFile(buffer)
+    except zipfile.BadZipFile:
+        return "File is not a zip file", [], {}, []  # zipfile's own message (BadZipFile)
+    error, images, captions = trainers.dataset_read(spec, params, archive)
+    if error:
+        return error, [], {}, []
     return "", images, captions, pictures.dataset_photos(archive, images)
 
 
@@ -501,9 +565,29 @@ def safetensors_bytes(*, rank: int, seed: str) -> bytes:
     return struct.pack("<Q", len(header_bytes)) + header_bytes + b"".join(blobs)
 
 
+def weights_file(training: SandboxTraining) -> tuple[bytes, str, str]:
+    """(bytes, content type, file name) of a succeeded training's output weights."""
+    spec = trainers.spec_for(training.trainer)
+    if spec is not None and spec.output == "zip":
+        params = schemas.with_defaults(training.input, spec.input_schema)
+        data = trainers.weights_zip(
+            training_id=training.id,
+            params=params,
+            images=len(training.dataset_images or []),
+            captions=training.captions or {},
+            safetensors=safetensors_bytes(rank=int(params.get("lora_rank") or 64), seed=training.id),
+        )
+        return data, "application/zip", weights_url(training).rsplit("/", 1)[-1]
+    return weights_tar(training), "application/x-tar", "trained_model.tar"
+
+
 def weights_tar(training: SandboxTraining) -> bytes:
-    """The uncompressed tar a real training outputs."""
-    params = schemas.with_defaults(training.input, schemas.TRAINING_INPUT)
+    """The uncompressed tar a real training outputs (fast-flux-trainer's too: assumed, see
+    sandbox/replicate/trainers.py)."""
+    raw = dict(training.input)
+    if (spec := trainers.spec_for(training.trainer)) is not None:
+        raw = {"trigger_word": raw.get("trigger_word") or "TOK", "steps": trainers.steps_of(spec, raw)}
+    params = schemas.with_defaults(raw, schemas.TRAINING_INPUT)
     root = "output/flux_train_replicate"
     config = (
         "job: extension\nconfig:\n  name: flux_train_replicate\n  process:\n  - type: sd_trainer\n"
@@ -573,9 +657,12 @@ def prediction_seed(prediction: SandboxPrediction) -> int:
 # Where a LoRA can come from (the lora_weights / extra_lora descriptions in vendor/replicate/cog/):
 # a trained_model.tar URL of this stand-in, huggingface.co/<owner>/<name>[/<file>.safetensors],
 # or a Replicate model <owner>/<name>[/<version>].
-_TAR_URL = re.compile(r"/v1/files/trainings/(?P<id>[a-z0-9]+)/trained_model\.tar(?:\?|$)")
+_TAR_URL = re.compile(
+    r"/v1/files/trainings/(?P<id>[a-z0-9]+)/(?:trained_model\.tar|qwen_lora_\d+_trained\.zip)(?:\?|$)"
+)
 _HF_REF = re.compile(
-    r"^(?:https?://)?(?:www\.)?huggingface\.co/(?P<ns>[\w.-]+)/(?P<name>[\w.-]+)(?:/(?P<file>.+\.safetensors))?/?$"
+    r"^(?:https?://)?(?:www\.)?huggingface\.co/(?P<ns>[\w.-]+)/(?P<name>[\w.-]+)(?:/(?:resolve|blob)/[\w.-]+)?"
+    r"(?:/(?P<file>.+\.safetensors))?/?$"
 )
 _MODEL_REF = re.compile(r"^(?P<owner>[\w.-]+)/(?P<name>[\w.-]+)(?:[/:](?P<version>[0-9a-f]{64}))?$")
 
@@ -628,6 +715,12 @@ def _hub_training_id(namespace: str, name: str, file: str | None) -> str:
         return ""
 
 
+def _version_trainer(version: SandboxVersion) -> str:
+    return (
+        SandboxTraining.objects.filter(pk=version.training_id).values_list("trainer", flat=True).first() or ""
+    )
+
+
 def _lora(training_id: str, scale: Any) -> pictures.Lora | None:
     if not training_id:
         return None
@@ -646,6 +739,10 @@ def prediction_loras(prediction: SandboxPrediction) -> list[pictures.Lora]:
             if params.get("replicate_weights")
             else version.training_id
         )
+        # A Qwen trained version's predict.py applies a LoRA only when given replicate_weights
+        # (qwen-image-lora-trainer.trained-version.predict.json): without, the base model's pictures.
+        if not params.get("replicate_weights") and _version_trainer(version) == trainers.QWEN:
+            main = ""
     else:
         main = lora_training_id(str(params.get("lora_weights") or ""))
     loras = [_lora(main, params.get("lora_scale", 1.0))]
@@ -952,7 +1049,14 @@ def trained_version_register(training: SandboxTraining) -> SandboxVersion | None
                 "model": model,
                 "kind": VersionKind.LORA,
                 "training_id": training.id,
-                "openapi_schema": schemas.openapi_schema(schemas.TRAINED_VERSION, training=False),
+                "openapi_schema": schemas.openapi_schema(
+                    (
+                        spec.trained_doc
+                        if (spec := trainers.spec_for(training.trainer))
+                        else schemas.TRAINED_VERSION
+                    ),
+                    training=False,
+                ),
                 "created_at": training_state(training).completed_at or timezone.now(),
             },
         )

@@ -34,6 +34,11 @@ urlpatterns = [
         views.training_weights,
         name="training_weights",
     ),
+    path(  # the Qwen trainer's output zip (sandbox/replicate/trainers.py)
+        "v1/files/trainings/<str:training_id>/<str:file_name>",
+        views.training_weights,
+        name="training_weights_file",
+    ),
     path(
         "v1/files/predictions/<str:prediction_id>/out-<int:index>.<str:extension>",
         views.prediction_file,

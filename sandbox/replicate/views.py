@@ -246,7 +246,7 @@ def training_create(request: HttpRequest, owner: str, name: str, version_id: str
     if problems:
         return _invalid(problems)
     fail = fault_take(service="replicate", operation="trainings.create", kinds=(FaultKind.FAIL_TRAINING,))
-    steps = int(data["input"].get("steps") or schemas.TRAINING_INPUT["properties"]["steps"]["default"])
+    steps = simulation.training_steps(f"{owner}/{name}", data["input"])
     training = SandboxTraining.objects.create(
         id=simulation.new_id(),
         trainer=f"{owner}/{name}",
@@ -450,14 +450,17 @@ def _file_token_refused(request: HttpRequest) -> bool:
 
 @require_GET
 @endpoint("files.get", auth=False)  # like replicate.delivery: the unguessable URL is the credential
-def training_weights(request: HttpRequest, training_id: str) -> HttpResponse:
+def training_weights(
+    request: HttpRequest, training_id: str, file_name: str = "trained_model.tar"
+) -> HttpResponse:
     if _file_token_refused(request):
         return problem(401)
     training = SandboxTraining.objects.filter(pk=training_id).first()
     if training is None or simulation.training_state(training).status != "succeeded":
         return problem(404)
-    response = HttpResponse(simulation.weights_tar(training), content_type="application/x-tar")
-    response["Content-Disposition"] = 'attachment; filename="trained_model.tar"'
+    data, content_type, file_name = simulation.weights_file(training)
+    response = HttpResponse(data, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{file_name}"'
     return response
 
 

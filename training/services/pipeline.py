@@ -34,10 +34,11 @@ from models_app.services import TarCaptions, lora_model_create_from_training, lo
 from training.failures import trainer_failure_explain
 from training.models import ACTIVE_STATUSES, TrainingEvent, TrainingJob
 from training.progress import progress_from_logs
-from training.selectors import dataset_caption_plan, dataset_readiness
+from training.selectors import dataset_readiness
 from training.services.captions import trainer_captions_record
 from training.services.datasets import dataset_build_zip, dataset_zip_url
 from training.services.samples import sample_grid_enqueue
+from training.trainers.registry import trainer_get
 
 logger = logging.getLogger(__name__)
 S = TrainingJob.Status
@@ -204,27 +205,8 @@ def destination_name(job: TrainingJob) -> str:
 
 
 def trainer_input(job: TrainingJob, zip_url: str) -> dict:
-    params = dict(job.params)
-    allowed = (
-        "steps",
-        "learning_rate",
-        "lora_rank",
-        "batch_size",
-        "resolution",
-        "optimizer",
-        "autocaption",
-        "autocaption_prefix",
-        "autocaption_suffix",
-        "caption_dropout_rate",
-    )
-    data = {k: params[k] for k in allowed if k in params and params[k] not in ("", None)}
-    data.update(input_images=zip_url, trigger_word=job.trigger_word)
-    # Our captions are in the ZIP; the trainer's autocaption skips every photo with a .txt and
-    # captions the others (sandbox/vendor/replicate/flux-fine-tuner-captions.md). So it is on only
-    # when some photo has no caption of ours, and the person has not turned it off.
-    plan = dataset_caption_plan(job.dataset, autocaption=bool(params.get("autocaption", True)))
-    data["autocaption"] = plan.autocaption_input
-    return data
+    """The input of this training's trainer (training/trainers/), built from its params."""
+    return trainer_get(job.trainer).build_input(job, zip_url, dict(job.params))
 
 
 def _stage_replicate_start(job: TrainingJob) -> None:
@@ -244,7 +226,8 @@ def _stage_replicate_start(job: TrainingJob) -> None:
             owner=owner, name=name, visibility="private", description=f"Fluxsite LoRA: {job.name}"[:200]
         )
         webhook = f"{settings.SITE_URL}{reverse('training:replicate_webhook')}?job={job.pk}"
-        version = replicate_client.trainer_version_get()
+        trainer = trainer_get(job.trainer)
+        version = replicate_client.trainer_version_get(model=trainer.model(), pinned=trainer.version())
         data = trainer_input(job, dataset_zip_url(dataset=job.dataset))
         # Kept before the paid call: a training we never hear back about is recognised by what it
         # carries (model, version, input), since a training object names no destination.
@@ -252,7 +235,11 @@ def _stage_replicate_start(job: TrainingJob) -> None:
             replicate_trainer_version=version, replicate_input=data, replicate_destination=f"{owner}/{name}"
         )
         info = replicate_client.training_create(
-            destination=f"{owner}/{name}", input=data, webhook_url=webhook, version=version
+            destination=f"{owner}/{name}",
+            input=data,
+            webhook_url=webhook,
+            version=version,
+            model=trainer.model(),
         )
     except IntegrationError as exc:
         if exc.category != Category.TIMEOUT:
@@ -290,6 +277,8 @@ def _stage_publish(job: TrainingJob) -> None:
         weights_url=job.weights_url,
         replicate_version=job.replicate_version,
         params=job.params,
+        base_model=trainer_get(job.trainer).base_model,
+        trained_with=trainer_get(job.trainer).model(),
         on_captions=lambda found: _trainer_captions_keep(job, found),
     )
     try:
@@ -337,11 +326,13 @@ def _is_ours(job: TrainingJob, info: replicate_client.TrainingInfo) -> bool:
     input we sent, whose `input_images` is the dataset URL we generated for this job alone.
     """
     sent = job.replicate_input or {}
+    trainer = trainer_get(job.trainer)
+    dataset = trainer.dataset_input
     return (
-        bool(sent.get("input_images"))
-        and info.model == settings.REPLICATE_TRAINER_MODEL
+        bool(sent.get(dataset))
+        and info.model == trainer.model()
         and info.version == job.replicate_trainer_version
-        and info.input.get("input_images") == sent["input_images"]
+        and info.input.get(dataset) == sent[dataset]
     )
 
 
@@ -401,7 +392,7 @@ def training_apply_replicate(
     now = timezone.now()
     fields: dict = {"last_news_at": now}
     if job.status == S.REPLICATE_TRAINING:
-        progress = progress_from_logs(info.logs)
+        progress = progress_from_logs(info.logs, label=trainer_get(job.trainer).progress_label)
         if progress.step >= (job.progress_step or 0):  # an old webhook never moves progress back
             fields.update(
                 progress_step=progress.step,

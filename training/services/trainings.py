@@ -15,7 +15,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.models import CreditKind
-from billing.pricing import training_cost_credits, training_cost_dollars
 from billing.services import credits_spend, wallet_lock
 from fluxsite.accounts.models import User
 from fluxsite.integrations import replicate_client, storage
@@ -28,18 +27,28 @@ from training.services import pipeline
 from training.services.datasets import TRIGGER_TOKEN, _delete_files
 from training.services.pipeline import PipelineError, training_event_record
 from training.services.samples import sample_grid_estimate, sample_prompts_default
+from training.trainers.registry import DEFAULT as DEFAULT_TRAINER
+from training.trainers.registry import trainer_get
 
 S = TrainingJob.Status
 
 
 # --- Create and duplicate ------------------------------------------------------------------------------------
 def training_create(
-    *, owner: User, name: str, trigger_word: str, subject_kind: str, description: str = ""
+    *,
+    owner: User,
+    name: str,
+    trigger_word: str,
+    subject_kind: str,
+    description: str = "",
+    trainer: str = DEFAULT_TRAINER,
 ) -> TrainingJob:
-    """A draft training with its empty dataset."""
+    """A draft training with its empty dataset, on `trainer` (a key of the registry)."""
+    trainer_get(trainer)  # an unknown key is a bug of the caller: UnknownTrainer
     with transaction.atomic():
         job = TrainingJob.objects.create(
             owner=owner,
+            trainer=trainer,
             name=name.strip(),
             trigger_word=trigger_word,
             subject_kind=subject_kind,
@@ -80,6 +89,7 @@ def training_duplicate(*, job: TrainingJob, use_trainer_captions: bool = False) 
             description=job.description,
             params=dict(job.params or {}),
             preset=job.preset,
+            trainer=job.trainer,
             duplicated_from=job,
         )
         dataset = Dataset.objects.create(
@@ -140,19 +150,31 @@ def training_duplicate(*, job: TrainingJob, use_trainer_captions: bool = False) 
 
 
 # --- Start, cancel, retry ------------------------------------------------------------------------
-def training_estimate(*, steps: int, sample_prompts: int | None = None) -> tuple[int, str]:
-    """(credits, dollars of GPU time as text) for a training of `steps` steps, its sample grid of
-    `sample_prompts` prompts included (SAMPLE_GRID_PROMPTS when not given): one price, one spend."""
+def training_estimate(
+    *, steps: int, sample_prompts: int | None = None, trainer: str = DEFAULT_TRAINER
+) -> tuple[int, str]:
+    """(credits, dollars of GPU time as text) for a training of `steps` steps on `trainer` (its
+    hardware's price × its time per step, training/trainers/), its sample grid of `sample_prompts`
+    prompts included (SAMPLE_GRID_PROMPTS when not given): one price, one spend."""
     prompts = settings.SAMPLE_GRID_PROMPTS if sample_prompts is None else sample_prompts
     _, grid_credits = sample_grid_estimate(prompts=prompts)
-    dollars = training_cost_dollars(steps=steps).quantize(Decimal("0.01"))
-    return training_cost_credits(steps=steps) + grid_credits, f"{dollars}"
+    chosen = trainer_get(trainer)
+    dollars = chosen.cost_dollars(steps=steps).quantize(Decimal("0.01"))
+    return chosen.cost_credits(steps=steps) + grid_credits, f"{dollars}"
 
 
-def training_start(*, job: TrainingJob, params: dict, preset: str = "") -> TrainingJob:
-    """Hold the credits and start the pipeline. Raises InsufficientCredits or PipelineError."""
+def training_start(
+    *, job: TrainingJob, params: dict, preset: str = "", trainer: str | None = None
+) -> TrainingJob:
+    """Hold the credits and start the pipeline on `trainer` (default: the job's own).
+    Raises InsufficientCredits or PipelineError (also for a dataset the trainer cannot take)."""
     if job.status != S.DRAFT:
         raise PipelineError("This training has already started.")
+    trainer = trainer or job.trainer
+    chosen = trainer_get(trainer)
+    problems = chosen.dataset_problems(job, params)
+    if problems:  # the page shows them as field errors first; this keeps a paid run from starting
+        raise PipelineError(" ".join(message for messages in problems.values() for message in messages))
     readiness = dataset_readiness(job.dataset)
     if not readiness.ready:
         raise PipelineError(readiness.summary)
@@ -160,7 +182,7 @@ def training_start(*, job: TrainingJob, params: dict, preset: str = "") -> Train
         # Fixed when paid for: the grid made after the training is the one priced here.
         params = {**params, "sample_prompts": sample_prompts_default(job=job)}
     credits, dollars = training_estimate(
-        steps=int(params["steps"]), sample_prompts=len(params["sample_prompts"])
+        steps=int(params["steps"]), sample_prompts=len(params["sample_prompts"]), trainer=trainer
     )
     with transaction.atomic():
         # Counted under the wallet lock, in the spend's transaction: parallel starts cannot all pass.
@@ -182,6 +204,7 @@ def training_start(*, job: TrainingJob, params: dict, preset: str = "") -> Train
         TrainingJob.objects.filter(pk=job.pk).update(
             params=params,
             preset=preset,
+            trainer=trainer,
             cost_credits=credits,
             cost_estimate_dollars=dollars,
             credit_reference=reference,
@@ -223,7 +246,7 @@ def training_retry(*, job: TrainingJob) -> TrainingJob:
         reference = f"training:{job.pk}:{job.runs + 1}"
         credits_spend(
             user=job.owner,
-            amount=job.cost_credits or training_cost_credits(steps=int(job.params["steps"])),
+            amount=job.cost_credits or trainer_get(job.trainer).cost_credits(steps=int(job.params["steps"])),
             reference=reference,
             kind=CreditKind.SPEND_TRAINING,
             note=f"Retry of training “{job.name}”",
