@@ -29,7 +29,7 @@ PICKER_MODELS = 20  # the generate page's model picker: the most recent, and a s
 def model_picker_choices(user: User, *, query: str = "", limit: int = PICKER_MODELS) -> list[LoraModel]:
     """The picker's options: the user's most recent usable models, or those whose name or trigger
     word contains `query`; `limit` of them, whatever the number of models."""
-    models = models_for_generation(user).only("id", "name", "trigger_word", "created_at")
+    models = models_for_generation(user).only("id", "name", "trigger_word", "base_model", "created_at")
     query = query.strip()
     if query:
         models = models.filter(Q(name__icontains=query) | Q(trigger_word__icontains=query))

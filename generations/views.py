@@ -69,8 +69,13 @@ def _owned_inputs(request: AuthenticatedHttpRequest, data) -> dict:
 
 
 def _extra_choices(request: AuthenticatedHttpRequest, model: LoraModel | None, chosen: LoraModel | None):
-    """The second-LoRA picker: the person's recent usable models but the first, and the chosen one."""
-    models = [m for m in selectors.model_picker_choices(request.user) if model is None or m.pk != model.pk]
+    """The second-LoRA picker: the person's recent usable models of the same base but the first, and
+    the chosen one."""
+    models = [
+        m
+        for m in selectors.model_picker_choices(request.user)
+        if model is None or (m.pk != model.pk and m.base_model == model.base_model)
+    ]
     if chosen is not None and all(m.pk != chosen.pk for m in models):
         models.insert(0, chosen)
     return [(str(m.pk), f"{m.name} · {m.trigger_word}") for m in models]

@@ -478,6 +478,12 @@ def generation_start(
     )
     if extra_model is not None and extra_model.pk == model.pk:
         raise GenerationError("Choose a different model as the second LoRA (or none).")
+    if extra_model is not None and extra_model.base_model != model.base_model:
+        # A LoRA is trained for one base's layers: loaded into another it changes nothing, or breaks it.
+        raise GenerationError(
+            f"{extra_model.name} was trained on {extra_model.base_model}, {model.name} on "
+            f"{model.base_model}: two LoRAs at once must share their base model."
+        )
     params = dict(params)
     params.pop("extra_lora", None)
     if inputs.mode == M.TEXT:

@@ -247,3 +247,25 @@ def test_account_deletion_lists_the_private_inputs_too(alice, alice_client, mode
     generation = Generation.objects.get()
     files = owned_file_names(alice)
     assert ("private", generation.input_image_name) in files and ("private", generation.mask_name) in files
+
+
+def test_two_loras_of_different_bases_are_refused_and_not_offered(alice, alice_client, model):
+    from models_app.bases import QWEN_IMAGE
+
+    qwen = lora_model(
+        alice, name="Qwen one", replicate_version="fluxsite/lora-q:" + "c" * 64, base_model=QWEN_IMAGE
+    )
+    flux_style = lora_model(alice, name="Flux style", replicate_version="fluxsite/lora-s:" + "d" * 64)
+    page = alice_client.get(f"/models/generate/?model={model.pk}").content.decode()
+    picker = page[
+        page.index('name="extra_model"') : page.index("</select>", page.index('name="extra_model"'))
+    ]
+    assert f'value="{flux_style.pk}"' in picker and f'value="{qwen.pk}"' not in picker
+    before = balance_for_user(alice)
+    with pytest.raises(GenerationError, match="must share their base model"):
+        from generations.services import generation_start
+
+        generation_start(
+            user=alice, model=model, prompt="a photo", params={"num_outputs": 1}, extra_model=qwen
+        )
+    assert balance_for_user(alice) == before and not Generation.objects.exists()
