@@ -33,6 +33,7 @@ from generations.forms import GenerateForm
 from models_app.selectors import get_model_for_user, models_for_user
 from training import selectors as training_selectors
 from training import services as training_services
+from training.forms import TrainingCreateForm, TrainingParamsForm, params_initial
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,19 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
 )
 
+# Every POST takes an Idempotency-Key (api.services.idempotent); the document says so.
+IDEMPOTENT = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+            "description": "Any unique string (a UUID) per operation: a retry with the same key and body "
+            "within a day gets the first answer, and nothing is spent twice.",
+        }
+    ]
+}
 PER_PAGE_DEFAULT = 20
 PER_PAGE_MAX = 100
 
@@ -305,18 +319,193 @@ ACTION = {
 }
 
 
-@api.post("/trainings/{training_id}/cancel", response=ACTION, tags=["trainings"])
+@api.post("/trainings/{training_id}/cancel", response=ACTION, tags=["trainings"], openapi_extra=IDEMPOTENT)
 @idempotent
 def training_cancel(request: HttpRequest, training_id: int):
     """Cancel a running training (at Replicate too); its credits are refunded. Scope train."""
     return _training_action(request, training_id, "cancel")
 
 
-@api.post("/trainings/{training_id}/retry", response=ACTION, tags=["trainings"])
+@api.post("/trainings/{training_id}/retry", response=ACTION, tags=["trainings"], openapi_extra=IDEMPOTENT)
 @idempotent
 def training_retry(request: HttpRequest, training_id: int):
     """Run a failed training again from the stage that failed (its credits are spent again). Scope train."""
     return _training_action(request, training_id, "retry")
+
+
+# --- Creating a training: the draft, its photos, the start -----------------------------------------
+def _form_errors(form: Any) -> dict[str, list[str]]:
+    return {name: [str(m) for m in messages] for name, messages in form.errors.items()}
+
+
+@api.post(
+    "/trainings",
+    response={201: schemas.TrainingOut, **COMMON},
+    tags=["trainings"],
+    openapi_extra=IDEMPOTENT,
+)
+@idempotent
+def training_create(request: HttpRequest, payload: schemas.TrainingIn):
+    """A draft training with an empty dataset; add photos, then start it. Scope train."""
+    user = need(request, "train").owner
+    form = TrainingCreateForm(payload.model_dump())
+    if not form.is_valid():
+        raise form_problem(_form_errors(form))
+    job = training_services.training_create(owner=user, **form.cleaned_data)
+    response = _json(_training(training_selectors.get_training_for_user(user, job.pk)), status=201)
+    response["Location"] = f"/api/v1/trainings/{job.pk}"
+    return response
+
+
+PHOTOS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Photos (JPEG, PNG, WebP, HEIC) or ZIPs of photos with .txt captions",
+                        }
+                    },
+                    "required": ["files"],
+                }
+            }
+        },
+    },
+    **IDEMPOTENT,
+}
+
+
+@api.post(
+    "/trainings/{training_id}/photos",
+    response={200: schemas.PhotosOut, 404: ProblemOut, 409: ProblemOut, 413: ProblemOut, **COMMON},
+    tags=["trainings"],
+    openapi_extra=PHOTOS_BODY,
+)
+@idempotent
+def training_photos_add(request: HttpRequest, training_id: int):
+    """Add photos (multipart, field `files`, one or many) to a draft training; one verdict per file,
+    as on the dataset page. Scope train."""
+    user = need(request, "train").owner
+    dataset = training_selectors.get_dataset_for_user(user, training_id)
+    _rate_limit(request, "upload")
+    files = request.FILES.getlist("files")
+    if not files:
+        raise Problem(
+            "invalid-request",
+            detail="Send the photos as multipart field “files”.",
+            errors=[("files", "required")],
+        )
+    try:
+        verdicts = training_services.dataset_upload_files(dataset=dataset, files=files)
+    except training_services.DatasetError as exc:
+        raise Problem("conflict", detail=str(exc))
+    readiness = training_selectors.dataset_readiness(dataset)
+    return _json(
+        schemas.PhotosOut(
+            files=[
+                schemas.PhotoVerdictOut(
+                    name=v.name, ok=v.ok, message=v.message, image_id=v.image_id, warnings=list(v.warnings)
+                )
+                for v in verdicts
+            ],
+            photo_count=readiness.count,
+            ready=readiness.ready,
+            readiness=readiness.text,
+        )
+    )
+
+
+def _start_form(job: Any, payload: schemas.TrainingStartIn) -> TrainingParamsForm:
+    """The start page's own form: its defaults, the preset's values, then what the request gives."""
+    form = TrainingParamsForm()
+    data: dict[str, Any] = {
+        name: field.initial for name, field in form.fields.items() if field.initial is not None
+    }
+    data.update(
+        params_initial(
+            preset=payload.preset, sample_prompts=training_services.sample_prompts_default(job=job)
+        )
+    )
+    given = payload.model_dump(exclude_none=True, exclude={"preset", "sample_prompts"})
+    data.update(given)
+    if payload.sample_prompts is not None:
+        data["sample_prompts"] = "\n".join(payload.sample_prompts)
+    data["preset"] = payload.preset if not given else ""
+    if not data.get("autocaption"):
+        data.pop("autocaption", None)  # an unchecked box sends nothing
+    return TrainingParamsForm(data)
+
+
+@api.post(
+    "/trainings/{training_id}/start",
+    response={
+        200: schemas.TrainingOut | schemas.TrainingQuoteOut,
+        402: ProblemOut,
+        404: ProblemOut,
+        409: ProblemOut,
+        **COMMON,
+    },
+    tags=["trainings"],
+    openapi_extra=IDEMPOTENT,
+)
+@idempotent
+def training_start(
+    request: HttpRequest,
+    training_id: int,
+    payload: schemas.TrainingStartIn,
+    dry_run: bool = Query(False, description="Validate and price only: nothing is spent or run"),
+):
+    """Hold the credits and start a draft training (the start page's parameters, presets and
+    checks). `?dry_run=true` answers the quote and spends nothing. Scope train."""
+    user = need(request, "train").owner
+    job = training_selectors.get_training_with_dataset_for_user(user, training_id)
+    form = _start_form(job, payload)
+    errors = {} if form.is_valid() else _form_errors(form)
+    if dry_run:
+        steps = int(form.cleaned_data.get("steps") or 0) if not errors or "steps" not in errors else 0
+        prompts = form.cleaned_data.get("sample_prompts") if "sample_prompts" in form.cleaned_data else None
+        credits, dollars = (
+            training_services.training_estimate(
+                steps=steps, sample_prompts=len(prompts) if prompts is not None else None
+            )
+            if steps
+            else (0, "0.00")
+        )
+        readiness = training_selectors.dataset_readiness(job.dataset)
+        if not readiness.ready:
+            errors.setdefault("__all__", []).append(readiness.summary)
+        balance = balance_for_user(user)
+        return _json(
+            schemas.TrainingQuoteOut(
+                valid=not errors,
+                credits=credits,
+                dollars=dollars,
+                balance=balance,
+                enough_credits=balance >= credits,
+                errors=[
+                    {"field": "" if k == "__all__" else k, "message": m}
+                    for k, ms in errors.items()
+                    for m in ms
+                ],
+            )
+        )
+    if errors:
+        raise form_problem(errors, hint="Nothing was spent.")
+    _rate_limit(request, "training_start")
+    try:
+        training_services.training_start(
+            job=job, params=form.params(), preset=form.cleaned_data.get("preset") or ""
+        )
+    except InsufficientCredits as exc:
+        raise _insufficient(exc)
+    except training_services.PipelineError as exc:
+        raise Problem("conflict", detail=str(exc), hint="Nothing was spent.")
+    return _json(_training(training_selectors.get_training_for_user(user, job.pk)))
 
 
 # --- Models and their images -----------------------------------------------------------------------
@@ -402,6 +591,7 @@ def _generate_form(model: Any, payload: schemas.GenerationIn) -> GenerateForm:
     "/generations",
     response={201: schemas.GenerationOut, 200: schemas.QuoteOut, 402: ProblemOut, 404: ProblemOut, **COMMON},
     tags=["generations"],
+    openapi_extra=IDEMPOTENT,
 )
 @idempotent
 def generation_create(

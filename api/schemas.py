@@ -163,3 +163,52 @@ class QuoteOut(Schema):
     errors: list[dict] = Field(
         description="The same {field, message} pairs a real request would be refused with"
     )
+
+
+class TrainingIn(Schema):
+    name: str = Field(max_length=80)
+    trigger_word: str = Field(
+        "", description="One word of 2-32 letters, digits or underscores; from the name when empty"
+    )
+    subject_kind: Literal["subject", "style"] = "subject"
+    description: str = Field("", max_length=2000)
+
+
+class PhotoVerdictOut(Schema):
+    name: str
+    ok: bool
+    message: str
+    image_id: int | None
+    warnings: list[str]
+
+
+class PhotosOut(Schema):
+    files: list[PhotoVerdictOut]
+    photo_count: int
+    ready: bool
+    readiness: str = Field(description="The dashboard's line, e.g. “14 photos, 2 warnings, ready to train”")
+
+
+class TrainingStartIn(Schema):
+    preset: str = Field("", description="A preset's name; its values fill the fields not given")
+    steps: int | None = None
+    learning_rate: float | None = None
+    lora_rank: int | None = None
+    batch_size: int | None = None
+    resolution: str | None = None
+    optimizer: str | None = None
+    caption_dropout_rate: float | None = None
+    autocaption: bool | None = None
+    sample_prompts: list[str] | None = Field(
+        None, description="The sample grid's prompts; the default ones when absent"
+    )
+
+
+class TrainingQuoteOut(Schema):
+    dry_run: Literal[True] = True
+    valid: bool
+    credits: int
+    dollars: str = Field(description="The GPU time's cost in US dollars")
+    balance: int
+    enough_credits: bool
+    errors: list[dict]

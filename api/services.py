@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import TooManyFilesSent
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -21,17 +23,55 @@ from django.utils import timezone
 from api.auth import token_of
 from api.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyRecord
 from api.problems import Problem
+from training.uploads import FileSizeLimitHandler, declared_length_over
 
 KEEP = timedelta(days=1)
 HEADER = "Idempotency-Key"
 
 
+def upload_prepare(request: HttpRequest) -> None:
+    """Before a multipart body is read: refuse one declared over the dataset's limit, and skip any
+    file over the per-file limit while it streams in (training.uploads, as the dashboard does)."""
+    if request.content_type != "multipart/form-data":
+        return
+    too_long = declared_length_over(request)
+    if too_long is not None:
+        raise Problem(
+            "invalid-request",
+            status=413,
+            detail=f"This upload is {too_long} bytes; one upload may carry at most "
+            f"{settings.DATASET_MAX_TOTAL_BYTES} bytes.",
+            hint="Send the photos in smaller batches.",
+        )
+    request.upload_handlers = [FileSizeLimitHandler(request), *request.upload_handlers]
+
+
 def request_fingerprint(request: HttpRequest) -> str:
+    """SHA-256 of the method, the path and the body. A multipart body is taken by its parts (fields,
+    then each file's name, size and content), not its bytes: clients pick a new boundary per try."""
     digest = hashlib.sha256()
     for part in (request.method or "", request.get_full_path()):
         digest.update(part.encode())
         digest.update(b"\n")
-    digest.update(request.body)
+    if request.content_type != "multipart/form-data":
+        digest.update(request.body)
+        return digest.hexdigest()
+    try:
+        fields = sorted(request.POST.lists())
+        files = sorted(request.FILES.lists())
+    except TooManyFilesSent:
+        raise Problem(
+            "invalid-request",
+            detail=f"Too many files in one upload: send at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} at a time.",
+        )
+    for name, values in fields:
+        digest.update(f"field:{name}={values!r}\n".encode())
+    for name, uploads in files:
+        for upload in uploads:
+            digest.update(f"file:{name}:{upload.name}:{upload.size}\n".encode())
+            for chunk in upload.chunks():
+                digest.update(chunk)
+            upload.seek(0)
     return digest.hexdigest()
 
 
@@ -102,6 +142,7 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        upload_prepare(request)
         key = request.headers.get(HEADER)
         if key is None:
             return _answer(view, request, *args, **kwargs)

@@ -31,6 +31,12 @@ def test_the_document_lists_every_route_of_the_api(client):
     }
     assert routes and routes == listed
     assert doc["components"]["securitySchemes"]["TokenAuth"]["scheme"] == "bearer"
+    for path, item in doc["paths"].items():
+        if "post" in item:
+            names = [p["name"] for p in item["post"]["parameters"]]
+            assert "Idempotency-Key" in names, path
+    cancel = doc["paths"]["/api/v1/trainings/{training_id}/cancel"]["post"]["parameters"]
+    assert [p["name"] for p in cancel] == ["training_id", "Idempotency-Key"]
 
 
 def _validate(doc: dict, path: str, method: str, status: int, body) -> None:
