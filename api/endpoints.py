@@ -11,8 +11,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, TooManyFilesSent
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI, Query
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -393,15 +394,29 @@ def training_photos_add(request: HttpRequest, training_id: int):
     user = need(request, "train").owner
     dataset = training_selectors.get_dataset_for_user(user, training_id)
     _rate_limit(request, "upload")
-    files = request.FILES.getlist("files")
-    if not files:
+    try:
+        files = request.FILES.getlist("files")
+    except (TooManyFilesSent, MultiPartParserError):
+        raise Problem("invalid-request", detail="The upload could not be read, or has too many files.")
+    limiter = getattr(request, "upload_limiter", None)
+    skipped = list(limiter.skipped) if limiter is not None else []
+    if not files and not skipped:
         raise Problem(
             "invalid-request",
             detail="Send the photos as multipart field “files”.",
             errors=[("files", "required")],
         )
+    # Files over the per-file limit were skipped while they streamed in (training.uploads).
+    verdicts = [
+        training_services.FileVerdict(
+            training_services.display_name_sanitise(name),
+            False,
+            f"Too large: over {limiter.limit if limiter else 0} bytes, the most per file (we stopped reading it there).",
+        )
+        for name in skipped
+    ]
     try:
-        verdicts = training_services.dataset_upload_files(dataset=dataset, files=files)
+        verdicts += training_services.dataset_upload_files(dataset=dataset, files=files) if files else []
     except training_services.DatasetError as exc:
         raise Problem("conflict", detail=str(exc))
     readiness = training_selectors.dataset_readiness(dataset)

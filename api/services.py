@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.exceptions import TooManyFilesSent
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 
 from api.auth import token_of
@@ -43,7 +44,9 @@ def upload_prepare(request: HttpRequest) -> None:
             f"{settings.DATASET_MAX_TOTAL_BYTES} bytes.",
             hint="Send the photos in smaller batches.",
         )
-    request.upload_handlers = [FileSizeLimitHandler(request), *request.upload_handlers]
+    limiter = FileSizeLimitHandler(request)
+    request.upload_handlers = [limiter, *request.upload_handlers]
+    request.upload_limiter = limiter  # type: ignore[attr-defined]  # its `skipped` files get verdicts
 
 
 def request_fingerprint(request: HttpRequest) -> str:
@@ -64,6 +67,8 @@ def request_fingerprint(request: HttpRequest) -> str:
             "invalid-request",
             detail=f"Too many files in one upload: send at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} at a time.",
         )
+    except MultiPartParserError:
+        raise Problem("invalid-request", detail="The upload could not be read: try again.")
     for name, values in fields:
         digest.update(f"field:{name}={values!r}\n".encode())
     for name, uploads in files:

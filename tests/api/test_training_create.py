@@ -107,3 +107,21 @@ def test_creating_a_training_needs_the_train_scope(alice, sandbox):
         f"{sandbox}/api/v1/trainings", json={"name": "Anna"}, headers={"Authorization": f"Bearer {secret}"}
     )
     assert answer.status_code == 403 and not TrainingJob.objects.exists()
+
+
+def test_a_photo_over_the_per_file_limit_is_skipped_while_it_streams_in(http, settings):
+    settings.DATASET_MAX_FILE_BYTES = 50_000
+    job_id = http.post("/api/v1/trainings", json={"name": "Anna"}).json()["id"]
+    small = images.photo(size=(64, 64), seed=1)
+    big = images.photo(size=(1600, 1200), seed=2)
+    assert len(small) < 50_000 < len(big)
+    files = [("files", ("small.jpg", small, "image/jpeg")), ("files", ("big.jpg", big, "image/jpeg"))]
+    answer = http.post(f"/api/v1/trainings/{job_id}/photos", files=files)
+    assert answer.status_code == 200, answer.text
+    verdicts = {v["name"]: v for v in answer.json()["files"]}
+    assert (
+        verdicts["big.jpg"]["ok"] is False and "we stopped reading it there" in verdicts["big.jpg"]["message"]
+    )
+    assert DatasetImage.objects.filter(dataset__training_id=job_id).count() == (
+        1 if verdicts["small.jpg"]["ok"] else 0
+    )
