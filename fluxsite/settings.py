@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "models_app",
     "generations",
     "billing",
+    "api",
     "sandbox",
     "sandbox.replicate",
     "sandbox.huggingface",

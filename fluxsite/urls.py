@@ -23,6 +23,7 @@ urlpatterns = [
         name="replicate_prediction_webhook",
     ),
     path("billing/", include("billing.urls")),
+    path("api/v1/", include("api.urls")),  # the developer API (api/), its OpenAPI document and reference
 ]
 
 if settings.SANDBOX_MODE:

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from fluxsite.accounts.models import User, VerifiedAddress
+from fluxsite.accounts.models import ApiToken, User, VerifiedAddress
 
 
 @admin.register(User)
@@ -58,3 +58,38 @@ class VerifiedAddressAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Developer API tokens. Only the hash is stored, so nothing here can reveal a secret; staff can
+    revoke a leaked token (the action) but not create one for somebody."""
+
+    list_per_page = 50
+    show_full_result_count = False
+    list_display = ("name", "owner", "prefix", "last4", "scopes", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "owner__email", "prefix", "last4")
+    list_select_related = ("owner",)
+    readonly_fields = (
+        "owner",
+        "name",
+        "prefix",
+        "last4",
+        "secret_sha256",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    actions = ("revoke",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset) -> None:
+        from django.utils import timezone
+
+        count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} token(s) revoked.")

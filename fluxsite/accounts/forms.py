@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 
-from fluxsite.accounts.models import User
+from fluxsite.accounts.models import ApiToken, User
 
 
 class SignUpForm(forms.Form):
@@ -94,3 +94,13 @@ class AccountDeleteForm(forms.Form):
 
 
 __all__ = ["SignUpForm", "LoginForm", "EmailChangeForm", "AccountDeleteForm", "PasswordChangeForm"]
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=60, help_text="What uses it, e.g. “headshot app (production)”.")
+    scopes = forms.MultipleChoiceField(
+        choices=ApiToken.Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[ApiToken.Scope.READ],
+        help_text="Give a token only what it needs.",
+    )

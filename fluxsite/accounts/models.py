@@ -79,3 +79,35 @@ class VerifiedAddress(models.Model):
 
     def __str__(self) -> str:
         return self.normalised
+
+
+class ApiToken(models.Model):
+    """A bearer token for the developer API (api/). The secret is shown once, when it is made; only
+    its SHA-256 is kept (a token is a random 32-byte string: a fast hash is enough, no salt needed,
+    and the lookup by hash is one indexed equality, whatever the secret)."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read (trainings, models, images, credits)"
+        TRAIN = "train", "Train (cancel and retry trainings)"
+        GENERATE = "generate", "Generate images (spends credits)"
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=60)
+    prefix = models.CharField(max_length=12, help_text="The secret's first characters (fx_…).")
+    last4 = models.CharField(max_length=4)
+    secret_sha256 = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list, help_text="Some of read, train, generate.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="api_token_owner_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (…{self.last4})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from billing.models import CreditKind
 from billing.services import credits_grant, wallet_create_for_new_user
-from fluxsite.accounts.models import User, VerifiedAddress
+from fluxsite.accounts.models import ApiToken, User, VerifiedAddress
 from fluxsite.accounts.verification import (
     VerificationClaim,
     VerificationError,
@@ -229,3 +229,80 @@ def _mail_after_commit(*, to: str, template: str, context: dict) -> None:
         send_mail(subject, body, None, [to])
 
     transaction.on_commit(send, robust=True)
+
+
+# --- API tokens (the developer API, api/) ----------------------------------------------------------
+API_TOKEN_PREFIX = "fx_"
+API_TOKEN_MAX_ACTIVE = 20
+API_TOKEN_TOUCH_SECONDS = 60  # last_used_at is written at most once a minute per token
+
+
+class ApiTokenError(Exception):
+    """A refused token action; the message is safe to show."""
+
+
+def api_token_hash(secret: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_token_create(*, user: User, name: str, scopes: list[str]) -> tuple[ApiToken, str]:
+    """A new token and its secret (returned once, never stored in clear)."""
+    import secrets
+
+    name = " ".join(name.split())
+    if not name:
+        raise ApiTokenError("Name the token (e.g. the app that uses it).")
+    valid = [scope for scope in ApiToken.Scope.values if scope in scopes]
+    if not valid or len(valid) != len(set(scopes)):
+        raise ApiTokenError("Choose at least one scope among read, train and generate.")
+    secret = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        # Counted under the user's row lock: parallel requests cannot pass the limit together.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        if ApiToken.objects.filter(owner=user, revoked_at=None).count() >= API_TOKEN_MAX_ACTIVE:
+            raise ApiTokenError(f"You have {API_TOKEN_MAX_ACTIVE} tokens, the most: revoke one first.")
+        token = ApiToken.objects.create(
+            owner=user,
+            name=name[:60],
+            prefix=secret[:8],
+            last4=secret[-4:],
+            secret_sha256=api_token_hash(secret),
+            scopes=valid,
+        )
+    return token, secret
+
+
+def api_token_revoke(*, user: User, token_id: int) -> bool:
+    """Revoke the user's token (a compare-and-swap on revoked_at): True when this call revoked it,
+    False when it already was. Another user's token is not found (Http404)."""
+    from django.shortcuts import get_object_or_404
+
+    get_object_or_404(ApiToken, pk=token_id, owner=user)
+    return (
+        ApiToken.objects.filter(pk=token_id, owner=user, revoked_at=None).update(revoked_at=timezone.now())
+        == 1
+    )
+
+
+def api_token_authenticate(*, secret: str) -> ApiToken | None:
+    """The active token with this secret (its owner joined), or None. Malformed secrets are not
+    looked up. last_used_at is refreshed at most once a minute (no write on every request)."""
+    import hmac
+
+    if not secret.startswith(API_TOKEN_PREFIX) or not 20 <= len(secret) <= 100 or not secret.isascii():
+        return None
+    digest = api_token_hash(secret)
+    token = (
+        ApiToken.objects.select_related("owner")
+        .filter(secret_sha256=digest, revoked_at=None, owner__is_active=True)
+        .first()
+    )
+    if token is None or not hmac.compare_digest(token.secret_sha256, digest):
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > API_TOKEN_TOUCH_SECONDS:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token

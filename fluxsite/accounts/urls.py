@@ -22,6 +22,8 @@ urlpatterns = [
     path("", views.account, name="account"),
     path("email/", views.email_change, name="email_change"),
     path("password/", views.password_change, name="password_change"),
+    path("tokens/", views.api_token_create, name="api_token_create"),
+    path("tokens/<int:pk>/revoke/", views.api_token_revoke, name="api_token_revoke"),
     # Limited per address typed and per client: neither a mailbox nor our mail server can be flooded.
     path(
         "password-reset/",

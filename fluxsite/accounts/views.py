@@ -6,14 +6,15 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from fluxsite.accounts import services
-from fluxsite.accounts.forms import AccountDeleteForm, EmailChangeForm, SignUpForm
+from fluxsite.accounts.forms import AccountDeleteForm, ApiTokenForm, EmailChangeForm, SignUpForm
+from fluxsite.accounts.models import ApiToken
 from fluxsite.accounts.verification import VerificationError
-from fluxsite.http import AuthenticatedHttpRequest
+from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest
 from fluxsite.ratelimits import client_ip, rate_limited
 
 
@@ -90,8 +91,67 @@ def account(request: AuthenticatedHttpRequest) -> HttpResponse:
             "password_form": PasswordChangeForm(request.user),
             "delete_form": AccountDeleteForm(user=request.user),
             "signup_credits": settings.SIGNUP_CREDITS,
+            **_tokens_context(request.user),
         },
     )
+
+
+# --- API tokens: the account page's "API tokens" section (a partial swapped by htmx) ---------------
+def _tokens_context(user, **extra) -> dict:
+    return {
+        "tokens": list(ApiToken.objects.filter(owner=user).order_by("revoked_at", "-created_at", "-pk")[:50]),
+        "token_form": extra.pop("token_form", None) or ApiTokenForm(),
+        **extra,
+    }
+
+
+def _tokens_answer(request: AuthenticatedHtmxHttpRequest, *, status: int = 200, **extra) -> HttpResponse:
+    """The tokens section for htmx, else the account page around it."""
+    context = _tokens_context(request.user, **extra)
+    if request.htmx:
+        return render(request, "accounts/account.html#api_tokens", context, status=status)
+    return render(
+        request,
+        "accounts/account.html",
+        {
+            "email_form": EmailChangeForm(user=request.user),
+            "password_form": PasswordChangeForm(request.user),
+            "delete_form": AccountDeleteForm(user=request.user),
+            **context,
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_POST
+def api_token_create(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
+    form = ApiTokenForm(request.POST)
+    if not form.is_valid():
+        return _tokens_answer(request, status=400, token_form=form)
+    try:
+        token, secret = services.api_token_create(
+            user=request.user, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"]
+        )
+    except services.ApiTokenError as exc:
+        form.add_error(None, str(exc))
+        return _tokens_answer(request, status=400, token_form=form)
+    # The secret is in this one answer only (never stored, never in a redirect's URL or session).
+    return _tokens_answer(request, new_token=token, new_secret=secret)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_token_revoke(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation (the no-JavaScript path), POST revokes (idempotent)."""
+    token = get_object_or_404(ApiToken, pk=pk, owner=request.user)
+    if request.method == "GET":
+        return render(request, "accounts/api_token_revoke.html", {"token": token})
+    services.api_token_revoke(user=request.user, token_id=token.pk)
+    if not request.htmx:
+        messages.success(request, f"The token “{token.name}” is revoked.")
+        return redirect("accounts:account")
+    return _tokens_answer(request)
 
 
 @sensitive_post_parameters("password")

@@ -30,7 +30,9 @@ EXEMPT = {
     "billing:checkout_pack": "a catalog item, not a user's object",
     "billing:checkout_plan": "a catalog item, not a user's object",
 }
-SKIP_PREFIXES = ("admin/", "sandbox/", "^media/", "^static/")
+# The developer API answers bearer tokens, not sessions (401, never a login redirect): its owners and
+# scopes are walked by tests/api/ (test_reads.py, test_write_guards.py).
+SKIP_PREFIXES = ("admin/", "sandbox/", "^media/", "^static/", "api/v1/")
 
 
 def _patterns(patterns=None, prefix: str = "", namespace: str | None = None):
@@ -64,7 +66,11 @@ def objects(alice, alice_client):
     model = lora_model(alice, replicate_version="fluxsite/lora-walk:" + "b" * 64)
     generation = finished_generation(alice, model, images=1)
     image = GeneratedImage.objects.get(generation=generation)
+    from fluxsite.accounts.services import api_token_create
+
+    api_token, _ = api_token_create(user=alice, name="walk", scopes=["read"])
     return {
+        "api_token": api_token,
         "training": training,
         "dataset_image": dataset_image,
         "caption_batch": caption_batch,
@@ -91,6 +97,8 @@ def _kwargs(name: str, objects) -> dict:
         return {"pk": objects["model"].pk}
     if app == "models_app":
         return {"pk": objects["model"].pk}
+    if name == "accounts:api_token_revoke":
+        return {"pk": objects["api_token"].pk}
     raise KeyError(name)
 
 
