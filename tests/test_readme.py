@@ -15,6 +15,7 @@ APPS = [
     "models_app",
     "generations",
     "training",
+    "api",
 ]
 NOT_LISTED = {"__init__.py", "apps.py", "wsgi.py", "asgi.py"}
 
