@@ -117,6 +117,13 @@ class GenerationError(Exception):
 # --- Reads that services and views share ---------------------------------------------------------
 def generation_target(*, model: LoraModel) -> str:
     """ "version" or "hf": how this model runs on Replicate. Raises GenerationError when not ready."""
+    published = bool(model.hf_repo_id) and model.status == LoraModel.Status.READY
+    if model.replicate_version and base_get(model.base_model).needs_replicate_weights and not published:
+        # Its trained version applies the LoRA only from `replicate_weights` (the published file):
+        # without it every image would be the base model's, paid for as the LoRA's.
+        raise GenerationError(
+            f"“{model.name}” is not ready to generate yet: its weights are not published on Hugging Face."
+        )
     if model.replicate_version:
         return "version"
     # Only a base with a LoRA-by-URL generator whose schema we know (models_app.bases) runs that way.

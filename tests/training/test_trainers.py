@@ -419,3 +419,18 @@ def test_a_qwen_models_generate_form_takes_one_image_a_run_and_its_aspect_ratios
         "2:3",
     ]
     assert GenerateForm(data={"num_outputs": 2}, limits=limits).errors["num_outputs"]
+
+
+def test_a_qwen_model_without_published_weights_is_not_offered_a_run_that_would_ignore_its_lora(alice):
+    """Its trained version applies the LoRA only from replicate_weights (the published file)."""
+    from generations.services import GenerationError, generation_start
+    from models_app.bases import QWEN_IMAGE
+    from tests.generations.generation_kit import lora_model
+
+    before = balance_for_user(alice)
+    model = lora_model(
+        alice, replicate_version="fluxsite/q:" + "e" * 64, base_model=QWEN_IMAGE, status="publish_failed"
+    )
+    with pytest.raises(GenerationError, match="weights are not published"):
+        generation_start(user=alice, model=model, prompt="a photo", params={"num_outputs": 1})
+    assert balance_for_user(alice) == before
