@@ -426,8 +426,11 @@ def test_bad_signature_fault_signs_with_a_wrong_key(sdk, receiver):
 
 def test_fail_training_fault_fails_the_training_midway(sdk, receiver):
     fault_inject(service="replicate", operation="trainings.create", kind="fail_training")
+    # 2000 steps run 6 s here (SANDBOX_TRAINING_SECONDS=3 a thousand) and fail at half: a window of
+    # about 3 s in which a poll sees "processing", wide enough on a loaded machine (at 100 steps it
+    # was about 1 s, and CI missed it once while other suites shared the two cores).
     training = _start_training(
-        sdk, good_dataset(), steps=100, webhook=receiver.url, webhook_events_filter=["completed"]
+        sdk, good_dataset(), steps=2000, webhook=receiver.url, webhook_events_filter=["completed"]
     )
     seen: set[str] = set()
 
@@ -440,7 +443,7 @@ def test_fail_training_fault_fails_the_training_midway(sdk, receiver):
     assert done.status == "failed"
     assert "processing" in seen
     assert "CUDA error" in done.error
-    assert "flux_train_replicate:  50%" in done.logs and "100%|██████████| 100/100" not in done.logs
+    assert "flux_train_replicate:  50%" in done.logs and "100%|██████████| 2000/2000" not in done.logs
     completed = receiver.wait_for(lambda d: len(d) >= 1)
     assert json.loads(completed[0].body)["status"] == "failed"
 
