@@ -315,3 +315,20 @@ def test_a_generation_succeeding_in_the_sandbox_delivers_generation_succeeded(sa
         "model_id": model.pk,
         "error_message": "",
     }
+
+
+def test_the_verifier_in_the_api_docs_accepts_our_delivery_and_refuses_a_forged_one(
+    monkeypatch, alice, receiver
+):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    verifier = re.findall(r"```python\n(.*?)```", doc, re.S)[1]
+    namespace: dict = {}
+    exec(verifier, namespace)  # the docs' own example
+    endpoint = endpoint_for(alice, receiver.url)
+    monkeypatch.setenv("FLUXSITE_WEBHOOK_SECRET", endpoint.secret)
+    webhook_test_send(user=alice, endpoint_id=endpoint.pk)
+    body, headers = receiver.requests[0]
+    assert namespace["fluxsite_event"](body, headers)["type"] == "webhook.test"
+    assert namespace["fluxsite_event"](body + b" ", headers) is None

@@ -72,7 +72,10 @@ def objects(alice, alice_client):
     from fluxsite.accounts.models import WebhookDelivery, WebhookEndpoint
 
     webhook_endpoint = WebhookEndpoint.objects.create(
-        owner=alice, url="https://93.184.215.14/hooks", events=["training.succeeded"], secret="whsec_" + "A" * 32
+        owner=alice,
+        url="https://93.184.215.14/hooks",
+        events=["training.succeeded"],
+        secret="whsec_" + "A" * 32,
     )
     WebhookDelivery.objects.create(
         endpoint=webhook_endpoint, event_id="msg_walk", type="training.succeeded", status="succeeded"
