@@ -336,6 +336,11 @@ if SANDBOX_MODE and not DEBUG:
         "SANDBOX_MODE is on while DEBUG is off: the sandbox must never serve in production. "
         "Set SANDBOX_MODE=false and the vendor tokens (see .env.example)."
     )
+# Outbound webhooks (the account page's "Webhooks" section; fluxsite.accounts.services.webhooks). Private,
+# loopback and link-local destinations are refused unless this is on: only in the sandbox/DEBUG.
+WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS = env_bool("WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS", SANDBOX_MODE or DEBUG)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6)  # the first send and five retries
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
 SANDBOX_TRAINING_SECONDS = env_int("SANDBOX_TRAINING_SECONDS", 60)  # a demo training's length
 SANDBOX_PREDICTION_SECONDS = env_int("SANDBOX_PREDICTION_SECONDS", 2)  # a demo prediction's length
 SANDBOX_WEBHOOK_DELAY_SECONDS = env_int("SANDBOX_WEBHOOK_DELAY_SECONDS", 0)  # network latency to imitate

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from fluxsite.accounts.models import ApiToken, User, VerifiedAddress
+from fluxsite.accounts.models import ApiToken, User, VerifiedAddress, WebhookDelivery, WebhookEndpoint
 
 
 @admin.register(User)
@@ -93,3 +93,92 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
         count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} token(s) revoked.")
+
+
+class WebhookDeliveryInline(admin.TabularInline):
+    model = WebhookDelivery
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = (
+        "type",
+        "event_id",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "next_attempt_at",
+        "created_at",
+    )
+    readonly_fields = fields
+    ordering = ("-created_at",)
+    show_change_link = True
+
+    def get_queryset(self, request):
+        # The newest few only: an endpoint's log grows without bound.
+        ids = list(super().get_queryset(request).order_by("-created_at").values_list("pk", flat=True)[:20])
+        return super().get_queryset(request).filter(pk__in=ids)
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """A person's outbound webhook endpoints; the secret is not shown (it signs their deliveries)."""
+
+    list_per_page = 50
+    show_full_result_count = False
+    list_display = ("url", "owner", "events", "created_at")
+    search_fields = ("url", "owner__email")
+    list_select_related = ("owner",)
+    fields = ("owner", "url", "events", "created_at")
+    readonly_fields = fields
+    inlines = (WebhookDeliveryInline,)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Every delivery attempt's outcome; "Retry now" makes a failed or waiting delivery due at once."""
+
+    list_per_page = 50
+    show_full_result_count = False
+    list_display = (
+        "event_id",
+        "type",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "created_at",
+    )
+    list_filter = ("status", "type")
+    search_fields = ("event_id", "endpoint__url", "endpoint__owner__email")
+    list_select_related = ("endpoint",)
+    readonly_fields = (
+        "endpoint",
+        "event_id",
+        "type",
+        "payload",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    )
+    actions = ("retry_now",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Retry now (the reconcile sends them within a minute)")
+    def retry_now(self, request, queryset) -> None:
+        from django.utils import timezone
+
+        count = queryset.exclude(status=WebhookDelivery.Status.SUCCEEDED).update(
+            status=WebhookDelivery.Status.PENDING, attempts=0, next_attempt_at=timezone.now()
+        )
+        self.message_user(request, f"{count} delivery(ies) due again.")

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 
-from fluxsite.accounts.models import ApiToken, User
+from fluxsite.accounts.models import ApiToken, User, WebhookEndpoint
 
 
 class SignUpForm(forms.Form):
@@ -103,4 +103,18 @@ class ApiTokenForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         initial=[ApiToken.Scope.READ],
         help_text="Give a token only what it needs.",
+    )
+
+
+class WebhookEndpointForm(forms.Form):
+    url = forms.URLField(
+        label="Endpoint URL",
+        max_length=500,
+        assume_scheme="https",
+        help_text="Where we POST the signed events.",
+    )
+    events = forms.MultipleChoiceField(
+        choices=WebhookEndpoint.Event.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[WebhookEndpoint.Event.TRAINING_SUCCEEDED, WebhookEndpoint.Event.TRAINING_FAILED],
     )

@@ -111,3 +111,58 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class WebhookEndpoint(models.Model):
+    """A URL of the person's own that gets signed events (Standard Webhooks). The secret must be
+    kept in clear: it signs every delivery (it is shown once on the page, then only in the admin)."""
+
+    class Event(models.TextChoices):
+        TRAINING_STAGE_CHANGED = "training.stage_changed", "A training moved to another stage"
+        TRAINING_SUCCEEDED = "training.succeeded", "A training succeeded"
+        TRAINING_FAILED = "training.failed", "A training failed"
+        GENERATION_SUCCEEDED = "generation.succeeded", "An image generation succeeded"
+        GENERATION_FAILED = "generation.failed", "An image generation failed"
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=500)
+    events = models.JSONField(default=list, help_text="Some of the Event values.")
+    secret = models.CharField(max_length=80, help_text="whsec_ + base64 of 24 random bytes.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: sent, and retried with backoff until 2xx or the last attempt."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Delivered"
+        FAILED = "failed", "Failed"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.CharField(max_length=40, help_text="The webhook-id header (msg_…), kept on retries.")
+    type = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "event_id"], name="webhook_delivery_unique_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} → {self.endpoint_id} [{self.event_id}]"

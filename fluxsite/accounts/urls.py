@@ -24,6 +24,9 @@ urlpatterns = [
     path("password/", views.password_change, name="password_change"),
     path("tokens/", views.api_token_create, name="api_token_create"),
     path("tokens/<int:pk>/revoke/", views.api_token_revoke, name="api_token_revoke"),
+    path("webhooks/", views.webhook_endpoint_create, name="webhook_endpoint_create"),
+    path("webhooks/<int:pk>/delete/", views.webhook_endpoint_delete, name="webhook_endpoint_delete"),
+    path("webhooks/<int:pk>/test/", views.webhook_endpoint_test, name="webhook_endpoint_test"),
     # Limited per address typed and per client: neither a mailbox nor our mail server can be flooded.
     path(
         "password-reset/",

@@ -5,14 +5,22 @@ from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from fluxsite.accounts import services
-from fluxsite.accounts.forms import AccountDeleteForm, ApiTokenForm, EmailChangeForm, SignUpForm
-from fluxsite.accounts.models import ApiToken
+from fluxsite.accounts.forms import (
+    AccountDeleteForm,
+    ApiTokenForm,
+    EmailChangeForm,
+    SignUpForm,
+    WebhookEndpointForm,
+)
+from fluxsite.accounts.models import ApiToken, WebhookDelivery, WebhookEndpoint
+from fluxsite.accounts.services import webhooks
 from fluxsite.accounts.verification import VerificationError
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest
 from fluxsite.ratelimits import client_ip, rate_limited
@@ -92,6 +100,7 @@ def account(request: AuthenticatedHttpRequest) -> HttpResponse:
             "delete_form": AccountDeleteForm(user=request.user),
             "signup_credits": settings.SIGNUP_CREDITS,
             **_tokens_context(request.user),
+            **_webhooks_context(request.user),
         },
     )
 
@@ -117,6 +126,7 @@ def _tokens_answer(request: AuthenticatedHtmxHttpRequest, *, status: int = 200, 
             "email_form": EmailChangeForm(user=request.user),
             "password_form": PasswordChangeForm(request.user),
             "delete_form": AccountDeleteForm(user=request.user),
+            **_webhooks_context(request.user),
             **context,
         },
         status=status,
@@ -152,6 +162,84 @@ def api_token_revoke(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResp
         messages.success(request, f"The token “{token.name}” is revoked.")
         return redirect("accounts:account")
     return _tokens_answer(request)
+
+
+# --- Webhooks: the account page's "Webhooks" section (a partial swapped by htmx) ----------------------
+DELIVERIES_SHOWN = 5
+
+
+def _webhooks_context(user, **extra) -> dict:
+    latest = WebhookDelivery.objects.order_by("-created_at", "-pk")[:DELIVERIES_SHOWN]
+    endpoints = list(
+        WebhookEndpoint.objects.filter(owner=user).prefetch_related(
+            Prefetch("deliveries", queryset=latest, to_attr="latest_deliveries")
+        )[: webhooks.ENDPOINTS_MAX]
+    )
+    return {
+        "endpoints": endpoints,
+        "webhook_form": extra.pop("webhook_form", None) or WebhookEndpointForm(),
+        **extra,
+    }
+
+
+def _webhooks_answer(request: AuthenticatedHtmxHttpRequest, *, status: int = 200, **extra) -> HttpResponse:
+    """The webhooks section for htmx, else the account page around it."""
+    context = _webhooks_context(request.user, **extra)
+    if request.htmx:
+        return render(request, "accounts/account.html#webhooks", context, status=status)
+    return render(
+        request,
+        "accounts/account.html",
+        {
+            "email_form": EmailChangeForm(user=request.user),
+            "password_form": PasswordChangeForm(request.user),
+            "delete_form": AccountDeleteForm(user=request.user),
+            **_tokens_context(request.user),
+            **context,
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_POST
+def webhook_endpoint_create(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
+    form = WebhookEndpointForm(request.POST)
+    if not form.is_valid():
+        return _webhooks_answer(request, status=400, webhook_form=form)
+    try:
+        endpoint = webhooks.webhook_endpoint_create(
+            user=request.user, url=form.cleaned_data["url"], events=form.cleaned_data["events"]
+        )
+    except webhooks.WebhookError as exc:
+        form.add_error("url", str(exc))
+        return _webhooks_answer(request, status=400, webhook_form=form)
+    # The secret is shown in this answer (and kept, since it signs every delivery).
+    return _webhooks_answer(request, new_endpoint=endpoint)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def webhook_endpoint_delete(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation (the no-JavaScript path), POST deletes."""
+    endpoint = webhooks.webhook_endpoint_get(user=request.user, pk=pk)
+    if request.method == "GET":
+        return render(request, "accounts/webhook_endpoint_delete.html", {"endpoint": endpoint})
+    webhooks.webhook_endpoint_delete(user=request.user, endpoint_id=endpoint.pk)
+    if not request.htmx:
+        messages.success(request, f"The endpoint {endpoint.url} is deleted.")
+        return redirect("accounts:account")
+    return _webhooks_answer(request)
+
+
+@login_required
+@require_POST
+def webhook_endpoint_test(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpResponse:
+    webhooks.webhook_test_send(user=request.user, endpoint_id=pk)
+    if not request.htmx:
+        messages.success(request, "A test event was sent: its delivery is in the log below.")
+        return redirect("accounts:account")
+    return _webhooks_answer(request, tested_id=pk)
 
 
 @sensitive_post_parameters("password")

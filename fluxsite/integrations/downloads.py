@@ -228,3 +228,20 @@ def download(
         raise fail("timeout", repr(exc)) from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise fail("network", repr(exc)) from None
+
+
+# --- A POST to a checked address (outbound webhooks) ------------------------------------------------------
+def post_pinned(
+    *, url: str, addresses: Sequence[str], content: bytes, headers: dict[str, str], timeout_seconds: float
+) -> int:
+    """POST `content` to `url`, connecting only to `addresses` (the caller's check of its host: no
+    second resolution, so no DNS rebinding), with no redirect followed and the whole exchange within
+    `timeout_seconds`. Returns the status code; raises httpx.TimeoutException / httpx.HTTPError."""
+    deadline = _Deadline(timeout_seconds)
+    backend = _PinnedBackend(deadline)
+    backend.pins = {httpx.URL(url).raw_host.decode("ascii"): tuple(addresses)}
+    timeout = httpx.Timeout(timeout_seconds, connect=min(CONNECT_TIMEOUT_SECONDS, timeout_seconds))
+    with httpx.Client(
+        transport=_PinnedTransport(backend), timeout=timeout, follow_redirects=False, trust_env=False
+    ) as client:
+        return client.post(url, content=content, headers=headers).status_code

@@ -45,6 +45,7 @@ from billing.models import CreditKind
 from billing.pricing import generation_cost_credits, upscale_cost_credits
 from billing.services import credits_refund, credits_refund_part, credits_spend, wallet_lock
 from fluxsite.accounts.models import User
+from fluxsite.accounts.services.webhooks import webhook_event_emit
 from fluxsite.integrations import replicate_client, storage
 from fluxsite.integrations.errors import Category, IntegrationError
 from fluxsite.integrations.replicate_files import file_refusal, image_download
@@ -629,7 +630,22 @@ def _enqueue_submit(generation_id: int) -> None:
 def _transition(generation: Generation, old: str | tuple[str, ...], new: str, **fields: Any) -> bool:
     """Compare-and-swap (fluxsite.statemachine), stamping finished_at on an ending."""
     extra = {"finished_at": timezone.now()} if new in (G.SUCCEEDED, G.FAILED, G.CANCELED) else {}
-    return transition(generation, old, new, **extra, **fields)
+    moved = transition(generation, old, new, **extra, **fields)
+    if moved and new in (G.SUCCEEDED, G.FAILED):
+        # The owner's webhooks (fluxsite.accounts.services.webhooks): recorded with the move, sent on commit.
+        webhook_event_emit(
+            user_id=generation.owner_id,
+            event_type=f"generation.{new}",
+            data={
+                "generation": {
+                    "id": generation.pk,
+                    "status": new,
+                    "model_id": generation.lora_model_id,
+                    "error_message": generation.error_message if new == G.FAILED else "",
+                }
+            },
+        )
+    return moved
 
 
 def _backoff_seconds(attempt: int) -> float:

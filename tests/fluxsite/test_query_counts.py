@@ -114,6 +114,10 @@ def _grow(objects, n: int) -> None:
     GeneratedImage.objects.bulk_create(
         [_clone(image, i, generation_id=g.pk) for i, g in enumerate(generations)]
     )
+    from fluxsite.accounts.models import WebhookDelivery
+
+    delivery = WebhookDelivery.objects.get(endpoint=objects["webhook_endpoint"])
+    WebhookDelivery.objects.bulk_create([_clone(delivery, i, event_id=f"msg_walk_{i}") for i in range(1, n)])
     entry = CreditEntry.objects.filter(wallet__user=training.owner).first()
     assert entry is not None
     CreditEntry.objects.bulk_create([_clone(entry, i, reference=f"adjustment:walk-{i}") for i in range(1, n)])

@@ -69,8 +69,20 @@ def objects(alice, alice_client):
     from fluxsite.accounts.services import api_token_create
 
     api_token, _ = api_token_create(user=alice, name="walk", scopes=["read"])
+    from fluxsite.accounts.models import WebhookDelivery, WebhookEndpoint
+
+    webhook_endpoint = WebhookEndpoint.objects.create(
+        owner=alice,
+        url="https://93.184.215.14/hooks",
+        events=["training.succeeded"],
+        secret="whsec_" + "A" * 32,
+    )
+    WebhookDelivery.objects.create(
+        endpoint=webhook_endpoint, event_id="msg_walk", type="training.succeeded", status="succeeded"
+    )
     return {
         "api_token": api_token,
+        "webhook_endpoint": webhook_endpoint,
         "training": training,
         "dataset_image": dataset_image,
         "caption_batch": caption_batch,
@@ -99,6 +111,8 @@ def _kwargs(name: str, objects) -> dict:
         return {"pk": objects["model"].pk}
     if name == "accounts:api_token_revoke":
         return {"pk": objects["api_token"].pk}
+    if name in ("accounts:webhook_endpoint_delete", "accounts:webhook_endpoint_test"):
+        return {"pk": objects["webhook_endpoint"].pk}
     raise KeyError(name)
 
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from billing.services import credits_refund
+from fluxsite.accounts.services.webhooks import webhook_event_emit
 from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import HINTS, Category, IntegrationError
 from fluxsite.statemachine import backoff_seconds, transition
@@ -93,9 +94,28 @@ def _transition(job: TrainingJob, old: str, new: str, **fields) -> bool:
     if new in ACTIVE:
         times[new] = {"started": now.isoformat()}
     extra = {"finished_at": now} if new in TERMINAL else {}
-    return transition(
+    moved = transition(
         job, old, new, stage_times=times, attempts=0, next_attempt_at=None, updated_at=now, **extra, **fields
     )
+    if moved:
+        _emit_transition(job, old, new)
+    return moved
+
+
+def _emit_transition(job: TrainingJob, old: str, new: str) -> None:
+    """The owner's webhooks (fluxsite.accounts.services.webhooks): recorded with the move, sent on commit."""
+    data = {
+        "training": {
+            "id": job.pk,
+            "name": job.name,
+            "status": new,
+            "previous_status": old,
+            "error_message": job.error_message if new == S.FAILED else "",
+        }
+    }
+    webhook_event_emit(user_id=job.owner_id, event_type="training.stage_changed", data=data)
+    if new in (S.SUCCEEDED, S.FAILED):
+        webhook_event_emit(user_id=job.owner_id, event_type=f"training.{new}", data=data)
 
 
 def _enqueue_advance(job_id: int) -> None:
