@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
@@ -91,18 +93,32 @@ def verify_resend(request: AuthenticatedHttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET"])
 def account(request: AuthenticatedHttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "accounts/account.html",
-        {
-            "email_form": EmailChangeForm(user=request.user),
-            "password_form": PasswordChangeForm(request.user),
-            "delete_form": AccountDeleteForm(user=request.user),
-            "signup_credits": settings.SIGNUP_CREDITS,
-            **_tokens_context(request.user),
-            **_webhooks_context(request.user),
-        },
-    )
+    return _account_page(request)
+
+
+def _account_page(request: AuthenticatedHttpRequest, *, status: int = 200, **context: Any) -> HttpResponse:
+    """The whole account page; `context` replaces what one part shows (a form with its errors, a
+    section's context with a new secret in it)."""
+    page: dict[str, Any] = {
+        "email_form": EmailChangeForm(user=request.user),
+        "password_form": PasswordChangeForm(request.user),
+        "delete_form": AccountDeleteForm(user=request.user),
+        "signup_credits": settings.SIGNUP_CREDITS,
+    }
+    if "tokens" not in context:
+        page.update(_tokens_context(request.user))
+    if "endpoints" not in context:
+        page.update(_webhooks_context(request.user))
+    return render(request, "accounts/account.html", {**page, **context}, status=status)
+
+
+def _section_answer(
+    request: AuthenticatedHtmxHttpRequest, section: str, context: dict, *, status: int
+) -> HttpResponse:
+    """One section of the account page (a partial of account.html) for htmx, else the page around it."""
+    if request.htmx:
+        return render(request, f"accounts/account.html#{section}", context, status=status)
+    return _account_page(request, status=status, **context)
 
 
 # --- API tokens: the account page's "API tokens" section (a partial swapped by htmx) ---------------
@@ -115,22 +131,7 @@ def _tokens_context(user, **extra) -> dict:
 
 
 def _tokens_answer(request: AuthenticatedHtmxHttpRequest, *, status: int = 200, **extra) -> HttpResponse:
-    """The tokens section for htmx, else the account page around it."""
-    context = _tokens_context(request.user, **extra)
-    if request.htmx:
-        return render(request, "accounts/account.html#api_tokens", context, status=status)
-    return render(
-        request,
-        "accounts/account.html",
-        {
-            "email_form": EmailChangeForm(user=request.user),
-            "password_form": PasswordChangeForm(request.user),
-            "delete_form": AccountDeleteForm(user=request.user),
-            **_webhooks_context(request.user),
-            **context,
-        },
-        status=status,
-    )
+    return _section_answer(request, "api_tokens", _tokens_context(request.user, **extra), status=status)
 
 
 @login_required
@@ -183,22 +184,7 @@ def _webhooks_context(user, **extra) -> dict:
 
 
 def _webhooks_answer(request: AuthenticatedHtmxHttpRequest, *, status: int = 200, **extra) -> HttpResponse:
-    """The webhooks section for htmx, else the account page around it."""
-    context = _webhooks_context(request.user, **extra)
-    if request.htmx:
-        return render(request, "accounts/account.html#webhooks", context, status=status)
-    return render(
-        request,
-        "accounts/account.html",
-        {
-            "email_form": EmailChangeForm(user=request.user),
-            "password_form": PasswordChangeForm(request.user),
-            "delete_form": AccountDeleteForm(user=request.user),
-            **_tokens_context(request.user),
-            **context,
-        },
-        status=status,
-    )
+    return _section_answer(request, "webhooks", _webhooks_context(request.user, **extra), status=status)
 
 
 @login_required
@@ -256,16 +242,7 @@ def email_change(request: AuthenticatedHttpRequest) -> HttpResponse:
             "when you open the link we sent there.",
         )
         return redirect("accounts:account")
-    return render(
-        request,
-        "accounts/account.html",
-        {
-            "email_form": form,
-            "password_form": PasswordChangeForm(request.user),
-            "delete_form": AccountDeleteForm(user=request.user),
-        },
-        status=400,
-    )
+    return _account_page(request, status=400, email_form=form)
 
 
 @sensitive_post_parameters("old_password", "new_password1", "new_password2")
@@ -278,13 +255,4 @@ def password_change(request: AuthenticatedHttpRequest) -> HttpResponse:
         update_session_auth_hash(request, user)
         messages.success(request, "Your password was changed.")
         return redirect("accounts:account")
-    return render(
-        request,
-        "accounts/account.html",
-        {
-            "email_form": EmailChangeForm(user=request.user),
-            "password_form": form,
-            "delete_form": AccountDeleteForm(user=request.user),
-        },
-        status=400,
-    )
+    return _account_page(request, status=400, password_form=form)

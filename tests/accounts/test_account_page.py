@@ -114,3 +114,21 @@ def test_deleting_the_account_removes_its_stored_photos(
     with django_capture_on_commit_callbacks(execute=True):
         alice_client.post("/account/delete/", {"confirm": "delete my account", "password": PASSWORD})
     assert not any(storage.get_storage(a).exists(n) for a, n in files)
+
+
+@pytest.mark.parametrize(
+    ("url", "data"),
+    [
+        ("/account/email/", {"email": "x@example.com", "password": "wrong"}),
+        ("/account/password/", {"old_password": "wrong", "new_password1": "a", "new_password2": "b"}),
+    ],
+)
+def test_a_refused_form_keeps_the_whole_account_page(alice, alice_client, url, data):
+    """The page around a form with errors still lists the tokens and the webhook endpoints."""
+    from fluxsite.accounts.services import api_token_create
+
+    api_token_create(user=alice, name="ci-bot", scopes=["read"])
+    response = alice_client.post(url, data)
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert 'id="api-tokens"' in body and "ci-bot" in body and 'id="webhooks"' in body
