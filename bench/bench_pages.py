@@ -16,6 +16,7 @@ list and detail under 8 ms). /healthz is measured in the same run as the floor.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -297,7 +298,7 @@ def _profile(client, state: dict, label: str) -> None:
     for _ in range(50):
         client.get(url, **headers)
     profiler.stop()
-    print(profiler.output_text(unicode=True, color=False, show_all=False))
+    print(profiler.output_text(unicode=True, color=False, show_all=bool(os.environ.get("PROFILE_ALL"))))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.once  # spawns the whole `make run` stack; the same on any database
 def test_the_run_command_serves_the_login_page_and_stops_both_processes_on_ctrl_c(tmp_path):
     env = {
         k: v

@@ -25,7 +25,8 @@ from sandbox.replicate.pictures import BAND_HEIGHT
 from tests.helpers import wait_until
 from tests.sandbox.replicate_kit import dataset_url, zip_bytes
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Slow sandbox journeys whose outcome does not depend on the database: they run once in CI (pass 2).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.once]
 
 GREEN = (40, 190, 70)
 BLUE = (40, 70, 210)

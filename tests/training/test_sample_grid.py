@@ -30,7 +30,8 @@ from training.services import (
     trainings,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Slow sandbox journeys whose outcome does not depend on the database: they run once in CI (pass 2).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.once]
 S = TrainingJob.Status
 C = SampleImage.Status
 STRENGTHS = [0.0, 0.6, 0.8, 1.0, 1.2]

@@ -77,6 +77,7 @@ def _zip_captions(job: TrainingJob) -> dict[str, str]:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.once  # a sandbox journey, the same on any database: runs once in CI
 def test_the_trainer_captions_only_the_photos_without_one_and_its_captions_are_kept_shown_and_reusable(
     sandbox, ready_training, alice_client
 ):
@@ -123,6 +124,7 @@ def test_the_trainer_captions_only_the_photos_without_one_and_its_captions_are_k
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.once  # a sandbox journey, the same on any database: runs once in CI
 def test_with_every_photo_captioned_autocaption_is_off_and_the_trainer_writes_none(
     sandbox, ready_training, alice_client
 ):
@@ -138,6 +140,7 @@ def test_with_every_photo_captioned_autocaption_is_off_and_the_trainer_writes_no
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.once  # a sandbox journey, the same on any database: runs once in CI
 def test_when_the_person_turns_autocaption_off_it_stays_off(sandbox, ready_training, alice_client):
     _uncaption(alice_client, ready_training, [1])
     trainings.training_start(job=ready_training, params={**PARAMS, "autocaption": False})

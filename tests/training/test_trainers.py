@@ -107,6 +107,7 @@ def _job(alice, alice_client, key: str, *, trigger: str = "Anna", photos: int = 
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.once  # a sandbox journey, the same on any database: runs once in CI
 @pytest.mark.parametrize("key", KEYS)
 def test_a_training_with_each_trainer_goes_from_photos_to_a_published_model(
     key, sandbox, funded, alice_client, settings
@@ -147,6 +148,7 @@ def test_a_training_with_each_trainer_goes_from_photos_to_a_published_model(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.once  # a sandbox journey, the same on any database: runs once in CI
 def test_the_qwen_trainer_gets_our_zip_as_dataset_and_a_default_caption_that_names_the_subject(
     sandbox, funded, alice_client, settings
 ):
@@ -355,6 +357,7 @@ def test_a_flux_model_generates_exactly_as_before(alice, settings):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.once  # a sandbox journey, the same on any database: runs once in CI
 def test_a_qwen_trainings_sample_grid_runs_on_its_version_with_its_own_input_names(
     sandbox, funded, alice_client, settings
 ):
@@ -388,6 +391,7 @@ def test_a_qwen_trainings_sample_grid_runs_on_its_version_with_its_own_input_nam
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.once  # a sandbox journey, the same on any database: runs once in CI
 def test_a_qwen_models_generate_form_takes_one_image_a_run_and_its_aspect_ratios(
     sandbox, funded, alice_client, settings
 ):
