@@ -11,6 +11,7 @@ urlpatterns = [
     path("p/<uuid:public_id>/", views.model_public, name="public"),
     path("<int:pk>/", views.model_detail, name="detail"),
     path("<int:pk>/status/", views.model_status, name="status"),
+    path("<int:pk>/samples/", views.model_sample_grid, name="sample_grid"),
     path("<int:pk>/rename/", views.model_rename, name="rename"),
     path("<int:pk>/visibility/", views.model_visibility, name="visibility"),
     path("<int:pk>/publish/", views.model_publish_retry, name="publish_retry"),

@@ -48,6 +48,8 @@ def _detail_context(request: AuthenticatedHttpRequest, model: LoraModel, **extra
         "recent_images": selectors.model_showcase(model),
         "grid": selectors.model_sample_grid(model),
         "suggest_url": reverse("models_app:suggest_scale", args=[model.pk]),
+        # While images are being made the grid refreshes itself (it stops once none is pending).
+        "poll_url": reverse("models_app:sample_grid", args=[model.pk]),
         "thumbnail_url": selectors.model_thumbnail_url(model),
         "hf_account": selectors.hf_account_for_user(request.user),
         "public_url": request.build_absolute_uri(model_public_path(model)) if model.is_public else "",
@@ -68,6 +70,23 @@ def model_public_path(model: LoraModel) -> str:
 def model_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     model = selectors.get_model_for_user(request.user, pk)
     return render(request, DETAIL, _detail_context(request, model))
+
+
+@login_required
+@require_GET
+def model_sample_grid(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """The model page's sample grid fragment, polled while its images are being made; 286 once
+    none is left, so the page shows each picture as it arrives instead of "Queued" until a reload."""
+    model = selectors.get_model_for_user(request.user, pk)
+    grid = selectors.model_sample_grid(model)
+    context = {
+        "grid": grid,
+        "suggest_url": reverse("models_app:suggest_scale", args=[model.pk]),
+        "poll_url": reverse("models_app:sample_grid", args=[model.pk]),
+    }
+    return polled(
+        render(request, "partials/_sample_grid.html", context), finished=not (grid and grid["pending"])
+    )
 
 
 @login_required

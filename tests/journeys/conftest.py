@@ -58,7 +58,10 @@ class Journey:
         page = self.page
         page.wait_for_load_state("load")
         self.visited.append(name)
-        shot = self.folder / f"{self.width}-{len(self.visited):02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower())}.png"
+        shot = (
+            self.folder
+            / f"{self.width}-{len(self.visited):02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower())}.png"
+        )
         page.screenshot(path=str(shot), full_page=True)
         if os.environ.get("JOURNEY_NO_AXE"):
             return

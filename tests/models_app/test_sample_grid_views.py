@@ -133,3 +133,21 @@ def test_a_grid_still_being_made_shows_its_queued_images(model, alice_client):
     LoraModel.objects.filter(pk=model.pk).update(sample_grid=grid(2, STRENGTHS, status="queued"))
     page = alice_client.get(f"/models/{model.pk}/").content.decode()
     assert page.count('<td class="sample queued">') == 10 and "Queued…" in page
+
+
+def test_a_grid_still_being_made_refreshes_itself_on_the_model_page_until_done(
+    alice, alice_client, bob_client
+):
+    """Found by the browser journey: the model page showed "Queued" for good, with no poll."""
+    model = lora_model(alice, name="Coming")
+    lora_sample_grid_set(model_id=model.pk, grid=grid(1, STRENGTHS, status="queued"))
+    page = alice_client.get(f"/models/{model.pk}/")
+    poll = f"/models/{model.pk}/samples/"
+    assert f'hx-get="{poll}"' in page.content.decode()
+    pending = alice_client.get(poll, HTTP_HX_REQUEST="true")
+    assert pending.status_code == 200 and f'hx-get="{poll}"' in pending.content.decode()
+    assert bob_client.get(poll, HTTP_HX_REQUEST="true").status_code == 404  # only the owner's
+    lora_sample_grid_set(model_id=model.pk, grid=grid(1, STRENGTHS))
+    done = alice_client.get(poll, HTTP_HX_REQUEST="true")
+    assert done.status_code == 286  # htmx stops polling
+    assert "hx-get" not in done.content.decode() and "<img" in done.content.decode()
