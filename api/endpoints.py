@@ -7,7 +7,6 @@ problem document (api.problems). POSTs accept an Idempotency-Key (api.services.i
 
 import json
 import logging
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +20,7 @@ from api import schemas
 from api.auth import TokenAuth, need
 from api.problems import COMMON, Problem, ProblemOut, form_problem
 from api.services import idempotent
-from billing.pricing import generation_cost_credits
+from billing.pricing import credits_to_dollars, generation_cost_credits
 from billing.selectors import balance_for_user, ledger_for_user
 from billing.services import InsufficientCredits
 from fluxsite.integrations import storage
@@ -137,6 +136,41 @@ def _insufficient(exc: InsufficientCredits) -> Problem:
         detail=str(exc),
         hint="Buy credits on the billing page (/billing/), then retry with the same Idempotency-Key.",
     )
+
+
+NOTHING_SPENT = "Nothing was spent."
+
+
+def _quote(
+    out: type[schemas.QuoteOut] | type[schemas.TrainingQuoteOut],
+    *,
+    user: Any,
+    credits: int,
+    dollars: Any,
+    errors: dict[str, list[str]],
+) -> HttpResponse:
+    """The `?dry_run=true` answer: the price, the balance, and the field errors a real request
+    would be refused with (the same pairs as `_refused`'s problem). Nothing is written."""
+    balance = balance_for_user(user)
+    return _json(
+        out(
+            valid=not errors,
+            credits=credits,
+            dollars=dollars,
+            balance=balance,
+            enough_credits=balance >= credits,
+            errors=[
+                {"field": "" if name == "__all__" else name, "message": message}
+                for name, messages in errors.items()
+                for message in messages
+            ],
+        )
+    )
+
+
+def _refused(errors: dict[str, list[str]]) -> Problem:
+    """A refused write (before anything is spent) as a 422 problem with the field errors."""
+    return form_problem(errors, hint=NOTHING_SPENT)
 
 
 def _per_page(limit: int) -> int:
@@ -494,23 +528,9 @@ def training_start(
         readiness = training_selectors.dataset_readiness(job.dataset)
         if not readiness.ready:
             errors.setdefault("__all__", []).append(readiness.summary)
-        balance = balance_for_user(user)
-        return _json(
-            schemas.TrainingQuoteOut(
-                valid=not errors,
-                credits=credits,
-                dollars=dollars,
-                balance=balance,
-                enough_credits=balance >= credits,
-                errors=[
-                    {"field": "" if k == "__all__" else k, "message": m}
-                    for k, ms in errors.items()
-                    for m in ms
-                ],
-            )
-        )
+        return _quote(schemas.TrainingQuoteOut, user=user, credits=credits, dollars=dollars, errors=errors)
     if errors:
-        raise form_problem(errors, hint="Nothing was spent.")
+        raise _refused(errors)
     _rate_limit(request, "training_start")
     try:
         training_services.training_start(
@@ -519,7 +539,7 @@ def training_start(
     except InsufficientCredits as exc:
         raise _insufficient(exc)
     except training_services.PipelineError as exc:
-        raise Problem("conflict", detail=str(exc), hint="Nothing was spent.")
+        raise Problem("conflict", detail=str(exc), hint=NOTHING_SPENT)
     return _json(_training(training_selectors.get_training_for_user(user, job.pk)))
 
 
@@ -622,7 +642,7 @@ def generation_create(
     form = _generate_form(model, payload)
     errors: dict[str, list[str]] = {}
     if not form.is_valid():
-        errors = {name: [str(m) for m in messages] for name, messages in form.errors.items()}
+        errors = _form_errors(form)
     else:
         try:
             generation_services.generation_target(model=model)
@@ -630,25 +650,11 @@ def generation_create(
             errors = {"model_id": [str(exc)]}
     if dry_run:
         credits = generation_cost_credits(num_images=payload.num_outputs)
-        balance = balance_for_user(user)
-        return _json(
-            schemas.QuoteOut(
-                valid=not errors,
-                credits=credits,
-                dollars=(Decimal(credits) * Decimal(settings.CREDIT_VALUE_CENTS) / 100).quantize(
-                    Decimal("0.01")
-                ),
-                balance=balance,
-                enough_credits=balance >= credits,
-                errors=[
-                    {"field": "" if k == "__all__" else k, "message": m}
-                    for k, ms in errors.items()
-                    for m in ms
-                ],
-            )
+        return _quote(
+            schemas.QuoteOut, user=user, credits=credits, dollars=credits_to_dollars(credits), errors=errors
         )
     if errors:
-        raise form_problem(errors, hint="Nothing was spent.")
+        raise _refused(errors)
     _rate_limit(request, "generate")
     try:
         generation = generation_services.generation_start(
@@ -657,7 +663,7 @@ def generation_create(
     except InsufficientCredits as exc:
         raise _insufficient(exc)
     except generation_services.GenerationError as exc:
-        raise form_problem({"__all__": [str(exc)]}, hint="Nothing was spent.")
+        raise _refused({"__all__": [str(exc)]})
     generation = generation_selectors.get_generation_for_user(user, generation.pk)
     response = _json(_generation(request, generation, list(generation.images.order_by("index"))), status=201)
     response["Location"] = f"/api/v1/generations/{generation.pk}"

@@ -39,6 +39,11 @@ def dollars_to_credits(dollars: Decimal) -> int:
     return max(int(credits), 1)
 
 
+def credits_to_dollars(credits: int) -> Decimal:
+    """What `credits` are worth in US dollars at CREDIT_VALUE_CENTS, to the cent (a quote's price)."""
+    return (Decimal(credits) * Decimal(settings.CREDIT_VALUE_CENTS) / 100).quantize(Decimal("0.01"))
+
+
 def generation_cost_credits(*, num_images: int) -> int:
     if num_images <= 0:
         raise ValueError("a generation makes at least one image")

@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import QuerySet
+from django.utils import timezone
 
 from fluxsite.accounts.models import ApiToken, User, VerifiedAddress, WebhookDelivery, WebhookEndpoint
 
@@ -38,13 +40,29 @@ class UserAdmin(BaseUserAdmin):
         return wallet.balance if wallet else 0
 
 
-@admin.register(VerifiedAddress)
-class VerifiedAddressAdmin(admin.ModelAdmin):
-    """Which mailboxes already brought welcome credits. Read-only: deleting a row would let the
-    mailbox collect them again (the ledger's reference would still refuse a second grant)."""
+class RecordAdmin(admin.ModelAdmin):
+    """A table of records the site writes (tokens, endpoints, deliveries, verified mailboxes):
+    staff read them and act on them through actions, but never add one (a token or an endpoint
+    made here would have no owner who saw its secret)."""
 
     list_per_page = 50
     show_full_result_count = False  # a growing table: no second COUNT(*) over all its rows
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def update_action(self, request, queryset: QuerySet, done: str, **values) -> int:
+        """One UPDATE of the selected rows (the caller's queryset filters those it may change, so a
+        row changed meanwhile is left alone), and a message saying how many."""
+        count = queryset.update(**values)
+        self.message_user(request, f"{count} {done}.")
+        return count
+
+
+@admin.register(VerifiedAddress)
+class VerifiedAddressAdmin(RecordAdmin):
+    """Which mailboxes already brought welcome credits. Read-only: deleting a row would let the
+    mailbox collect them again (the ledger's reference would still refuse a second grant)."""
 
     list_display = ("normalised", "email", "user", "credits_granted", "verified_at")
     list_filter = (("user", admin.EmptyFieldListFilter),)
@@ -53,20 +71,15 @@ class VerifiedAddressAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     readonly_fields = ("normalised", "email", "user", "credits_granted", "verified_at")
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(RecordAdmin):
     """Developer API tokens. Only the hash is stored, so nothing here can reveal a secret; staff can
     revoke a leaked token (the action) but not create one for somebody."""
 
-    list_per_page = 50
-    show_full_result_count = False
     list_display = ("name", "owner", "prefix", "last4", "scopes", "created_at", "last_used_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     search_fields = ("name", "owner__email", "prefix", "last4")
@@ -84,15 +97,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
     )
     actions = ("revoke",)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset) -> None:
-        from django.utils import timezone
-
-        count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
-        self.message_user(request, f"{count} token(s) revoked.")
+        self.update_action(
+            request, queryset.filter(revoked_at=None), "token(s) revoked", revoked_at=timezone.now()
+        )
 
 
 class WebhookDeliveryInline(admin.TabularInline):
@@ -121,11 +130,9 @@ class WebhookDeliveryInline(admin.TabularInline):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(RecordAdmin):
     """A person's outbound webhook endpoints; the secret is not shown (it signs their deliveries)."""
 
-    list_per_page = 50
-    show_full_result_count = False
     list_display = ("url", "owner", "events", "created_at")
     search_fields = ("url", "owner__email")
     list_select_related = ("owner",)
@@ -133,16 +140,11 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     readonly_fields = fields
     inlines = (WebhookDeliveryInline,)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(RecordAdmin):
     """Every delivery attempt's outcome; "Retry now" makes a failed or waiting delivery due at once."""
 
-    list_per_page = 50
-    show_full_result_count = False
     list_display = (
         "event_id",
         "type",
@@ -171,14 +173,13 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     )
     actions = ("retry_now",)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
     @admin.action(description="Retry now (the reconcile sends them within a minute)")
     def retry_now(self, request, queryset) -> None:
-        from django.utils import timezone
-
-        count = queryset.exclude(status=WebhookDelivery.Status.SUCCEEDED).update(
-            status=WebhookDelivery.Status.PENDING, attempts=0, next_attempt_at=timezone.now()
+        self.update_action(
+            request,
+            queryset.exclude(status=WebhookDelivery.Status.SUCCEEDED),
+            "delivery(ies) due again",
+            status=WebhookDelivery.Status.PENDING,
+            attempts=0,
+            next_attempt_at=timezone.now(),
         )
-        self.message_user(request, f"{count} delivery(ies) due again.")

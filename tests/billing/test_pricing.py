@@ -4,7 +4,12 @@ from decimal import Decimal
 
 import pytest
 
-from billing.pricing import generation_cost_credits, training_cost_credits, training_cost_dollars
+from billing.pricing import (
+    credits_to_dollars,
+    generation_cost_credits,
+    training_cost_credits,
+    training_cost_dollars,
+)
 
 
 def test_training_cost_is_gpu_time_times_margin_rounded_up(settings):
@@ -30,3 +35,11 @@ def test_costs_are_integers_from_decimal_math():
     assert isinstance(training_cost_credits(steps=3), int)
     with pytest.raises(ValueError):
         training_cost_credits(steps=0)
+
+
+def test_credits_are_worth_their_value_in_dollars_to_the_cent(settings):
+    settings.CREDIT_VALUE_CENTS = 1
+    assert credits_to_dollars(8) == Decimal("0.08")
+    settings.CREDIT_VALUE_CENTS = 7
+    assert credits_to_dollars(3) == Decimal("0.21")
+    assert str(credits_to_dollars(0)) == "0.00"
