@@ -23,6 +23,9 @@ from api.services import idempotent
 from billing.pricing import credits_to_dollars, generation_cost_credits
 from billing.selectors import balance_for_user, ledger_for_user
 from billing.services import InsufficientCredits
+from fluxsite.accounts.forms import WebhookEndpointForm
+from fluxsite.accounts.models import WebhookEndpoint
+from fluxsite.accounts.services import webhooks
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.pagination import cursor_page
@@ -702,6 +705,132 @@ def ledger(request: HttpRequest, after: str = "", limit: int = PER_PAGE_DEFAULT)
         for e in page
     ]
     return schemas.LedgerPageOut(items=items, next_cursor=page.next_cursor)
+
+
+# --- Outbound webhooks: the account page's endpoints, through the same services ------------------
+def _endpoint(endpoint: WebhookEndpoint) -> schemas.WebhookEndpointOut:
+    return schemas.WebhookEndpointOut(
+        id=endpoint.pk, url=endpoint.url, events=list(endpoint.events), created_at=endpoint.created_at
+    )
+
+
+def _delivery(delivery: Any) -> schemas.WebhookDeliveryOut:
+    return schemas.WebhookDeliveryOut(
+        id=delivery.pk,
+        endpoint_id=delivery.endpoint_id,
+        event_id=delivery.event_id,
+        type=delivery.type,
+        status=delivery.status,
+        attempts=delivery.attempts,
+        last_status_code=delivery.last_status_code,
+        last_error=delivery.last_error,
+        next_attempt_at=delivery.next_attempt_at,
+        created_at=delivery.created_at,
+        payload=delivery.payload,
+    )
+
+
+WEBHOOK_ORDERING = ("-created_at", "-pk")
+
+
+@api.get("/webhooks", response={200: schemas.WebhookEndpointPageOut, **COMMON}, tags=["webhooks"])
+def webhook_endpoints_list(request: HttpRequest, after: str = "", limit: int = PER_PAGE_DEFAULT):
+    """Your webhook endpoints (never their secrets), newest first; scope read."""
+    user = need(request, "read").owner
+    page = cursor_page(
+        WebhookEndpoint.objects.filter(owner=user),
+        ordering=WEBHOOK_ORDERING,
+        cursor=after,
+        per_page=_per_page(limit),
+        target="rows",
+    )
+    return schemas.WebhookEndpointPageOut(items=[_endpoint(e) for e in page], next_cursor=page.next_cursor)
+
+
+@api.post(
+    "/webhooks",
+    response={201: schemas.WebhookEndpointCreatedOut, **COMMON},
+    tags=["webhooks"],
+    openapi_extra=IDEMPOTENT,
+)
+@idempotent
+def webhook_endpoint_create(request: HttpRequest, payload: schemas.WebhookEndpointIn):
+    """Register an endpoint for some events; the answer holds its signing secret, shown this once.
+    The destination is checked as on the account page (no private or loopback address in
+    production). Scope webhooks."""
+    user = need(request, "webhooks").owner
+    form = WebhookEndpointForm({"url": payload.url, "events": payload.events})
+    if not form.is_valid():
+        raise form_problem(_form_errors(form))
+    try:
+        endpoint = webhooks.webhook_endpoint_create(
+            user=user, url=form.cleaned_data["url"], events=form.cleaned_data["events"]
+        )
+    except webhooks.WebhookError as exc:
+        raise form_problem({"url": [str(exc)]})  # the account page shows it on the URL too
+    response = _json(
+        schemas.WebhookEndpointCreatedOut(**_endpoint(endpoint).model_dump(), secret=endpoint.secret),
+        status=201,
+    )
+    response["Location"] = f"/api/v1/webhooks/{endpoint.pk}"
+    return response
+
+
+@api.get(
+    "/webhooks/{endpoint_id}",
+    response={200: schemas.WebhookEndpointOut, 404: ProblemOut, **COMMON},
+    tags=["webhooks"],
+)
+def webhook_endpoint_read(request: HttpRequest, endpoint_id: int):
+    """One of your endpoints (not its secret); scope read."""
+    user = need(request, "read").owner
+    return _endpoint(webhooks.webhook_endpoint_get(user=user, pk=endpoint_id))
+
+
+@api.delete("/webhooks/{endpoint_id}", response={204: None, 404: ProblemOut, **COMMON}, tags=["webhooks"])
+def webhook_endpoint_delete(request: HttpRequest, endpoint_id: int):
+    """Delete one of your endpoints and its delivery log (nothing more is sent to it). Scope webhooks."""
+    user = need(request, "webhooks").owner
+    webhooks.webhook_endpoint_delete(user=user, endpoint_id=endpoint_id)
+    return 204, None
+
+
+@api.post(
+    "/webhooks/{endpoint_id}/test",
+    response={202: schemas.WebhookDeliveryOut, 404: ProblemOut, **COMMON},
+    tags=["webhooks"],
+    openapi_extra=IDEMPOTENT,
+)
+@idempotent
+def webhook_endpoint_test(request: HttpRequest, endpoint_id: int):
+    """Send a `webhook.test` event to one of your endpoints (the page's "Send test event"); the
+    answer is its delivery as it stands (read it again in the delivery log). Scope webhooks."""
+    user = need(request, "webhooks").owner
+    delivery = webhooks.webhook_test_send(user=user, endpoint_id=endpoint_id)
+    delivery.refresh_from_db()  # sent once the transaction committed: show how that went
+    return _json(_delivery(delivery), status=202)
+
+
+@api.get(
+    "/webhooks/{endpoint_id}/deliveries",
+    response={200: schemas.WebhookDeliveryPageOut, 404: ProblemOut, **COMMON},
+    tags=["webhooks"],
+)
+def webhook_deliveries_list(
+    request: HttpRequest, endpoint_id: int, after: str = "", limit: int = PER_PAGE_DEFAULT
+):
+    """One endpoint's delivery log, newest first: each event's status, attempts and last answer;
+    scope read."""
+    user = need(request, "read").owner
+    endpoint = webhooks.webhook_endpoint_get(user=user, pk=endpoint_id)
+    page = cursor_page(
+        endpoint.deliveries.all(),
+        ordering=WEBHOOK_ORDERING,
+        cursor=after,
+        per_page=_per_page(limit),
+        target="rows",
+    )
+    return schemas.WebhookDeliveryPageOut(items=[_delivery(d) for d in page], next_cursor=page.next_cursor)
 
 
 def openapi_document() -> dict:

@@ -212,3 +212,51 @@ class TrainingQuoteOut(Schema):
     balance: int
     enough_credits: bool
     errors: list[dict]
+
+
+WEBHOOK_EVENTS = (
+    "training.stage_changed, training.succeeded, training.failed, generation.succeeded or generation.failed"
+)
+
+
+class WebhookEndpointIn(Schema):
+    url: str = Field(description="Where the signed events are POSTed (https, a public address)")
+    events: list[str] = Field(description=f"Some of: {WEBHOOK_EVENTS}")
+
+
+class WebhookEndpointOut(Schema):
+    id: int
+    url: str
+    events: list[str]
+    created_at: datetime
+
+
+class WebhookEndpointCreatedOut(WebhookEndpointOut):
+    secret: str = Field(
+        description="whsec_…: the signing secret (Standard Webhooks). Shown in this answer only "
+        "(and in its replay with the same Idempotency-Key): keep it."
+    )
+
+
+class WebhookEndpointPageOut(Schema):
+    items: list[WebhookEndpointOut]
+    next_cursor: str
+
+
+class WebhookDeliveryOut(Schema):
+    id: int
+    endpoint_id: int
+    event_id: str = Field(description="The webhook-id header (msg_…), the same on every attempt")
+    type: str
+    status: str = Field(description="pending (retried with backoff), succeeded or failed (no more attempts)")
+    attempts: int
+    last_status_code: int | None
+    last_error: str
+    next_attempt_at: datetime | None
+    created_at: datetime
+    payload: dict = Field(description="The body sent: {type, timestamp, data}")
+
+
+class WebhookDeliveryPageOut(Schema):
+    items: list[WebhookDeliveryOut]
+    next_cursor: str

@@ -90,13 +90,14 @@ class ApiToken(models.Model):
         READ = "read", "Read (trainings, models, images, credits)"
         TRAIN = "train", "Train (cancel and retry trainings)"
         GENERATE = "generate", "Generate images (spends credits)"
+        WEBHOOKS = "webhooks", "Webhooks (register and delete endpoints, send test events)"
 
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=60)
     prefix = models.CharField(max_length=12, help_text="The secret's first characters (fx_…).")
     last4 = models.CharField(max_length=4)
     secret_sha256 = models.CharField(max_length=64, unique=True)
-    scopes = models.JSONField(default=list, help_text="Some of read, train, generate.")
+    scopes = models.JSONField(default=list, help_text="Some of read, train, generate, webhooks.")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

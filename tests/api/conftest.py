@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
+from standardwebhooks import Webhook
 
 from fluxsite.accounts.services import api_token_create
 
@@ -61,3 +65,44 @@ def training(owner, **extra):
 
     fields = {"name": "Portrait", "trigger_word": "ALICEX", "status": TrainingJob.Status.SUCCEEDED, **extra}
     return TrainingJob.objects.create(owner=owner, **fields)
+
+
+class Receiver:
+    """A tiny HTTP server on 127.0.0.1 that records each POST and answers the next status code."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[bytes, dict[str, str]]] = []
+        self.codes: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests.append((body, {k.lower(): v for k, v in self.headers.items()}))
+                code = receiver.codes.pop(0) if receiver.codes else 200
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def verified(self, secret: str) -> list[dict]:
+        """Every request's payload, each verified with the official library (raises if one is not)."""
+        return [Webhook(secret).verify(body, headers) for body, headers in self.requests]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.close()

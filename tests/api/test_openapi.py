@@ -6,6 +6,7 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 
 from api.endpoints import api
+from fluxsite.accounts.models import WebhookDelivery, WebhookEndpoint
 from tests.api.conftest import training
 from tests.generations.generation_kit import finished_generation, lora_model, stored_image
 from tests.helpers import inline_scripts
@@ -51,6 +52,12 @@ def test_answers_validate_against_the_served_schemas(client, alice, alice_api):
     generation = finished_generation(alice, model, images=0)
     stored_image(generation)
     job = training(alice, loss_history=[[1, 0.9]], params={"steps": 10}, cost_credits=3)
+    endpoint = WebhookEndpoint.objects.create(
+        owner=alice, url="https://93.184.215.14/h", events=["training.failed"], secret="whsec_x"
+    )
+    WebhookDelivery.objects.create(
+        endpoint=endpoint, event_id="msg_1", type="training.failed", payload={"type": "training.failed"}
+    )
     cases = [
         ("/api/v1/trainings", "/api/v1/trainings"),
         ("/api/v1/trainings/{training_id}", f"/api/v1/trainings/{job.pk}"),
@@ -60,6 +67,9 @@ def test_answers_validate_against_the_served_schemas(client, alice, alice_api):
         ("/api/v1/generations/{generation_id}", f"/api/v1/generations/{generation.pk}"),
         ("/api/v1/balance", "/api/v1/balance"),
         ("/api/v1/ledger", "/api/v1/ledger"),
+        ("/api/v1/webhooks", "/api/v1/webhooks"),
+        ("/api/v1/webhooks/{endpoint_id}", f"/api/v1/webhooks/{endpoint.pk}"),
+        ("/api/v1/webhooks/{endpoint_id}/deliveries", f"/api/v1/webhooks/{endpoint.pk}/deliveries"),
     ]
     for template, path in cases:
         answer = alice_api.get(path)

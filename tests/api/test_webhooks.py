@@ -7,9 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.management import call_command
@@ -31,47 +29,6 @@ from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 D = WebhookDelivery.Status
-
-
-class Receiver:
-    """A tiny HTTP server on 127.0.0.1 that records each POST and answers the next status code."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[bytes, dict[str, str]]] = []
-        self.codes: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append((body, {k.lower(): v for k, v in self.headers.items()}))
-                code = receiver.codes.pop(0) if receiver.codes else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def verified(self, secret: str) -> list[dict]:
-        """Every request's payload, each verified with the official library (raises if one is not)."""
-        return [Webhook(secret).verify(body, headers) for body, headers in self.requests]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
 
 
 def endpoint_for(user, url, events=("training.succeeded", "training.failed")):
@@ -332,3 +289,86 @@ def test_the_verifier_in_the_api_docs_accepts_our_delivery_and_refuses_a_forged_
     body, headers = receiver.requests[0]
     assert namespace["fluxsite_event"](body, headers)["type"] == "webhook.test"
     assert namespace["fluxsite_event"](body + b" ", headers) is None
+
+
+def test_a_training_failing_midway_in_the_sandbox_delivers_training_failed_with_its_error(
+    sandbox, settings, alice, alice_client, receiver
+):
+    from billing.selectors import balance_for_user
+    from billing.services import credits_grant
+    from sandbox.faults import fault_inject
+    from sandbox.models import FaultKind
+    from tests.training.conftest import add_photos
+    from training.models import TrainingJob
+    from training.services import training_create, trainings
+
+    endpoint = endpoint_for(
+        alice, receiver.url, events=["training.succeeded", "training.failed", "training.stage_changed"]
+    )
+    credits_grant(user=alice, amount=5000, reference="test:topup")
+    settings.REPLICATE_TIMEOUT_SECONDS = 5
+    job = training_create(owner=alice, name="Anna", trigger_word="ohwx_anna", subject_kind="subject")
+    add_photos(alice_client, job, 10)
+    before = balance_for_user(alice)
+    # The sandbox's fault switch: the trainer crashes midway, as Replicate reports a CUDA error.
+    fault_inject(service="replicate", operation="trainings.create", kind=FaultKind.FAIL_TRAINING)
+    trainings.training_start(job=job, params=PARAMS)
+
+    def failed_delivered() -> bool:
+        return any(json.loads(body)["type"] == "training.failed" for body, _ in list(receiver.requests))
+
+    assert wait_for(failed_delivered, timeout=60), TrainingJob.objects.get(pk=job.pk).status
+    job.refresh_from_db()
+    assert job.status == TrainingJob.Status.FAILED
+    payloads = receiver.verified(endpoint.secret)  # every delivery passes the official verifier
+    [failed] = [p for p in payloads if p["type"] == "training.failed"]
+    assert not [p for p in payloads if p["type"] == "training.succeeded"]
+    training = failed["data"]["training"]
+    assert (training["id"], training["status"]) == (job.pk, "failed")
+    assert training["previous_status"] == "replicate_training"
+    assert training["error_message"] == job.error_message and "trainer failed" in training["error_message"]
+    stages = [p["data"]["training"]["status"] for p in payloads if p["type"] == "training.stage_changed"]
+    assert stages[-1] == "failed" and "succeeded" not in stages
+    assert balance_for_user(alice) == before  # refunded, as the event says nothing was kept
+    delivery = WebhookDelivery.objects.get(type="training.failed")
+    assert (delivery.status, delivery.attempts) == (D.SUCCEEDED, 1)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "fault_status", "message"),
+    [
+        # Replicate refuses the prediction outright (the sandbox's fault switch: a 422 on create).
+        ("a cat", 422, ""),
+        # The prediction runs and fails at Replicate (the sandbox's safety checker, as the real one).
+        ("a nsfw cat", None, "safety filter"),
+    ],
+)
+def test_a_generation_failing_in_the_sandbox_delivers_generation_failed(
+    sandbox, alice, receiver, prompt, fault_status, message
+):
+    from billing.selectors import balance_for_user
+    from generations.models import Generation
+    from generations.services import generation_start
+    from sandbox.faults import fault_inject
+    from tests.generations.generation_kit import PARAMS as GENERATION_PARAMS
+    from tests.generations.generation_kit import lora_model, sandbox_version
+
+    endpoint = endpoint_for(alice, receiver.url, events=["generation.succeeded", "generation.failed"])
+    model = lora_model(alice, replicate_version=sandbox_version("alice"))
+    if fault_status:
+        fault_inject(service="replicate", operation="predictions.create", status=fault_status)
+    before = balance_for_user(alice)
+    generation = generation_start(user=alice, model=model, prompt=prompt, params=dict(GENERATION_PARAMS))
+    assert wait_for(lambda: len(receiver.requests) >= 1, timeout=30)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    [payload] = receiver.verified(endpoint.secret)
+    assert payload["type"] == "generation.failed"
+    assert payload["data"]["generation"] == {
+        "id": generation.pk,
+        "status": "failed",
+        "model_id": model.pk,
+        "error_message": generation.error_message,
+    }
+    assert generation.error_message and message in generation.error_message
+    assert wait_for(lambda: balance_for_user(alice) == before)  # the credits came back
