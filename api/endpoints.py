@@ -9,6 +9,7 @@ import json
 import logging
 from typing import Any
 
+import pydantic
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, TooManyFilesSent
 from django.http import Http404, HttpRequest, HttpResponse
@@ -20,7 +21,7 @@ from api import schemas
 from api.auth import TokenAuth, need
 from api.problems import COMMON, Problem, ProblemOut, form_problem
 from api.services import idempotent
-from billing.pricing import credits_to_dollars, generation_cost_credits
+from billing.pricing import credits_to_dollars, generation_cost_credits, upscale_cost_credits
 from billing.selectors import balance_for_user, ledger_for_user
 from billing.services import InsufficientCredits
 from fluxsite.accounts.forms import WebhookEndpointForm
@@ -32,7 +33,7 @@ from fluxsite.pagination import cursor_page
 from fluxsite.ratelimits import limit_reached
 from generations import selectors as generation_selectors
 from generations import services as generation_services
-from generations.forms import GenerateForm
+from generations.forms import GenerateForm, UpscaleForm
 from models_app.selectors import get_model_for_user, models_for_user
 from training import selectors as training_selectors
 from training import services as training_services
@@ -261,6 +262,9 @@ def _generation(request: HttpRequest, generation: Any, images: list) -> schemas.
         id=generation.pk,
         model_id=generation.lora_model_id,
         status=generation.status,
+        mode=generation.mode,
+        source_image_id=generation.source_image_id,
+        extra_model_id=generation.extra_lora_model_id,
         prompt=generation.prompt,
         effective_prompt=generation.effective_prompt,
         params=generation.params,
@@ -603,7 +607,45 @@ def generation_read(request: HttpRequest, generation_id: int):
     return _generation(request, generation, list(generation.images.order_by("index")))
 
 
-def _generate_form(model: Any, payload: schemas.GenerationIn) -> GenerateForm:
+def _generation_payload(request: HttpRequest) -> tuple[schemas.GenerationIn, dict]:
+    """The request's fields as GenerationIn, from a JSON body or a multipart form (whose files,
+    `input_image` and `mask`, come back beside it). Invalid fields are the usual 422 problem."""
+    files: dict = {}
+    if request.content_type == "multipart/form-data":
+        try:
+            data: Any = {name: request.POST.get(name) for name in request.POST}
+            files = {
+                name: request.FILES.get(name) for name in ("input_image", "mask") if name in request.FILES
+            }
+        except (TooManyFilesSent, MultiPartParserError):
+            raise Problem("invalid-request", detail="The upload could not be read.")
+        limiter = getattr(request, "upload_limiter", None)
+        if limiter is not None and limiter.skipped:  # over even the dataset's per-file limit
+            raise _refused(
+                {
+                    "input_image": [
+                        f"{training_services.display_name_sanitise(name)} is over {limiter.limit} bytes; the most "
+                        f"we take is {settings.GENERATION_INPUT_MAX_BYTES} bytes."
+                        for name in limiter.skipped
+                    ]
+                }
+            )
+    else:
+        try:
+            data = json.loads(request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise Problem("invalid-request", detail="The body is not JSON.", errors=[("", "not JSON")])
+        if not isinstance(data, dict):
+            raise Problem(
+                "invalid-request", detail="The body is a JSON object.", errors=[("", "not an object")]
+            )
+    try:
+        return schemas.GenerationIn.model_validate(data), files
+    except pydantic.ValidationError as exc:
+        raise ValidationError([dict(error) for error in exc.errors()])
+
+
+def _generate_form(model: Any, payload: schemas.GenerationIn, files: dict) -> GenerateForm:
     """The dashboard's own form, with the model's limits: the same checks and the same messages."""
     try:
         limits = generation_services.generation_limits(model=model)
@@ -622,35 +664,100 @@ def _generate_form(model: Any, payload: schemas.GenerationIn) -> GenerateForm:
         "seed": "" if payload.seed is None else payload.seed,
         "output_format": payload.output_format,
     }
-    return GenerateForm(data, limits=limits)
+    optional = {
+        "source_image": payload.source_image_id,
+        "prompt_strength": payload.prompt_strength,
+        "extra_model": payload.extra_model_id,
+        "extra_lora_scale": payload.extra_lora_scale,
+    }
+    data.update({name: value for name, value in optional.items() if value is not None})
+    return GenerateForm(data, files, limits=limits)
+
+
+GENERATION_FIELDS = {
+    **schemas.GenerationIn.model_json_schema()["properties"],
+}
+GENERATION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": GENERATION_FIELDS,
+                    "required": ["model_id", "prompt"],
+                }
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        **GENERATION_FIELDS,
+                        "input_image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "An image to start from (JPEG, PNG, WebP): image to image",
+                        },
+                        "mask": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A PNG the image's size over the start image: white is "
+                            "repainted, black kept (inpainting)",
+                        },
+                    },
+                    "required": ["model_id", "prompt"],
+                }
+            },
+        },
+    },
+    **IDEMPOTENT,
+}
 
 
 @api.post(
     "/generations",
     response={201: schemas.GenerationOut, 200: schemas.QuoteOut, 402: ProblemOut, 404: ProblemOut, **COMMON},
     tags=["generations"],
-    openapi_extra=IDEMPOTENT,
+    openapi_extra=GENERATION_BODY,
 )
 @idempotent
 def generation_create(
     request: HttpRequest,
-    payload: schemas.GenerationIn,
     dry_run: bool = Query(False, description="Validate and price only: nothing is spent or run"),
 ):
-    """Generate images with one of your models (text to image); scope generate. The credits are
-    spent when the request is accepted and refunded if the run fails. `?dry_run=true` answers the
-    quote (credits, dollars, the validation result) and spends nothing."""
+    """Generate images with one of your models, in every mode of the generate page: text to image;
+    image to image from a gallery image (`source_image_id`) or an uploaded `input_image`
+    (multipart); inpainting with a `mask` (multipart) over that image; a second LoRA
+    (`extra_model_id`). Scope generate. The credits are spent when the request is accepted and
+    refunded if the run fails. `?dry_run=true` answers the quote (credits, dollars, the validation
+    result, the images checked) and spends nothing."""
     user = need(request, "generate").owner
+    payload, files = _generation_payload(request)
     model = get_model_for_user(user, payload.model_id)
-    form = _generate_form(model, payload)
+    # Each id is looked up among the owner's own: another person's is 404, as on the page.
+    source_image = (
+        generation_selectors.get_image_for_user(user, payload.source_image_id)
+        if payload.source_image_id is not None
+        else None
+    )
+    extra_model = (
+        get_model_for_user(user, payload.extra_model_id) if payload.extra_model_id is not None else None
+    )
+    form = _generate_form(model, payload, files)
     errors: dict[str, list[str]] = {}
     if not form.is_valid():
         errors = _form_errors(form)
     else:
         try:
             generation_services.generation_target(model=model)
+            generation_services.generation_inputs_check(
+                user=user,
+                input_image=form.read(form.cleaned_data["input_image"]),
+                source_image=source_image,
+                mask=form.read(form.cleaned_data["mask"]),
+            )
         except generation_services.GenerationError as exc:
-            errors = {"model_id": [str(exc)]}
+            errors = {"__all__": [str(exc)]}
     if dry_run:
         credits = generation_cost_credits(num_images=payload.num_outputs)
         return _quote(
@@ -661,16 +768,68 @@ def generation_create(
     _rate_limit(request, "generate")
     try:
         generation = generation_services.generation_start(
-            user=user, model=model, prompt=form.cleaned_data["prompt"], params=form.params()
+            user=user,
+            model=model,
+            prompt=form.cleaned_data["prompt"],
+            params=form.params(),
+            input_image=form.read(form.cleaned_data["input_image"]),
+            source_image=source_image,
+            mask=form.read(form.cleaned_data["mask"]),
+            extra_model=extra_model,
         )
     except InsufficientCredits as exc:
         raise _insufficient(exc)
     except generation_services.GenerationError as exc:
         raise _refused({"__all__": [str(exc)]})
+    return _generation_created(request, user, generation)
+
+
+def _generation_created(request: HttpRequest, user: Any, generation: Any) -> HttpResponse:
     generation = generation_selectors.get_generation_for_user(user, generation.pk)
     response = _json(_generation(request, generation, list(generation.images.order_by("index"))), status=201)
     response["Location"] = f"/api/v1/generations/{generation.pk}"
     return response
+
+
+@api.post(
+    "/images/{image_id}/upscale",
+    response={201: schemas.GenerationOut, 200: schemas.QuoteOut, 402: ProblemOut, 404: ProblemOut, **COMMON},
+    tags=["generations"],
+    openapi_extra=IDEMPOTENT,
+)
+@idempotent
+def image_upscale(
+    request: HttpRequest,
+    image_id: int,
+    payload: schemas.UpscaleIn,
+    dry_run: bool = Query(False, description="Validate and price only: nothing is spent or run"),
+):
+    """Upscale one of your generated images (×2 or ×4, optionally enhancing faces), as the image
+    page does: a generation of mode `upscale` whose source is the image. Scope generate."""
+    user = need(request, "generate").owner
+    image = generation_selectors.get_image_for_user(user, image_id)
+    form = UpscaleForm({"scale": payload.scale, **({"face_enhance": "on"} if payload.face_enhance else {})})
+    errors = {} if form.is_valid() else _form_errors(form)
+    if dry_run:
+        credits = upscale_cost_credits(num_images=1)
+        return _quote(
+            schemas.QuoteOut, user=user, credits=credits, dollars=credits_to_dollars(credits), errors=errors
+        )
+    if errors:
+        raise _refused(errors)
+    _rate_limit(request, "generate")
+    try:
+        generation = generation_services.generated_image_upscale(
+            user=user,
+            image=image,
+            scale=form.cleaned_data["scale"],
+            face_enhance=form.cleaned_data["face_enhance"],
+        )
+    except InsufficientCredits as exc:
+        raise _insufficient(exc)
+    except generation_services.GenerationError as exc:
+        raise _refused({"__all__": [str(exc)]})
+    return _generation_created(request, user, generation)
 
 
 # --- Credits ---------------------------------------------------------------------------------------

@@ -108,6 +108,9 @@ class GenerationOut(Schema):
     id: int
     model_id: int | None
     status: str = Field(description="queued, running, succeeded, failed or canceled")
+    mode: str = Field(description="text, image (image to image), inpaint or upscale")
+    source_image_id: int | None
+    extra_model_id: int | None
     prompt: str
     effective_prompt: str
     params: dict
@@ -151,6 +154,21 @@ class GenerationIn(Schema):
     guidance_scale: float = 3.0
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
     output_format: Literal["webp", "jpg", "png"] = "webp"
+    # The other modes, as on the generate page: an image to start from (a gallery image here, or an
+    # `input_image` file in a multipart body), a `mask` file over it to inpaint, a second LoRA.
+    source_image_id: int | None = Field(
+        None, description="One of your generated images to start from (image to image)"
+    )
+    prompt_strength: float | None = Field(
+        None, description="With an image: how much to change it, 0-1 (0.8 when absent)"
+    )
+    extra_model_id: int | None = Field(None, description="A second model of yours, of the same base")
+    extra_lora_scale: float | None = Field(None, description="The second model's strength (1 when absent)")
+
+
+class UpscaleIn(Schema):
+    scale: int = Field(2, description="2 or 4")
+    face_enhance: bool = Field(False, description="Also enhance faces (GFPGAN)")
 
 
 class QuoteOut(Schema):

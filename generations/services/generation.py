@@ -383,6 +383,21 @@ def _inputs_check(
     )
 
 
+def generation_inputs_check(
+    *,
+    user: User,
+    input_image: bytes | None = None,
+    source_image: GeneratedImage | None = None,
+    mask: bytes | None = None,
+) -> str:
+    """The mode a generation with these inputs would run in (text, image, inpaint), after the very
+    checks generation_start makes (decodable, within the limits, a mask the image's size). Stores
+    and spends nothing: a quote's validation. Raises GenerationError with the message to show."""
+    return _inputs_check(
+        user=user, input_image=input_image, source_image=source_image, mask=mask, reuse=None
+    ).mode
+
+
 def _inputs_store(user: User, inputs: _Inputs) -> tuple[str, str]:
     """Store a new input image and mask privately (an unguessable folder per generation)."""
     folder = f"generation-inputs/{user.pk}/{secrets.token_hex(12)}"

@@ -11,7 +11,7 @@ from api.models import IdempotencyRecord
 from fluxsite.accounts.models import ApiToken, WebhookDelivery, WebhookEndpoint
 from generations.models import Generation
 from tests.api.conftest import Api, token_for, training
-from tests.generations.generation_kit import lora_model
+from tests.generations.generation_kit import finished_generation, lora_model, stored_image
 from training.models import TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +23,7 @@ POSTS = [
     ("/api/v1/trainings/{training}/cancel", "train"),
     ("/api/v1/trainings/{training}/retry", "train"),
     ("/api/v1/generations", "generate"),
+    ("/api/v1/images/{image}/upscale", "generate"),
     ("/api/v1/webhooks", "webhooks"),
     ("/api/v1/webhooks/{endpoint}/test", "webhooks"),
 ]
@@ -32,7 +33,9 @@ def test_the_list_covers_every_post_of_the_document(client):
     doc = client.get("/api/v1/openapi.json").json()
     posts = {path for path, item in doc["paths"].items() if "post" in item}
     assert posts == {
-        path.replace("{training}", "{training_id}").replace("{endpoint}", "{endpoint_id}")
+        path.replace("{training}", "{training_id}")
+        .replace("{endpoint}", "{endpoint_id}")
+        .replace("{image}", "{image_id}")
         for path, _ in POSTS
     }
 
@@ -41,6 +44,7 @@ def test_the_list_covers_every_post_of_the_document(client):
 def test_every_post_needs_its_scope_and_changes_nothing_without_it(client, alice, path, scope):
     job = training(alice, status=TrainingJob.Status.FAILED)
     model = lora_model(alice, replicate_version="x/y:" + "a" * 64)
+    image = stored_image(finished_generation(alice, model, images=0))
     endpoint = WebhookEndpoint.objects.create(
         owner=alice, url="https://93.184.215.14/h", events=["training.failed"], secret="whsec_x"
     )
@@ -48,11 +52,13 @@ def test_every_post_needs_its_scope_and_changes_nothing_without_it(client, alice
     api = Api(client, token_for(alice, scopes=others)[1])
     body = {"name": "Anna", "model_id": model.pk, "prompt": "a cat", "url": "https://x.test/", "events": []}
     answer = api.post(
-        path.format(training=job.pk, endpoint=endpoint.pk), body, headers={"Idempotency-Key": "k"}
+        path.format(training=job.pk, endpoint=endpoint.pk, image=image.pk),
+        body,
+        headers={"Idempotency-Key": "k"},
     )
     assert answer.status_code == 403, answer.content
     assert f"“{scope}”" in answer.json()["detail"]
-    assert TrainingJob.objects.count() == 1 and not Generation.objects.exists()
+    assert TrainingJob.objects.count() == 1 and Generation.objects.count() == 1
     assert WebhookEndpoint.objects.count() == 1 and not WebhookDelivery.objects.exists()
     job.refresh_from_db()
     assert job.status == TrainingJob.Status.FAILED
