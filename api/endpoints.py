@@ -38,6 +38,7 @@ from models_app.selectors import get_model_for_user, models_for_user
 from training import selectors as training_selectors
 from training import services as training_services
 from training.forms import TrainingCreateForm, TrainingParamsForm, params_initial
+from training.models import TrainingJob
 
 logger = logging.getLogger(__name__)
 
@@ -460,6 +461,11 @@ def training_photos_add(request: HttpRequest, training_id: int):
         verdicts += training_services.dataset_upload_files(dataset=dataset, files=files) if files else []
     except training_services.DatasetError as exc:
         raise Problem("conflict", detail=str(exc))
+    return _photos_answer(dataset, verdicts)
+
+
+def _photos_answer(dataset: Any, verdicts: list) -> HttpResponse:
+    """One verdict per file (per photo of a ZIP), and the dataset's readiness, as on the dataset page."""
     readiness = training_selectors.dataset_readiness(dataset)
     return _json(
         schemas.PhotosOut(
@@ -474,6 +480,30 @@ def training_photos_add(request: HttpRequest, training_id: int):
             readiness=readiness.text,
         )
     )
+
+
+@api.post(
+    "/trainings/{training_id}/photos/from-url",
+    response={200: schemas.PhotosOut, 404: ProblemOut, 409: ProblemOut, **COMMON},
+    tags=["trainings"],
+    openapi_extra=IDEMPOTENT,
+)
+@idempotent
+def training_photos_from_url(request: HttpRequest, training_id: int, payload: schemas.ZipUrlIn):
+    """Add the photos of a ZIP (with .txt captions beside them) fetched from a URL on one of the
+    site's allowed hosts (TRAINING_ZIP_URL_HOSTS; off when none): the upload's limits and one
+    verdict per photo. A URL refused, a fetch failed or over the size limit, or a file that is not
+    a ZIP, adds nothing (422). Scope train."""
+    user = need(request, "train").owner
+    dataset = training_selectors.get_dataset_for_user(user, training_id)
+    _rate_limit(request, "upload")
+    if dataset.training.status != TrainingJob.Status.DRAFT:
+        raise Problem("conflict", detail="This training has started: its photos can no longer be changed.")
+    try:
+        verdicts = training_services.dataset_upload_zip_url(dataset=dataset, url=payload.url)
+    except training_services.DatasetError as exc:
+        raise form_problem({"url": [str(exc)]})
+    return _photos_answer(dataset, verdicts)
 
 
 def _start_form(job: Any, payload: schemas.TrainingStartIn) -> TrainingParamsForm:

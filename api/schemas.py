@@ -192,6 +192,12 @@ class TrainingIn(Schema):
     description: str = Field("", max_length=2000)
 
 
+class ZipUrlIn(Schema):
+    url: str = Field(
+        max_length=2000, description="The ZIP's https:// address, on one of the site's allowed hosts"
+    )
+
+
 class PhotoVerdictOut(Schema):
     name: str
     ok: bool

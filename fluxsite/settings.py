@@ -300,6 +300,10 @@ DATASET_DECODE_MAX_WALL_SECONDS = env_int("DATASET_DECODE_MAX_WALL_SECONDS", 20)
 # A ZIP may bring at most this many members (images and captions) and caption bytes.
 DATASET_ZIP_MAX_MEMBERS = env_int("DATASET_ZIP_MAX_MEMBERS", 4 * DATASET_MAX_IMAGES)
 DATASET_ZIP_MAX_CAPTION_BYTES = env_int("DATASET_ZIP_MAX_CAPTION_BYTES", 1024 * 1024)
+# Hosts the API may fetch a dataset's ZIP from (POST /api/v1/trainings/{id}/photos/from-url), e.g.
+# "files.example.com,*.example-cdn.net"; empty turns the feature off. Over https and to public
+# addresses only, outside the sandbox (fluxsite/integrations/zip_urls.py).
+TRAINING_ZIP_URL_HOSTS = env_list("TRAINING_ZIP_URL_HOSTS", [])
 # Importing captions (a ZIP of .txt files or a CSV): refused before reading when larger, or when
 # it holds more files or rows than this.
 DATASET_CAPTIONS_IMPORT_MAX_BYTES = env_int("DATASET_CAPTIONS_IMPORT_MAX_BYTES", 2 * 1024 * 1024)

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.django_db
 POSTS = [
     ("/api/v1/trainings", "train"),
     ("/api/v1/trainings/{training}/photos", "train"),
+    ("/api/v1/trainings/{training}/photos/from-url", "train"),
     ("/api/v1/trainings/{training}/start", "train"),
     ("/api/v1/trainings/{training}/cancel", "train"),
     ("/api/v1/trainings/{training}/retry", "train"),

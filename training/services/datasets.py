@@ -12,6 +12,7 @@ import io
 import logging
 import re
 import secrets
+import tempfile
 import unicodedata
 import zipfile
 import zlib
@@ -29,6 +30,7 @@ from django.utils import timezone
 from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.integrations.storage import PRIVATE
+from fluxsite.integrations.zip_urls import zip_fetch
 from generations.models import InputImage
 from generations.services import GenerationError, input_image_add
 from training.dataset_zip import ZipMember, zip_stream_to_storage
@@ -208,6 +210,27 @@ def dataset_upload_files(*, dataset: Dataset, files: Sequence[UploadedFile]) -> 
             logger.exception("dataset %s: upload of %r failed", dataset.pk, name)
             verdicts.append(FileVerdict(name, False, _FAILED_MESSAGE))
     return verdicts
+
+
+def dataset_upload_zip_url(*, dataset: Dataset, url: str) -> list[FileVerdict]:
+    """Add the photos of the ZIP at `url` (a host of TRAINING_ZIP_URL_HOSTS): fetched by the guarded
+    downloader into a spooled file, at most DATASET_MAX_TOTAL_BYTES, then handed to
+    dataset_upload_files as an upload, so every limit (members, declared sizes, each photo's
+    checks) and every verdict is the upload's. Raises DatasetError (a refused URL, a failed or too
+    large fetch, not a ZIP): then nothing was added."""
+    _require_editable(dataset)
+    name = display_name_sanitise(url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0] or "photos.zip")
+    spool = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE)  # noqa: SIM115
+    with spool:
+        try:
+            size = zip_fetch(url=url, sink=spool, cap_bytes=int(settings.DATASET_MAX_TOTAL_BYTES))
+        except IntegrationError as exc:
+            raise DatasetError(exc.message) from None
+        spool.seek(0)
+        if spool.read(4) != _ZIP_MAGIC:
+            raise DatasetError(f"{name} is not a ZIP archive: nothing was added.")
+        spool.seek(0)
+        return dataset_upload_files(dataset=dataset, files=[UploadedFile(spool, name=name, size=size)])
 
 
 _FAILED_MESSAGE = (
