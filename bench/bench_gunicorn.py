@@ -54,7 +54,10 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, cookie: str, connections: int, seconds: int) -> dict:
+def wrk(url: str, cookie: str, connections: int, seconds: int, headers: tuple[str, ...] = ()) -> dict:
+    """wrk against `url` signed in by `cookie` (or by `headers`, e.g. an API token's), as a TLS proxy
+    would forward it: requests, req/s, p50/p99 in ms, non-2xx answers."""
+    sent = [f"Cookie: sessionid={cookie}", *headers] if cookie else list(headers)
     out = subprocess.run(
         [
             "wrk",
@@ -62,8 +65,7 @@ def wrk(url: str, cookie: str, connections: int, seconds: int) -> dict:
             "-t2",
             f"-c{connections}",
             f"-d{seconds}s",
-            "-H",
-            f"Cookie: sessionid={cookie}",
+            *[arg for header in sent for arg in ("-H", header)],
             "-H",
             "X-Forwarded-Proto: https",
             url,
@@ -83,8 +85,9 @@ def wrk(url: str, cookie: str, connections: int, seconds: int) -> dict:
     }
 
 
-def seed(rows: int) -> tuple[str, int, int]:
-    """Migrate, make the user and its rows, sign it in: (session key, training id, model id)."""
+def seed(rows: int, state: dict | None = None) -> tuple[str, int, int]:
+    """Migrate, make the user and its rows, sign it in: (session key, training id, model id).
+    `state` (bench_pages._grow's) is kept in the caller's dict, to grow the rows later."""
     from importlib import import_module
 
     import bench_pages
@@ -94,7 +97,7 @@ def seed(rows: int) -> tuple[str, int, int]:
 
     call_command("migrate", verbosity=0)
     user = bench_pages._user()
-    state: dict = {}
+    state = {} if state is None else state
     bench_pages._grow(user, state, rows)
     store = import_module(settings.SESSION_ENGINE).SessionStore()
     store[SESSION_KEY] = str(user.pk)
@@ -104,24 +107,13 @@ def seed(rows: int) -> tuple[str, int, int]:
     return store.session_key or "", state["training"].pk, state["model"].pk
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/6")
-    parser.add_argument("--rows", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--seconds", type=int, default=8)
-    args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("needs wrk (Debian's package `wrk`)")
-
-    var_dir = tempfile.mkdtemp(prefix="fluxsite-bench-gunicorn-")
-    env = {
+def production_env(pg: str, redis_url: str, db: str, var_dir: str) -> dict[str, str]:
+    """The environment of a production deployment (DEBUG off, real secrets, PostgreSQL, Redis)."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "fluxsite.settings",
-        "DATABASE_URL": f"{args.pg}/{DB}",
-        "REDIS_URL": args.redis,
+        "DATABASE_URL": f"{pg}/{db}",
+        "REDIS_URL": redis_url,
         "DEBUG": "false",
         "SANDBOX_MODE": "false",
         "SECRET_KEY": secrets.token_urlsafe(60),
@@ -138,6 +130,53 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
         "DB_CONN_MAX_AGE": "600",
     }
+
+
+def gunicorn_start(env: dict[str, str], workers: int) -> tuple[subprocess.Popen, str]:
+    """gunicorn serving the project with the README's settings (gthread, 4 threads): (process, base URL)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "fluxsite.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            f"--workers={workers}",
+            "--worker-class=gthread",
+            "--threads=4",
+            "--timeout=120",
+            "--log-level=warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def gunicorn_stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/6")
+    parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=8)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("needs wrk (Debian's package `wrk`)")
+
+    var_dir = tempfile.mkdtemp(prefix="fluxsite-bench-gunicorn-")
+    env = production_env(args.pg, args.redis, DB, var_dir)
     os.environ.update(env)
     psql(args.pg, f"DROP DATABASE IF EXISTS {DB}")
     psql(args.pg, f"CREATE DATABASE {DB}")
@@ -156,25 +195,7 @@ def main() -> None:
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
     )
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "fluxsite.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            f"--workers={args.workers}",
-            "--worker-class=gthread",
-            "--threads=4",
-            "--timeout=120",
-            "--log-level=warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    server, base = gunicorn_start(env, args.workers)
     pages = [
         ("healthz", "/healthz"),
         ("training_list", "/trainings/"),
@@ -205,11 +226,7 @@ def main() -> None:
             result["cpu_ms"] = (cpu_seconds(workers) - before) * 1000 / max(result["requests"], 1)
             results[label] = result
     finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        gunicorn_stop(server)
         shutil.rmtree(var_dir, ignore_errors=True)
 
     health = results["healthz"]

@@ -7,6 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from billing.services import credits_grant
+from fluxsite.accounts.models import WebhookDelivery, WebhookEndpoint
 from generations.models import GeneratedImage, Generation
 from tests.api.conftest import Api, token_for, training
 from tests.generations.generation_kit import finished_generation, lora_model, stored_image
@@ -188,11 +189,17 @@ def test_lists_cost_the_same_queries_for_one_row_and_for_two_hundred(alice, alic
         byte_size=1,
     )
     credits_grant(user=alice, amount=1, reference="test:0")
+    endpoint = WebhookEndpoint.objects.create(
+        owner=alice, url="https://hooks.example.com/0", events=["training.failed"], secret="whsec_x"
+    )
+    WebhookDelivery.objects.create(endpoint=endpoint, event_id="msg_0", type="training.failed")
     paths: dict[str, dict] = {
         "/api/v1/trainings": {},
         "/api/v1/models": {},
         f"/api/v1/models/{model.pk}/images": {},
         "/api/v1/ledger": {},
+        "/api/v1/webhooks": {},
+        f"/api/v1/webhooks/{endpoint.pk}/deliveries": {},
     }
     alice_api.get("/api/v1/balance")  # the token's first use writes last_used_at: not a list's query
     one = {path: _queries(alice_api, path, limit=100, **params) for path, params in paths.items()}
@@ -226,5 +233,17 @@ def test_lists_cost_the_same_queries_for_one_row_and_for_two_hundred(alice, alic
     )
     for i in range(1, 200):
         credits_grant(user=alice, amount=1, reference=f"test:{i}")
+    WebhookEndpoint.objects.bulk_create(
+        [
+            WebhookEndpoint(owner=alice, url=f"https://hooks.example.com/{i}", events=[], secret="whsec_x")
+            for i in range(1, 10)  # ten endpoints, the most a person may have
+        ]
+    )
+    WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(endpoint=endpoint, event_id=f"msg_{i}", type="training.failed")
+            for i in range(1, 200)
+        ]
+    )
     many = {path: _queries(alice_api, path, limit=100, **params) for path, params in paths.items()}
     assert many == one
