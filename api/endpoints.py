@@ -704,9 +704,8 @@ def _generate_form(model: Any, payload: schemas.GenerationIn, files: dict) -> Ge
     return GenerateForm(data, files, limits=limits)
 
 
-GENERATION_FIELDS = {
-    **schemas.GenerationIn.model_json_schema()["properties"],
-}
+# The same fields in either body (the endpoint parses the body itself: JSON or multipart).
+GENERATION_FIELDS = schemas.GenerationIn.model_json_schema()["properties"]
 GENERATION_BODY = {
     "requestBody": {
         "required": True,
