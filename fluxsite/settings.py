@@ -123,7 +123,8 @@ LOGIN_URL = "accounts:login"
 # Logins (the site's and the admin's) by django-axes, in the shared cache. The lockout is keyed on
 # the account and the client address together: guessing one account stops, yet nobody can lock
 # an account out everywhere, or everyone behind one address (an office, a carrier's NAT).
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# fluxsite.accounts.backends.UserBackend is ModelBackend with its per-request user read compiled once.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "fluxsite.accounts.backends.UserBackend"]
 # With Redis the attempts live in the shared cache; without it (the embedded defaults) in the
 # database, which every process shares too (a per-process memory cache would not be a limit).
 AXES_HANDLER = (
