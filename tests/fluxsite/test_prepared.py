@@ -96,3 +96,40 @@ def test_a_prepared_query_keeps_the_querysets_literals(alice, trainings):
         "owner_id",
     )
     assert [job.name for job in named.list(owner_id=alice.pk)] == ["Copy"]
+
+
+def test_the_history_first_page_is_the_one_the_paginated_queryset_gives(alice, alice_client, bob):
+    from fluxsite.pagination import cursor_first_page, cursor_page
+    from training import selectors
+    from training.services import training_create
+
+    ordering = selectors.training_ordering("newest")
+    link = {"ordering": ordering, "per_page": selectors.TRAININGS_PER_PAGE, "target": "t"}
+    assert cursor_first_page(selectors.trainings_first_page(alice), **link).object_list == []
+    for i in range(selectors.TRAININGS_PER_PAGE + 2):
+        training_create(owner=alice, name=f"T{i}", trigger_word=f"ohwx_t{i}", subject_kind="subject")
+    training_create(owner=bob, name="Bob's", trigger_word="ohwx_bob", subject_kind="subject")
+    first = selectors.trainings_first_page(alice)[0]
+    add_photos(alice_client, first, 2)
+
+    prepared = cursor_first_page(selectors.trainings_first_page(alice), **link)
+    built = cursor_page(selectors.trainings_search(alice), cursor=None, **link)
+    shown = lambda page: [(t.pk, t.name, t.status, t.image_count, t.model_pk) for t in page]  # noqa: E731
+    assert shown(prepared) == shown(built) and len(prepared) == selectors.TRAININGS_PER_PAGE
+    assert prepared.object_list[0].image_count == 2
+    assert prepared.next_cursor and prepared.next_cursor == built.next_cursor
+    second = cursor_page(selectors.trainings_search(alice), cursor=prepared.next_cursor, **link)
+    assert [t.name for t in second] == ["T1", "T0"]
+    assert {t.get_deferred_fields() == built.object_list[0].get_deferred_fields() for t in prepared} == {True}
+
+
+def test_the_history_page_reads_its_first_page_and_a_filtered_one_alike(alice, alice_client):
+    from training.services import training_create
+
+    for i in range(3):
+        training_create(owner=alice, name=f"Portrait {i}", trigger_word=f"ohwx_p{i}", subject_kind="subject")
+    training_create(owner=alice, name="Landscape", trigger_word="ohwx_land", subject_kind="style")
+    plain = alice_client.get("/trainings/").content.decode()
+    assert all(f"Portrait {i}" in plain for i in range(3)) and "Landscape" in plain
+    searched = alice_client.get("/trainings/?q=portrait").content.decode()
+    assert "Portrait 0" in searched and "Landscape" not in searched
