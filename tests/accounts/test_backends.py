@@ -16,8 +16,9 @@ def test_it_reads_the_sessions_user_as_model_backend_does(alice, bob, django_ass
     for user in (alice, bob):
         with django_assert_num_queries(1):
             read = ours.get_user(user.pk)
-        assert _fields(read) == _fields(django.get_user(user.pk))
-    assert ours.get_user(str(alice.pk)).pk == alice.pk  # a session may hold the id as text
+        assert read is not None and _fields(read) == _fields(django.get_user(user.pk))
+    by_text = ours.get_user(str(alice.pk))
+    assert by_text is not None and by_text.pk == alice.pk  # a session may hold the id as text
 
 
 def test_an_inactive_missing_or_garbled_user_is_nobody(alice):

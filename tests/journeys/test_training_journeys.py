@@ -49,7 +49,6 @@ def worker(sandbox, settings, tmp_path):
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    process.log_path = tmp_path / "worker.log"
     yield process
     os.killpg(process.pid, signal.SIGTERM)
     try:
@@ -191,7 +190,9 @@ def test_train_from_photos_to_a_model_and_generate_with_it(journey, worker, alic
 def _balance(journey) -> int:
     """The balance pill in the navigation, as a number."""
     text = journey.page.locator("nav.mainnav").inner_text()
-    return int(re.search(r"([\d,]+)\s*credits", text).group(1).replace(",", ""))
+    found = re.search(r"([\d,]+)\s*credits", text)
+    assert found, text
+    return int(found.group(1).replace(",", ""))
 
 
 def test_cancel_midway_refunds_and_a_failed_training_says_why_and_retries(
