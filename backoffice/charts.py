@@ -30,13 +30,13 @@ def _number(value: float) -> str:
     return f"{value:,.2f}" if isinstance(value, float) and not value.is_integer() else f"{int(value):,}"
 
 
-def _frame(label: str, days: Sequence[date], top: float, unit: str, body: SafeString) -> SafeString:
+def _frame(label: str, days: Sequence[date], top: float, prefix: str, body: SafeString) -> SafeString:
     bottom = HEIGHT - PAD
     return format_html(
         '<svg viewBox="0 0 {w} {h}" role="img" aria-label="{label}">'
         '<line class="axis" x1="{p}" y1="{bottom}" x2="{right}" y2="{bottom}"/>'
         '<line class="axis" x1="{p}" y1="{p}" x2="{p}" y2="{bottom}"/>'
-        '<text x="2" y="{ytop}">{top}{unit}</text><text x="2" y="{ybottom}">0</text>'
+        '<text x="2" y="{ytop}">{prefix}{top}</text><text x="2" y="{ybottom}">0</text>'
         '<text x="{p}" y="{ylabel}">{first}</text><text x="{xlast}" y="{ylabel}">{last}</text>'
         "{body}</svg>",
         w=WIDTH,
@@ -47,7 +47,7 @@ def _frame(label: str, days: Sequence[date], top: float, unit: str, body: SafeSt
         right=WIDTH - PAD,
         ytop=PAD - 6,
         top=_number(top),
-        unit=unit,
+        prefix=prefix,
         ybottom=bottom + 4,
         ylabel=HEIGHT - 8,
         first=days[0].isoformat() if days else "",
@@ -58,7 +58,7 @@ def _frame(label: str, days: Sequence[date], top: float, unit: str, body: SafeSt
 
 
 def stacked_bars_svg(
-    label: str, days: Sequence[date], series: Sequence[Series], unit: str = ""
+    label: str, days: Sequence[date], series: Sequence[Series], prefix: str = ""
 ) -> SafeString:
     """One bar a day, the series stacked in order; an empty chart still draws its axes."""
     totals = [sum(s.values[i] for s in series) for i in range(len(days))]
@@ -81,7 +81,7 @@ def stacked_bars_svg(
                     f"{base:.1f}",
                     f"{max(slot - 2, 1):.1f}",
                     f"{height:.1f}",
-                    f"{day.isoformat()}: {_number(value)}{unit} {s.name}",
+                    f"{day.isoformat()}: {prefix}{_number(value)} {s.name}",
                 )
             )
     body = format_html_join(
@@ -89,10 +89,10 @@ def stacked_bars_svg(
         '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>',
         rects,
     )
-    return _frame(label, days, top, unit, body)
+    return _frame(label, days, top, prefix, body)
 
 
-def lines_svg(label: str, days: Sequence[date], series: Sequence[Series], unit: str = "") -> SafeString:
+def lines_svg(label: str, days: Sequence[date], series: Sequence[Series], prefix: str = "") -> SafeString:
     """One line a series over the days, with a dot (and its title) at each day that has a value."""
     top = max((v for s in series for v in s.values), default=0) or 1
     step = (WIDTH - 2 * PAD) / max(len(days) - 1, 1)
@@ -109,7 +109,7 @@ def lines_svg(label: str, days: Sequence[date], series: Sequence[Series], unit: 
                     s.css,
                     f"{x:.1f}",
                     f"{y:.1f}",
-                    f"{days[i].isoformat()}: {_number(s.values[i])}{unit} {s.name}",
+                    f"{days[i].isoformat()}: {prefix}{_number(s.values[i])} {s.name}",
                 )
                 for i, (x, y) in enumerate(coords)
                 if s.values[i]
@@ -117,7 +117,7 @@ def lines_svg(label: str, days: Sequence[date], series: Sequence[Series], unit: 
         )
         parts.append(format_html('<polyline class="line {}" points="{}"/>{}', s.css, points, dots))
     body = format_html_join("", "{}", [(p,) for p in parts])
-    return _frame(label, days, top, unit, body)
+    return _frame(label, days, top, prefix, body)
 
 
 def share_bars_svg(label: str, rows: Sequence[tuple[str, int, int]]) -> SafeString:

@@ -55,7 +55,7 @@ def overview_context() -> dict[str, Any]:
                 charts.Series("Replicate cost", "cost", [float(v) for v in ov.cost_dollars]),
                 charts.Series("revenue", "revenue", [float(v) for v in ov.revenue_dollars]),
             ],
-            unit=" $",
+            prefix="$",
         ),
         "credits_svg": charts.lines_svg(
             "Credits granted and spent per day",

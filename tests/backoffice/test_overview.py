@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from xml.etree import ElementTree
 
 import pytest
 from django.db import connection
@@ -129,11 +131,13 @@ def test_the_index_draws_the_charts_from_the_rows(staff_client, alice):
 
     section = _overview(body)
     assert section.count("<svg") == 4 and "<script" not in section and "style=" not in section
+    for svg in re.findall(r"<svg.*?</svg>", section, flags=re.S):
+        ElementTree.fromstring(svg)  # each chart is well-formed XML
     assert f"<title>{today}: 1 Succeeded</title>" in body
     assert f"<title>{today}: 1 Failed</title>" in body
     assert "<title>out_of_memory: 1 of 2 (50.0%)</title>" in body
-    assert f"<title>{today}: 20 $ revenue</title>" in body
-    assert f"<title>{today}: 1.52 $ Replicate cost</title>" in body
+    assert f"<title>{today}: $20 revenue</title>" in body
+    assert f"<title>{today}: $1.52 Replicate cost</title>" in body
     assert "css/backoffice.css" in body
     assert reverse("admin:training_trainingjob_changelist") in body
 

@@ -9,6 +9,8 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -46,8 +48,8 @@ def log_of(user) -> list[LogEntry]:
 def lora(owner, **fields) -> LoraModel:
     return LoraModel.objects.create(
         owner=owner,
-        name=fields.pop("name", "Portrait"),
-        slug="portrait",
+        name=(name := fields.pop("name", "Portrait")),
+        slug=name.lower(),
         trigger_word="ALICEX",
         weights_file_name="weights/x/lora.safetensors",
         weights_size=10,
@@ -129,6 +131,27 @@ def test_long_lists_are_cut_with_a_link_to_the_admins_list(staff_client, alice):
         f"{reverse('admin:training_trainingjob_changelist')}?owner__id__exact={alice.pk}"
     )
     assert listed.status_code == 200 and "T0" in listed.content.decode()
+
+
+def test_the_page_costs_the_same_queries_with_a_few_rows_and_with_many(staff_client, alice):
+    def rows(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            job = make_training(alice, name=f"T{i}", status=S.FAILED, replicate_training_id=f"r8{i}")
+            lora(alice, name=f"M{i}")
+            Generation.objects.create(owner=alice, model_name="M", prompt="p", effective_prompt="p")
+            ReplicateWebhook.objects.create(
+                webhook_id=f"msg_{i}", replicate_id=job.replicate_training_id, kind="training", payload={}
+            )
+            act(staff_client, alice, "credits_adjust", amount=1, reason=f"r{i}")
+
+    rows(0, 1)
+    staff_client.get(page_url(alice))
+    with CaptureQueriesContext(connection) as few:
+        staff_client.get(page_url(alice))
+    rows(1, 31)
+    with CaptureQueriesContext(connection) as many:
+        body = staff_client.get(page_url(alice)).content.decode()
+    assert len(few) == len(many) and "Reason: r30" in body and "Reason: r0<" not in body
 
 
 # --- Every action: a confirmation first, a reason always, the effect, the log -----------------------------
