@@ -13,6 +13,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 
+OVERVIEW_PERMISSIONS = ("training.view_trainingjob", "billing.view_creditentry")
+
 
 class FluxsiteAdminSite(admin.AdminSite):
     site_header = "Fluxsite back office"
@@ -22,7 +24,9 @@ class FluxsiteAdminSite(admin.AdminSite):
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         from backoffice.views import overview_context
 
-        return super().index(request, {**overview_context(), **(extra_context or {})})
+        # Money and every user's activity: only for staff who may read trainings and the ledger.
+        shown = request.user.has_perms(OVERVIEW_PERMISSIONS)
+        return super().index(request, {**(overview_context() if shown else {}), **(extra_context or {})})
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
         from backoffice import views

@@ -7,6 +7,7 @@ from datetime import timedelta
 from xml.etree import ElementTree
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -15,6 +16,8 @@ from django.utils import timezone
 from backoffice.selectors import overview
 from billing.models import CreditEntry, CreditKind, Plan, Subscription, SubscriptionStatus
 from billing.services import credits_grant, credits_refund, credits_spend
+from fluxsite.accounts.models import User
+from tests.conftest import _client_for
 from tests.training.test_dashboards import make_training
 from training.models import TrainingJob
 
@@ -152,3 +155,16 @@ def test_the_overview_is_for_staff_only(alice_client, anon_client):
     for client in (alice_client, anon_client):
         response = client.get(reverse("admin:index"))
         assert response.status_code == 302 and reverse("admin:login") in response["Location"]
+
+
+def test_staff_who_may_not_read_trainings_and_the_ledger_see_the_index_without_the_overview(alice):
+    helper = User.objects.create_user(email="helper@example.com", password="x", is_staff=True)
+    helper.user_permissions.add(Permission.objects.get(codename="view_user"))
+    body = _client_for(helper).get(reverse("admin:index")).content.decode()
+    assert "backoffice-overview" not in body and reverse("admin:accounts_user_changelist") in body
+    helper.user_permissions.add(
+        Permission.objects.get(codename="view_trainingjob"),
+        Permission.objects.get(codename="view_creditentry"),
+    )
+    body = _client_for(User.objects.get(pk=helper.pk)).get(reverse("admin:index")).content.decode()
+    assert "backoffice-overview" in body
