@@ -52,7 +52,8 @@ SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL] if SITE_URL.startswith("https://") else [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with our site (backoffice.site.FluxsiteAdminSite): the overview and support pages.
+    "backoffice.apps.BackofficeAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -72,6 +73,7 @@ INSTALLED_APPS = [
     "generations",
     "billing",
     "api",
+    "backoffice",
     "sandbox",
     "sandbox.replicate",
     "sandbox.huggingface",
