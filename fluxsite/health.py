@@ -1,0 +1,187 @@
+"""What an operator and a load balancer ask: can this instance serve, and is the queue moving?
+
+`/healthz` (fluxsite.views) only proves the process answers and reaches the database. The checks
+here are `/healthz/ready`'s and `manage.py queue_status`'s: the database, the django-q2 broker (the
+database or Redis), the private storage (a small write, read and delete), and each cluster's
+heartbeat as django-q2 itself records it (its Stat, saved by every cluster's sentinel about every
+second with a 3-second life, in Redis or, with the database broker, in the "queue_stats" cache).
+
+A cluster that stopped reporting is an alert: `queue_status` exits non-zero and `/healthz/ready`
+names it, but a web instance is not taken out of rotation for it (the web can serve while the
+workers are being restarted; that is what the alert is for).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+    milliseconds: int = 0
+
+
+@dataclass(frozen=True)
+class ClusterBeat:
+    cluster_id: str
+    host: str
+    pid: int
+    status: str
+    workers: int
+    seconds_since_beat: float
+    stale: bool
+
+
+@dataclass(frozen=True)
+class QueueState:
+    broker: str
+    queued: int
+    running: int | None  # None: the broker cannot say (see queue_state)
+    failed: int
+    failed_last_day: int
+    oldest_queued_seconds: float | None
+    clusters: list[ClusterBeat] = field(default_factory=list)
+
+    @property
+    def workers_ok(self) -> bool:
+        return any(not c.stale for c in self.clusters)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["workers_ok"] = self.workers_ok
+        return out
+
+
+def _timed(name: str, probe: Callable[[], str]) -> Check:
+    started = time.monotonic()
+    try:
+        detail = probe()
+        ok = True
+    except Exception as exc:  # a probe's failure is the answer, whatever it is
+        detail = f"{type(exc).__name__}: {exc}"[:300]
+        ok = False
+    return Check(name=name, ok=ok, detail=detail, milliseconds=round((time.monotonic() - started) * 1000))
+
+
+def _database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return connection.vendor
+
+
+def _broker() -> str:
+    from django_q.brokers import get_broker
+
+    broker = get_broker()
+    broker.ping()  # Redis: PING; the database broker answers True without asking anything
+    broker.queue_size()  # a real round trip on either broker
+    return broker.info()
+
+
+def _storage() -> str:
+    from django.core.files.base import ContentFile
+
+    from fluxsite.integrations.storage import PRIVATE, get_storage
+
+    store = get_storage(PRIVATE)
+    payload = uuid.uuid4().hex.encode()
+    name = store.save(f"healthz/{payload.decode()}.txt", ContentFile(payload))
+    try:
+        with store.open(name, "rb") as handle:
+            if handle.read() != payload:
+                raise OSError("the file read back differs from the one written")
+    finally:
+        store.delete(name)
+    return type(store).__name__
+
+
+def readiness_checks() -> list[Check]:
+    """The database, the broker and the private storage, each timed; none raises."""
+    return [_timed("database", _database), _timed("broker", _broker), _timed("storage", _storage)]
+
+
+def clusters_heartbeat(*, stale_seconds: int | None = None) -> list[ClusterBeat]:
+    """Every django-q2 cluster that reported recently (django-q2's own Stat records)."""
+    from django_q.brokers import get_broker
+    from django_q.status import Stat
+
+    limit = settings.Q_HEARTBEAT_STALE_SECONDS if stale_seconds is None else stale_seconds
+    now = timezone.now()
+    beats = []
+    for stat in Stat.get_all(broker=get_broker()):
+        age = (now - stat.timestamp).total_seconds()
+        beats.append(
+            ClusterBeat(
+                cluster_id=str(stat.cluster_id),
+                host=str(stat.host),
+                pid=int(stat.pid or 0),
+                status=str(stat.status),
+                workers=len(stat.workers or []),
+                seconds_since_beat=round(age, 1),
+                stale=age > limit,
+            )
+        )
+    return sorted(beats, key=lambda b: (b.host, b.cluster_id))
+
+
+def _started(pack: Any) -> datetime | None:
+    from django_q.signing import BadSignature, SignedPackage
+
+    try:
+        started = SignedPackage.loads(pack).get("started")
+    except (BadSignature, AttributeError, TypeError, ValueError):
+        return None
+    return started if isinstance(started, datetime) else None
+
+
+def _oldest_queued(broker: Any) -> datetime | None:
+    """When the oldest task still waiting in the broker was enqueued."""
+    from django_q.brokers.orm import ORM
+
+    if isinstance(broker, ORM):
+        oldest = broker.get_connection().filter(key=broker.list_key, lock__lte=timezone.now()).order_by("id")
+        first = oldest.first()
+        return _started(first.payload) if first is not None else None
+    # Redis: tasks are RPUSHed and BLPOPped, so the head of the list is the oldest.
+    head = broker.connection.lindex(broker.list_key, 0)
+    return _started(head) if head is not None else None
+
+
+def queue_state(*, stale_seconds: int | None = None) -> QueueState:
+    """Queued, running and failed tasks, the oldest queued one's age, and each cluster's heartbeat.
+
+    Running: with the database broker, the tasks a cluster has taken and not yet acknowledged
+    (locked rows). The Redis broker pops a task when a cluster takes it and keeps no record of it,
+    so there `running` is None. Raises whatever the broker raises when it cannot be reached.
+    """
+    from datetime import timedelta
+
+    from django_q.brokers import get_broker
+    from django_q.brokers.orm import ORM
+    from django_q.models import Failure
+
+    broker = get_broker()
+    now = timezone.now()
+    oldest = _oldest_queued(broker)
+    return QueueState(
+        broker=broker.info(),
+        queued=int(broker.queue_size()),
+        running=int(broker.lock_size()) if isinstance(broker, ORM) else None,
+        failed=Failure.objects.count(),
+        failed_last_day=Failure.objects.filter(stopped__gte=now - timedelta(days=1)).count(),
+        oldest_queued_seconds=round((now - oldest).total_seconds(), 1) if oldest else None,
+        clusters=clusters_heartbeat(stale_seconds=stale_seconds),
+    )
