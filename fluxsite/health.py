@@ -48,7 +48,7 @@ class ClusterBeat:
 class QueueState:
     broker: str
     queued: int
-    running: int | None  # None: the broker cannot say (see queue_state)
+    running: int
     failed: int
     failed_last_day: int
     oldest_queued_seconds: float | None
@@ -160,12 +160,61 @@ def _oldest_queued(broker: Any) -> datetime | None:
     return _started(head) if head is not None else None
 
 
+# --- Tasks running on Redis ----------------------------------------------------------------------------
+# The Redis broker pops a task when a cluster takes it and keeps no record of it, so each worker
+# notes the task it runs in one hash beside the queue (pre_execute) and removes it when done
+# (post_execute_in_worker). A worker killed mid-task leaves its note: notes older than the task
+# timeout (when django-q2's guard would have killed the task anyway) are dropped when read.
+_RUNNING_MARGIN_SECONDS = 60
+
+
+def _running_key() -> str:
+    from django_q.conf import Conf
+
+    return f"django_q:{Conf.PREFIX}:fluxsite-running"
+
+
+def _redis_broker() -> Any | None:
+    from django_q.brokers import get_broker
+    from django_q.brokers.redis_broker import Redis
+
+    broker = get_broker()
+    return broker if isinstance(broker, Redis) else None
+
+
+def task_running_note(sender: Any, task: dict[str, Any], **kwargs: Any) -> None:
+    """pre_execute: this task runs now (Redis only; the database broker's locked rows say it)."""
+    broker = _redis_broker()
+    if broker is None or task.get("sync"):
+        return
+    broker.connection.hset(_running_key(), str(task.get("id")), str(time.time()))
+
+
+def task_running_forget(sender: Any, task: dict[str, Any], **kwargs: Any) -> None:
+    """post_execute_in_worker: this task has ended."""
+    broker = _redis_broker()
+    if broker is None or task.get("sync"):
+        return
+    broker.connection.hdel(_running_key(), str(task.get("id")))
+
+
+def _redis_running(broker: Any) -> int:
+    from django_q.conf import Conf
+
+    oldest = time.time() - (Conf.TIMEOUT or 0) - _RUNNING_MARGIN_SECONDS
+    notes = broker.connection.hgetall(_running_key())
+    dead = [task_id for task_id, started in notes.items() if float(started) < oldest]
+    if dead:
+        broker.connection.hdel(_running_key(), *dead)
+    return len(notes) - len(dead)
+
+
 def queue_state(*, stale_seconds: int | None = None) -> QueueState:
     """Queued, running and failed tasks, the oldest queued one's age, and each cluster's heartbeat.
 
     Running: with the database broker, the tasks a cluster has taken and not yet acknowledged
-    (locked rows). The Redis broker pops a task when a cluster takes it and keeps no record of it,
-    so there `running` is None. Raises whatever the broker raises when it cannot be reached.
+    (locked rows); with Redis, the tasks the workers noted when they started them
+    (task_running_note). Raises whatever the broker raises when it cannot be reached.
     """
     from datetime import timedelta
 
@@ -179,7 +228,7 @@ def queue_state(*, stale_seconds: int | None = None) -> QueueState:
     return QueueState(
         broker=broker.info(),
         queued=int(broker.queue_size()),
-        running=int(broker.lock_size()) if isinstance(broker, ORM) else None,
+        running=int(broker.lock_size()) if isinstance(broker, ORM) else _redis_running(broker),
         failed=Failure.objects.count(),
         failed_last_day=Failure.objects.filter(stopped__gte=now - timedelta(days=1)).count(),
         oldest_queued_seconds=round((now - oldest).total_seconds(), 1) if oldest else None,

@@ -35,10 +35,9 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(state.as_dict()))
         else:
             oldest = "-" if state.oldest_queued_seconds is None else f"{state.oldest_queued_seconds:.0f} s"
-            running = "unknown (Redis keeps no record)" if state.running is None else str(state.running)
             self.stdout.write(f"broker: {state.broker}")
             self.stdout.write(f"queued: {state.queued} (oldest waiting {oldest})")
-            self.stdout.write(f"running: {running}")
+            self.stdout.write(f"running: {state.running}")
             self.stdout.write(f"failed: {state.failed} ({state.failed_last_day} in the last 24 h)")
             self.stdout.write(f"clusters: {len(state.clusters)}")
             for beat in state.clusters:
