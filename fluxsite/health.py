@@ -13,6 +13,7 @@ workers are being restarted; that is what the alert is for).
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -184,18 +187,26 @@ def _redis_broker() -> Any | None:
 
 def task_running_note(sender: Any, task: dict[str, Any], **kwargs: Any) -> None:
     """pre_execute: this task runs now (Redis only; the database broker's locked rows say it)."""
-    broker = _redis_broker()
-    if broker is None or task.get("sync"):
+    if task.get("sync"):
         return
-    broker.connection.hset(_running_key(), str(task.get("id")), str(time.time()))
+    try:
+        broker = _redis_broker()
+        if broker is not None:
+            broker.connection.hset(_running_key(), str(task.get("id")), str(time.time()))
+    except Exception:  # a bookkeeping note must never stop the task itself (the signal would raise)
+        logger.warning("could not note task %s as running", task.get("id"), exc_info=True)
 
 
 def task_running_forget(sender: Any, task: dict[str, Any], **kwargs: Any) -> None:
     """post_execute_in_worker: this task has ended."""
-    broker = _redis_broker()
-    if broker is None or task.get("sync"):
+    if task.get("sync"):
         return
-    broker.connection.hdel(_running_key(), str(task.get("id")))
+    try:
+        broker = _redis_broker()
+        if broker is not None:
+            broker.connection.hdel(_running_key(), str(task.get("id")))
+    except Exception:  # the note then expires after the task timeout
+        logger.warning("could not forget running task %s", task.get("id"), exc_info=True)
 
 
 def _redis_running(broker: Any) -> int:
