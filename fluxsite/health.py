@@ -73,7 +73,10 @@ def _timed(name: str, probe: Callable[[], str]) -> Check:
         detail = probe()
         ok = True
     except Exception as exc:  # a probe's failure is the answer, whatever it is
-        detail = f"{type(exc).__name__}: {exc}"[:300]
+        # Only the error's type in the answer (/healthz/ready is public); the message, which may
+        # name hosts and users, goes to the log, scrubbed.
+        logger.warning("health check %s failed: %s", name, exc, exc_info=True)
+        detail = type(exc).__name__
         ok = False
     return Check(name=name, ok=ok, detail=detail, milliseconds=round((time.monotonic() - started) * 1000))
 
@@ -114,6 +117,34 @@ def _storage() -> str:
 def readiness_checks() -> list[Check]:
     """The database, the broker and the private storage, each timed; none raises."""
     return [_timed("database", _database), _timed("broker", _broker), _timed("storage", _storage)]
+
+
+def readiness_report() -> tuple[int, dict[str, Any]]:
+    """/healthz/ready's status code and body: 503 naming the failing checks, else 200.
+
+    The workers' heartbeat is reported beside the checks without failing the probe: a web
+    instance that works is not taken out of rotation because the workers are down; a stale or
+    missing cluster makes the status "degraded" (and queue_status exits 1).
+    """
+    checks = readiness_checks()
+    failing = [c.name for c in checks if not c.ok]
+    workers: dict[str, Any]
+    try:
+        beats = clusters_heartbeat()
+        workers = {
+            "ok": any(not b.stale for b in beats),
+            "clusters": [asdict(b) for b in beats],
+            "stale_after_seconds": settings.Q_HEARTBEAT_STALE_SECONDS,
+        }
+    except Exception as exc:  # the broker check names the cause
+        workers = {"ok": False, "clusters": [], "detail": type(exc).__name__}
+    body = {
+        "status": "unavailable" if failing else ("ok" if workers["ok"] else "degraded"),
+        "failing": failing,
+        "checks": {c.name: {"ok": c.ok, "detail": c.detail, "ms": c.milliseconds} for c in checks},
+        "workers": workers,
+    }
+    return (503 if failing else 200), body
 
 
 def clusters_heartbeat(*, stale_seconds: int | None = None) -> list[ClusterBeat]:
