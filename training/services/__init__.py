@@ -45,6 +45,7 @@ from training.services.datasets import (
     dataset_upload_files,
     dataset_upload_zip_url,
     dataset_zip_url,
+    dataset_zips_prune,
     display_name_sanitise,
     image_limits,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "dataset_upload_files",
     "dataset_upload_zip_url",
     "dataset_zip_url",
+    "dataset_zips_prune",
     "display_name_sanitise",
     "image_limits",
     "training_advance",
