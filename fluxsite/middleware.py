@@ -9,8 +9,32 @@ from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
+from fluxsite.logs import HEADER, REQUEST_ID, request_id_new, request_id_valid
+
 if TYPE_CHECKING:
     from fluxsite.accounts.models import User
+
+
+class RequestIdMiddleware:
+    """Every request has an id: the client's X-Request-ID when it is a sane token, else a new one.
+
+    It is set for everything the request logs (fluxsite.logs.RequestIdFilter) and for the tasks it
+    enqueues, and sent back in the X-Request-ID response header, so a user's report or the proxy's
+    log names the lines to read. First in MIDDLEWARE: redirects and refusals carry it too. The id
+    lives until the request is finished (its answer sent), when `request_id_clear` forgets it.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = request_id_valid(request.headers.get(HEADER)) or request_id_new()
+        # Not reset when this returns: Django logs a 4xx/5xx answer ("django.request") after the
+        # middleware chain; request_finished clears it (fluxsite.logs.request_id_clear).
+        REQUEST_ID.set(request_id)
+        response = self.get_response(request)
+        response.headers[HEADER] = request_id
+        return response
 
 
 class ContentSecurityPolicyMiddleware:

@@ -57,10 +57,10 @@ class CursorPage(Generic[M]):
         return bool(self.object_list)
 
 
-def _fields(queryset: QuerySet[M], ordering: tuple[str, ...]) -> list[tuple[str, bool, Any]]:
+def _fields(model: type[Model], ordering: tuple[str, ...]) -> list[tuple[str, bool, Any]]:
     """(name, descending, model field) for each ordering term; the terms must be concrete non-null
     columns of the model and end with a unique one (the primary key) so the order is total."""
-    meta = queryset.model._meta
+    meta = model._meta
     terms = []
     for term in ordering:
         name = term.lstrip("-")
@@ -110,13 +110,51 @@ def cursor_page(
 ) -> CursorPage[M]:
     """`per_page` rows of `queryset` in `ordering`, after `cursor` (the first page when it is empty
     or does not decode), and the cursor of the next page ("" for the last). One query."""
-    terms = _fields(queryset, ordering)
+    terms = _fields(queryset.model, ordering)
     queryset = queryset.order_by(*ordering)
     raw = _decode(cursor, len(terms)) if cursor else None
     condition = _after(terms, raw) if raw is not None else None
     if condition is not None:
         queryset = queryset.filter(condition)
-    rows = list(queryset[: per_page + 1])
+    return _page(
+        list(queryset[: per_page + 1]),
+        terms,
+        per_page=per_page,
+        target=target,
+        label=label,
+        swap=swap,
+        query=query,
+    )
+
+
+def cursor_first_page(
+    rows: list[M],
+    *,
+    ordering: tuple[str, ...],
+    per_page: int,
+    target: str,
+    label: str = "More",
+    swap: str = "beforeend",
+    query: dict[str, str] | None = None,
+) -> CursorPage[M]:
+    """The first page from its rows read elsewhere: the first `per_page + 1` rows of the list's
+    queryset in `ordering` (a `fluxsite.prepared.PreparedQuery` of it, for a page read often)."""
+    if not rows:
+        return CursorPage(object_list=[], target=target, label=label, swap=swap, query=query or {})
+    terms = _fields(type(rows[0]), ordering)
+    return _page(rows, terms, per_page=per_page, target=target, label=label, swap=swap, query=query)
+
+
+def _page(
+    rows: list[M],
+    terms: list[tuple[str, bool, Any]],
+    *,
+    per_page: int,
+    target: str,
+    label: str,
+    swap: str,
+    query: dict[str, str] | None,
+) -> CursorPage[M]:
     next_cursor = ""
     if len(rows) > per_page:
         rows = rows[:per_page]

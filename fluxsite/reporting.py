@@ -166,8 +166,16 @@ class SecretsFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        try:
-            return SecretsExceptionReporterFilter().scrub(text)
-        except Exception:  # settings not loaded yet (very early start-up): scrub URLs only
-            return _DSN_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{SUBSTITUTE}@", text)
+        if not hasattr(record, "request_id"):  # a handler without fluxsite.logs.RequestIdFilter
+            from fluxsite.logs import RequestIdFilter
+
+            RequestIdFilter().filter(record)
+        return scrub_text(super().format(record))
+
+
+def scrub_text(text: str) -> str:
+    """`text` with credentials in URLs and known secret values replaced (log lines, Sentry events)."""
+    try:
+        return SecretsExceptionReporterFilter().scrub(text)
+    except Exception:  # settings not loaded yet (very early start-up): scrub URLs only
+        return _DSN_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{SUBSTITUTE}@", text)

@@ -52,7 +52,8 @@ SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL] if SITE_URL.startswith("https://") else [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with our site (backoffice.site.FluxsiteAdminSite): the overview and support pages.
+    "backoffice.apps.BackofficeAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -72,6 +73,7 @@ INSTALLED_APPS = [
     "generations",
     "billing",
     "api",
+    "backoffice",
     "sandbox",
     "sandbox.replicate",
     "sandbox.huggingface",
@@ -79,6 +81,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "fluxsite.middleware.RequestIdMiddleware",  # first: every answer and log line has its id
     "django.middleware.security.SecurityMiddleware",
     "fluxsite.middleware.ContentSecurityPolicyMiddleware",
     "fluxsite.middleware.RejectNulBytesMiddleware",
@@ -123,7 +126,8 @@ LOGIN_URL = "accounts:login"
 # Logins (the site's and the admin's) by django-axes, in the shared cache. The lockout is keyed on
 # the account and the client address together: guessing one account stops, yet nobody can lock
 # an account out everywhere, or everyone behind one address (an office, a carrier's NAT).
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# fluxsite.accounts.backends.UserBackend is ModelBackend with its per-request user read compiled once.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "fluxsite.accounts.backends.UserBackend"]
 # With Redis the attempts live in the shared cache; without it (the embedded defaults) in the
 # database, which every process shares too (a per-process memory cache would not be a limit).
 AXES_HANDLER = (
@@ -190,7 +194,16 @@ if REDIS_URL:
     # signs nobody out): one query less on every signed-in page.
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        # django-q2's database broker keeps each cluster's heartbeat (its Stat) in a cache; a
+        # per-process memory cache would hide the worker's from the web and `queue_status`, so
+        # it goes to files every process on this machine shares (Redis keeps its own).
+        "queue_stats": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "queue-stats"),
+        },
+    }
 
 # django-q2: `timeout` must stay below `retry`, or a long task is delivered again while it
 # still runs; max_attempts bounds redelivery (0 would mean forever). A worker killed by the
@@ -212,6 +225,10 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["cache"] = "queue_stats"
+# A cluster whose last heartbeat is older than this is reported stale (queue_status exits 1,
+# /healthz/ready says "degraded"). django-q2 beats about every second.
+Q_HEARTBEAT_STALE_SECONDS = env_int("Q_HEARTBEAT_STALE_SECONDS", 30)
 
 # --- Static and media files ---------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -304,6 +321,11 @@ DATASET_ZIP_MAX_CAPTION_BYTES = env_int("DATASET_ZIP_MAX_CAPTION_BYTES", 1024 * 
 # it holds more files or rows than this.
 DATASET_CAPTIONS_IMPORT_MAX_BYTES = env_int("DATASET_CAPTIONS_IMPORT_MAX_BYTES", 2 * 1024 * 1024)
 DATASET_CAPTIONS_IMPORT_MAX_ROWS = env_int("DATASET_CAPTIONS_IMPORT_MAX_ROWS", 20 * DATASET_MAX_IMAGES)
+# `manage.py storage_prune`: training ZIPs are kept this many days after they are built (never one a
+# queued or running training needs; a training started later builds its ZIP again), and temporary
+# files (images staged to start a generation from, workers' scratch folders) this many days.
+DATASET_ZIP_KEEP_DAYS = env_int("DATASET_ZIP_KEEP_DAYS", 7)
+TEMP_FILES_KEEP_DAYS = env_int("TEMP_FILES_KEEP_DAYS", 2)
 DATA_UPLOAD_MAX_NUMBER_FILES = DATASET_MAX_IMAGES + 10
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -515,8 +537,8 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     # The name Django reads (SECURE_REDIRECT_EXEMPT), matched against the path without its leading
-    # slash: the load balancer's plain-HTTP health probe must not be redirected.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # slash: the load balancer's plain-HTTP health probes must not be redirected.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^healthz/ready$"]
 CSP_EXTRA_IMG_SOURCES = [f"https://{S3_PUBLIC_DOMAIN}"] if S3_PUBLIC_DOMAIN else []
 # Browser features no page uses are switched off for every page (fluxsite.middleware). The camera
 # stays allowed for our own origin: the upload page's file inputs may open it (`capture`).
@@ -541,17 +563,26 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Log lines: plain text (the default) or one JSON object per line (LOG_FORMAT=json, for a log
+# aggregator); both carry the request id (fluxsite.logs) and are scrubbed of secrets.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "fluxsite.logs.RequestIdFilter"}},
     # Log lines are scrubbed of secrets too (fluxsite.reporting): a vendor error may quote a token.
     "formatters": {
         "plain": {
             "()": "fluxsite.reporting.SecretsFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
-        }
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
+        },
+        "json": {"()": "fluxsite.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.server": {"level": "WARNING"},
@@ -560,3 +591,20 @@ LOGGING = {
         "botocore": {"level": "WARNING"},
     },
 }
+
+# --- Error reporting to Sentry (optional) ----------------------------------------------------------
+# Off unless SENTRY_DSN is set; then sentry-sdk (the "sentry" extra) is imported and every event is
+# scrubbed of secrets as error mails are (fluxsite.integrations.sentry).
+SENTRY_DSN = env_secret("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
+SENTRY_RELEASE = env_str("SENTRY_RELEASE")
+SENTRY_TRACES_SAMPLE_RATE = float(env_decimal_str("SENTRY_TRACES_SAMPLE_RATE", "0"))
+if SENTRY_DSN:
+    from fluxsite.integrations.sentry import sentry_init
+
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=SENTRY_RELEASE,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )

@@ -8,6 +8,7 @@ from training import webhooks
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("healthz/ready", views.healthz_ready, name="healthz_ready"),
     path("files/<str:token>", views.signed_file, name="signed_file"),
     path("admin/", admin.site.urls),
     path("account/delete/", views.account_delete, name="account_delete"),  # reaches into every app

@@ -10,6 +10,7 @@ from django.template import loader
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
+from fluxsite import health
 from fluxsite.account_deletion import account_delete as account_delete_service
 from fluxsite.accounts.forms import AccountDeleteForm
 from fluxsite.http import AuthenticatedHttpRequest
@@ -28,6 +29,15 @@ def healthz(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def healthz_ready(request: HttpRequest) -> HttpResponse:
+    """Ready to serve: the database, the broker and the storage, each named (fluxsite.health)."""
+    status, body = health.readiness_report()
+    response = JsonResponse(body, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @require_GET

@@ -16,6 +16,7 @@ APPS = [
     "generations",
     "training",
     "api",
+    "backoffice",
 ]
 NOT_LISTED = {"__init__.py", "apps.py", "wsgi.py", "asgi.py"}
 

@@ -335,12 +335,14 @@ class TrainingFilterForm(forms.Form):
         label="Sort",
     )
 
+    DEFAULTS = {"status": "all", "query": "", "sort": "newest"}  # what values() gives for no filter
+
     def values(self) -> dict:
         data = self.cleaned_data if self.is_valid() else {}
         return {
-            "status": data.get("status") or "all",
-            "query": data.get("q") or "",
-            "sort": data.get("sort") or "newest",
+            "status": data.get("status") or self.DEFAULTS["status"],
+            "query": data.get("q") or self.DEFAULTS["query"],
+            "sort": data.get("sort") or self.DEFAULTS["sort"],
         }
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from fluxsite.accounts.models import User
 from fluxsite.integrations.storage import PRIVATE, PUBLIC
+from fluxsite.prepared import PreparedQuery
 from models_app.models import LoraModel
 from models_app.selectors import sample_grid_display
 from training.dataset_zip import member_stem
@@ -210,8 +211,14 @@ def trainings_search(
     count is a correlated subquery, so the template never asks per row). The count is computed for
     the rows of the page only: a Count() with GROUP BY would count the photos of every training the
     user has before the page's 20 are taken. Unknown filter or sort values fall back."""
+    return _trainings(user.pk, status=status, query=query, sort=sort)
+
+
+def _trainings(
+    owner_id: int, *, status: str = "all", query: str = "", sort: str = "newest"
+) -> QuerySet[TrainingJob]:
     qs = (
-        TrainingJob.objects.filter(owner=user)
+        TrainingJob.objects.filter(owner_id=owner_id)
         .annotate(
             image_count=_photo_count(),
             # The model's id, not the model: a row without one would raise (and Django's template
@@ -229,6 +236,20 @@ def trainings_search(
     return qs.order_by(*training_ordering(sort))
 
 
+TRAININGS_PER_PAGE = 20
+# The history as most visits see it (no filter, newest first, the first page), compiled once per
+# process: building this annotated query cost about as much as the rest of the page (issue 15).
+_TRAININGS_FIRST_PAGE = PreparedQuery(
+    TrainingJob, lambda owner_id: _trainings(owner_id)[: TRAININGS_PER_PAGE + 1], "owner_id"
+)
+
+
+def trainings_first_page(user: User) -> list[TrainingJob]:
+    """The first `TRAININGS_PER_PAGE + 1` rows of `trainings_search(user)` (the extra row says
+    whether there is a next page), as `fluxsite.pagination.cursor_first_page` takes them."""
+    return _TRAININGS_FIRST_PAGE.list(owner_id=user.pk)
+
+
 def get_training_with_dataset_for_user(user: User, pk: int) -> TrainingJob:
     """The training with its dataset joined (the start page reads both), without the log tail."""
     return get_object_or_404(
@@ -236,22 +257,29 @@ def get_training_with_dataset_for_user(user: User, pk: int) -> TrainingJob:
     )
 
 
-def get_training_page_for_user(user: User, pk: int) -> TrainingJob:
-    """The detail page's training and its live fragment's (one query). What the page shows of the
-    related rows comes as annotations rather than joined objects (a wide join's rows cost more to
-    build than the page's template to render): `photo_count`, `model_pk` (the model's id, None
-    before there is one) and `duplicated_from_name`. The log tail (up to 20 kB, for the admin)
-    stays in the database."""
-    return get_object_or_404(
-        TrainingJob.objects.filter(owner=user)
+def _training_page(user_id: int, pk: int) -> QuerySet[TrainingJob]:
+    return (
+        TrainingJob.objects.filter(owner_id=user_id, pk=pk)
         .defer("logs_tail")
         .annotate(
             photo_count=_photo_count(),
             model_pk=F("lora_model__id"),
             duplicated_from_name=F("duplicated_from__name"),
-        ),
-        pk=pk,
+        )
     )
+
+
+# Compiled once per process: building this annotated query cost more than running it (issue 15).
+_TRAINING_PAGE = PreparedQuery(TrainingJob, _training_page, "user_id", "pk")
+
+
+def get_training_page_for_user(user: User, pk: int) -> TrainingJob:
+    """The detail page's training and its live fragment's (one query). What the page shows of the
+    related rows comes as annotations rather than joined objects (a wide join's rows cost more to
+    build than the page's template to render): `photo_count`, `model_pk` (the model's id, None
+    before there is one) and `duplicated_from_name`. The log tail (up to 20 kB, for the admin)
+    stays in the database. Another user's training is a 404."""
+    return _TRAINING_PAGE.get_or_404(user_id=user.pk, pk=pk)
 
 
 EVENT_ORDERING = ("-created_at", "-pk")  # newest first, paged towards the older ones

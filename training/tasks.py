@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import contextlib
 
-from django.utils import timezone
-
-from fluxsite.integrations import replicate_client
 from fluxsite.integrations.errors import IntegrationError
-from generations.services import generation_apply_replicate
 from training import services
-from training.models import ReplicateWebhook, TrainingJob
+from training.models import TrainingJob
+from training.webhook_records import replicate_webhook_process
 
 
 def training_advance_task(job_id: int) -> None:
@@ -19,22 +16,7 @@ def training_advance_task(job_id: int) -> None:
 
 def replicate_webhook_process_task(delivery_id: int) -> None:
     """Apply one recorded Replicate webhook, by kind; a delivery already processed is skipped."""
-    delivery = ReplicateWebhook.objects.filter(pk=delivery_id, processed_at__isnull=True).first()
-    if delivery is None:
-        return
-    if delivery.kind == "caption":
-        services.caption_apply_replicate(
-            info=replicate_client.prediction_from_payload(delivery.payload), task_hint=delivery.job_hint
-        )
-    elif delivery.kind == "prediction":
-        generation_apply_replicate(
-            info=replicate_client.prediction_from_payload(delivery.payload), generation_hint=delivery.job_hint
-        )
-    else:
-        services.training_apply_replicate(
-            info=replicate_client.training_from_payload(delivery.payload), job_hint=delivery.job_hint
-        )
-    ReplicateWebhook.objects.filter(pk=delivery_id).update(processed_at=timezone.now())
+    replicate_webhook_process(delivery_id=delivery_id)
 
 
 def training_sync_task(job_id: int) -> None:

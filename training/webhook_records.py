@@ -28,6 +28,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, OperationalError, connection, models, transaction
 from django.db.models import Value
+from django.utils import timezone
 from django_q.tasks import async_task
 
 from fluxsite.integrations import replicate_client
@@ -206,3 +207,36 @@ def replicate_webhook_record(
     if reason:
         return WebhookReceipt(_refusal_status(reason), f"refused: {reason}", delivery_id=delivery.pk)
     return WebhookReceipt(200, "ok", delivery_id=delivery.pk)
+
+
+def replicate_webhook_process(*, delivery_id: int, replay: bool = False) -> bool:
+    """Apply one recorded, accepted Replicate webhook, by kind. Returns whether it was applied.
+
+    A delivery already processed is skipped, unless `replay` (an operator replaying it from the back
+    office, e.g. after a fix): applying twice is safe, since every apply below is a compare-and-swap
+    from the state the object is in. A refused delivery is never applied.
+    """
+    # Imported here: the services import the pipeline, which does not need the recording.
+    from generations.services import generation_apply_replicate
+    from training import services
+
+    deliveries = ReplicateWebhook.objects.filter(pk=delivery_id, outcome=ReplicateWebhook.Outcome.ACCEPTED)
+    if not replay:
+        deliveries = deliveries.filter(processed_at__isnull=True)
+    delivery = deliveries.first()
+    if delivery is None:
+        return False
+    if delivery.kind == "caption":
+        services.caption_apply_replicate(
+            info=replicate_client.prediction_from_payload(delivery.payload), task_hint=delivery.job_hint
+        )
+    elif delivery.kind == "prediction":
+        generation_apply_replicate(
+            info=replicate_client.prediction_from_payload(delivery.payload), generation_hint=delivery.job_hint
+        )
+    else:
+        services.training_apply_replicate(
+            info=replicate_client.training_from_payload(delivery.payload), job_hint=delivery.job_hint
+        )
+    ReplicateWebhook.objects.filter(pk=delivery_id).update(processed_at=timezone.now())
+    return True

@@ -30,7 +30,7 @@ import re
 import secrets
 import warnings
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import stamina
@@ -417,6 +417,27 @@ def input_image_add(*, user: User, data: bytes, label: str) -> InputImage:
     return InputImage.objects.create(
         owner=user, file_name=name, width=image.width, height=image.height, label=label[:200]
     )
+
+
+def input_images_prune(*, older_than: datetime, dry_run: bool = False) -> list[str]:
+    """Delete the images staged to start a generation from (InputImage, input_image_add) created
+    before `older_than`; returns their file names (with `dry_run`, what would be deleted).
+
+    They are temporary: a generation made from one stores its own copy. The row goes first, so a
+    generate page still showing it gets a 404, never a row without its file.
+    """
+    pruned = []
+    for pk, name in InputImage.objects.filter(created_at__lt=older_than).values_list("pk", "file_name"):
+        if not dry_run:
+            deleted, _ = InputImage.objects.filter(pk=pk).delete()
+            if not deleted:
+                continue
+            try:
+                storage.file_delete(alias=storage.PRIVATE, name=name)
+            except IntegrationError:  # a leftover file is harmless; the next run cannot see it, so say so
+                logger.warning("could not delete staged input image %s", name, exc_info=True)
+        pruned.append(name)
+    return pruned
 
 
 def _private_delete(names: list[str]) -> None:

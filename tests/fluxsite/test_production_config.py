@@ -49,7 +49,7 @@ def test_the_production_application_loads_without_the_sandbox(tmp_path):
     )
     result = import_wsgi(PROD, tmp_path, code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "False False ['^healthz$']"
+    assert result.stdout.strip().splitlines()[-1] == "False False ['^healthz$', '^healthz/ready$']"
 
 
 def test_production_requires_a_field_encryption_key(tmp_path):
@@ -70,8 +70,9 @@ def test_a_malformed_field_encryption_key_is_refused_by_position(tmp_path):
 
 def test_the_health_check_is_exempt_from_the_https_redirect(client, settings, db):
     settings.SECURE_SSL_REDIRECT = True
-    settings.SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    settings.SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^healthz/ready$"]
     assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz/ready").status_code == 200
     assert client.get("/account/login/").status_code == 301  # everything else still goes to https
 
 

@@ -18,6 +18,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ WIDTHS = {
 
 @dataclass
 class Journey:
-    page: object
+    page: Any  # playwright.sync_api.Page
     width: str
     folder: Path
     base_url: str

@@ -32,7 +32,9 @@ def _sign_up_and_verify(journey, email: str) -> None:
     journey.visit("check your inbox")
     assert wait_for(lambda: any(email in m.to for m in mail.outbox))
     message = next(m for m in mail.outbox if email in m.to)
-    link = re.search(r"https?://\S+/account/verify/\S+/", message.body).group(0)
+    found = re.search(r"https?://\S+/account/verify/\S+/", str(message.body))
+    assert found, message.body
+    link = found.group(0)
     page.goto(link)
     journey.visit("verify the address")
     if page.locator("main form button[type=submit]").count():  # a confirm button, not a GET side effect

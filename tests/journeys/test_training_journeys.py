@@ -49,7 +49,6 @@ def worker(sandbox, settings, tmp_path):
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    process.log_path = tmp_path / "worker.log"
     yield process
     os.killpg(process.pid, signal.SIGTERM)
     try:
@@ -186,3 +185,77 @@ def test_train_from_photos_to_a_model_and_generate_with_it(journey, worker, alic
     page.wait_for_url(re.compile(r"/models/gallery/compare/"))
     expect(page.locator(".compare-grid > section > a > img")).to_have_count(2)
     journey.visit("compare two")
+
+
+def _balance(journey) -> int:
+    """The balance pill in the navigation, as a number."""
+    text = journey.page.locator("nav.mainnav").inner_text()
+    found = re.search(r"([\d,]+)\s*credits", text)
+    assert found, text
+    return int(found.group(1).replace(",", ""))
+
+
+def test_cancel_midway_refunds_and_a_failed_training_says_why_and_retries(
+    journey, worker, alice, alice_client, settings
+):
+    from billing.selectors import balance_for_user
+    from billing.services import credits_grant
+    from sandbox.faults import fault_inject
+    from sandbox.models import FaultKind
+    from tests.training.conftest import add_photos
+    from training.models import TrainingJob
+    from training.services import training_create
+
+    settings.SANDBOX_TRAINING_SECONDS = 15  # long enough to cancel midway by hand
+    credits_grant(user=alice, amount=5000, reference="test:journey")
+    keep = training_create(owner=alice, name="Keep", trigger_word="ohwx_keep", subject_kind="subject")
+    add_photos(alice_client, keep, 10)
+    flaky = training_create(owner=alice, name="Flaky", trigger_word="ohwx_flak", subject_kind="subject")
+    add_photos(alice_client, flaky, 10, start_seed=2000)
+    page = journey.page
+    _log_in(journey, alice)
+    before = _balance(journey)
+    assert before == balance_for_user(alice)
+
+    # Cancel midway: the progress has moved, the confirmation page asks, the credits come back.
+    journey.goto(f"/trainings/{keep.pk}/start/", "start, to cancel")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url(re.compile(rf"/trainings/{keep.pk}/$"))
+    expect(page.locator("#training-progress")).to_have_attribute(
+        "value", re.compile(r"^[1-9]\d*$"), timeout=60_000
+    )
+    journey.visit("training midway")
+    assert _balance(journey) < before
+    page.get_by_role("link", name="Cancel…").click()
+    page.wait_for_url(re.compile(rf"/trainings/{keep.pk}/cancel/$"))
+    journey.visit("cancel the training?")
+    page.get_by_role("button", name="Cancel the training").click()
+    page.wait_for_url(re.compile(rf"/trainings/{keep.pk}/$"))
+    expect(page.locator("#training-status .badge")).to_have_text("Canceled", timeout=30_000)
+    expect(page.locator("#training-status")).to_contain_text("credits were refunded")
+    journey.visit("training canceled, refunded")
+    page.reload()
+    assert _balance(journey) == before == balance_for_user(alice)
+    assert TrainingJob.objects.get(pk=keep.pk).status == "canceled"
+
+    # A training that fails on Replicate says where, what kind of failure and what to do; a retry works.
+    settings.SANDBOX_TRAINING_SECONDS = 3
+    fault_inject(service="replicate", operation="trainings.create", kind=FaultKind.FAIL_TRAINING)
+    journey.goto(f"/trainings/{flaky.pk}/start/", "start, to fail")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url(re.compile(rf"/trainings/{flaky.pk}/$"))
+    expect(page.locator("#training-status .badge")).to_have_text("Failed", timeout=90_000)
+    failure = page.locator("#training-status .error-box")
+    expect(failure).to_contain_text("The training failed")
+    expect(failure).to_contain_text("Category:")
+    expect(failure.locator(".hint")).to_have_text(re.compile(r"\w{3,}"))
+    expect(failure).to_contain_text("credits were refunded")
+    journey.visit("training failed, with its hint")
+    page.reload()
+    assert _balance(journey) == before
+    page.get_by_role("button", name="Retry the failed stage").click()
+    expect(page.locator("#training-status .badge")).to_have_text("Succeeded", timeout=120_000)
+    journey.visit("retried, succeeded")
+    flaky.refresh_from_db()
+    assert flaky.status == "succeeded" and flaky.lora_model is not None
+    assert balance_for_user(alice) < before  # the retry was paid for once, and kept

@@ -44,6 +44,7 @@ from training.services.datasets import (
     dataset_image_use_as_input,
     dataset_upload_files,
     dataset_zip_url,
+    dataset_zips_prune,
     display_name_sanitise,
     image_limits,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "dataset_image_use_as_input",
     "dataset_upload_files",
     "dataset_zip_url",
+    "dataset_zips_prune",
     "display_name_sanitise",
     "image_limits",
     "training_advance",

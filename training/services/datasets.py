@@ -17,12 +17,13 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
@@ -33,7 +34,7 @@ from generations.models import InputImage
 from generations.services import GenerationError, input_image_add
 from training.dataset_zip import ZipMember, zip_stream_to_storage
 from training.imaging import DecodeFailed, ImageLimits, ImageRejected, dhash_distance, image_prepare_budgeted
-from training.models import Dataset, DatasetImage, TrainingJob
+from training.models import ACTIVE_STATUSES, Dataset, DatasetImage, TrainingJob
 
 logger = logging.getLogger(__name__)
 
@@ -504,6 +505,73 @@ def dataset_build_zip(*, dataset_id: int) -> Dataset:
             transaction.on_commit(lambda: _delete_files([old]))
     dataset.refresh_from_db()
     return dataset
+
+
+# A ZIP is still needed while its training is queued or running, and while a failed training's retry
+# would start at Replicate (training_retry goes back to the failed stage, and the Replicate stage reads
+# the ZIP without building it). Any other training builds its ZIP again when it next starts.
+def _zip_still_needed() -> Q:
+    S = TrainingJob.Status
+    return Q(training__status__in=ACTIVE_STATUSES) | Q(
+        training__status=S.FAILED, training__failed_stage__in=(S.REPLICATE_TRAINING, S.HUGGINGFACE_UPLOAD)
+    )
+
+
+def _orphan_zips(older_than: datetime) -> list[str]:
+    """ZIPs under datasets/ that no dataset names (a build cut short, an old one whose deletion
+    failed), last modified before `older_than`; found through the storage API (local or S3)."""
+    store = storage.get_storage(PRIVATE)
+    named = set(Dataset.objects.exclude(zip_name="").values_list("zip_name", flat=True))
+    try:
+        folders, _ = store.listdir("datasets")
+    except FileNotFoundError:  # local storage with no dataset yet
+        return []
+    found = []
+    for folder in folders:
+        _, files = store.listdir(f"datasets/{folder}")
+        for file_name in files:
+            name = f"datasets/{folder}/{file_name}"
+            if not (file_name.startswith("dataset-") and file_name.endswith(".zip")) or name in named:
+                continue
+            if store.get_modified_time(name) < older_than:
+                found.append(name)
+    return sorted(found)
+
+
+def dataset_zips_prune(*, older_than: datetime, dry_run: bool = False) -> list[str]:
+    """Delete the training ZIPs built before `older_than` that no queued or running training needs,
+    and orphaned ZIPs as old; returns their names (with `dry_run`, what would be deleted).
+
+    Each dataset forgets its ZIP by compare-and-swap before the file goes: only if it still names
+    that ZIP and its training has not started meanwhile. A training started after that builds a
+    new ZIP (dataset_build_zip), so no run ever points at a deleted file.
+    """
+    candidates = list(
+        Dataset.objects.exclude(zip_name="")
+        .filter(zip_built_at__lt=older_than)
+        .exclude(_zip_still_needed())
+        .values_list("pk", "zip_name")
+        .order_by("pk")
+    )
+    pruned = []
+    for pk, name in candidates:
+        if not dry_run:
+            forgotten = (
+                Dataset.objects.filter(pk=pk, zip_name=name)
+                .exclude(_zip_still_needed())
+                .update(zip_name="", zip_size=None, zip_crc32="", zip_fingerprint="", zip_built_at=None)
+            )
+            if not forgotten:
+                continue
+            _delete_files([name])
+        pruned.append(name)
+    for name in _orphan_zips(older_than):
+        if not dry_run:
+            if Dataset.objects.filter(zip_name=name).exists():  # named meanwhile by a finished build
+                continue
+            _delete_files([name])
+        pruned.append(name)
+    return pruned
 
 
 def dataset_zip_url(*, dataset: Dataset, expires: int | None = None) -> str:

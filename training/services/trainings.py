@@ -219,8 +219,12 @@ def training_start(
     return job
 
 
-def training_cancel(*, job: TrainingJob) -> TrainingJob:
-    """Cancel from the UI at any stage: Replicate's cancel while training, then refund."""
+def training_cancel(*, job: TrainingJob, by: str | None = None) -> TrainingJob:
+    """Cancel at any stage: Replicate's cancel while training, then refund.
+
+    `by` names who canceled it when it is not its owner (an operator, from the back office): the
+    training's debugger then says so.
+    """
     stage = job.status
     if stage not in ACTIVE_STATUSES:
         raise PipelineError("Only a running training can be canceled.")
@@ -228,7 +232,8 @@ def training_cancel(*, job: TrainingJob) -> TrainingJob:
         replicate_client.training_cancel(training_id=job.replicate_training_id)  # errors reach the user
         TrainingJob.objects.filter(pk=job.pk).update(replicate_status="canceled")
         job.refresh_from_db()
-    if not pipeline._finish_canceled(job, stage, "Canceled by its owner."):
+    who = f"Canceled by {by}." if by else "Canceled by its owner."
+    if not pipeline._finish_canceled(job, stage, who):
         raise PipelineError("This training changed state meanwhile; reload the page.")
     return job
 
