@@ -401,6 +401,9 @@ REPLICATE_WEIGHTS_MAX_BYTES = env_int("REPLICATE_WEIGHTS_MAX_BYTES", 2 * 1024 * 
 REPLICATE_DOWNLOAD_HOSTS = env_list(
     "REPLICATE_DOWNLOAD_HOSTS", ["replicate.delivery", "*.replicate.delivery"]
 )
+# Also download (over http, from a private address) from the host of REPLICATE_BASE_URL: only for a
+# stand-in of Replicate served apart from the site (tests/prod/run.py); never with the real Replicate.
+REPLICATE_DOWNLOADS_FROM_API_HOST = env_bool("REPLICATE_DOWNLOADS_FROM_API_HOST", False)
 # Each download ends within this many seconds overall, however slowly the server sends.
 REPLICATE_DOWNLOAD_DEADLINE_SECONDS = env_int("REPLICATE_DOWNLOAD_DEADLINE_SECONDS", 600)
 HF_NAMESPACE = env_str("HF_NAMESPACE", "fluxsite")

@@ -34,8 +34,12 @@ def file_refusal(
 
 
 # --- Where we may download from ----------------------------------------------------------------------
-def _sandbox_hosts() -> set[str]:
-    hosts = {urlparse(settings.SITE_URL).hostname, urlparse(settings.REPLICATE_BASE_URL).hostname}
+def _stand_in_hosts() -> set[str]:
+    """The hosts a stand-in of Replicate serves files from: the sandbox's (SITE_URL in sandbox mode)
+    and the host of REPLICATE_BASE_URL."""
+    hosts = {urlparse(settings.REPLICATE_BASE_URL).hostname}
+    if settings.SANDBOX_MODE:
+        hosts.add(urlparse(settings.SITE_URL).hostname)
     return {h.lower() for h in hosts if h}
 
 
@@ -51,7 +55,9 @@ def output_url_check(url: str) -> tuple[str, ...]:
 
     Production: https, host in REPLICATE_DOWNLOAD_HOSTS, and every address it resolves to is a
     public one (so neither the URL nor a redirect can reach our own network). Sandbox mode also
-    allows the sandbox's own host, over http, since it is the local server.
+    allows the sandbox's own host, over http, since it is the local server; so does
+    REPLICATE_DOWNLOADS_FROM_API_HOST for the host of REPLICATE_BASE_URL (a stand-in of Replicate
+    served apart from the site, as in the production-like CI run; never on with the real Replicate).
     """
     parsed = urlparse(url)
     try:
@@ -60,7 +66,11 @@ def output_url_check(url: str) -> tuple[str, ...]:
         host, port = "", None
     if not host or parsed.username or parsed.password:
         raise file_refusal("The weights URL is not a valid download address.", category=Category.VALIDATION)
-    sandbox = settings.SANDBOX_MODE and host in _sandbox_hosts() and parsed.scheme in ("http", "https")
+    sandbox = (
+        (settings.SANDBOX_MODE or settings.REPLICATE_DOWNLOADS_FROM_API_HOST)
+        and host in _stand_in_hosts()
+        and parsed.scheme in ("http", "https")
+    )
     if not sandbox:
         if parsed.scheme != "https":
             raise file_refusal("The weights URL must use https.", category=Category.VALIDATION, detail=url)

@@ -128,3 +128,38 @@ def test_an_old_database_still_selling_sandbox_prices_outside_the_sandbox_gets_a
     settings.SANDBOX_MODE = True
     CreditPack.objects.update(active=True)
     assert sandbox_prices_outside_the_sandbox(None, databases=["default"]) == []
+
+
+def test_the_first_migrate_of_a_new_database_with_production_settings_succeeds(tmp_path):
+    """The check above runs before `migrate` creates its tables: on a new database it must not query them."""
+    import os
+    import subprocess
+    import sys
+
+    from cryptography.fernet import Fernet
+    from django.conf import settings
+
+    env = {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+        },
+        "DEBUG": "false",
+        "SANDBOX_MODE": "false",
+        "SECRET_KEY": "x" * 60,
+        "ALLOWED_HOSTS": "fluxsite.example.com",
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "STRIPE_SECRET_KEY": "sk_test_x",
+        "FLUXSITE_VAR_DIR": str(tmp_path),
+        "SQLITE_PATH": str(tmp_path / "new.sqlite3"),
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -167,3 +167,26 @@ def test_sandbox_mode_allows_only_the_sandbox_host_over_http(sandboxed):
     output_url_check("http://127.0.0.1:8000/sandbox/replicate/v1/files/x.tar")
     with pytest.raises(IntegrationError):
         output_url_check("http://10.1.2.3/x.tar")
+
+
+def test_downloads_from_the_api_host_allow_only_the_stand_in_of_replicate_over_http(settings):
+    settings.SANDBOX_MODE = False
+    settings.SITE_URL = "http://127.0.0.2:8000"
+    settings.REPLICATE_BASE_URL = "http://127.0.0.1:9000/sandbox/replicate"
+    settings.REPLICATE_DOWNLOADS_FROM_API_HOST = True
+
+    output_url_check("http://127.0.0.1:9000/sandbox/replicate/v1/files/x.tar")
+    for refused in ("http://127.0.0.2:8000/files/x.tar", "http://10.1.2.3/x.tar"):
+        with pytest.raises(IntegrationError) as err:
+            output_url_check(refused)
+        assert err.value.category == Category.VALIDATION
+
+
+def test_without_downloads_from_the_api_host_the_stand_in_of_replicate_is_refused(settings):
+    settings.SANDBOX_MODE = False
+    settings.REPLICATE_BASE_URL = "http://127.0.0.1:9000/sandbox/replicate"
+    settings.REPLICATE_DOWNLOADS_FROM_API_HOST = False
+
+    with pytest.raises(IntegrationError) as err:
+        output_url_check("http://127.0.0.1:9000/sandbox/replicate/v1/files/x.tar")
+    assert "must use https" in err.value.message
