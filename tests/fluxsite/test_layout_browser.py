@@ -1,0 +1,106 @@
+"""Layout facts at phone (390 px, touch) and desktop (1280 px) width, measured in Debian's Chromium."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+WIDTHS = {
+    "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+}
+# Every visible link, button, summary and form control on the page, with its box.
+TARGETS = """() => [...document.querySelectorAll(
+    'header a, header button, header summary, main a.button, main button, main summary, main input:not([type=hidden]), main select')]
+  .filter(e => e.offsetParent !== null || e.tagName === 'SUMMARY')
+  .map(e => { const r = e.getBoundingClientRect();
+              return {what: e.outerHTML.slice(0, 90), width: r.width, height: r.height}; })
+  .filter(t => t.width > 0 && t.height > 0)"""
+# Elements sticking out of the window on the right (a table cut at the edge), scroll regions excepted.
+WIDER_THAN_WINDOW = """() => [...document.querySelectorAll('body *')]
+  .filter(e => !e.closest('.scroll-x, pre') && e.getBoundingClientRect().right > window.innerWidth + 1)
+  .map(e => e.outerHTML.slice(0, 90))"""
+
+
+def _context(_chromium, width: str, live_server, user=None):
+    context = _chromium.new_context(**WIDTHS[width])
+    if user is not None:
+        client = Client()
+        client.force_login(user)
+        context.add_cookies(
+            [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+        )
+    page = context.new_page()
+    page.errors = []
+    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.set_default_timeout(15000)
+    return context, page
+
+
+@pytest.fixture
+def phone(_chromium, live_server, alice):
+    context, page = _context(_chromium, "phone", live_server, alice)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def desktop(_chromium, live_server, alice):
+    context, page = _context(_chromium, "desktop", live_server, alice)
+    yield page
+    context.close()
+
+
+def _header_height(page) -> float:
+    return page.locator("header.topbar").bounding_box()["height"]
+
+
+def test_on_a_phone_the_navigation_takes_one_row_and_opens_as_a_menu(live_server, phone):
+    phone.goto(f"{live_server.url}/trainings/")
+    assert _header_height(phone) < 70  # one row: a 44 px menu button and the padding
+    trainings = phone.get_by_role("link", name="Trainings", exact=True)
+    assert not trainings.is_visible()
+
+    phone.get_by_text("Menu").click()
+
+    assert trainings.is_visible()
+    for name in ("Models", "Generate", "Billing"):
+        box = phone.locator("nav.mainnav").get_by_role("link", name=name).bounding_box()
+        assert box["height"] >= 44 and box["width"] >= 200  # a whole row of the menu under a thumb
+    assert phone.get_by_role("button", name="Log out").bounding_box()["height"] >= 44
+    assert phone.errors == []
+
+
+def test_the_phone_menu_opens_without_javascript(_chromium, live_server, alice):
+    context = _chromium.new_context(**WIDTHS["phone"], java_script_enabled=False)
+    client = Client()
+    client.force_login(alice)
+    context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    page = context.new_page()
+    page.goto(f"{live_server.url}/trainings/")
+    page.get_by_text("Menu").click()
+    assert page.get_by_role("link", name="Models").is_visible()
+    context.close()
+
+
+def test_on_a_desktop_the_navigation_is_one_row_of_links_with_no_menu_button(live_server, desktop):
+    desktop.goto(f"{live_server.url}/trainings/")
+    assert _header_height(desktop) < 70
+    assert not desktop.get_by_text("Menu").is_visible()
+    for name in ("Trainings", "Models", "Generate", "Billing"):
+        assert desktop.locator("nav.mainnav").get_by_role("link", name=name).is_visible()
+    assert desktop.get_by_role("button", name="Log out").is_visible()
+    assert desktop.errors == []
+
+
+def test_a_visitor_on_a_phone_sees_the_header_in_one_row(_chromium, live_server):
+    context, page = _context(_chromium, "phone", live_server)
+    page.goto(f"{live_server.url}/account/login/")
+    assert _header_height(page) < 70
+    assert page.evaluate(WIDER_THAN_WINDOW) == []
+    context.close()
