@@ -20,8 +20,8 @@ TARGETS = """() => [...document.querySelectorAll(
   .filter(t => t.width > 0 && t.height > 0)"""
 # Elements sticking out of the window on the right (a table cut at the edge), scroll regions excepted.
 WIDER_THAN_WINDOW = """() => [...document.querySelectorAll('body *')]
-  .filter(e => !e.closest('.scroll-x, pre') && e.getBoundingClientRect().right > window.innerWidth + 1)
-  .map(e => e.outerHTML.slice(0, 90))"""
+  .filter(e => e.checkVisibility() && !e.closest('.table-wrap, pre') && e.getBoundingClientRect().right > window.innerWidth + 1)
+  .map(e => e.outerHTML.slice(0, 200))"""
 
 
 def _context(_chromium, width: str, live_server, user=None):
@@ -104,3 +104,46 @@ def test_a_visitor_on_a_phone_sees_the_header_in_one_row(_chromium, live_server)
     assert _header_height(page) < 70
     assert page.evaluate(WIDER_THAN_WINDOW) == []
     context.close()
+
+
+def _alice_has_rows(alice) -> None:
+    """A training with a long name, an API token and ledger rows: every table of her pages has a row."""
+    from fluxsite.accounts.services import api_token_create
+    from training.services import training_create
+
+    for n in range(3):
+        training_create(
+            owner=alice,
+            name=f"Portraits by the sea, take {n}",
+            trigger_word=f"ohwx_sea_{n}",
+            subject_kind="subject",
+        )
+    api_token_create(user=alice, name="my laptop's upload script", scopes=["read", "train"])
+
+
+@pytest.mark.parametrize("path", ["/trainings/", "/billing/", "/account/"])
+def test_on_a_phone_tables_scroll_inside_their_card_and_the_page_does_not(live_server, phone, alice, path):
+    _alice_has_rows(alice)
+    phone.goto(f"{live_server.url}{path}")
+
+    assert phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    assert phone.evaluate(WIDER_THAN_WINDOW) == []
+    regions = phone.locator(".table-wrap")
+    assert regions.count() >= 1
+    for n in range(regions.count()):
+        region = regions.nth(n)
+        assert region.get_attribute("tabindex") == "0" and region.get_attribute("aria-label")
+        box = region.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert phone.errors == []
+
+
+def test_a_table_region_takes_the_keyboard_focus_and_shows_it(live_server, desktop, alice):
+    _alice_has_rows(alice)
+    desktop.goto(f"{live_server.url}/trainings/")
+    region = desktop.locator(".table-wrap").first
+    region.focus()
+    desktop.keyboard.press("Shift+Tab")
+    desktop.keyboard.press("Tab")  # focus by keyboard, so :focus-visible applies
+    outline = region.evaluate("e => [document.activeElement === e, getComputedStyle(e).outlineStyle]")
+    assert outline == [True, "solid"]
