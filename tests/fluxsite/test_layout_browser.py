@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.test import Client
+
+from tests.journeys.conftest import AXE_RUN, AXE_SOURCE  # axe-core, vendored for the tests
+
+# Pictures of what these tests saw, to look at (var/ is kept out of git).
+SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots" / "layout"
+SHOTS.mkdir(parents=True, exist_ok=True)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -147,3 +155,21 @@ def test_a_table_region_takes_the_keyboard_focus_and_shows_it(live_server, deskt
     desktop.keyboard.press("Tab")  # focus by keyboard, so :focus-visible applies
     outline = region.evaluate("e => [document.activeElement === e, getComputedStyle(e).outlineStyle]")
     assert outline == [True, "solid"]
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_the_landing_page_fits_the_window_with_thumb_sized_buttons(_chromium, live_server, catalog, width):
+    context, page = _context(_chromium, width, live_server)
+    page.goto(f"{live_server.url}/")
+    assert page.get_by_role("heading", name="How it works").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    assert page.evaluate(WIDER_THAN_WINDOW) == []
+    assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    if width == "phone":
+        small = [t for t in page.evaluate(TARGETS) if t["height"] < 44]
+        assert small == []
+    page.screenshot(path=str(SHOTS / f"{width}-landing.png"), full_page=True)
+    page.evaluate(AXE_SOURCE)
+    assert page.evaluate(AXE_RUN) == []
+    assert page.errors == []
+    context.close()
