@@ -782,6 +782,9 @@ def training_detail(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpRespo
             **_detail_context(job),
             "new_events": new_events,
             "last_event_id": new_events[-1].pk if new_events else last_id,
+            # The cost card, out of band, when it may have changed: its Replicate id and start
+            # come with new events, its GPU cost as the training ends (the last poll).
+            "cost_oob": bool(new_events) or not job.is_active,
         }
         return polled(
             render(request, f"{DETAIL_PAGE}#status", context),
