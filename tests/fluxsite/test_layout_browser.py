@@ -19,10 +19,12 @@ WIDTHS = {
     "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
     "desktop": {"viewport": {"width": 1280, "height": 800}},
 }
-# Every visible link, button, summary and form control on the page, with its box.
+# Every visible link, button, summary and form control on the page, with its box (a checkbox's
+# target is its label).
 TARGETS = """() => [...document.querySelectorAll(
     'header a, header button, header summary, main a.button, main button, main summary, main input:not([type=hidden]), main select')]
   .filter(e => e.offsetParent !== null || e.tagName === 'SUMMARY')
+  .map(e => e.matches('input[type=checkbox], input[type=radio]') ? (e.closest('label') || e) : e)
   .map(e => { const r = e.getBoundingClientRect();
               return {what: e.outerHTML.slice(0, 90), width: r.width, height: r.height}; })
   .filter(t => t.width > 0 && t.height > 0)"""
@@ -173,3 +175,41 @@ def test_the_landing_page_fits_the_window_with_thumb_sized_buttons(_chromium, li
     assert page.evaluate(AXE_RUN) == []
     assert page.errors == []
     context.close()
+
+
+def _small_targets(page) -> list[dict]:
+    return [t for t in page.evaluate(TARGETS) if t["height"] < 44 or t["width"] < 44]
+
+
+def test_on_a_phone_the_dataset_page_has_thumb_sized_targets_and_opens_the_camera_roll(
+    live_server, phone, alice, alice_client
+):
+    from django.urls import reverse
+
+    from tests.training.conftest import add_photos
+    from training.services import training_create
+
+    job = training_create(owner=alice, name="Anna", trigger_word="ohwx_anna", subject_kind="subject")
+    add_photos(alice_client, job, 2)
+    phone.goto(f"{live_server.url}{reverse('training:dataset', args=[job.pk])}")
+
+    accept = phone.locator("#upload-input").get_attribute("accept").split(",")
+    assert "image/*" in accept and ".heic" in accept and ".heif" in accept
+    assert (
+        phone.locator("#upload-input").get_attribute("capture") is None
+    )  # the camera roll, not only the camera
+    assert _small_targets(phone) == []
+    caption = phone.locator(".thumb textarea").first
+    box = caption.bounding_box()
+    assert box["height"] >= 44 and box["width"] >= 140
+    assert caption.evaluate("e => parseFloat(getComputedStyle(e).fontSize)") >= 16  # no zoom on focus
+    assert phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    phone.screenshot(path=str(SHOTS / "phone-dataset.png"), full_page=True)
+    assert phone.errors == []
+
+
+def test_on_a_phone_the_trainings_list_has_thumb_sized_targets(live_server, phone, alice):
+    _alice_has_rows(alice)
+    phone.goto(f"{live_server.url}/trainings/")
+    assert _small_targets(phone) == []
+    phone.screenshot(path=str(SHOTS / "phone-trainings.png"), full_page=True)
