@@ -31,6 +31,7 @@ from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.pagination import CURSOR_PARAM, cursor_page, render_list, wants_more
 from fluxsite.ratelimits import rate_limited
+from fluxsite.units import duration_text
 from training import selectors, services
 from training.captioning_models import INSPECTION_MODEL
 from training.forms import (
@@ -687,7 +688,7 @@ def _detail_context(job: TrainingJob) -> dict:
         "preset_label": trainer_get(job.trainer).presets.get(job.preset, {}).get("label", ""),
         "trainer": trainer_get(job.trainer),
         "speed": selectors.speed_text(job.seconds_per_step),
-        "eta": selectors.duration_text(job.eta_seconds) if job.eta_seconds is not None else "",
+        "eta": duration_text(job.eta_seconds) if job.eta_seconds is not None else "",
         "refunded": job.cost_credits
         if job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELED) and job.credit_reference
         else None,

@@ -55,8 +55,10 @@
     var zone;
     try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
     if (!zone || !/^[A-Za-z0-9_+\-\/]{1,64}$/.test(zone)) return;
-    if (document.cookie.indexOf("tz=" + encodeURIComponent(zone)) === -1) {
-      document.cookie = "tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; samesite=lax";
+    // Unencoded: the pattern above admits only characters a cookie value may hold, and Django
+    // reads cookie values as they are (no percent-decoding).
+    if (document.cookie.split("; ").indexOf("tz=" + zone) === -1) {
+      document.cookie = "tz=" + zone + "; path=/; max-age=31536000; samesite=lax";
     }
   }
 

@@ -213,3 +213,62 @@ def test_on_a_phone_the_trainings_list_has_thumb_sized_targets(live_server, phon
     phone.goto(f"{live_server.url}/trainings/")
     assert _small_targets(phone) == []
     phone.screenshot(path=str(SHOTS / "phone-trainings.png"), full_page=True)
+
+
+def test_times_follow_the_browsers_time_zone_from_the_second_page_on(_chromium, live_server, alice):
+    from datetime import UTC, datetime
+
+    from training.models import TrainingJob
+    from training.services import training_create
+
+    job = training_create(owner=alice, name="Sea", trigger_word="ohwx_sea", subject_kind="subject")
+    TrainingJob.objects.filter(pk=job.pk).update(created_at=datetime(2026, 7, 1, 12, 0, tzinfo=UTC))
+    context = _chromium.new_context(**WIDTHS["desktop"], timezone_id="Asia/Tokyo")
+    client = Client()
+    client.force_login(alice)
+    context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    page = context.new_page()
+    page.goto(f"{live_server.url}/trainings/")  # site.js remembers the zone in a cookie
+    assert {c["name"]: c["value"] for c in context.cookies()}.get("tz") == "Asia/Tokyo"
+    page.reload()
+    assert page.locator("#training-rows time").inner_text() == "1 Jul 2026, 21:00"
+    context.close()
+
+
+def test_a_button_is_disabled_while_its_htmx_request_runs(live_server, desktop):
+    held = []
+    desktop.route("**/account/tokens/", lambda route: held.append(route))
+    desktop.goto(f"{live_server.url}/account/")
+    desktop.fill("#api-tokens input[name=name]", "laptop")
+    button = desktop.get_by_role("button", name="Create token")
+    button.click()
+    desktop.wait_for_function("document.querySelector('#api-tokens form button[type=submit]').disabled")
+    assert held and button.get_attribute("aria-busy") == "true"
+    held[0].continue_()
+    desktop.get_by_text("Copy it now").wait_for()
+    assert desktop.get_by_role("button", name="Create token").is_enabled()
+
+
+def test_a_button_of_an_ordinary_form_is_disabled_once_its_form_is_sent(live_server, desktop, alice):
+    from django.urls import reverse
+
+    from training.services import training_create
+
+    job = training_create(owner=alice, name="Sea", trigger_word="ohwx_sea", subject_kind="subject")
+    sent = []
+
+    # A 204 answer keeps the browser on the page, as a slow server would while the request runs.
+    def hold(route) -> None:
+        sent.append(route.request.method)
+        route.fulfill(status=204)
+
+    desktop.route("**/duplicate/", hold)
+    desktop.goto(f"{live_server.url}{reverse('training:dataset', args=[job.pk])}")
+    button = desktop.get_by_role("button", name="Duplicate")
+    button.click()
+    desktop.wait_for_function("document.querySelector('button[data-busy]') !== null")
+    assert sent == ["POST"] and button.is_disabled()
+    assert desktop.get_by_role("button", name="Apply to all").is_enabled()  # only the sent form's buttons
+    assert desktop.errors == []

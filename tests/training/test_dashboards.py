@@ -550,7 +550,7 @@ def test_the_status_fragment_refreshes_the_cost_card_when_the_gpu_cost_arrives(a
     body = final.content.decode()
     assert final.status_code == 286
     cost_card = body.split('id="training-cost" hx-swap-oob="true">')[1].split("</section>")[0]
-    assert f"${job.actual_cost_dollars}" in cost_card and "1200 s of GPU" in cost_card
+    assert f"${job.actual_cost_dollars}" in cost_card and "20 min 00 s of GPU" in cost_card
     assert "known when Replicate finishes" not in cost_card
 
 
