@@ -272,3 +272,34 @@ def test_a_button_of_an_ordinary_form_is_disabled_once_its_form_is_sent(live_ser
     assert sent == ["POST"] and button.is_disabled()
     assert desktop.get_by_role("button", name="Apply to all").is_enabled()  # only the sent form's buttons
     assert desktop.errors == []
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]):not([type=submit]), select, textarea')]
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
+  .map(e => e.outerHTML.slice(0, 120))"""
+
+
+def test_every_field_of_the_pages_a_new_person_uses_has_a_label(live_server, desktop, alice, alice_client):
+    from django.urls import reverse
+
+    from tests.training.conftest import add_photos
+    from training.services import training_create
+
+    job = training_create(owner=alice, name="Anna", trigger_word="ohwx_anna", subject_kind="subject")
+    add_photos(alice_client, job, 1)
+    pages = [
+        "/trainings/",
+        reverse("training:new"),
+        reverse("training:dataset", args=[job.pk]),
+        reverse("training:start", args=[job.pk]),
+        "/models/",
+        reverse("generations:generate"),
+        "/billing/",
+        "/account/",
+    ]
+    unlabelled = {}
+    for path in pages:
+        desktop.goto(f"{live_server.url}{path}")
+        if found := desktop.evaluate(UNLABELLED):
+            unlabelled[path] = found
+    assert unlabelled == {}
