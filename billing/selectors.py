@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
@@ -11,10 +12,41 @@ from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from billing.models import CheckoutRecord, CreditEntry, CreditKind, Subscription, SubscriptionStatus, Wallet
+from billing.models import (
+    CheckoutRecord,
+    CreditEntry,
+    CreditKind,
+    CreditPack,
+    Plan,
+    Subscription,
+    SubscriptionStatus,
+    Wallet,
+)
+from billing.pricing import generation_cost_credits, training_cost_credits, training_cost_dollars
 
 if TYPE_CHECKING:  # the user model is a type here; billing sits below accounts (docs/architecture.md)
     from fluxsite.accounts.models import User
+
+
+def price_list() -> dict:
+    """What things cost and what is on sale, for the pricing page and the landing page: training
+    examples by steps (credits and GPU dollars), an image's credits, the active packs and plans, the
+    welcome credits and a credit's value in cents."""
+    return {
+        "packs": CreditPack.objects.filter(active=True),
+        "plans": Plan.objects.filter(active=True),
+        "training_examples": [
+            {
+                "steps": steps,
+                "credits": training_cost_credits(steps=steps),
+                "gpu_dollars": training_cost_dollars(steps=steps),
+            }
+            for steps in (500, 1000, 2000)
+        ],
+        "image_credits": generation_cost_credits(num_images=1),
+        "signup_credits": settings.SIGNUP_CREDITS,
+        "credit_value_cents": settings.CREDIT_VALUE_CENTS,
+    }
 
 
 def balance_for_user(user: User) -> int:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ImproperlyConfigured
@@ -13,7 +12,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from billing import selectors
 from billing.models import CheckoutStatus, CreditPack, Plan
-from billing.pricing import generation_cost_credits, training_cost_credits, training_cost_dollars
 from billing.services import WebhookLockTimeout, billing_portal_url, checkout_start, stripe_event_record
 from billing.services.payments import CheckoutRefused
 from fluxsite.htmx import polled
@@ -65,26 +63,7 @@ def overview(request: AuthenticatedHtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 def pricing(request: HttpRequest) -> HttpResponse:
-    examples = [
-        {
-            "steps": steps,
-            "credits": training_cost_credits(steps=steps),
-            "gpu_dollars": training_cost_dollars(steps=steps),
-        }
-        for steps in (500, 1000, 2000)
-    ]
-    return render(
-        request,
-        "billing/pricing.html",
-        {
-            "packs": CreditPack.objects.filter(active=True),
-            "plans": Plan.objects.filter(active=True),
-            "training_examples": examples,
-            "image_credits": generation_cost_credits(num_images=1),
-            "signup_credits": settings.SIGNUP_CREDITS,
-            "credit_value_cents": settings.CREDIT_VALUE_CENTS,
-        },
-    )
+    return render(request, "billing/pricing.html", selectors.price_list())
 
 
 def _start_checkout(

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import functools
 import time
+import zoneinfo
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -8,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 from fluxsite.logs import HEADER, REQUEST_ID, request_id_new, request_id_valid
 
@@ -162,3 +165,36 @@ def session_times_start(sender: type[User], request: HttpRequest | None, user: U
         now = int(time.time())
         request.session[SessionIdleTimeoutMiddleware.STARTED] = now
         request.session[SessionIdleTimeoutMiddleware.SEEN] = now
+
+
+TIME_ZONE_COOKIE = "tz"
+
+
+class TimezoneMiddleware:
+    """Show times in the person's own time zone: the browser's, which static/js/site.js keeps in the
+    `tz` cookie (an IANA name such as "Europe/Paris"). A missing or unknown name leaves
+    settings.TIME_ZONE (UTC). Only the display changes: times are stored and compared in UTC."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        zone = _zone(request.COOKIES.get(TIME_ZONE_COOKIE, ""))
+        if zone is None:
+            timezone.deactivate()
+        else:
+            timezone.activate(zone)
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()  # a thread serves the next request in its own zone
+
+
+@functools.lru_cache(maxsize=256)
+def _zone(name: str) -> zoneinfo.ZoneInfo | None:
+    if not name or len(name) > 64:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):  # ValueError: a path such as "../x"
+        return None

@@ -10,6 +10,7 @@ from django.template import loader
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
+from billing.selectors import price_list
 from fluxsite import health
 from fluxsite.account_deletion import account_delete as account_delete_service
 from fluxsite.accounts.forms import AccountDeleteForm
@@ -19,9 +20,10 @@ from fluxsite.integrations import storage
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
+    """People who are signed in get their trainings; visitors, what Fluxsite does and what it costs."""
     if request.user.is_authenticated:
         return redirect("training:list")
-    return redirect("accounts:login")
+    return render(request, "landing.html", price_list())
 
 
 @require_GET

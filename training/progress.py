@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 FLUX_LABEL = r"flux_train_replicate"
@@ -93,10 +93,14 @@ def progress_from_logs(logs: str | None, *, label: str = FLUX_LABEL) -> Progress
 
 
 def loss_chart_svg(points: list[tuple[int, float]], *, width: int = 600, height: int = 180) -> SafeString:
-    """An inline SVG line chart of loss over steps (no script, no inline style: CSS classes only)."""
+    """An inline SVG line chart of loss over steps (no script, no inline style: CSS classes only).
+
+    The drawing stretches to its card's whole width at any height the stylesheet gives it
+    (`preserveAspectRatio="none"`, strokes that do not scale), so its labels are HTML around it:
+    text inside a stretched SVG would be squashed, and unreadably small on a phone.
+    """
     if len(points) < 2:
         return mark_safe("")  # noqa: S308  (a constant empty string)
-    pad = 28
     steps = [p[0] for p in points]
     losses = [p[1] for p in points]
     x0, x1 = min(steps), max(steps)
@@ -105,36 +109,31 @@ def loss_chart_svg(points: list[tuple[int, float]], *, width: int = 600, height:
         y1 = y0 + 1e-9
     if x1 == x0:
         x1 = x0 + 1
+    pad = 4  # room for the stroke at the edges
 
     def sx(step: int) -> float:
-        return pad + (step - x0) * (width - 2 * pad) / (x1 - x0)
+        return (step - x0) * width / (x1 - x0)
 
     def sy(loss: float) -> float:
         return height - pad - (loss - y0) * (height - 2 * pad) / (y1 - y0)
 
     coords = " ".join(f"{sx(s):.1f},{sy(v):.1f}" for s, v in points)
-    labels = format_html_join(
-        "",
-        '<text x="{}" y="{}">{}</text>',
-        [
-            (2, pad - 6, f"{y1:.3g}"),
-            (2, height - pad + 4, f"{y0:.3g}"),
-            (pad, height - 6, f"step {x0}"),
-            (width - pad - 60, height - 6, f"step {x1}"),
-        ],
-    )
     return format_html(
-        '<svg viewBox="0 0 {w} {h}" role="img" aria-label="Training loss from step {a} to {b}">'
-        '<line class="axis" x1="{p}" y1="{bottom}" x2="{right}" y2="{bottom}"/>'
-        '<line class="axis" x1="{p}" y1="{p}" x2="{p}" y2="{bottom}"/>'
-        '<polyline class="line" points="{coords}"/>{labels}</svg>',
+        '<div class="loss-plot">'
+        '<span class="y-max">{top}</span><span class="y-min">{low}</span>'
+        '<svg viewBox="0 0 {w} {h}" width="100%" height="100%" preserveAspectRatio="none" role="img"'
+        ' aria-label="Training loss from step {a} to {b}, from {first} to {last}">'
+        '<line class="axis" x1="0" y1="{h}" x2="{w}" y2="{h}"/>'
+        '<line class="axis" x1="0" y1="0" x2="0" y2="{h}"/>'
+        '<polyline class="line" points="{coords}"/></svg>'
+        '<span class="x-min">step {a}</span><span class="x-max">step {b}</span></div>',
         w=width,
         h=height,
         a=x0,
         b=x1,
-        p=pad,
-        bottom=height - pad,
-        right=width - pad,
+        top=f"{y1:.3g}",
+        low=f"{y0:.3g}",
+        first=f"{losses[0]:.3g}",
+        last=f"{losses[-1]:.3g}",
         coords=coords,
-        labels=labels,
     )

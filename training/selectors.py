@@ -15,6 +15,7 @@ from django.utils import timezone
 from fluxsite.accounts.models import User
 from fluxsite.integrations.storage import PRIVATE, PUBLIC
 from fluxsite.prepared import PreparedQuery
+from fluxsite.units import duration_text
 from models_app.models import LoraModel
 from models_app.selectors import sample_grid_display
 from training.dataset_zip import member_stem
@@ -313,20 +314,6 @@ class StageRow:
     @property
     def duration(self) -> str:
         return duration_text(self.seconds) if self.seconds is not None else ""
-
-
-def duration_text(seconds: float | int | None) -> str:
-    """Short enough for a timeline cell: "45 s", "3 min 20 s", "1 h 05 min"."""
-    if seconds is None:
-        return ""
-    seconds = max(int(seconds), 0)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 def speed_text(seconds_per_step: float | None) -> str:

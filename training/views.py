@@ -31,6 +31,7 @@ from fluxsite.integrations import storage
 from fluxsite.integrations.errors import IntegrationError
 from fluxsite.pagination import CURSOR_PARAM, cursor_first_page, cursor_page, render_list, wants_more
 from fluxsite.ratelimits import rate_limited
+from fluxsite.units import duration_text
 from training import selectors, services
 from training.captioning_models import INSPECTION_MODEL
 from training.forms import (
@@ -689,7 +690,7 @@ def _detail_context(job: TrainingJob) -> dict:
         "preset_label": trainer_get(job.trainer).presets.get(job.preset, {}).get("label", ""),
         "trainer": trainer_get(job.trainer),
         "speed": selectors.speed_text(job.seconds_per_step),
-        "eta": selectors.duration_text(job.eta_seconds) if job.eta_seconds is not None else "",
+        "eta": duration_text(job.eta_seconds) if job.eta_seconds is not None else "",
         "refunded": job.cost_credits
         if job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELED) and job.credit_reference
         else None,
@@ -786,6 +787,9 @@ def training_detail(request: AuthenticatedHtmxHttpRequest, pk: int) -> HttpRespo
             **_detail_context(job),
             "new_events": new_events,
             "last_event_id": new_events[-1].pk if new_events else last_id,
+            # The cost card, out of band, when it may have changed: its Replicate id and start
+            # come with new events, its GPU cost as the training ends (the last poll).
+            "cost_oob": bool(new_events) or not job.is_active,
         }
         return polled(
             render(request, f"{DETAIL_PAGE}#status", context),

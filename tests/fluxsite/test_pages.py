@@ -47,9 +47,32 @@ def test_the_layout_uses_our_own_htmx_and_sends_the_csrf_token(alice_client):
         assert label in html
 
 
-def test_the_home_page_sends_visitors_to_login_and_users_to_their_trainings(anon_client, alice_client):
-    assert anon_client.get("/")["Location"] == "/account/login/"
+def test_the_home_page_sends_people_who_are_signed_in_to_their_trainings(alice_client):
     assert alice_client.get("/")["Location"] == "/trainings/"
+
+
+def test_the_home_page_shows_a_visitor_what_fluxsite_does_and_what_it_costs(anon_client, catalog, settings):
+    from billing.models import CreditPack
+    from billing.pricing import generation_cost_credits, training_cost_credits
+
+    response = anon_client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "How it works" in html and "Drop 10-50 photos" in html
+    assert 'href="/account/signup/"' in html and 'href="/account/login/"' in html
+    for picture in ("photos", "training", "results"):
+        assert f'src="/static/img/landing/{picture}.svg"' in html
+    packs = list(CreditPack.objects.filter(active=True))
+    assert packs and all(pack.name in html for pack in packs)
+    assert f"{training_cost_credits(steps=1000)} credits" in html
+    assert f"{generation_cost_credits(num_images=1)} credits" in html
+    assert f"{settings.SIGNUP_CREDITS} credits" in html
+    assert_no_inline_script(html)
+    assert "style=" not in html
+
+
+def test_the_home_page_refuses_a_post(anon_client):
+    assert anon_client.post("/").status_code == 405
 
 
 def test_health_check_answers(anon_client):

@@ -531,6 +531,29 @@ def test_the_status_fragment_polls_until_the_training_is_over(alice_client, alic
     assert final.status_code == 286 and "Succeeded" in body and "hx-get" not in body
 
 
+def test_the_status_fragment_refreshes_the_cost_card_when_the_gpu_cost_arrives(alice_client, alice):
+    job = _running(alice)
+    url = reverse("training:detail", args=[job.pk])
+    page = alice_client.get(url).content.decode()
+    assert (
+        page.count('id="training-cost"') == 1
+        and 'hx-swap-oob="true"' not in page.split('id="training-cost"')[1][:40]
+    )
+
+    last = TrainingEvent.objects.create(job=job, stage="replicate_training", message="Training.")
+    quiet = alice_client.get(url, {"since": last.pk}, headers={"hx-request": "true"}).content.decode()
+    assert 'id="training-cost"' not in quiet  # nothing happened: the card cannot have changed
+
+    TrainingJob.objects.filter(pk=job.pk).update(status=S.SUCCEEDED, predict_time=1200, progress_step=1000)
+    job.refresh_from_db()
+    final = alice_client.get(url, {"since": last.pk}, headers={"hx-request": "true"})
+    body = final.content.decode()
+    assert final.status_code == 286
+    cost_card = body.split('id="training-cost" hx-swap-oob="true">')[1].split("</section>")[0]
+    assert f"${job.actual_cost_dollars}" in cost_card and "20 min 00 s of GPU" in cost_card
+    assert "known when Replicate finishes" not in cost_card
+
+
 def test_a_failed_training_shows_the_error_its_hint_the_refund_and_retry(alice_client, alice):
     job = _running(
         alice,

@@ -44,7 +44,19 @@ def test_a_bar_without_a_loss_still_gives_progress():
 
 def test_the_loss_chart_is_an_inline_svg_without_styles_or_scripts():
     svg = str(loss_chart_svg([(100, 0.41), (200, 0.35), (300, 0.30)]))
-    assert svg.startswith("<svg") and "<polyline" in svg
+    assert "<svg" in svg and "<polyline" in svg
     assert "style=" not in svg
     assert_no_inline_script(svg)
     assert loss_chart_svg([(1, 0.5)]) == ""
+
+
+def test_the_loss_chart_stretches_to_its_cards_width_with_its_labels_outside_the_drawing():
+    chart = str(loss_chart_svg([(100, 0.41), (200, 0.35), (300, 0.30)]))
+    svg = chart[chart.index("<svg") : chart.index("</svg>")]
+    assert 'viewBox="0 0 600 180"' in svg and 'width="100%"' in svg and 'preserveAspectRatio="none"' in svg
+    assert "<text" not in svg  # squashed by the stretch: the labels are HTML
+    for label in ("0.41", "0.3", "step 100", "step 300"):
+        assert f">{label}</span>" in chart
+    # The line spans the whole drawing, first step at the left edge and last at the right.
+    points = svg.split('points="')[1].split('"')[0].split()
+    assert points[0].startswith("0.0,") and points[-1].startswith("600.0,")
