@@ -16,10 +16,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSPHRASE = "an-unusual-passphrase-for-erin"
 
 
-def _balance_text(journey) -> str:
-    return journey.page.locator("nav.mainnav").inner_text()
-
-
 def _sign_up_and_verify(journey, email: str) -> None:
     page = journey.page
     journey.goto("/", "landing")
