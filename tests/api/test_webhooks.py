@@ -330,6 +330,10 @@ def test_a_training_failing_midway_in_the_sandbox_delivers_training_failed_with_
     stages = [p["data"]["training"]["status"] for p in payloads if p["type"] == "training.stage_changed"]
     assert stages[-1] == "failed" and "succeeded" not in stages
     assert balance_for_user(alice) == before  # refunded, as the event says nothing was kept
+    # The receiver answers before the sender records the answer: wait for that record.
+    assert wait_for(
+        lambda: WebhookDelivery.objects.get(type="training.failed").status == D.SUCCEEDED, timeout=10
+    )
     delivery = WebhookDelivery.objects.get(type="training.failed")
     assert (delivery.status, delivery.attempts) == (D.SUCCEEDED, 1)
 
