@@ -74,6 +74,10 @@ def api_client(stack: Stack, token: str) -> httpx.Client:
         headers={"Authorization": f"Bearer {token}", **HTTPS},
         # Generous: 20 uploads at once share 2 loaded cores with the clusters and the sandbox.
         timeout=httpx.Timeout(180, connect=10),
+        # A new connection per request: gunicorn closes a kept-alive connection after 2 s idle, and a
+        # POST sent on one it has just closed fails with "Server disconnected" (seen in CI while the
+        # client was drawing the next request's photos); httpx does not resend a POST by itself.
+        limits=httpx.Limits(max_keepalive_connections=0),
     )
 
 
@@ -143,6 +147,7 @@ def training_start(stack: Stack, token: str, n: int) -> int:
 
 
 def _training_start(stack: Stack, token: str, n: int) -> int:
+    files = photos(n)  # drawn before the first request, not between two
     with api_client(stack, token) as api:
         created = api.post(
             "/trainings", json={"name": f"Prod run {n}"}, headers={"Idempotency-Key": str(uuid.uuid4())}
@@ -152,7 +157,7 @@ def _training_start(stack: Stack, token: str, n: int) -> int:
             f"training create answered {created.status_code}: {created.text[:300]}",
         )
         training_id = created.json()["id"]
-        added = api.post(f"/trainings/{training_id}/photos", files=photos(n))
+        added = api.post(f"/trainings/{training_id}/photos", files=files)
         check(
             added.status_code == 200 and added.json()["ready"],
             f"photos for training {training_id}: {added.status_code} {added.text[:500]}",
