@@ -6,7 +6,7 @@
 A throwaway PostgreSQL database `bench_gunicorn` gets one signed-in user with `--rows` of each kind
 (trainings, events, models, generations, ledger entries; bench_pages.py's data), then gunicorn serves
 the real WSGI application with DEBUG off, a real secret, allowed hosts, the Redis cache, the
-README's worker settings (gthread, 4 threads) and `--workers` processes. `wrk` (Debian's package)
+README's worker settings (gthread, 4 threads, 8 connections a worker) and `--workers` processes. `wrk` (Debian's package)
 drives each URL with `--connections` keep-alive connections for `--seconds`, sending the
 `X-Forwarded-Proto: https` a TLS proxy adds. For each page: requests per second, p50/p99 latency,
 and server CPU per request (user + system time of the gunicorn workers read from /proc before and
@@ -144,6 +144,7 @@ def gunicorn_start(env: dict[str, str], workers: int) -> tuple[subprocess.Popen,
             f"--workers={workers}",
             "--worker-class=gthread",
             "--threads=4",
+            "--worker-connections=8",
             "--timeout=120",
             "--log-level=warning",
         ],

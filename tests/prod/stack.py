@@ -201,6 +201,7 @@ class Stack:
                 f"--workers={workers}",
                 "--worker-class=gthread",
                 f"--threads={threads}",
+                f"--worker-connections={2 * threads}",
                 "--timeout=120",
                 "--graceful-timeout=30",
                 "--limit-request-line=8190",
