@@ -12,6 +12,7 @@ Every value the fragment shows must be named, or a change to it would be served 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from django import template
@@ -21,9 +22,37 @@ from fluxsite.fragments import fragment_key
 
 register = template.Library()
 
+_MISSING = object()
+
+
+@lru_cache(maxsize=256)
+def _bits(lookup: str) -> tuple[int | str, ...]:
+    return tuple(int(bit) if bit.isdigit() else bit for bit in lookup.split("."))
+
+
+def _resolve(row: object, lookup: str) -> Any:
+    """What `{{ row.<lookup> }}` gives, the way Django's `Variable` resolves it for the rows these
+    keys are made of (tuples indexed by position, attributes, dict keys, callables called), without
+    its slow path: on a tuple, Django tries `row["0"]`, then `getattr(row, "0")`, then
+    `"0" in dir(row)` before indexing, and that `dir()` was most of the models list's key (issue 15).
+    Anything else (a lookup that fails, a dict with integer-like keys) goes to `Variable` itself."""
+    current: Any = row
+    for bit in _bits(lookup):
+        if isinstance(bit, int) and isinstance(current, (tuple, list)):
+            current = current[bit] if -len(current) <= bit < len(current) else _MISSING
+        elif isinstance(current, dict):
+            current = current.get(bit, _MISSING) if isinstance(bit, str) else _MISSING
+        else:
+            current = getattr(current, str(bit), _MISSING)
+        if current is _MISSING:
+            return Variable(f"row.{lookup}").resolve({"row": row})
+        if callable(current) and not getattr(current, "do_not_call_in_templates", False):
+            if getattr(current, "alters_data", False):
+                return Variable(f"row.{lookup}").resolve({"row": row})
+            current = current()
+    return current
+
 
 @register.simple_tag
 def fragment_key_for(rows: Iterable[object], *lookups: str) -> str:
-    variables = [Variable(f"row.{lookup}") for lookup in lookups]
-    contexts: list[dict[str, Any]] = [{"row": row} for row in rows]
-    return fragment_key(tuple(v.resolve(context) for v in variables) for context in contexts)
+    return fragment_key(tuple(_resolve(row, lookup) for lookup in lookups) for row in rows)

@@ -124,3 +124,55 @@ def test_a_new_ledger_entry_shows_on_the_billing_page(alice_client, alice):
         user=alice, amount=37, reference="test:fragments", kind="billing.credits.adjusted", note="a gift"
     )
     assert "+37" in alice_client.get(url).content.decode()
+
+
+class _Row:
+    name = "Model 1"
+    items = {"a": 1}
+
+    def label(self) -> str:
+        return "called"
+
+    def delete(self) -> None:  # a method that changes data: Django's templates never call it
+        raise AssertionError("called")
+
+    delete.alters_data = True  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "row, lookup",
+    [
+        ((_Row(), "https://x/t.webp"), "0.name"),
+        ((_Row(), "https://x/t.webp"), "1"),
+        ((_Row(), ""), "0.label"),
+        ((_Row(), ""), "0.items.a"),
+        ((_Row(), ""), "0.delete"),
+        ((_Row(),), "1"),  # out of range: Django's empty string
+        ({"0": "by key"}, "0"),
+        ({0: "int key"}, "0"),
+        ([["nested"]], "0.0"),
+        (_Row(), "missing"),
+    ],
+)
+def test_the_key_reads_each_value_as_the_template_would(row, lookup):
+    from django.template.base import Variable
+
+    from fluxsite.templatetags.fragments import _resolve
+
+    def outcome(resolve):
+        try:
+            return resolve()
+        except Exception as exc:  # the old tag raised what Variable raises: so must the new one
+            return type(exc)
+
+    expected = outcome(lambda: Variable(f"row.{lookup}").resolve({"row": row}))
+    assert outcome(lambda: _resolve(row, lookup)) == expected
+
+
+def test_rows_that_differ_in_a_named_value_have_different_keys():
+    from fluxsite.templatetags.fragments import fragment_key_for
+
+    one, other = _Row(), _Row()
+    other.name = "Model 2"
+    assert fragment_key_for([(one, "u")], "0.name", "1") != fragment_key_for([(other, "u")], "0.name", "1")
+    assert fragment_key_for([(one, "u")], "0.name", "1") == fragment_key_for([(_Row(), "u")], "0.name", "1")
