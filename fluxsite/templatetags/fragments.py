@@ -37,6 +37,7 @@ def _resolve(row: object, lookup: str) -> Any:
     `"0" in dir(row)` before indexing, and that `dir()` was most of the models list's key (issue 15).
     Anything else (a lookup that fails, a dict with integer-like keys) goes to `Variable` itself."""
     current: Any = row
+    context: dict[str, Any] = {"row": row}
     for bit in _bits(lookup):
         if isinstance(bit, int) and isinstance(current, (tuple, list)):
             current = current[bit] if -len(current) <= bit < len(current) else _MISSING
@@ -45,10 +46,10 @@ def _resolve(row: object, lookup: str) -> Any:
         else:
             current = getattr(current, str(bit), _MISSING)
         if current is _MISSING:
-            return Variable(f"row.{lookup}").resolve({"row": row})
+            return Variable(f"row.{lookup}").resolve(context)
         if callable(current) and not getattr(current, "do_not_call_in_templates", False):
             if getattr(current, "alters_data", False):
-                return Variable(f"row.{lookup}").resolve({"row": row})
+                return Variable(f"row.{lookup}").resolve(context)
             current = current()
     return current
 
