@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import cast
 
 from django.conf import settings
+from django.http import HttpRequest
+from django.middleware.csrf import get_token
 from django.utils import timezone, translation
 
 FRAGMENT_SECONDS = 600
@@ -50,3 +52,14 @@ def fragment_key(rows: Iterable[Iterable[object]]) -> str:
         digest.update(repr(tuple(row)).encode())
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def csrf_scope(request: HttpRequest) -> str:
+    """The part of a fragment's key that makes it one browser's own, for a fragment holding
+    `{% csrf_token %}`: a digest of the request's CSRF secret (made now if it has none yet, as the
+    tag would). The cached HTML carries a token valid for that secret only, so it is served back
+    only to the browser holding it; another person (or the same one after signing in again, which
+    rotates the secret) gets its own rendering."""
+    get_token(request)  # sets request.META["CSRF_COOKIE"] when the request brought no secret
+    secret = str(request.META.get("CSRF_COOKIE", ""))
+    return hashlib.blake2b(secret.encode(), digest_size=16, person=b"fluxsite-csrf").hexdigest()

@@ -24,7 +24,7 @@ from django_htmx.http import trigger_client_event
 
 from billing.selectors import balance_for_user
 from billing.services import InsufficientCredits
-from fluxsite.fragments import fragment_key
+from fluxsite.fragments import csrf_scope, fragment_key
 from fluxsite.htmx import CREDITS_CHANGED, polled
 from fluxsite.http import AuthenticatedHtmxHttpRequest, AuthenticatedHttpRequest, HtmxHttpRequest
 from fluxsite.integrations import storage
@@ -130,28 +130,50 @@ def training_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "training/new.html", {"form": form})
 
 
-def _dataset_context(dataset: Dataset, **extra) -> dict:
+def _grid_shows(image: Any) -> tuple:
+    """What a photo's card in the dataset grid shows (the key of the grid's cached HTML)."""
+    return (
+        image.pk,
+        image.original_name,
+        image.original_width,
+        image.original_height,
+        image.byte_size,
+        image.warnings,
+        image.inspection_warnings,
+        image.caption_source,
+        image.caption_model,
+        image.caption,
+    )
+
+
+def _dataset_context(request: HttpRequest, dataset: Dataset, **extra) -> dict:
     since = timezone.now().timestamp()  # before the photos are read: captions arriving later are polled
     images = list(dataset.images.all())
     t = dataset.training_id
+    editable = dataset.training.status == dataset.training.Status.DRAFT
+    # A trained model: each photo can start an image with it (image to image, inpainting).
+    model_pk = selectors.training_ready_model_pk(dataset.training)
     return {
         "training": dataset.training,
         "dataset": dataset,
         "images": images,
-        "image_rows": [
+        # A callable, called inside the grid's cached block: the 50 caption editors are built
+        # only when that HTML is not cached yet (they were most of a full dataset page's time).
+        "image_rows": lambda: [
             (
                 image,
                 CaptionForm.for_image(image, save_url=reverse("training:image_caption", args=[t, image.pk])),
             )
             for image in images
         ],
+        # The cards hold {% csrf_token %}: the key is this browser's (fluxsite.fragments.csrf_scope).
+        "grid_key": fragment_key([(t, editable, model_pk, csrf_scope(request)), *map(_grid_shows, images)]),
         "readiness": selectors.dataset_readiness(dataset, images),
         **_captioning_context(dataset, since=since),
         "template_form": CaptionTemplateForm(initial={"template": dataset.caption_template}),
         "bulk": _bulk_context(),
-        "editable": dataset.training.status == dataset.training.Status.DRAFT,
-        # A trained model: each photo can start an image with it (image to image, inpainting).
-        "model_pk": selectors.training_ready_model_pk(dataset.training),
+        "editable": editable,
+        "model_pk": model_pk,
         "limits": {
             "min": settings.DATASET_MIN_IMAGES,
             "max": settings.DATASET_MAX_IMAGES,
@@ -174,7 +196,7 @@ def _render_grid_or_page(
     request: HtmxHttpRequest, dataset: Dataset, status: int = 200, **extra
 ) -> HttpResponse:
     template = f"{DATASET_PAGE}#grid" if request.htmx else DATASET_PAGE
-    return render(request, template, _dataset_context(dataset, **extra), status=status)
+    return render(request, template, _dataset_context(request, dataset, **extra), status=status)
 
 
 @login_required
@@ -372,7 +394,7 @@ def _bulk_answer(
             response["HX-Trigger"] = "dataset-changed"
         return response
     return render(
-        request, DATASET_PAGE, _dataset_context(dataset, bulk=_bulk_context(**values)), status=status
+        request, DATASET_PAGE, _dataset_context(request, dataset, bulk=_bulk_context(**values)), status=status
     )
 
 

@@ -176,3 +176,65 @@ def test_rows_that_differ_in_a_named_value_have_different_keys():
     other.name = "Model 2"
     assert fragment_key_for([(one, "u")], "0.name", "1") != fragment_key_for([(other, "u")], "0.name", "1")
     assert fragment_key_for([(one, "u")], "0.name", "1") == fragment_key_for([(_Row(), "u")], "0.name", "1")
+
+
+def _grid(client, job) -> str:
+    return client.get(reverse("training:dataset", args=[job.pk])).content.decode()
+
+
+def test_the_dataset_grid_shows_a_changed_caption_and_a_deleted_photo_at_once(alice_client, alice):
+    from training.models import DatasetImage
+
+    job = training_create(owner=alice, name="Rex", trigger_word="ohwx_rex", subject_kind="subject")
+    add_photos(alice_client, job, 3)
+    first, second, third = DatasetImage.objects.filter(dataset__training=job).order_by("position")
+    assert f'id="image-{third.pk}"' in _grid(alice_client, job)
+
+    DatasetImage.objects.filter(pk=first.pk).update(caption="a dog on a beach")  # a bare update
+    DatasetImage.objects.filter(pk=second.pk).update(warnings=["Blurry: 12 (sharp photos score 100+)"])
+    third.delete()
+    body = _grid(alice_client, job)
+    assert "a dog on a beach" in body and "Blurry: 12" in body
+    assert f'id="image-{third.pk}"' not in body
+
+
+def test_a_cached_dataset_grid_is_never_served_with_another_browsers_csrf_token(alice):
+    """Each card holds a form with {% csrf_token %}: a second browser of the same person (its own
+    CSRF secret) must get tokens it can post with, not the first browser's cached ones."""
+    import re
+
+    from django.test import Client
+
+    from training.models import DatasetImage
+
+    job = training_create(owner=alice, name="Rex", trigger_word="ohwx_rex", subject_kind="subject")
+    laptop, phone = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+    for client in (laptop, phone):
+        client.force_login(alice)
+        client.get(reverse("training:list"))  # the browser's CSRF cookie, as a first page gives it
+    add_photos(_client_for_uploads(alice), job, 1)
+    image = DatasetImage.objects.get(dataset__training=job)
+    save = reverse("training:image_caption", args=[job.pk, image.pk])
+
+    def card_token(client) -> str:
+        body = _grid(client, job)
+        card_form = body[body.index(f'action="{save}"') :]
+        found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', card_form)
+        assert found
+        return found.group(1)
+
+    # Both browsers see the same photos: the phone's grid would be the laptop's cached HTML.
+    laptop_token, phone_token = card_token(laptop), card_token(phone)
+    for n, (client, token) in enumerate([(phone, phone_token), (laptop, laptop_token)]):
+        answer = client.post(save, {"caption": f"caption {n}", "csrfmiddlewaretoken": token})
+        assert answer.status_code == 302, answer.status_code  # 403 if the token were not its own
+        image.refresh_from_db()
+        assert image.caption == f"caption {n}"
+
+
+def _client_for_uploads(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
