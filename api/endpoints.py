@@ -7,7 +7,8 @@ problem document (api.problems). POSTs accept an Idempotency-Key (api.services.i
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pydantic
 from django.conf import settings
@@ -144,6 +145,7 @@ def _insufficient(exc: InsufficientCredits) -> Problem:
 
 
 NOTHING_SPENT = "Nothing was spent."
+T = TypeVar("T")
 
 
 def _quote(
@@ -176,6 +178,31 @@ def _quote(
 def _refused(errors: dict[str, list[str]]) -> Problem:
     """A refused write (before anything is spent) as a 422 problem with the field errors."""
     return form_problem(errors, hint=NOTHING_SPENT)
+
+
+def _spend(
+    request: HttpRequest,
+    group: str,
+    errors: dict[str, list[str]],
+    run: Callable[[], T],
+    *,
+    refused: tuple[type[Exception], ...] = (),
+    conflict: tuple[type[Exception], ...] = (),
+) -> T:
+    """A paid write, after its dry run would have answered: refuse the field errors (422), count
+    the rate limit, then `run()` the service. Too few credits is 402; an exception in `refused`
+    is a 422 refusal and one in `conflict` a 409, each saying nothing was spent."""
+    if errors:
+        raise _refused(errors)
+    _rate_limit(request, group)
+    try:
+        return run()
+    except InsufficientCredits as exc:
+        raise _insufficient(exc)
+    except refused as exc:
+        raise _refused({"__all__": [str(exc)]})
+    except conflict as exc:
+        raise Problem("conflict", detail=str(exc), hint=NOTHING_SPENT)
 
 
 def _per_page(limit: int) -> int:
@@ -566,17 +593,15 @@ def training_start(
         if not readiness.ready:
             errors.setdefault("__all__", []).append(readiness.summary)
         return _quote(schemas.TrainingQuoteOut, user=user, credits=credits, dollars=dollars, errors=errors)
-    if errors:
-        raise _refused(errors)
-    _rate_limit(request, "training_start")
-    try:
-        training_services.training_start(
+    _spend(
+        request,
+        "training_start",
+        errors,
+        lambda: training_services.training_start(
             job=job, params=form.params(), preset=form.cleaned_data.get("preset") or ""
-        )
-    except InsufficientCredits as exc:
-        raise _insufficient(exc)
-    except training_services.PipelineError as exc:
-        raise Problem("conflict", detail=str(exc), hint=NOTHING_SPENT)
+        ),
+        conflict=(training_services.PipelineError,),
+    )
     return _json(_training(training_selectors.get_training_for_user(user, job.pk)))
 
 
@@ -792,11 +817,11 @@ def generation_create(
         return _quote(
             schemas.QuoteOut, user=user, credits=credits, dollars=credits_to_dollars(credits), errors=errors
         )
-    if errors:
-        raise _refused(errors)
-    _rate_limit(request, "generate")
-    try:
-        generation = generation_services.generation_start(
+    generation = _spend(
+        request,
+        "generate",
+        errors,
+        lambda: generation_services.generation_start(
             user=user,
             model=model,
             prompt=form.cleaned_data["prompt"],
@@ -805,11 +830,9 @@ def generation_create(
             source_image=source_image,
             mask=form.read(form.cleaned_data["mask"]),
             extra_model=extra_model,
-        )
-    except InsufficientCredits as exc:
-        raise _insufficient(exc)
-    except generation_services.GenerationError as exc:
-        raise _refused({"__all__": [str(exc)]})
+        ),
+        refused=(generation_services.GenerationError,),
+    )
     return _generation_created(request, user, generation)
 
 
@@ -844,20 +867,18 @@ def image_upscale(
         return _quote(
             schemas.QuoteOut, user=user, credits=credits, dollars=credits_to_dollars(credits), errors=errors
         )
-    if errors:
-        raise _refused(errors)
-    _rate_limit(request, "generate")
-    try:
-        generation = generation_services.generated_image_upscale(
+    generation = _spend(
+        request,
+        "generate",
+        errors,
+        lambda: generation_services.generated_image_upscale(
             user=user,
             image=image,
             scale=form.cleaned_data["scale"],
             face_enhance=form.cleaned_data["face_enhance"],
-        )
-    except InsufficientCredits as exc:
-        raise _insufficient(exc)
-    except generation_services.GenerationError as exc:
-        raise _refused({"__all__": [str(exc)]})
+        ),
+        refused=(generation_services.GenerationError,),
+    )
     return _generation_created(request, user, generation)
 
 
