@@ -15,18 +15,15 @@ cookie) in turn: requests per second, p50 and p99, and the API's figures divided
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, psql, table, verdict, wait_for_healthz  # noqa: E402
-from bench_gunicorn import gunicorn_start, gunicorn_stop, production_env, seed, wrk  # noqa: E402
+from _common import table, verdict, wait_for_healthz  # noqa: E402
+from bench_gunicorn import gunicorn_start, gunicorn_stop, production_setup, seed, static_collect, wrk  # noqa: E402
 
 DB = "bench_api"
 LISTS = (
@@ -96,19 +93,13 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk (Debian's package `wrk`)")
 
-    var_dir = tempfile.mkdtemp(prefix="fluxsite-bench-api-")
-    env = production_env(args.pg, args.redis, DB, var_dir)
-    env["RATELIMIT_ENABLE"] = "false"  # the bench measures the endpoint, not the limiter's 429s
-    os.environ.update(env)
-    psql(args.pg, f"DROP DATABASE IF EXISTS {DB}")
-    psql(args.pg, f"CREATE DATABASE {DB}")
-    import redis
-
-    redis.Redis.from_url(args.redis).flushdb()
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    env, var_dir = production_setup(
+        args.pg,
+        args.redis,
+        DB,
+        "fluxsite-bench-api-",
+        RATELIMIT_ENABLE="false",  # the bench measures the endpoint, not the limiter's 429s
+    )
     import bench_pages
 
     from fluxsite.accounts.models import User
@@ -130,12 +121,7 @@ def main() -> None:
         [[p, str(one[p]), str(many[p]), verdict(one[p] == many[p])] for p in paths],
     )
 
-    from django.db import connections
-
-    connections.close_all()
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
-    )
+    static_collect(env)
     server, base = gunicorn_start(env, args.workers)
     targets = [
         ("api", f"/api/v1/trainings/{training_id}", "", (f"Authorization: Bearer {secret}",)),

@@ -132,6 +132,38 @@ def production_env(pg: str, redis_url: str, db: str, var_dir: str) -> dict[str, 
     }
 
 
+def production_setup(
+    pg: str, redis_url: str, db: str, prefix: str, **extra: str
+) -> tuple[dict[str, str], str]:
+    """A fresh database `db`, an empty Redis, this process set up as a production deployment's
+    (production_env, plus `extra` variables): (its environment, its var dir). Then seed, then
+    `static_collect(env)` and `gunicorn_start(env, ...)`."""
+    var_dir = tempfile.mkdtemp(prefix=prefix)
+    env = {**production_env(pg, redis_url, db, var_dir), **extra}
+    os.environ.update(env)
+    psql(pg, f"DROP DATABASE IF EXISTS {db}")
+    psql(pg, f"CREATE DATABASE {db}")
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    return env, var_dir
+
+
+def static_collect(env: dict[str, str]) -> None:
+    """Close this process's connections (gunicorn's workers open their own) and collect the static
+    files production serves from their manifest."""
+    from django.db import connections
+
+    connections.close_all()
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
+    )
+
+
 def gunicorn_start(env: dict[str, str], workers: int) -> tuple[subprocess.Popen, str]:
     """gunicorn serving the project with the README's settings (gthread, 4 threads): (process, base URL)."""
     port = free_port()
@@ -176,25 +208,9 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk (Debian's package `wrk`)")
 
-    var_dir = tempfile.mkdtemp(prefix="fluxsite-bench-gunicorn-")
-    env = production_env(args.pg, args.redis, DB, var_dir)
-    os.environ.update(env)
-    psql(args.pg, f"DROP DATABASE IF EXISTS {DB}")
-    psql(args.pg, f"CREATE DATABASE {DB}")
-    import redis
-
-    redis.Redis.from_url(args.redis).flushdb()
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    env, var_dir = production_setup(args.pg, args.redis, DB, "fluxsite-bench-gunicorn-")
     cookie, training_id, model_id = seed(args.rows)
-    from django.db import connections
-
-    connections.close_all()
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
-    )
+    static_collect(env)
 
     server, base = gunicorn_start(env, args.workers)
     pages = [

@@ -150,6 +150,14 @@ def _grow(user, state: dict, n: int) -> None:
         ]
     )
     state["n"] = n
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        # As autovacuum would soon after a bulk insert: without statistics the planner takes every
+        # table for one row, and the model gallery joined each image to all of the model's
+        # generations (25 x 1,000 rows scanned at 1,000 rows: 6 ms on the server, not our code's).
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
 
 
 def _pages(state: dict) -> list[tuple[str, str, dict]]:

@@ -29,6 +29,12 @@ def test_the_procfile_runs_gunicorn_and_qcluster_with_the_guides_settings():
     assert set(procfile) == {"release", "web", "worker"}
     assert procfile["release"] == "python manage.py migrate --noinput"
     assert procfile["worker"] == "python manage.py qcluster"
-    for flag in ("--worker-class gthread", "--threads 4", "--worker-connections 8", "--timeout 120", "--graceful-timeout 30"):
+    for flag in (
+        "--worker-class gthread",
+        "--threads 4",
+        "--worker-connections 8",
+        "--timeout 120",
+        "--graceful-timeout 30",
+    ):
         assert flag in procfile["web"] and flag in GUIDE
     assert "[docs/deploy.md](docs/deploy.md)" in (ROOT / "README.md").read_text()
