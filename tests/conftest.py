@@ -203,6 +203,48 @@ def sandbox(live_server, settings, tmp_path):
     fault_clear()
 
 
+@pytest.fixture
+def qcluster_worker(sandbox, settings, tmp_path):
+    """`manage.py qcluster` in its own process, sharing the live server's database and files (the
+    test's storages are moved to a folder both processes see). Its output is in
+    `tmp_path / "worker.log"`. Tests that use it are marked `qcluster`."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.helpers import worker_env
+
+    media = tmp_path / "shared-media"
+    settings.MEDIA_ROOT = str(media)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media), "base_url": "/media/"},
+        },
+        "private": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media / "private"), "base_url": None},
+        },
+    }
+    with (tmp_path / "worker.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=Path(__file__).resolve().parent.parent,
+            start_new_session=True,
+            env=worker_env(sandbox, media, settings.SANDBOX_HF_ROOT, tmp_path / "var"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    yield process
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 # --- A real browser ------------------------------------------------------------------------------
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
 CHROMIUM_ARGS = [

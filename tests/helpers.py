@@ -7,14 +7,16 @@ thing happened, and a slow machine gets the whole timeout instead of a flaky fai
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any, TypeVar
 
 from django.core.signals import request_finished, request_started
-from django.db import connections
+from django.db import connection, connections
 
 T = TypeVar("T")
 
@@ -207,3 +209,28 @@ def cold_queries(client, url: str, **headers: Any) -> tuple[Any, int]:
     with CaptureQueriesContext(connection) as queries:
         response = client.get(url, **headers)
     return response, len(queries)
+
+
+def worker_env(base_url: str, media_root: Path, hf_root: Path, var_dir: Path) -> dict[str, str]:
+    """The environment of a `manage.py qcluster` process beside this test run: the same database
+    (the test database, SQLite file or PostgreSQL), the sandbox at `base_url`, the given files."""
+    db = connection.settings_dict
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    if db["ENGINE"].endswith("sqlite3"):
+        env["SQLITE_PATH"] = str(db["NAME"])
+    else:
+        env["DATABASE_URL"] = (
+            f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        )
+    env.update(
+        SITE_URL=base_url,
+        SANDBOX_MODE="true",
+        DEBUG="true",
+        SANDBOX_TRAINING_SECONDS="3",
+        MEDIA_ROOT=str(media_root),
+        SANDBOX_HF_ROOT=str(hf_root),
+        FLUXSITE_VAR_DIR=str(var_dir),
+        Q_WORKERS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env

@@ -138,7 +138,7 @@ def test_on_redis_running_tasks_are_the_ones_workers_noted_and_a_killed_one_s_no
 @pytest.mark.django_db(transaction=True)
 def test_a_real_cluster_is_seen_and_its_death_alerts(heartbeats, settings, tmp_path):
     """`manage.py qcluster` in its own process beats; killed with SIGKILL, it goes silent."""
-    from tests.training.test_pipeline_qcluster import worker_env
+    from tests.helpers import worker_env
 
     env = worker_env(settings.SITE_URL, tmp_path / "media", tmp_path / "hf", tmp_path / "var")
     if "queue_stats" in settings.CACHES:  # the worker's heartbeat cache is under its FLUXSITE_VAR_DIR

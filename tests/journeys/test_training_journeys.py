@@ -3,11 +3,7 @@ a real django-q2 worker in its own process (the pipeline runs as in production, 
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,46 +11,12 @@ from playwright.sync_api import expect
 
 from tests.conftest import PASSWORD
 from tests.training import images
-from tests.training.test_pipeline_qcluster import worker_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.qcluster, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 # A decoder project's truncated JPEG (tests/corpus/manifest.json: libvips/truncated.jpg): refused.
 BROKEN = ROOT / "tests" / "corpus" / "libvips" / "truncated.jpg"
-
-
-@pytest.fixture
-def worker(sandbox, settings, tmp_path):
-    """`manage.py qcluster` in its own process, sharing the live server's database and files."""
-    media = tmp_path / "shared-media"
-    settings.MEDIA_ROOT = str(media)
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(media), "base_url": "/media/"},
-        },
-        "private": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(media / "private"), "base_url": None},
-        },
-    }
-    log = (tmp_path / "worker.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        start_new_session=True,
-        env=worker_env(sandbox, media, settings.SANDBOX_HF_ROOT, tmp_path / "var"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    yield process
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _log_in(journey, user) -> None:
@@ -75,7 +37,7 @@ def _photos(tmp_path: Path, n: int) -> list[str]:
     return paths
 
 
-def test_train_from_photos_to_a_model_and_generate_with_it(journey, worker, alice, tmp_path):
+def test_train_from_photos_to_a_model_and_generate_with_it(journey, qcluster_worker, alice, tmp_path):
     from billing.services import credits_grant
     from training.models import TrainingJob
 
@@ -197,7 +159,7 @@ def _balance(journey) -> int:
 
 
 def test_cancel_midway_refunds_and_a_failed_training_says_why_and_retries(
-    journey, worker, alice, alice_client, settings
+    journey, qcluster_worker, alice, alice_client, settings
 ):
     from billing.selectors import balance_for_user
     from billing.services import credits_grant
