@@ -130,20 +130,19 @@ def training_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "training/new.html", {"form": form})
 
 
-def _grid_shows(image: Any) -> tuple:
-    """What a photo's card in the dataset grid shows (the key of the grid's cached HTML)."""
-    return (
-        image.pk,
-        image.original_name,
-        image.original_width,
-        image.original_height,
-        image.byte_size,
-        image.warnings,
-        image.inspection_warnings,
-        image.caption_source,
-        image.caption_model,
-        image.caption,
-    )
+# What a photo's card in the dataset grid shows: the key of the grid's cached HTML.
+_GRID_SHOWS = attrgetter(
+    "pk",
+    "original_name",
+    "original_width",
+    "original_height",
+    "byte_size",
+    "warnings",
+    "inspection_warnings",
+    "caption_source",
+    "caption_model",
+    "caption",
+)
 
 
 def _dataset_context(request: HttpRequest, dataset: Dataset, **extra) -> dict:
@@ -167,7 +166,7 @@ def _dataset_context(request: HttpRequest, dataset: Dataset, **extra) -> dict:
             for image in images
         ],
         # The cards hold {% csrf_token %}: the key is this browser's (fluxsite.fragments.csrf_scope).
-        "grid_key": fragment_key([(t, editable, model_pk, csrf_scope(request)), *map(_grid_shows, images)]),
+        "grid_key": fragment_key([(t, editable, model_pk, csrf_scope(request)), *map(_GRID_SHOWS, images)]),
         "readiness": selectors.dataset_readiness(dataset, images),
         **_captioning_context(dataset, since=since),
         "template_form": CaptionTemplateForm(initial={"template": dataset.caption_template}),

@@ -198,7 +198,7 @@ def test_the_dataset_grid_shows_a_changed_caption_and_a_deleted_photo_at_once(al
     assert f'id="image-{third.pk}"' not in body
 
 
-def test_a_cached_dataset_grid_is_never_served_with_another_browsers_csrf_token(alice):
+def test_a_cached_dataset_grid_is_never_served_with_another_browsers_csrf_token(alice, alice_client):
     """Each card holds a form with {% csrf_token %}: a second browser of the same person (its own
     CSRF secret) must get tokens it can post with, not the first browser's cached ones."""
     import re
@@ -212,7 +212,7 @@ def test_a_cached_dataset_grid_is_never_served_with_another_browsers_csrf_token(
     for client in (laptop, phone):
         client.force_login(alice)
         client.get(reverse("training:list"))  # the browser's CSRF cookie, as a first page gives it
-    add_photos(_client_for_uploads(alice), job, 1)
+    add_photos(alice_client, job, 1)
     image = DatasetImage.objects.get(dataset__training=job)
     save = reverse("training:image_caption", args=[job.pk, image.pk])
 
@@ -230,11 +230,3 @@ def test_a_cached_dataset_grid_is_never_served_with_another_browsers_csrf_token(
         assert answer.status_code == 302, answer.status_code  # 403 if the token were not its own
         image.refresh_from_db()
         assert image.caption == f"caption {n}"
-
-
-def _client_for_uploads(user):
-    from django.test import Client
-
-    client = Client()
-    client.force_login(user)
-    return client
